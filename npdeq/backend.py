@@ -28,11 +28,13 @@ __all__ = [
     "to_scalar",
     "cupy_available",
     "is_numpy",
+    "is_numpy_array",
     "is_cupy",
     "namespace_name",
+    "default_asarray",
     "sliding_windows",
     "fold_windows",
-    "scatter_add_flat",
+    "scatter_add",
     "random_normal",
     "random_uniform",
     "check_same_namespace",
@@ -103,10 +105,20 @@ def _lookup_namespace(a: Any) -> Any:
     return ns
 
 
+def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+    """Convert a Python scalar or nested list to an array of the default namespace (NumPy)."""
+    return _NUMPY_NS.asarray(obj, dtype=dtype, copy=copy)
+
+
 def namespace_name(xp: Any) -> str:
     """Short name of a namespace: ``'numpy'``, ``'cupy'``, ``'array_api_strict'``, ..."""
     name = getattr(xp, "__name__", str(xp))
     return name.replace("array_api_compat.", "")
+
+
+def is_numpy_array(x: Any) -> bool:
+    """Whether ``x`` is a NumPy array or NumPy scalar (cheap: no namespace lookup)."""
+    return isinstance(x, (np.ndarray, np.generic))
 
 
 def is_numpy(xp: Any) -> bool:
@@ -172,9 +184,10 @@ def to_numpy(x: Any) -> np.ndarray:
 
     Tensors are unwrapped through their ``data`` attribute.
     """
-    x = getattr(x, "data", x) if not isinstance(x, np.ndarray) else x
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
+    if hasattr(x, "_node"):  # an npdeq Tensor (this layer cannot import the class)
+        return to_numpy(x.data)
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()
     xp = array_namespace(x)
@@ -278,29 +291,34 @@ def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tupl
 # --- scatter-add ---------------------------------------------------------------------------
 
 
-def scatter_add_flat(size: int, positions: Any, values: Any) -> Any:
-    """Add ``values`` into a zero vector of length ``size`` at flat ``positions`` (repeats add up).
+def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
+    """``zeros(shape)`` with ``values`` added at index ``key``; repeated indices add up.
 
     Args:
-        size: length of the result.
-        positions: 1-D integer array of indices in ``[0, size)``.
-        values: 1-D array of the same length, floating point.
+        shape: shape of the result.
+        key: an index tuple (slices, ints, integer arrays) valid for an array of ``shape``.
+        values: array shaped like ``zeros(shape)[key]``.
 
     Returns:
-        1-D array of length ``size`` with ``values``' dtype, namespace and device.
+        Array of ``shape`` with ``values``' dtype, namespace and device.
     """
     xp = array_namespace(values)
-    out = xp.zeros((size,), dtype=values.dtype, device=device(values))
+    out = xp.zeros(shape, dtype=values.dtype, device=device(values))
     if is_numpy(xp):
-        np.add.at(out, positions, values)
+        np.add.at(out, key, values)
         return out
     if is_cupy(xp):
-        importlib.import_module("cupyx").scatter_add(out, positions, values)
+        importlib.import_module("cupyx").scatter_add(out, key, values)
         return out
-    # Portable fallback: a one-hot matrix product, O(len(positions) * size) memory.
+    # Portable fallback: find the flat position of every selected element, then add them in
+    # with a one-hot matrix product (O(selected * size) memory: fine for tests, slow at scale).
+    size = 1
+    for s in shape:
+        size *= s
+    positions = xp.reshape(xp.reshape(xp.arange(size, device=device(values)), shape)[key], (-1,))
     grid = xp.arange(size, device=device(values))
     onehot = xp.astype(positions[:, None] == grid[None, :], values.dtype)
-    return values @ onehot
+    return xp.reshape(xp.reshape(values, (-1,)) @ onehot, shape)
 
 
 # --- random numbers ------------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""Reverse-mode traversal of the tape: ``backward``, ``grad`` and ``vjp``.
+
+The walk is iterative (a child-count topological order), never recursive, because unrolled
+solvers make deep graphs. Cotangents are summed per tensor; each rule is called only for
+parents that need a gradient, and ``grad(..., inputs)`` prunes the walk to the part of the
+graph that reaches ``inputs``. Rules run under ``no_grad`` unless ``create_graph=True``, in
+which case the backward pass is itself recorded (gradients of gradients). Summing a
+broadcast cotangent down to its input's shape happens here, once, for every op.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.tensor import Tensor, ones_like
+
+__all__ = ["backward", "grad", "vjp"]
+
+
+def _as_tuple(x):
+    if isinstance(x, (tuple, list)):
+        return tuple(x), True
+    return (x,), False
+
+
+def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors with a node, each before all of its parents (a child-count walk)."""
+    children: dict[int, int] = {}
+    stack = [r for r in roots if r._node is not None]
+    seen = {id(r) for r in stack}
+    while stack:
+        t = stack.pop()
+        for _, p in t._node.parents:
+            if p._node is None:
+                continue
+            pid = id(p)
+            children[pid] = children.get(pid, 0) + 1
+            if pid not in seen:
+                seen.add(pid)
+                stack.append(p)
+    order = []
+    ready = [r for r in roots if r._node is not None and children.get(id(r), 0) == 0]
+    done = set()
+    while ready:
+        t = ready.pop()
+        if id(t) in done:
+            continue
+        done.add(id(t))
+        order.append(t)
+        for _, p in t._node.parents:
+            if p._node is None:
+                continue
+            pid = id(p)
+            children[pid] -= 1
+            if children[pid] == 0:
+                ready.append(p)
+    return order
+
+
+def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum a cotangent down to ``shape`` (the inverse of broadcasting), with tape ops."""
+    gshape = tuple(g.shape)
+    if gshape == tuple(shape):
+        return g
+    from npdeq.autodiff.ops import reshape, sum as sum_
+
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = sum_(g, axis=axes)
+    return reshape(g, tuple(shape)) if tuple(g.shape) != tuple(shape) else g
+
+
+def _check_grad_output(out: Tensor, g: Any, index: int) -> Tensor:
+    if g is None:
+        if out.size != 1:
+            raise RuntimeError(
+                f"grad can be created implicitly only for scalar outputs; output {index} has "
+                f"shape {out.shape}: pass grad_outputs (or backward(grad=...)) of that shape")
+        return ones_like(out)
+    g = g if isinstance(g, Tensor) else Tensor(g)
+    if tuple(g.shape) != tuple(out.shape):
+        raise ValueError(
+            f"grad_outputs[{index}] has shape {g.shape} but output {index} has shape {out.shape}")
+    return g
+
+
+def _run(outputs, grad_outputs, inputs, retain_graph, create_graph):
+    """Propagate cotangents from ``outputs``.
+
+    Returns:
+        ``(grads, leaves)``: ``grads`` maps ``id(t)`` to the total cotangent of every leaf
+        reached and of every tensor in ``inputs``; ``leaves`` maps ``id`` to the leaf Tensor.
+    """
+    cotangents: dict[int, Tensor] = {}
+    leaves: dict[int, Tensor] = {}
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"output {i} is a {type(out).__name__}, not a Tensor")
+        if not out.requires_grad:
+            raise RuntimeError(
+                f"output {i} does not require grad and has no graph: nothing it depends on "
+                "requires grad, or it was computed under no_grad()")
+        g = _check_grad_output(out, g, i)
+        prev = cotangents.get(id(out))
+        cotangents[id(out)] = g if prev is None else prev + g
+        if out._node is None:
+            leaves[id(out)] = out
+
+    order = _topological_order(outputs)
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    needed = None
+    if wanted is not None:
+        # A tensor is needed when a requested input is reachable through its parents (freed
+        # nodes too, so that reaching one raises instead of silently dropping a gradient).
+        needed = set(wanted)
+        for t in reversed(order):
+            if t._node.freed or any(id(p) in needed for _, p in t._node.parents):
+                needed.add(id(t))
+
+    grads: dict[int, Tensor] = {}
+    with set_grad_enabled(create_graph):
+        for t in order:
+            g = cotangents.pop(id(t), None)
+            if g is None:
+                continue
+            node = t._node
+            if node.freed:
+                raise RuntimeError(
+                    f"trying to backward through the graph a second time (at "
+                    f"'{node.primitive.name}'), but its saved values were freed by the first "
+                    "backward: pass retain_graph=True to the first backward/grad call")
+            if wanted is not None and id(t) in wanted:
+                grads[id(t)] = g
+            prim = node.primitive
+            for argnum, parent in node.parents:
+                pid = id(parent)
+                if needed is not None and pid not in needed:
+                    continue
+                contribution = prim.vjps[argnum](g, t, *node.args, **node.kwargs)
+                if not isinstance(contribution, Tensor):
+                    contribution = Tensor(contribution)
+                contribution = unbroadcast(contribution, parent.shape)
+                prev = cotangents.get(pid)
+                cotangents[pid] = contribution if prev is None else prev + contribution
+                if parent._node is None:
+                    leaves[pid] = parent
+    if not retain_graph:
+        for t in order:
+            t._node.free()
+    for pid, g in cotangents.items():  # what is left belongs to leaves
+        grads[pid] = g
+    return grads, leaves
+
+
+def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
+             retain_graph: bool = False, create_graph: bool = False) -> None:
+    """Accumulate gradients of ``tensors`` into ``.grad`` of every leaf that requires grad.
+
+    Args:
+        tensors: output Tensor(s).
+        grad_tensors: cotangent(s) of the outputs; may be omitted for one-element outputs.
+        retain_graph: keep the graph for another backward pass (default frees it).
+        create_graph: record the backward pass, so ``.grad`` itself can be differentiated.
+
+    Raises:
+        RuntimeError: a non-scalar output without a cotangent, an output with no graph, or
+            a second backward through a freed graph.
+
+    Example:
+        >>> import npdeq
+        >>> x = npdeq.tensor([3.0], requires_grad=True)
+        >>> npdeq.backward((x * x).sum())
+        >>> x.grad.item()
+        6.0
+    """
+    outputs, _ = _as_tuple(tensors)
+    if grad_tensors is None:
+        grad_tensors = (None,) * len(outputs)
+    else:
+        grad_tensors, _ = _as_tuple(grad_tensors)
+    if len(grad_tensors) != len(outputs):
+        raise ValueError(f"got {len(grad_tensors)} gradients for {len(outputs)} outputs")
+    grads, leaves = _run(outputs, grad_tensors, None, retain_graph, create_graph)
+    for pid, leaf in leaves.items():
+        g = grads.get(pid)
+        if g is None or not leaf.requires_grad:
+            continue
+        if not create_graph:
+            g = g.detach()
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any = None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool = False):
+    """Gradients of ``outputs`` with respect to ``inputs``, without touching ``.grad``.
+
+    Args:
+        outputs: Tensor or sequence of Tensors.
+        inputs: Tensor or sequence of Tensors (leaves or intermediate results).
+        grad_outputs: cotangents of ``outputs`` (arrays or Tensors); may be omitted for
+            one-element outputs.
+        retain_graph: keep the graph after this call; defaults to ``create_graph``.
+        create_graph: record this backward pass (for gradients of gradients).
+        allow_unused: return ``None`` for an input the outputs do not depend on instead of
+            raising.
+
+    Returns:
+        A Tensor when ``inputs`` is a single Tensor, else a tuple, each shaped like its input.
+
+    Raises:
+        RuntimeError: an input not in the graph (without ``allow_unused``), a non-scalar output
+            without a cotangent, or a graph already freed.
+        TypeError: an input that is not a floating-point Tensor.
+
+    Example:
+        >>> import npdeq
+        >>> x = npdeq.tensor([1.0, 2.0], requires_grad=True)
+        >>> npdeq.grad((x ** 2).sum(), x).data
+        array([2., 4.])
+    """
+    outs, _ = _as_tuple(outputs)
+    ins, was_sequence = _as_tuple(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"inputs[{i}] (shape {t.shape}) does not require grad, so it is not in any graph")
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outs)
+    else:
+        grad_outputs, _ = _as_tuple(grad_outputs)
+    if len(grad_outputs) != len(outs):
+        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {len(outs)} outputs")
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads, _ = _run(outs, grad_outputs, ins, retain_graph, create_graph)
+    result = []
+    for i, t in enumerate(ins):
+        g = grads.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"inputs[{i}] (shape {t.shape}) is not in the graph of the outputs; pass "
+                "allow_unused=True to get None for it")
+        result.append(g)
+    return tuple(result) if was_sequence else result[0]
+
+
+def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], Any]]:
+    """Evaluate ``fn(*primals)`` and return its value with a function computing VJPs.
+
+    Args:
+        fn: a function of Tensors returning one Tensor.
+        *primals: arrays or Tensors; they are wrapped as fresh leaves that require grad.
+
+    Returns:
+        ``(out, vjp_fn)``: ``out`` is ``fn``'s value (detached); ``vjp_fn(g)`` returns the
+        tuple of cotangents of ``primals`` for the output cotangent ``g`` and may be called
+        repeatedly.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> out, vjp_fn = npdeq.vjp(npdeq.tanh, np.zeros(2))
+        >>> vjp_fn(np.ones(2))[0].data
+        array([1., 1.])
+    """
+    leaves = tuple(Tensor(p.data if isinstance(p, Tensor) else p, requires_grad=True)
+                   for p in primals)
+    with set_grad_enabled(True):
+        out = fn(*leaves)
+
+    def vjp_fn(g: Any) -> tuple:
+        return grad(out, leaves, grad_outputs=g, retain_graph=True, allow_unused=True)
+
+    return out.detach(), vjp_fn

@@ -1,0 +1,59 @@
+"""Grad mode: whether operations are recorded on the tape. Thread-local. Imports nothing."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """Whether new operations are recorded on the tape in this thread."""
+    return _mode.enabled
+
+
+@contextmanager
+def set_grad_enabled(enabled: bool) -> Iterator[None]:
+    """Context manager that turns recording on or off in this thread, restoring it on exit.
+
+    Args:
+        enabled: whether operations inside the block are recorded.
+
+    Example:
+        >>> with set_grad_enabled(False):
+        ...     assert not is_grad_enabled()
+    """
+    previous = _mode.enabled
+    _mode.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _mode.enabled = previous
+
+
+def no_grad():
+    """Context manager under which nothing is recorded (results carry no graph).
+
+    Example:
+        >>> import npdeq
+        >>> x = npdeq.tensor([1.0, 2.0], requires_grad=True)
+        >>> with npdeq.no_grad():
+        ...     y = x * 2
+        >>> y.requires_grad
+        False
+    """
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    """Context manager that records operations even inside a ``no_grad`` block."""
+    return set_grad_enabled(True)

@@ -1,0 +1,34 @@
+"""Small helpers shared by the op modules (not public)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npdeq import backend
+from npdeq.autodiff.tensor import Tensor
+
+ns = backend.array_namespace
+
+
+def raw(x: Any) -> Any:
+    """The array inside a Tensor (or ``x`` itself)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def mask_like(condition: Any, like: Any) -> Any:
+    """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
+    like = raw(like)
+    return ns(like).astype(raw(condition), like.dtype)
+
+
+def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    return tuple(sorted(set(out)))

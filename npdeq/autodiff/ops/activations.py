@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the activations ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the conv ops."""
+
+__all__: list[str] = []

@@ -1,0 +1,143 @@
+"""Elementwise arithmetic and math ops, each forward beside its VJP rules.
+
+Broadcasting is allowed everywhere; the engine sums cotangents back to each input's shape.
+Binary forwards use Python operators so that Python scalars work on either side.
+"""
+
+from __future__ import annotations
+
+from npdeq.autodiff.ops._util import mask_like, ns, raw
+from npdeq.autodiff.primitive import defvjp, primitive
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
+    "relu", "leaky_relu", "softplus", "maximum", "minimum", "where", "clip", "sign",
+]
+
+add = primitive(lambda a, b: a + b, name="add")
+defvjp(add, lambda g, ans, a, b: g, lambda g, ans, a, b: g)
+
+sub = primitive(lambda a, b: a - b, name="sub")
+defvjp(sub, lambda g, ans, a, b: g, lambda g, ans, a, b: -g)
+
+mul = primitive(lambda a, b: a * b, name="mul")
+defvjp(mul, lambda g, ans, a, b: g * b, lambda g, ans, a, b: g * a)
+
+div = primitive(lambda a, b: a / b, name="div")
+defvjp(div, lambda g, ans, a, b: g / b, lambda g, ans, a, b: -g * ans / b)
+
+neg = primitive(lambda a: -a, name="neg")
+defvjp(neg, lambda g, ans, a: -g)
+
+
+def _safe_log(a):
+    # d(a**b)/db = a**b * log(a); at a == 0 the product is 0 for b > 0, so log(1) is used there.
+    return log(where(raw(a) > 0, a, 1.0))
+
+
+pow = primitive(lambda a, b: a ** b, name="pow")
+defvjp(pow,
+       lambda g, ans, a, b: g * b * a ** (b - 1),
+       lambda g, ans, a, b: g * ans * _safe_log(a))
+
+exp = primitive(lambda a: ns(a).exp(a), name="exp")
+defvjp(exp, lambda g, ans, a: g * ans)
+
+log = primitive(lambda a: ns(a).log(a), name="log")
+defvjp(log, lambda g, ans, a: g / a)
+
+sqrt = primitive(lambda a: ns(a).sqrt(a), name="sqrt")
+defvjp(sqrt, lambda g, ans, a: g / (2.0 * ans))
+
+sign = primitive(lambda a: ns(a).sign(a), name="sign")
+defvjp(sign, lambda g, ans, a: g * 0.0)
+
+abs = primitive(lambda a: ns(a).abs(a), name="abs")
+defvjp(abs, lambda g, ans, a: g * ns(raw(a)).sign(raw(a)))
+
+tanh = primitive(lambda a: ns(a).tanh(a), name="tanh")
+defvjp(tanh, lambda g, ans, a: g * (1.0 - ans * ans))
+
+
+def _sigmoid(a):
+    xp = ns(a)
+    # exp of a non-positive number only: no overflow for large |a|.
+    e = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+sigmoid = primitive(_sigmoid, name="sigmoid")
+defvjp(sigmoid, lambda g, ans, a: g * ans * (1.0 - ans))
+
+relu = primitive(lambda a: ns(a).where(a > 0, a, 0.0), name="relu")
+defvjp(relu, lambda g, ans, a: g * mask_like(raw(a) > 0, g))
+
+leaky_relu = primitive(
+    lambda a, negative_slope=0.01: ns(a).where(a > 0, a, a * negative_slope), name="leaky_relu")
+defvjp(leaky_relu, lambda g, ans, a, negative_slope=0.01:
+       g * ns(raw(a)).where(raw(a) > 0, 1.0, negative_slope))
+
+
+def _softplus(a, beta=1.0, threshold=20.0):
+    xp = ns(a)
+    scaled = a * beta
+    # Above the threshold softplus(x) == x to float precision (PyTorch's convention).
+    return xp.where(scaled > threshold, a, xp.logaddexp(xp.zeros_like(a), scaled) / beta)
+
+
+softplus = primitive(_softplus, name="softplus")
+defvjp(softplus, lambda g, ans, a, beta=1.0, threshold=20.0:
+       where(raw(a) * beta > threshold, g, g * sigmoid(a * beta)))
+
+
+def _tie_weights(a, b):
+    """Share of the cotangent that goes to ``a`` in max(a, b): 1, 0, or 1/2 on ties."""
+    a_raw, b_raw = raw(a), raw(b)
+    xp = ns(a_raw, b_raw)
+    dtype = (a_raw if hasattr(a_raw, "dtype") else b_raw).dtype
+    return (xp.astype(a_raw > b_raw, dtype) + 0.5 * xp.astype(a_raw == b_raw, dtype))
+
+
+maximum = primitive(lambda a, b: ns(a, b).maximum(a, b), name="maximum")
+defvjp(maximum,
+       lambda g, ans, a, b: g * _tie_weights(a, b),
+       lambda g, ans, a, b: g * _tie_weights(b, a))
+
+minimum = primitive(lambda a, b: ns(a, b).minimum(a, b), name="minimum")
+defvjp(minimum,
+       lambda g, ans, a, b: g * _tie_weights(b, a),
+       lambda g, ans, a, b: g * _tie_weights(a, b))
+
+
+def _where(condition, a, b):
+    return ns(condition, a, b).where(condition, a, b)
+
+
+where = primitive(_where, name="where")
+defvjp(where, None,
+       lambda g, ans, c, a, b: where(c, g, 0.0),
+       lambda g, ans, c, a, b: where(c, 0.0, g))
+
+
+def _clip(a, min=None, max=None):
+    xp = ns(a)
+    if min is not None:
+        a = xp.maximum(a, min)
+    if max is not None:
+        a = xp.minimum(a, max)
+    return a
+
+
+def _inside(a, min, max):
+    a = raw(a)
+    xp = ns(a)
+    inside = xp.ones_like(a, dtype=xp.bool)
+    if min is not None:
+        inside = xp.logical_and(inside, a >= min)
+    if max is not None:
+        inside = xp.logical_and(inside, a <= max)
+    return xp.astype(inside, a.dtype)
+
+
+clip = primitive(_clip, name="clip")
+defvjp(clip, lambda g, ans, a, min=None, max=None: g * _inside(a, min, max))

@@ -1,0 +1,56 @@
+"""Indexing: ``getitem`` (basic slicing and integer-array indexing) and its adjoint
+``index_add_zeros`` (scatter the cotangent back, adding at repeated indices). Each is the
+other's VJP, so gradients of any order work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npdeq import backend
+from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.primitive import defvjp, primitive
+from npdeq.autodiff.tensor import Tensor
+
+__all__ = ["getitem", "index_add_zeros"]
+
+
+def _normalize_key(key: Any, like: Any) -> Any:
+    """Unwrap Tensors in ``key`` and turn lists into integer arrays of ``like``'s namespace."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        k = raw(k)
+        if isinstance(k, list):
+            xp = ns(like)
+            k = xp.asarray(k, device=backend.device(like))
+        out.append(k)
+    return tuple(out)
+
+
+def _is_advanced(key: tuple) -> bool:
+    return any(hasattr(k, "shape") for k in key)
+
+
+getitem_ = primitive(lambda a, key: a[key], name="getitem")
+
+
+def getitem(a: Any, key: Any) -> Tensor:
+    """``a[key]`` with basic slicing (ints, slices, None, Ellipsis) and integer arrays."""
+    return getitem_(a, _normalize_key(key, raw(a)))
+
+
+def _index_add_zeros(g, shape, key):
+    xp = ns(g)
+    if not _is_advanced(key):
+        out = xp.zeros(shape, dtype=g.dtype, device=backend.device(g))
+        out[key] = g
+        return out
+    return backend.scatter_add(shape, key, g)
+
+
+index_add_zeros = primitive(_index_add_zeros, name="index_add_zeros")
+"""``zeros(shape)`` with ``g`` added at ``key`` (repeated integer indices add up)."""
+
+defvjp(getitem_, lambda g, ans, a, key: index_add_zeros(g, tuple(a.shape), key))
+defvjp(index_add_zeros, lambda g, ans, v, shape, key: getitem_(g, key))

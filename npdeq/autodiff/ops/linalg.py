@@ -1,0 +1,57 @@
+"""Batched matrix product with NumPy's ``matmul`` semantics, forward beside its VJP rules."""
+
+from __future__ import annotations
+
+from npdeq.autodiff.ops._util import ns
+from npdeq.autodiff.ops.shape import expand_dims, reshape, swapaxes
+from npdeq.autodiff.primitive import defvjp, primitive
+
+__all__ = ["matmul"]
+
+
+def _matmul(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least one dimension, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
+            f"{k_a} (last dimension of a) != {k_b} ({'only' if b.ndim == 1 else 'second-to-last'}"
+            " dimension of b)")
+    return ns(a, b).matmul(a, b)
+
+
+matmul = primitive(_matmul, name="matmul")
+
+
+# Vectors are promoted to matrices ((k,) -> (1, k) on the left, (k, 1) on the right) so one
+# pair of formulas covers every case; the engine then sums batch dimensions back down.
+def _as_matrices(g, a, b):
+    if len(a.shape) == 1:
+        a = reshape(a, (1,) + tuple(a.shape))
+        g = expand_dims(g, axis=-2)
+    if len(b.shape) == 1:
+        b = reshape(b, tuple(b.shape) + (1,))
+        g = expand_dims(g, axis=-1)
+    return g, a, b
+
+
+def _matmul_vjp_a(g, ans, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    ga = matmul(g2, swapaxes(b2, -1, -2))
+    if len(a.shape) == 1:
+        ga = reshape(ga, tuple(ga.shape[:-2]) + (ga.shape[-1],))
+    return ga
+
+
+def _matmul_vjp_b(g, ans, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    gb = matmul(swapaxes(a2, -1, -2), g2)
+    if len(b.shape) == 1:
+        gb = reshape(gb, tuple(gb.shape[:-1]))
+    return gb
+
+
+defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the losses ops."""
+
+__all__: list[str] = []

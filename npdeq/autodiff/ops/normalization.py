@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the normalization ops."""
+
+__all__: list[str] = []

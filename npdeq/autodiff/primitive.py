@@ -1,0 +1,139 @@
+"""The primitive registry: an op's raw forward and its VJP rules, declared side by side.
+
+A primitive wraps a function on raw arrays. Calling it with Tensors unwraps them, runs the
+function, and, when grad mode is on and some argument requires a gradient, records a
+:class:`Node` on the result. :func:`defvjp` attaches one VJP rule per positional argument::
+
+    exp = primitive(lambda x: array_namespace(x).exp(x), name="exp")
+    defvjp(exp, lambda g, ans, x: g * ans)
+
+A rule has the signature ``rule(g, ans, *args, **kwargs)``: ``g`` is the cotangent of the
+output, ``ans`` the output Tensor, ``args``/``kwargs`` the op's own arguments (Tensors where
+Tensors were passed). Rules are written with npdeq ops, so the engine can record them for
+gradients of gradients; they are stateless (no closures over outputs), so the graph holds no
+reference cycles. Summing a rule's result down to a broadcast input's shape is the engine's
+job, not the rule's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from npdeq import backend
+from npdeq.autodiff.mode import _mode
+from npdeq.autodiff.tensor import Tensor
+
+__all__ = ["Node", "Primitive", "primitive", "defvjp"]
+
+_PY_SCALARS = (bool, int, float, complex)
+
+
+class Node:
+    """One recorded call: the primitive, its arguments, and the parents that need gradients.
+
+    ``parents`` is a tuple of ``(argnum, Tensor)`` pairs. After a backward pass without
+    ``retain_graph`` the node is freed: its arguments are dropped (so their arrays can be
+    collected) and a second backward through it raises ``RuntimeError``.
+    """
+
+    __slots__ = ("primitive", "args", "kwargs", "parents", "freed")
+
+    def __init__(self, primitive: "Primitive", args: tuple, kwargs: dict,
+                 parents: tuple) -> None:
+        self.primitive = primitive
+        self.args = args
+        self.kwargs = kwargs
+        self.parents = parents
+        self.freed = False
+
+    def free(self) -> None:
+        self.args = None
+        self.kwargs = None
+        self.parents = ()
+        self.freed = True
+
+
+class Primitive:
+    """A differentiable operation; see the module docstring. Create with :func:`primitive`."""
+
+    __slots__ = ("name", "fun", "vjps")
+
+    def __init__(self, fun: Callable[..., Any], name: str | None = None) -> None:
+        self.fun = fun
+        self.name = name or fun.__name__
+        self.vjps: dict[int, Callable[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"<npdeq primitive {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        raw = list(args)
+        parents = []
+        arrays = 0
+        first = None
+        record = _mode.enabled
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):
+                d = a.data
+                raw[i] = d
+                if record and a.requires_grad:
+                    parents.append((i, a))
+            elif a is None or type(a) in _PY_SCALARS or not hasattr(a, "shape"):
+                continue
+            else:
+                d = a
+            arrays += 1
+            if first is None:
+                first = d
+            elif type(d) is not type(first) or not backend.is_numpy_array(d):
+                # Different array types (or a non-NumPy library): check namespace and device
+                # so the user sees which op mixed what, not a deep library error.
+                backend.check_same_namespace(
+                    [x.data if isinstance(x, Tensor) else x for x in args], self.name)
+        out = self.fun(*raw, **kwargs)
+        if parents:
+            for argnum, _ in parents:
+                if argnum not in self.vjps:
+                    raise NotImplementedError(
+                        f"{self.name}: no VJP rule for argument {argnum}; it cannot be "
+                        "differentiated with respect to that argument")
+            return Tensor._from_node(out, Node(self, args, kwargs, tuple(parents)))
+        return Tensor(out)
+
+
+def primitive(fun: Callable[..., Any] | None = None, *, name: str | None = None):
+    """Turn a function on raw arrays into a differentiable :class:`Primitive`.
+
+    Args:
+        fun: the raw forward, ``fun(*arrays, **params) -> array``.
+        name: the op's name in error messages (default ``fun.__name__``).
+
+    Returns:
+        The primitive (usable as a decorator, with or without ``name=``).
+
+    Example:
+        >>> @primitive
+        ... def cube(x):
+        ...     return x * x * x
+        >>> defvjp(cube, lambda g, ans, x: g * 3 * x * x)
+    """
+    if fun is None:
+        return lambda f: Primitive(f, name)
+    return Primitive(fun, name)
+
+
+def defvjp(prim: Primitive, *rules: Callable[..., Any] | None) -> Primitive:
+    """Register VJP rules for ``prim``, one per positional argument, in order.
+
+    Args:
+        prim: the primitive.
+        *rules: ``rule(g, ans, *args, **kwargs)`` returning the cotangent of that argument,
+            or ``None`` for an argument that is not differentiable (integers, flags).
+
+    Returns:
+        ``prim``.
+    """
+    for argnum, rule in enumerate(rules):
+        if rule is not None:
+            prim.vjps[argnum] = rule
+    return prim

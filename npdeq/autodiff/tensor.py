@@ -1,0 +1,248 @@
+"""The ``Tensor``: an array of any supported namespace plus its place on the tape.
+
+A Tensor made by a recorded operation holds a :class:`~npdeq.autodiff.primitive.Node` (the
+primitive, its arguments and the parent Tensors that require a gradient); the graph is these
+parent pointers, nothing global. Operator methods (``+``, ``@``, ``x.sum()``, ...) are
+attached by :mod:`npdeq.autodiff.methods` once the ops exist, so this module imports only the
+backend and the grad mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npdeq import backend
+
+__all__ = ["Tensor", "tensor", "as_tensor", "zeros_like", "ones_like"]
+
+
+def _is_floating(xp: Any, dtype: Any) -> bool:
+    return xp.isdtype(dtype, ("real floating", "complex floating"))
+
+
+class Tensor:
+    """An array that can record the operations applied to it, for reverse-mode gradients.
+
+    Args:
+        data: an array of any supported library (NumPy, CuPy, array_api_strict, ...), a
+            Tensor (its array is shared, not copied), or a Python scalar / nested list
+            (converted to NumPy).
+        requires_grad: whether gradients with respect to this tensor are wanted.
+
+    Raises:
+        TypeError: ``requires_grad=True`` on a non-floating-point array.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> x = npdeq.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+        >>> (x * x).sum().backward()
+        >>> x.grad.data
+        array([2., 4.])
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "_node", "__weakref__")
+    # NumPy must defer to Tensor's reflected operators (ndarray * Tensor -> Tensor.__rmul__).
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        elif type(data) in (bool, int, float, list, tuple):
+            data = backend.default_asarray(data)
+        self.data = data
+        self.grad: Tensor | None = None
+        self._node = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_node(cls, data: Any, node: Any) -> "Tensor":
+        # The hot path of every recorded op: skip __init__'s checks.
+        t = cls.__new__(cls)
+        t.data = data
+        t.grad = None
+        t._node = node
+        t.requires_grad = True
+        return t
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Set ``requires_grad`` in place (leaves only) and return ``self``.
+
+        Raises:
+            TypeError: asking for a gradient of an integer or boolean tensor.
+            RuntimeError: turning it off on a non-leaf.
+        """
+        if requires_grad:
+            xp = backend.array_namespace(self.data)
+            if not _is_floating(xp, self.data.dtype):
+                raise TypeError(
+                    f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+                )
+        elif self._node is not None:
+            raise RuntimeError("requires_grad can only be turned off on a leaf; use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # -- array attributes -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.data.shape:
+            n *= s
+        return n
+
+    @property
+    def device(self) -> Any:
+        return backend.device(self.data)
+
+    @property
+    def xp(self) -> Any:
+        """The array namespace of the underlying array."""
+        return backend.array_namespace(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded operation."""
+        return self._node is None
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __int__(self) -> int:
+        return int(self.data)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        ns = backend.namespace_name(backend.array_namespace(self.data))
+        return f"Tensor({self.data!r}{grad}, xp={ns})"
+
+    # -- conversions ------------------------------------------------------------------------
+    def detach(self) -> "Tensor":
+        """A new leaf sharing this tensor's array, cut off from the graph."""
+        return Tensor(self.data)
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python scalar (a host synchronisation)."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return backend.to_scalar(self.data.reshape(()) if hasattr(self.data, "reshape")
+                                 else self.data)
+
+    def numpy(self) -> Any:
+        """A NumPy copy of the data (copied from the device for CuPy)."""
+        return backend.to_numpy(self.data)
+
+    def backward(self, grad: Any = None, retain_graph: bool = False,
+                 create_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into ``.grad`` of the leaves.
+
+        See :func:`npdeq.autodiff.engine.backward`.
+        """
+        from npdeq.autodiff.engine import backward
+
+        backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
+           device: Any = None) -> Tensor:
+    """Create a new leaf Tensor holding a copy of ``data``.
+
+    Args:
+        data: array, Tensor, Python scalar or nested list.
+        dtype: dtype of the result (in the target namespace); default keeps ``data``'s, and
+            Python floats become float64.
+        requires_grad: whether to record operations on it.
+        xp: namespace to create the array in; default is ``data``'s own, or NumPy.
+        device: device to create it on; default is ``data``'s.
+
+    Returns:
+        A leaf Tensor.
+
+    Raises:
+        TypeError: ``requires_grad=True`` with an integer dtype.
+
+    Example:
+        >>> import npdeq
+        >>> npdeq.tensor([1.0, 2.0], requires_grad=True).shape
+        (2,)
+    """
+    return _make(data, dtype, requires_grad, xp, device, copy=True)
+
+
+def as_tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
+              device: Any = None) -> Tensor:
+    """Like :func:`tensor` but shares ``data``'s memory when no conversion is needed.
+
+    A Tensor passed in is returned unchanged when no dtype, namespace or device change is
+    asked for.
+    """
+    if isinstance(data, Tensor) and dtype is None and xp is None and device is None:
+        if requires_grad and not data.requires_grad:
+            return Tensor(data.data, requires_grad=True)
+        return data
+    return _make(data, dtype, requires_grad, xp, device, copy=None)
+
+
+_PYTHON_DATA = (bool, int, float, list, tuple)
+
+
+def _make(data, dtype, requires_grad, xp, device, copy):
+    if isinstance(data, Tensor):
+        data = data.data
+    if type(data) in _PYTHON_DATA:
+        if xp is None:
+            return Tensor(backend.default_asarray(data, dtype=dtype), requires_grad=requires_grad)
+        kwargs = {} if device is None else {"device": device}
+        return Tensor(xp.asarray(data, dtype=dtype, **kwargs), requires_grad=requires_grad)
+    source = backend.array_namespace(data)
+    target = source if xp is None else xp
+    if target is not source:
+        data = backend.to_numpy(data)  # crossing libraries goes through the host
+    elif device is None:
+        device = backend.device(data)
+    kwargs = {} if device is None else {"device": device}
+    array = target.asarray(data, dtype=dtype, copy=copy, **kwargs)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor | Any, requires_grad: bool = False) -> Tensor:
+    """A leaf of zeros with ``t``'s shape, dtype, namespace and device."""
+    data = t.data if isinstance(t, Tensor) else t
+    xp = backend.array_namespace(data)
+    return Tensor(xp.zeros_like(data), requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor | Any, requires_grad: bool = False) -> Tensor:
+    """A leaf of ones with ``t``'s shape, dtype, namespace and device."""
+    data = t.data if isinstance(t, Tensor) else t
+    xp = backend.array_namespace(data)
+    return Tensor(xp.ones_like(data), requires_grad=requires_grad)

@@ -1,0 +1,198 @@
+"""Checking the tape's derivatives against central finite differences.
+
+``check_grads`` follows HIPS autograd's idea: project onto random directions, so one check
+costs a handful of function calls whatever the input size, and recurse for higher orders
+(the derivative of a directional derivative is checked the same way, through the tape's
+``create_graph``). May import numpy: it lives in ``npdeq.testing``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from npdeq import backend
+from npdeq.autodiff import Tensor, enable_grad, grad, no_grad
+
+__all__ = ["check_grads", "numerical_vjp", "numerical_jacobian", "default_eps"]
+
+
+def default_eps(x: Any) -> float:
+    """A finite-difference step for ``x``: scaled to its dtype's precision and magnitude."""
+    data = x.data if isinstance(x, Tensor) else x
+    xp = backend.array_namespace(data)
+    finfo = xp.finfo(data.dtype)
+    scale = 1.0 + float(np.max(np.abs(backend.to_numpy(data)))) if data.size else 1.0
+    # Central differences: truncation ~eps^2, rounding ~unit/eps; cube root balances them.
+    return float(finfo.eps) ** (1.0 / 3.0) * scale
+
+
+def _raw(a):
+    return a.data if isinstance(a, Tensor) else a
+
+
+def _call(fun, arrays):
+    with no_grad():
+        out = fun(*[Tensor(a) for a in arrays])
+    return _raw(out)
+
+
+def _inner(a, b) -> float:
+    return float(np.sum(backend.to_numpy(a) * backend.to_numpy(b)))
+
+
+def _random_like(x, rng):
+    return backend.random_normal(tuple(x.shape), like=x, seed=rng)
+
+
+def numerical_vjp(fun: Callable[..., Any], args: Sequence[Any], cotangent: Any,
+                  directions: Sequence[Any], eps: float | None = None) -> float:
+    """Central finite difference of ``<cotangent, fun(*args)>`` along ``directions``.
+
+    Args:
+        fun: function of Tensors returning one Tensor.
+        args: the point (arrays or Tensors).
+        cotangent: array shaped like ``fun``'s output.
+        directions: one array per argument (``None`` holds that argument fixed).
+        eps: the step; default the smallest :func:`default_eps` of the arguments.
+
+    Returns:
+        ``sum_i <J_i^T cotangent, directions_i>`` to O(eps^2).
+    """
+    arrays = [_raw(a) for a in args]
+    h = _common_step(arrays, eps)
+    plus = [a if d is None else a + h * d for a, d in zip(arrays, directions)]
+    minus = [a if d is None else a - h * d for a, d in zip(arrays, directions)]
+    return (_inner(cotangent, _call(fun, plus)) - _inner(cotangent, _call(fun, minus))) / (2 * h)
+
+
+def _common_step(arrays, eps):
+    return float(eps) if eps is not None else min(default_eps(a) for a in arrays)
+
+
+def numerical_jacobian(fun: Callable[..., Any], x: Any, eps: float | None = None) -> np.ndarray:
+    """Dense Jacobian of ``fun`` at ``x`` by central differences (for small problems).
+
+    Args:
+        fun: function of one Tensor returning one Tensor.
+        x: the point, an array of shape ``S_in``.
+        eps: step; default :func:`default_eps`.
+
+    Returns:
+        NumPy array of shape ``S_out + S_in``.
+    """
+    x = _raw(x)
+    xp = backend.array_namespace(x)
+    h = default_eps(x) if eps is None else eps
+    flat = backend.to_numpy(x).reshape(-1)
+    columns = []
+    for i in range(flat.size):
+        e = np.zeros_like(flat)
+        e[i] = h
+        step = xp.asarray(e.reshape(x.shape), device=backend.device(x))
+        columns.append((backend.to_numpy(_call(fun, [x + step]))
+                        - backend.to_numpy(_call(fun, [x - step]))) / (2 * h))
+    out_shape = columns[0].shape
+    return np.stack(columns, axis=-1).reshape(out_shape + tuple(x.shape))
+
+
+def _fail(kind, order, observed, expected, seed, rtol, atol):
+    raise AssertionError(
+        f"{kind}-mode derivative of order {order} does not match finite differences: "
+        f"tape gives {observed!r}, finite differences give {expected!r} "
+        f"(|diff| = {abs(observed - expected):.3e}, rtol={rtol}, atol={atol}); "
+        f"replay with seed={seed}")
+
+
+def _close(observed, expected, rtol, atol):
+    return abs(observed - expected) <= atol + rtol * abs(expected)
+
+
+def check_grads(fun: Callable[..., Any], *args: Any, modes: Sequence[str] = ("rev",),
+                order: int = 1, eps: float | None = None, rtol: float = 1e-6,
+                atol: float = 1e-6, seed: int = 0) -> None:
+    """Check ``fun``'s tape derivatives against central finite differences.
+
+    For ``'rev'`` the VJP with a random output cotangent u, projected on random input
+    directions v, must equal the finite difference of ``<u, fun>`` along v. For ``'fwd'`` the
+    JVP (from the tape by the double-VJP trick) along v must equal the finite difference of
+    ``fun`` along v, projected on u. ``order=2`` then checks the derivative of the first-order
+    directional derivative the same way, and so on.
+
+    Args:
+        fun: function of Tensors returning one floating-point Tensor.
+        *args: the point, arrays (float64 recommended) or Tensors.
+        modes: any of ``'rev'`` and ``'fwd'``.
+        order: highest derivative order to check.
+        eps: finite-difference step; default scaled to each argument.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        seed: seed of the random directions (reported on failure for replay).
+
+    Raises:
+        AssertionError: a mismatch, with the observed and expected values and the seed.
+        ValueError: an unknown mode or ``order < 1``.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> check_grads(lambda x: npdeq.tanh(x) * x, np.linspace(-1, 1, 5), order=2)
+    """
+    for mode in modes:
+        if mode not in ("rev", "fwd"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'rev' or 'fwd'")
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    arrays = [_raw(a) for a in args]
+    rng = np.random.default_rng(seed)
+    out = _call(fun, arrays)
+    u = _random_like(out, rng)
+    vs = [_random_like(a, rng) for a in arrays]
+    expected = numerical_vjp(fun, arrays, u, vs, eps=eps)
+
+    def tape_directional(*xs):
+        # Inputs that already carry a graph (the next order's check) are used as they are,
+        # so the derivative taken here is recorded for that check.
+        with enable_grad():
+            leaves = [x if isinstance(x, Tensor) and x.requires_grad
+                      else Tensor(_raw(x), requires_grad=True) for x in xs]
+            y = fun(*leaves)
+            if not y.requires_grad:  # fun is constant in its inputs here (e.g. max's mask)
+                return Tensor(backend.array_namespace(y.data).sum(y.data * 0.0))
+            gs = grad(y, leaves, grad_outputs=u, create_graph=True, allow_unused=True)
+            total = None
+            for g, d in zip(gs, vs):
+                if g is not None:
+                    term = (g * d).sum()
+                    total = term if total is None else total + term
+            return total if total is not None else (y * 0.0).sum()
+
+    for mode in modes:
+        if mode == "rev":
+            observed = backend.to_scalar(_raw(tape_directional(*arrays)))
+        else:
+            observed = _jvp_projection(fun, arrays, u, vs)
+        if not _close(observed, expected, rtol, atol):
+            _fail(mode, 1, observed, expected, seed, rtol, atol)
+    if order > 1:
+        check_grads(tape_directional, *arrays, modes=("rev",), order=order - 1, eps=eps,
+                    rtol=rtol, atol=atol, seed=seed + 1)
+
+
+def _jvp_projection(fun, arrays, u, directions):
+    """``<u, J v>`` from the tape: the VJP is linear in its cotangent, so differentiating
+    ``<vjp(w), v>`` with respect to w gives ``J v``."""
+    with enable_grad():
+        leaves = [Tensor(x, requires_grad=True) for x in arrays]
+        y = fun(*leaves)
+        w = Tensor(backend.array_namespace(y.data).zeros_like(y.data), requires_grad=True)
+        gs = grad(y, leaves, grad_outputs=w, create_graph=True, allow_unused=True)
+        total = None
+        for g, d in zip(gs, directions):
+            if g is not None:
+                term = (g * d).sum()
+                total = term if total is None else total + term
+        if total is None:
+            return 0.0
+        jv = grad(total, w, allow_unused=True)
+    return 0.0 if jv is None else _inner(u, jv.data)
