@@ -6,13 +6,13 @@ from npdeq.autodiff.engine import backward, grad, vjp
 from npdeq.autodiff.mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from npdeq.autodiff.ops import *  # noqa: F401,F403
 from npdeq.autodiff.ops import __all__ as _ops_all
-from npdeq.autodiff.primitive import Node, Primitive, defvjp, primitive
+from npdeq.autodiff.primitive import Node, Primitive, defvjp, defvjp_argnums, primitive
 from npdeq.autodiff.tensor import Tensor, as_tensor, ones_like, tensor, zeros_like
 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros_like", "ones_like",
     "backward", "grad", "vjp",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
-    "primitive", "defvjp", "Primitive", "Node",
+    "primitive", "defvjp", "defvjp_argnums", "Primitive", "Node",
     *_ops_all,
 ]

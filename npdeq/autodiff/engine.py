@@ -16,7 +16,7 @@ from npdeq import backend
 from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.tensor import Tensor, ones_like
 
-__all__ = ["backward", "grad", "vjp"]
+__all__ = ["backward", "grad", "vjp", "partial_grad"]
 
 
 def _as_tuple(x):
@@ -25,13 +25,24 @@ def _as_tuple(x):
     return (x,), False
 
 
-def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Tensors with a node, each before all of its parents (a child-count walk)."""
+def _call_rules(node, ans, g, parents):
+    """The cotangents of ``parents`` (``(argnum, Tensor)`` pairs) for output cotangent g."""
+    prim = node.primitive
+    if prim.vjp_argnums is not None:
+        return prim.vjp_argnums([a for a, _ in parents], g, ans, *node.args, **node.kwargs)
+    return [prim.vjps[a](g, ans, *node.args, **node.kwargs) for a, _ in parents]
+
+
+def _topological_order(roots: Sequence[Tensor], stop: set | None = None) -> list[Tensor]:
+    """Tensors with a node, each before all of its parents (a child-count walk); the walk
+    does not go past tensors whose id is in ``stop``."""
     children: dict[int, int] = {}
     stack = [r for r in roots if r._node is not None]
     seen = {id(r) for r in stack}
     while stack:
         t = stack.pop()
+        if stop is not None and id(t) in stop:
+            continue
         for _, p in t._node.parents:
             if p._node is None:
                 continue
@@ -49,6 +60,8 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
             continue
         done.add(id(t))
         order.append(t)
+        if stop is not None and id(t) in stop:
+            continue
         for _, p in t._node.parents:
             if p._node is None:
                 continue
@@ -88,7 +101,7 @@ def _check_grad_output(out: Tensor, g: Any, index: int) -> Tensor:
     return g
 
 
-def _run(outputs, grad_outputs, inputs, retain_graph, create_graph):
+def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inputs=False):
     """Propagate cotangents from ``outputs``.
 
     Returns:
@@ -110,8 +123,8 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph):
         if out._node is None:
             leaves[id(out)] = out
 
-    order = _topological_order(outputs)
     wanted = None if inputs is None else {id(t) for t in inputs}
+    order = _topological_order(outputs, wanted if stop_at_inputs else None)
     needed = None
     if wanted is not None:
         # A tensor is needed when a requested input is reachable through its parents (freed
@@ -135,12 +148,12 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph):
                     "backward: pass retain_graph=True to the first backward/grad call")
             if wanted is not None and id(t) in wanted:
                 grads[id(t)] = g
-            prim = node.primitive
-            for argnum, parent in node.parents:
-                pid = id(parent)
-                if needed is not None and pid not in needed:
+                if stop_at_inputs:
                     continue
-                contribution = prim.vjps[argnum](g, t, *node.args, **node.kwargs)
+            parents = node.parents if needed is None else [
+                (argnum, p) for argnum, p in node.parents if id(p) in needed]
+            for (argnum, parent), contribution in zip(parents, _call_rules(node, t, g, parents)):
+                pid = id(parent)
                 if not isinstance(contribution, Tensor):
                     contribution = Tensor(contribution)
                 contribution = unbroadcast(contribution, parent.shape)
@@ -249,6 +262,21 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                 "allow_unused=True to get None for it")
         result.append(g)
     return tuple(result) if was_sequence else result[0]
+
+
+def partial_grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any) -> list:
+    """Partial derivatives of ``output`` with respect to ``inputs``, holding each input fixed.
+
+    Unlike :func:`grad`, the walk stops at every input: when one input depends on another,
+    the second's result excludes the path through the first. Gradient rules that hand
+    cotangents to their parents use this (the engine then adds the indirect paths). The
+    graph is retained; the pass is not recorded.
+
+    Returns:
+        One Tensor per input, or ``None`` where ``output`` does not depend on it.
+    """
+    grads, _ = _run((output,), (grad_output,), tuple(inputs), True, False, stop_at_inputs=True)
+    return [grads.get(id(t)) for t in inputs]
 
 
 def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Tensor, Callable[[Any], Any]]:

@@ -17,26 +17,38 @@ job, not the rule's.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff.mode import _mode
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["Node", "Primitive", "primitive", "defvjp"]
+__all__ = ["Node", "Primitive", "primitive", "defvjp", "defvjp_argnums", "tape_clock"]
 
 _PY_SCALARS = (bool, int, float, complex)
+
+
+_clock = itertools.count()
+
+
+def tape_clock() -> int:
+    """A counter that grows with every recorded node: nodes made after a reading have a
+    larger ``clock``. Gradient rules use it to tell the tensors a function made from the
+    ones it closed over."""
+    return next(_clock)
 
 
 class Node:
     """One recorded call: the primitive, its arguments, and the parents that need gradients.
 
-    ``parents`` is a tuple of ``(argnum, Tensor)`` pairs. After a backward pass without
-    ``retain_graph`` the node is freed: its arguments are dropped (so their arrays can be
-    collected) and a second backward through it raises ``RuntimeError``.
+    ``parents`` is a tuple of ``(argnum, Tensor)`` pairs; ``clock`` the tape clock at
+    recording. After a backward pass without ``retain_graph`` the node is freed: its
+    arguments are dropped (so their arrays can be collected) and a second backward through
+    it raises ``RuntimeError``.
     """
 
-    __slots__ = ("primitive", "args", "kwargs", "parents", "freed")
+    __slots__ = ("primitive", "args", "kwargs", "parents", "freed", "clock")
 
     def __init__(self, primitive: "Primitive", args: tuple, kwargs: dict,
                  parents: tuple) -> None:
@@ -45,6 +57,7 @@ class Node:
         self.kwargs = kwargs
         self.parents = parents
         self.freed = False
+        self.clock = next(_clock)
 
     def free(self) -> None:
         self.args = None
@@ -56,12 +69,14 @@ class Node:
 class Primitive:
     """A differentiable operation; see the module docstring. Create with :func:`primitive`."""
 
-    __slots__ = ("name", "fun", "vjps")
+    __slots__ = ("name", "fun", "vjps", "vjp_argnums")
 
     def __init__(self, fun: Callable[..., Any], name: str | None = None) -> None:
         self.fun = fun
         self.name = name or fun.__name__
         self.vjps: dict[int, Callable[..., Any]] = {}
+        # A rule computing the cotangents of several arguments at once (defvjp_argnums).
+        self.vjp_argnums: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"<npdeq primitive {self.name}>"
@@ -93,7 +108,7 @@ class Primitive:
         out = self.fun(*raw, **kwargs)
         if parents:
             for argnum, _ in parents:
-                if argnum not in self.vjps:
+                if argnum not in self.vjps and self.vjp_argnums is None:
                     raise NotImplementedError(
                         f"{self.name}: no VJP rule for argument {argnum}; it cannot be "
                         "differentiated with respect to that argument")
@@ -136,4 +151,23 @@ def defvjp(prim: Primitive, *rules: Callable[..., Any] | None) -> Primitive:
     for argnum, rule in enumerate(rules):
         if rule is not None:
             prim.vjps[argnum] = rule
+    return prim
+
+
+def defvjp_argnums(prim: Primitive, rule: Callable[..., Any]) -> Primitive:
+    """Register one rule that returns the cotangents of several arguments together.
+
+    For ops whose cotangents share an expensive step (an adjoint solve, a reverse sweep):
+    the engine calls ``rule(argnums, g, ans, *args, **kwargs)`` once per node with the
+    positions that need a gradient and expects a tuple of cotangents in that order
+    (HIPS autograd's ``defvjp_argnums``).
+
+    Args:
+        prim: the primitive.
+        rule: the shared rule.
+
+    Returns:
+        ``prim``.
+    """
+    prim.vjp_argnums = rule
     return prim
