@@ -1,0 +1,84 @@
+"""``npdeq.fixed_point``: a differentiable fixed point for users without DEQ modules.
+
+Imports the tape, the solvers and the gradient rules of this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from npdeq.autodiff import Tensor, no_grad
+from npdeq.grad.ift import implicit_grad
+from npdeq.grad.phantom import phantom_grad
+from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
+from npdeq.solver import get_solver
+
+__all__ = ["fixed_point"]
+
+
+def _array_map(func: Callable[..., Any], single: bool) -> Callable[..., Any]:
+    """``func`` on Tensors as a map on raw arrays for the solvers (nothing recorded)."""
+    def mapped(*zs):
+        with no_grad():
+            out = call_state_func(func, tuple(Tensor(z) for z in zs))
+        return out[0].data if single else tuple(o.data for o in out)
+    return mapped
+
+
+def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
+                grad: str | int | None = "ift", tau: float = 1.0,
+                solver_kwargs: dict | None = None, b_solver: str = "fixed_point_iter",
+                b_solver_kwargs: dict | None = None) -> tuple[Any, dict]:
+    """Solve ``z = func(z)`` and return z* carrying the chosen gradient rule.
+
+    Args:
+        func: map on Tensors, ``func(z) -> z`` (or ``func(*zs) -> zs`` for a tuple state),
+            closing over whatever requires grad (parameters, inputs).
+        z0: initial state: a ``(B, ...)`` array or Tensor, or a tuple of them sharing B.
+        solver: forward solver name (``'anderson'``, ``'fixed_point_iter'``, ``'broyden'``).
+        grad: ``'ift'`` (implicit differentiation), an int k (PhantomGrad with k damped
+            steps; ``1`` is the 1-step gradient), or ``None`` (no gradient).
+        tau: PhantomGrad damping.
+        solver_kwargs: forward solver arguments (``max_iter``, ``tol``, ``stop_mode``, ...).
+        b_solver: IFT backward solver (or ``'direct'``).
+        b_solver_kwargs: its arguments.
+
+    Returns:
+        ``(z, info)``: ``z`` a Tensor (tuple of Tensors for a tuple state); ``info`` the
+        forward solver's statistics, whose ``'backward'`` entry holds the backward solver's
+        statistics once a backward pass has run (``None`` before).
+
+    Raises:
+        ValueError: an unknown ``grad`` or solver.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> A = npdeq.tensor(np.array([[0.5, 0.1], [0.0, 0.3]]), requires_grad=True)
+        >>> b = npdeq.tensor(np.ones((1, 2)), requires_grad=True)
+        >>> z, info = npdeq.fixed_point(lambda z: z @ A.T + b, np.zeros((1, 2)),
+        ...                             solver_kwargs={"tol": 1e-10})
+        >>> z.sum().backward()
+        >>> A.grad is not None and b.grad is not None
+        True
+    """
+    if not (grad is None or grad == "ift" or
+            (isinstance(grad, int) and not isinstance(grad, bool) and grad >= 1)):
+        raise ValueError(f"grad must be 'ift', a positive int (PhantomGrad steps) or None, "
+                         f"got {grad!r}")
+    states = as_state_tuple(z0)
+    arrays = raw_arrays(states)
+    single = not isinstance(z0, (tuple, list))
+    solve = get_solver(solver)
+    z_star, _, info = solve(_array_map(func, single), arrays[0] if single else arrays,
+                            **(solver_kwargs or {}))
+    z_star = as_state_tuple(z_star)
+    info["backward"] = None
+    if grad is None:
+        return restore(tuple(Tensor(z) for z in z_star), z0), info
+    if grad == "ift":
+        def writer(stats):
+            info["backward"] = stats
+        out = implicit_grad(func, z_star, b_solver, b_solver_kwargs, writer)
+    else:
+        out = phantom_grad(func, z_star, grad, tau)[-1]
+    return restore(out, z0), info
