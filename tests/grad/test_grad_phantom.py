@@ -1,0 +1,148 @@
+"""PhantomGrad rule: equals hand-unrolled back-propagation, flat memory, IFT limit."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import npdeq
+from npdeq.grad import backward_factory, fixed_point, phantom_grad, supervised_steps
+
+from grad_problems import MLPProblem, TwoStateProblem, contractive
+
+
+def _hand_unrolled(func, z_star, k, tau, steps):
+    z = tuple(npdeq.Tensor(a) for a in z_star)
+    kept = []
+    for step in range(1, k + 1):
+        fz = func(*z)
+        fz = fz if isinstance(fz, tuple) else (fz,)
+        z = tuple(tau * a + (1.0 - tau) * b for a, b in zip(fz, z))
+        if step in steps:
+            kept.append(z)
+    return kept
+
+
+def _loss(states):
+    total = None
+    for i, state in enumerate(states):
+        for s in state:
+            term = ((s * s) * float(i + 1)).sum()
+            total = term if total is None else total + term
+    return total
+
+
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 6), tau=st.floats(0.1, 1.0),
+       sup_gap=st.sampled_from([-1, 1, 2, 3]), two_state=st.booleans())
+def test_phantom_equals_hand_unrolled(xp, to_xp, seed, k, tau, sup_gap, two_state):
+    prob = TwoStateProblem(to_xp, seed) if two_state else MLPProblem(to_xp, seed)
+    rng = np.random.default_rng(seed)
+    z_star = tuple(to_xp(rng.standard_normal(tuple(z.shape)))
+                   for z in (prob.z0 if two_state else (prob.z0,)))
+    results = []
+    for method in ("rule", "hand"):
+        p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+        func = prob.func(*[p[n] for n in prob.names])
+        steps = supervised_steps(k, sup_gap)
+        if method == "rule":
+            states = phantom_grad(func, z_star, k=k, tau=tau, sup_gap=sup_gap)
+        else:
+            states = _hand_unrolled(func, z_star, k, tau, steps)
+        assert len(states) == len(steps)
+        _loss(states).backward()
+        results.append({n: p[n].grad.numpy() for n in prob.names})
+    for n in prob.names:
+        np.testing.assert_allclose(results[0][n], results[1][n], rtol=1e-10, atol=1e-12,
+                                   err_msg=n)
+
+
+def test_supervised_steps():
+    assert supervised_steps(5) == [5]
+    assert supervised_steps(6, sup_gap=2) == [2, 4, 6]
+    assert supervised_steps(5, sup_gap=2) == [2, 4, 5]
+    assert supervised_steps(5, sup_loc=[1, 3]) == [1, 3, 5]
+    with pytest.raises(ValueError, match="sup_loc"):
+        supervised_steps(3, sup_loc=[4])
+
+
+def test_one_step_gradient_tends_to_ift_as_k_grows(xp, to_xp):
+    prob = MLPProblem(to_xp, seed=3, norm=0.6)
+    grads = {}
+    for method in ("ift", 1, 5, 25):
+        p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+        z, _ = fixed_point(prob.func(*[p[n] for n in prob.names]), prob.z0, grad=method,
+                           solver_kwargs={"tol": 1e-12, "max_iter": 300},
+                           b_solver_kwargs={"tol": 1e-12, "max_iter": 300})
+        (z * z).sum().backward()
+        grads[method] = p["W"].grad.numpy()
+    errors = [np.linalg.norm(grads[k] - grads["ift"]) for k in (1, 5, 25)]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-4 * np.linalg.norm(grads["ift"])
+
+
+def _peak_backward_bytes(k, use_rule, batch=32, dim=64, hidden=512):
+    rng = np.random.default_rng(0)
+    W1 = npdeq.Tensor(contractive(rng, dim, hidden, 0.9), requires_grad=True)
+    W2 = npdeq.Tensor(contractive(rng, hidden, dim, 0.9), requires_grad=True)
+
+    def func(z):
+        return npdeq.tanh(npdeq.tanh(z @ W1) @ W2)
+
+    z_star = (rng.standard_normal((batch, dim)),)
+    tracemalloc.start()
+    try:
+        if use_rule:
+            states = phantom_grad(func, z_star, k=k, tau=0.8)
+        else:
+            states = _hand_unrolled(func, z_star, k, 0.8, [k])
+        _loss(states[-1:]).backward()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_phantom_activation_memory_does_not_grow_with_k():
+    """The rule keeps one (B, D) state per step; hand unrolling keeps every step's graph.
+
+    Growth is measured between k = 10 and k = 30, past the small-k regime where the moment
+    of peak memory shifts between forward and backward.
+    """
+    state_bytes = 32 * 64 * 8
+    steps = 20
+    rule_growth = _peak_backward_bytes(30, True) - _peak_backward_bytes(10, True)
+    hand_growth = _peak_backward_bytes(30, False) - _peak_backward_bytes(10, False)
+    # Rule: the extra states only (50% slack). Hand: each step holds several (B, hidden)
+    # activations, each 8x a state.
+    assert rule_growth <= 1.5 * steps * state_bytes, rule_growth
+    assert hand_growth >= 8 * steps * state_bytes, hand_growth
+
+
+def test_phantom_argument_errors(xp, to_xp):
+    z = (to_xp(np.zeros((1, 2))),)
+    with pytest.raises(ValueError, match="k >= 1"):
+        phantom_grad(lambda z: z, z, k=0)
+    with pytest.raises(ValueError, match="tau"):
+        phantom_grad(lambda z: z, z, k=1, tau=0.0)
+
+
+def test_phantom_refuses_create_graph(xp, to_xp):
+    prob = MLPProblem(to_xp)
+    p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+    [(z,)] = phantom_grad(prob.func(*[p[n] for n in prob.names]), (prob.z0,), k=2)
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        npdeq.grad(z.sum(), p["W"], create_graph=True)
+
+
+def test_backward_factory_phantom_functor(xp, to_xp, check_array):
+    prob = MLPProblem(to_xp)
+    p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+    functor = backward_factory(4, tau=0.5, sup_gap=2)
+    out = functor(None, prob.func(*[p[n] for n in prob.names]), prob.z0)
+    assert len(out) == 2
+    for z in out:
+        check_array(z, shape=tuple(prob.z0.shape))
+    (out[0].sum() + out[1].sum()).backward()
+    assert p["W"].grad is not None and p["x"].grad is not None
