@@ -1,3 +1,113 @@
-"""Placeholder: filled in by the losses ops."""
+"""Loss functions with PyTorch's conventions: ``cross_entropy`` (logits and integer labels)
+and ``mse_loss``, as composites of the tape's primitives.
 
-__all__: list[str] = []
+May import: ``npdeq.backend`` and the other op modules (no NumPy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npdeq import backend
+from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.ops.reductions import log_softmax, mean, sum
+from npdeq.autodiff.tensor import Tensor
+
+__all__ = ["cross_entropy", "mse_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(per_item: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return mean(per_item)
+    if reduction == "sum":
+        return sum(per_item)
+    return per_item
+
+
+def _check_reduction(reduction: str, what: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{what}: reduction={reduction!r} is not one of {_REDUCTIONS}")
+
+
+def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy with integer class labels, as ``torch.nn.functional.cross_entropy``.
+
+    ``loss[b] = logsumexp(logits[b]) - logits[b, target[b]]``, computed through a one-hot
+    matrix (no data-dependent indexing, so it runs in every array namespace). The labels are
+    checked to lie in ``[0, C)``, which reads two scalars back to the host.
+
+    Args:
+        logits: ``(B, C)`` floating-point Tensor or array.
+        target: ``(B,)`` integer array (or Tensor) of class indices in ``[0, C)``.
+        reduction: ``'mean'`` (over the batch), ``'sum'`` or ``'none'`` (shape ``(B,)``).
+
+    Returns:
+        Scalar Tensor, or ``(B,)`` for ``reduction='none'``.
+
+    Raises:
+        ValueError: wrong shapes, labels out of range, or an unknown ``reduction``.
+        TypeError: non-integer labels.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> loss = npdeq.cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+        >>> round(float(loss.data), 6)  # log(4)
+        1.386294
+    """
+    _check_reduction(reduction, "cross_entropy")
+    labels = raw(target)
+    shape = tuple(logits.shape)
+    if len(shape) != 2:
+        raise ValueError(f"cross_entropy: logits must have shape (B, C), got shape {shape}")
+    if not hasattr(labels, "shape") or tuple(labels.shape) != shape[:1]:
+        raise ValueError(f"cross_entropy: target must have shape ({shape[0]},) for logits of "
+                         f"shape {shape}, got {getattr(labels, 'shape', type(labels).__name__)}")
+    xp = backend.check_same_namespace([raw(logits), labels], "cross_entropy")
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype "
+                        f"{labels.dtype}")
+    if shape[0]:
+        low, high = backend.to_scalar(xp.min(labels)), backend.to_scalar(xp.max(labels))
+        if low < 0 or high >= shape[1]:
+            raise ValueError(f"cross_entropy: target labels must lie in [0, {shape[1]}), got "
+                             f"values from {low} to {high}")
+    classes = xp.arange(shape[1], device=backend.device(labels))
+    onehot = xp.astype(xp.astype(labels, classes.dtype)[:, None] == classes[None, :],
+                       raw(logits).dtype)
+    if not isinstance(logits, Tensor):
+        # A raw array on the left of a Tensor operator is not deferred by every namespace.
+        logits = Tensor(logits)
+    per_item = -sum(log_softmax(logits, axis=1) * onehot, axis=1)
+    return _reduce(per_item, reduction)
+
+
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error, as ``torch.nn.functional.mse_loss``.
+
+    Args:
+        input: Tensor or array, any shape.
+        target: same shape as ``input`` (a Tensor may require a gradient too).
+        reduction: ``'mean'`` (over all elements), ``'sum'`` or ``'none'`` (elementwise).
+
+    Returns:
+        Scalar Tensor, or the elementwise squared errors for ``reduction='none'``.
+
+    Raises:
+        ValueError: shapes that differ, or an unknown ``reduction``.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> float(npdeq.mse_loss(np.array([1.0, 3.0]), np.array([0.0, 0.0])).data)
+        5.0
+    """
+    _check_reduction(reduction, "mse_loss")
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"mse_loss: input shape {tuple(input.shape)} and target shape "
+                         f"{tuple(target.shape)} differ (broadcasting is not applied)")
+    if not isinstance(input, Tensor):
+        # A raw array on the left of a Tensor operator is not deferred by every namespace.
+        input = Tensor(input)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
