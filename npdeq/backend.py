@@ -284,7 +284,7 @@ def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tupl
             key = (slice(None), slice(None),
                    slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
                    slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
-            out[key] = out[key] + cols[:, :, i, j]
+            out[key] = out[key] + cols[:, :, i, j, :, :]
     return out
 
 
