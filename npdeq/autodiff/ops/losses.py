@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.ops._util import raw
 from npdeq.autodiff.ops.reductions import log_softmax, mean, sum
 from npdeq.autodiff.tensor import Tensor
 
