@@ -15,7 +15,7 @@ import numpy as np
 from npdeq import backend
 from npdeq.autodiff import Tensor, enable_grad, grad, no_grad
 
-__all__ = ["check_grads", "numerical_vjp", "numerical_jacobian", "default_eps"]
+__all__ = ["check_grads", "check_vjp", "numerical_vjp", "numerical_jacobian", "default_eps"]
 
 
 def default_eps(x: Any) -> float:
@@ -59,12 +59,24 @@ def numerical_vjp(fun: Callable[..., Any], args: Sequence[Any], cotangent: Any,
 
     Returns:
         ``sum_i <J_i^T cotangent, directions_i>`` to O(eps^2).
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> x = np.array([1.0, 2.0])
+        >>> round(numerical_vjp(lambda t: t * t, [x], np.ones(2), [np.ones(2)]), 6)
+        6.0
     """
-    arrays = [_raw(a) for a in args]
+    return _fd_projection(lambda arrays: _call(fun, arrays), [_raw(a) for a in args],
+                          cotangent, directions, eps)
+
+
+def _fd_projection(call, arrays, cotangent, directions, eps):
+    """``<cotangent, (call(x + h v) - call(x - h v)) / 2h>``; ``call`` maps a list of raw
+    arrays to a raw array, so any autodiff system's function can be checked."""
     h = _common_step(arrays, eps)
     plus = [a if d is None else a + h * d for a, d in zip(arrays, directions)]
     minus = [a if d is None else a - h * d for a, d in zip(arrays, directions)]
-    return (_inner(cotangent, _call(fun, plus)) - _inner(cotangent, _call(fun, minus))) / (2 * h)
+    return (_inner(cotangent, call(plus)) - _inner(cotangent, call(minus))) / (2 * h)
 
 
 def _common_step(arrays, eps):
@@ -143,8 +155,14 @@ def check_grads(fun: Callable[..., Any], *args: Any, modes: Sequence[str] = ("re
             raise ValueError(f"unknown mode {mode!r}; expected 'rev' or 'fwd'")
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
-    arrays = [_raw(a) for a in args]
-    rng = np.random.default_rng(seed)
+    _check_order(fun, [_raw(a) for a in args], tuple(modes), order, eps, rtol, atol, seed, 1)
+
+
+def _check_order(fun, arrays, modes, order, eps, rtol, atol, seed, level):
+    """Check derivative ``level`` of the original function (``fun`` is its derivative of
+    order ``level - 1`` along earlier directions), then recurse. Level ``n`` draws its
+    directions from ``seed + n - 1``; failures report the user's ``seed``."""
+    rng = np.random.default_rng(seed + level - 1)
     out = _call(fun, arrays)
     u = _random_like(out, rng)
     vs = [_random_like(a, rng) for a in arrays]
@@ -175,10 +193,53 @@ def check_grads(fun: Callable[..., Any], *args: Any, modes: Sequence[str] = ("re
         else:
             observed = _jvp_projection(fun, arrays, u, vs)
         if not _close(observed, expected, rtol, atol):
-            _fail(mode, 1, observed, expected, seed, rtol, atol)
+            _fail(mode, level, observed, expected, seed, rtol, atol)
     if order > 1:
-        check_grads(tape_directional, *arrays, modes=("rev",), order=order - 1, eps=eps,
-                    rtol=rtol, atol=atol, seed=seed + 1)
+        _check_order(tape_directional, arrays, modes, order - 1, eps, rtol, atol, seed,
+                     level + 1)
+
+
+def check_vjp(fun: Callable[..., Any], args: Sequence[Any],
+              vjp: Callable[[Any], Sequence[Any]], *, eps: float | None = None,
+              rtol: float = 1e-6, atol: float = 1e-6, seed: int = 0) -> None:
+    """Check a VJP from any autodiff system against central finite differences of ``fun``.
+
+    The tape-agnostic form of :func:`check_grads` (first order, reverse mode): ``fun`` takes
+    and returns raw arrays, ``vjp(u)`` returns the cotangents of its arguments, computed by
+    whatever is being checked (HIPS autograd, a hand-written adjoint, ...). With a random
+    cotangent u and random directions v_i, ``sum_i <vjp(u)_i, v_i>`` must equal the finite
+    difference of ``<u, fun>`` along v.
+
+    Args:
+        fun: ``fun(*args) -> array`` on raw arrays (any array library).
+        args: the point, one array per argument (float64 recommended).
+        vjp: ``vjp(u) -> cotangents``, one per argument (``None`` meaning zero).
+        eps: finite-difference step; default scaled to the arguments.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        seed: seed of the random cotangent and directions (reported on failure).
+
+    Raises:
+        AssertionError: a mismatch, with the observed and expected values and the seed.
+        ValueError: ``vjp`` returns a different number of cotangents than ``args``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.linspace(-1.0, 1.0, 4)
+        >>> check_vjp(np.sin, [x], lambda u: [u * np.cos(x)])
+    """
+    arrays = list(args)
+    rng = np.random.default_rng(seed)
+    u = _random_like(fun(*arrays), rng)
+    vs = [_random_like(a, rng) for a in arrays]
+    expected = _fd_projection(lambda xs: fun(*xs), arrays, u, vs, eps)
+    cotangents = list(vjp(u))
+    if len(cotangents) != len(arrays):
+        raise ValueError(f"vjp returned {len(cotangents)} cotangents for {len(arrays)} "
+                         "arguments; expected one per argument")
+    observed = sum(_inner(c, v) for c, v in zip(cotangents, vs) if c is not None)
+    if not _close(observed, expected, rtol, atol):
+        _fail("rev", 1, observed, expected, seed, rtol, atol)
 
 
 def _jvp_projection(fun, arrays, u, directions):
