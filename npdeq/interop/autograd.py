@@ -1,0 +1,231 @@
+"""``fixed_point`` as a HIPS autograd primitive: npdeq's solvers and IFT gradient for people
+who write their model with ``autograd.numpy``.
+
+The forward runs an npdeq solver on plain NumPy arrays; the VJP solves the adjoint fixed
+point ``u = J^T u + g`` (J = df/dz at z*) with npdeq's backward solver, each step one
+autograd VJP of ``f`` with respect to z, then pulls u back into every parameter that needs a
+gradient with one more VJP: one shared adjoint solve per backward pass, whatever the number
+of parameters. The whole state is solved as one system (no batch dimension is assumed, so
+``f`` may couple every entry). Unlike ``autograd.misc.fixed_points``, every solve has an
+iteration cap, and a solve that stops short or meets a non-finite value warns with
+:class:`~npdeq.exceptions.ConvergenceWarning`.
+
+Imports numpy, autograd (the optional ``autograd`` extra), the solvers and the adjoint solve
+of :mod:`npdeq.grad`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    from autograd import make_vjp
+    from autograd.builtins import dict as ag_dict, list as ag_list, tuple as ag_tuple
+    from autograd.extend import defvjp_argnums, primitive
+    from autograd.tracer import getval, isbox
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("npdeq.interop.autograd needs HIPS autograd: pip install autograd "
+                      "(or npdeq's 'autograd' extra)") from exc
+
+from npdeq.exceptions import ConvergenceWarning
+from npdeq.grad.adjoint import adjoint_solve
+from npdeq.solver import get_solver
+
+__all__ = ["fixed_point", "FORWARD_DEFAULTS", "BACKWARD_DEFAULTS"]
+
+# Scientific use wants tighter solves than a DEQ training step (TorchDEQ's 1e-3 / 40).
+FORWARD_DEFAULTS = {"tol": 1e-8, "max_iter": 100, "stop_mode": "abs"}
+BACKWARD_DEFAULTS = {"tol": 1e-8, "max_iter": 100, "stop_mode": "abs"}
+
+
+class _Layout:
+    """A state (one array or a tuple of arrays) as one ``(1, D)`` row and back."""
+
+    def __init__(self, z0: Any) -> None:
+        self.is_tuple = isinstance(z0, (tuple, list))
+        parts = [np.asarray(getval(p)) for p in (z0 if self.is_tuple else (z0,))]
+        if not parts:
+            raise ValueError("z0 is an empty tuple: a state needs at least one array")
+        self.shapes = [p.shape for p in parts]
+        self.sizes = [p.size for p in parts]
+        dtype = np.result_type(*parts)
+        self.dtype = dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+    def pack(self, z: Any, what: str = "f") -> np.ndarray:
+        parts = list(z) if self.is_tuple else [z]
+        if len(parts) != len(self.shapes):
+            raise ValueError(f"{what} returned {len(parts)} state(s); z0 has "
+                             f"{len(self.shapes)}")
+        flat = []
+        for i, (p, shape) in enumerate(zip(parts, self.shapes)):
+            p = np.asarray(p)
+            if p.shape != shape:
+                raise ValueError(f"{what} returned shape {p.shape} for state {i}; z0 has "
+                                 f"shape {shape}")
+            flat.append(p.reshape(-1))
+        return np.concatenate(flat).astype(self.dtype, copy=False)[None, :]
+
+    def unpack(self, row: np.ndarray) -> Any:
+        row = row.reshape(-1)
+        parts, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            parts.append(row[start:start + size].reshape(shape))
+            start += size
+        return tuple(parts) if self.is_tuple else parts[0]
+
+    def container(self, z: Any) -> Any:
+        """``z`` as something autograd traces: a tuple state returned as a plain tuple of
+        boxes would look constant to autograd (a silently zero gradient)."""
+        return ag_tuple(tuple(z)) if self.is_tuple else z
+
+
+class _Problem:
+    """The non-differentiable part of a call: ``f``, the start and the solver settings."""
+
+    __slots__ = ("f", "layout", "z0", "solver", "solver_kwargs", "b_solver", "b_solver_kwargs",
+                 "info")
+
+    def __init__(self, f, layout, z0, solver, solver_kwargs, b_solver, b_solver_kwargs, info):
+        self.f = f
+        self.layout = layout
+        self.z0 = z0
+        self.solver = solver
+        self.solver_kwargs = solver_kwargs
+        self.b_solver = b_solver
+        self.b_solver_kwargs = b_solver_kwargs
+        self.info = info
+
+
+def _warn_forward(info: dict, z: np.ndarray) -> None:
+    if bool(np.any(info["nonfinite"])) or not np.all(np.isfinite(z)):
+        warnings.warn("npdeq.interop.autograd.fixed_point: the forward solve met non-finite "
+                      "values; the result is not a fixed point (is f contractive?)",
+                      ConvergenceWarning, stacklevel=4)
+    elif not bool(np.all(info["converged"])):
+        warnings.warn("npdeq.interop.autograd.fixed_point: the forward solve stopped at "
+                      f"max_iter with residual {float(np.max(info['abs_lowest'])):.3e}; the "
+                      "result is approximate (raise max_iter, or is f contractive?)",
+                      ConvergenceWarning, stacklevel=4)
+
+
+@primitive
+def _solve(problem: _Problem, *params: Any) -> Any:
+    layout = problem.layout
+
+    def mapped(row):
+        return layout.pack(problem.f(layout.unpack(row), *params))
+
+    solve = get_solver(problem.solver)
+    with warnings.catch_warnings():
+        # One warning that names this call is raised below instead of the solver's own.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        z, _, info = solve(mapped, layout.pack(problem.z0, "z0"), **problem.solver_kwargs)
+    _warn_forward(info, z)
+    if problem.info is not None:
+        problem.info["forward"] = info
+    return layout.unpack(np.array(z, copy=True))
+
+
+def _solve_vjp(argnums, ans, args, kwargs):
+    problem, params = args[0], args[1:]
+    layout = problem.layout
+    wanted = [i - 1 for i in argnums]
+
+    def vjp(g):
+        if isbox(g) or isbox(ans) or any(isbox(p) for p in params):
+            raise NotImplementedError(
+                "npdeq.interop.autograd.fixed_point is differentiable once: its adjoint "
+                "solve is not itself traced (higher derivatives need an unrolled loop)")
+        z_star = ag_tuple(ans) if layout.is_tuple else ans
+        vjp_z, _ = make_vjp(lambda z: layout.container(problem.f(z, *params)))(z_star)
+
+        def transposed(v_row):
+            return layout.pack(vjp_z(layout.unpack(v_row)), "the VJP of f")
+
+        def writer(stats):
+            if problem.info is not None:
+                problem.info["backward"] = stats
+
+        u, _ = adjoint_solve(transposed, layout.pack(g, "the cotangent"), problem.b_solver,
+                             problem.b_solver_kwargs, writer)
+
+        def at(chosen):
+            full = list(params)
+            for k, i in enumerate(wanted):
+                full[i] = chosen[k]
+            return layout.container(problem.f(z_star, *full))
+
+        vjp_params, _ = make_vjp(at)(tuple(params[i] for i in wanted))
+        return tuple(vjp_params(layout.unpack(u)))
+
+    return vjp
+
+
+defvjp_argnums(_solve, _solve_vjp)
+
+
+def _as_container(p: Any) -> Any:
+    """Plain tuples/lists/dicts of parameters as autograd containers, so boxes inside them
+    are seen by the primitive (a plain container hides them: a silently zero gradient)."""
+    if isinstance(p, dict) and not isbox(p):
+        return ag_dict({k: _as_container(v) for k, v in p.items()})
+    if isinstance(p, (tuple, list)) and not isbox(p):
+        items = [_as_container(v) for v in p]
+        return ag_tuple(tuple(items)) if isinstance(p, tuple) else ag_list(items)
+    return p
+
+
+def _detached(z: Any) -> Any:
+    if isinstance(z, (tuple, list)) or (isbox(z) and isinstance(getval(z), (tuple, list))):
+        return tuple(np.asarray(getval(p)) for p in z)
+    return np.asarray(getval(z))
+
+
+def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "anderson",
+                solver_kwargs: dict | None = None, b_solver: str = "fixed_point_iter",
+                b_solver_kwargs: dict | None = None, info: dict | None = None) -> Any:
+    """Solve ``z = f(z, *params)`` with an npdeq solver, differentiable by HIPS autograd.
+
+    ``autograd.grad`` of anything computed from the result gets the implicit (IFT) gradient
+    with respect to every parameter, from one shared adjoint solve. The result does not
+    depend on ``z0`` (no gradient flows into it).
+
+    Args:
+        f: ``f(z, *params) -> z'`` written with ``autograd.numpy``; for a tuple state ``z``
+            is a tuple (autograd container) and ``f`` returns a tuple or list.
+        z0: initial state: an array of any shape, or a tuple of arrays.
+        *params: arrays (or tuples/lists/dicts of arrays) that ``f`` depends on.
+        solver: forward solver name (``'anderson'``, ``'fixed_point_iter'``, ``'broyden'``,
+            ...).
+        solver_kwargs: its arguments; missing ``tol``/``max_iter``/``stop_mode`` default to
+            :data:`FORWARD_DEFAULTS` (``1e-8``, ``100``, ``'abs'``).
+        b_solver: backward (adjoint) solver name, or ``'direct'`` for a dense solve.
+        b_solver_kwargs: its arguments, defaulting to :data:`BACKWARD_DEFAULTS`.
+        info: optional dict filled with the solver statistics: ``'forward'`` (and
+            ``'backward'`` after a backward pass).
+
+    Returns:
+        z*, shaped like ``z0`` (a tuple for a tuple state; an autograd container when
+        traced). A solve that does not converge warns with
+        :class:`~npdeq.exceptions.ConvergenceWarning` and returns the solver's best iterate.
+
+    Raises:
+        ValueError: an unknown solver, or ``f`` returning another structure or shape than
+            ``z0``.
+        NotImplementedError: a second derivative through the result.
+
+    Example:
+        >>> import autograd, autograd.numpy as anp, numpy as np
+        >>> f = lambda z, W, b: anp.tanh(anp.dot(W, z) + b)
+        >>> W, b = 0.5 * np.eye(3), np.ones(3)
+        >>> loss = lambda W, b: anp.sum(fixed_point(f, np.zeros(3), W, b) ** 2)
+        >>> dW, db = autograd.grad(loss, (0, 1))(W, b)
+    """
+    layout = _Layout(z0)
+    problem = _Problem(f, layout, _detached(z0), solver,
+                       {**FORWARD_DEFAULTS, **(solver_kwargs or {})}, b_solver,
+                       {**BACKWARD_DEFAULTS, **(b_solver_kwargs or {})}, info)
+    return _solve(problem, *[_as_container(p) for p in params])
