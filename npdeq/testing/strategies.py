@@ -8,6 +8,7 @@ May import numpy (it builds values on the host, then moves them to the requested
 and device).
 
 Example:
+    >>> import npdeq
     >>> from hypothesis import given
     >>> from npdeq.testing.strategies import contractive_maps
     >>> @given(contractive_maps(dim=4, contraction=0.5))
