@@ -6,6 +6,8 @@ Binary forwards use Python operators so that Python scalars work on either side.
 
 from __future__ import annotations
 
+import math
+
 from npdeq.autodiff.ops._util import mask_like, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 
@@ -32,6 +34,9 @@ defvjp(neg, lambda g, ans, a: -g)
 
 def _safe_log(a):
     # d(a**b)/db = a**b * log(a); at a == 0 the product is 0 for b > 0, so log(1) is used there.
+    # A Python scalar base (``2.0 ** x``) is a constant with no namespace: a Python log.
+    if type(a) in (bool, int, float):
+        return math.log(a) if a > 0 else 0.0
     return log(where(raw(a) > 0, a, 1.0))
 
 
@@ -74,8 +79,17 @@ defvjp(relu, lambda g, ans, a: g * mask_like(raw(a) > 0, g))
 
 leaky_relu = primitive(
     lambda a, negative_slope=0.01: ns(a).where(a > 0, a, a * negative_slope), name="leaky_relu")
+
+
+def _leaky_relu_slope(a, negative_slope):
+    """1 where ``a > 0``, ``negative_slope`` elsewhere, from a 0/1 mask: ``where`` with two
+    Python scalars is not in the array API standard (array_api_strict refuses it)."""
+    positive = mask_like(raw(a) > 0, a)
+    return positive + negative_slope * (1.0 - positive)
+
+
 defvjp(leaky_relu, lambda g, ans, a, negative_slope=0.01:
-       g * ns(raw(a)).where(raw(a) > 0, 1.0, negative_slope))
+       g * _leaky_relu_slope(a, negative_slope))
 
 
 def _softplus(a, beta=1.0, threshold=20.0):
