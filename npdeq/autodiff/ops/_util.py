@@ -15,6 +15,16 @@ def raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
+def as_operand(x: Any) -> Tensor:
+    """``x`` as a Tensor (a raw array becomes a leaf without a graph).
+
+    Composites apply Python operators to their input (``a - mean(a)``); a raw array on the
+    left of a Tensor only works where the library defers to Tensor's reflected operators
+    (NumPy does, array_api_strict raises TypeError), so composites wrap their input first.
+    """
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
 def mask_like(condition: Any, like: Any) -> Any:
     """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
     like = raw(like)

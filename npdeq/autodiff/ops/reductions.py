@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from npdeq.autodiff.ops._util import normalize_axis, ns, raw
+from npdeq.autodiff.ops._util import as_operand, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import exp, log
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
@@ -58,6 +58,7 @@ def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
 
 def var(a: Tensor, axis: Any = None, keepdims: bool = False, correction: float = 0.0) -> Tensor:
     """Variance over ``axis``; ``correction=1`` gives the unbiased estimate."""
+    a = as_operand(a)
     centred = a - mean(a, axis=axis, keepdims=True)
     n = _count(tuple(a.shape), axis)
     return sum(centred * centred, axis=axis, keepdims=keepdims) * (1.0 / (n - correction))
@@ -83,7 +84,7 @@ defvjp(min, _extreme_vjp)
 
 def logsumexp(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     """``log(sum(exp(a), axis))`` computed stably (shifted by the detached maximum)."""
-    a = a if isinstance(a, Tensor) else Tensor(a)
+    a = as_operand(a)
     shift = Tensor(ns(a.data).max(a.data, axis=axis, keepdims=True))
     # A non-finite maximum (all -inf) must not turn into NaN through inf - inf.
     xp = ns(shift.data)
@@ -98,6 +99,7 @@ def logsumexp(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
 
 def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
     """``a - logsumexp(a, axis)``."""
+    a = as_operand(a)
     return a - logsumexp(a, axis=axis, keepdims=True)
 
 
