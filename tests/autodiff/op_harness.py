@@ -6,7 +6,7 @@ and a reference written with ``autograd.numpy``. :func:`check_op` then checks, f
 example in the namespace under test:
 
 1. the forward value against the reference on NumPy, and the namespace, device, dtype and
-   shape of the result;
+   shape of the result, called on raw arrays (a Tensor without a graph) and on leaves;
 2. the VJP for a random cotangent against HIPS autograd's VJP of the reference, and the
    namespace, device, dtype and shape of every cotangent;
 3. the VJP (and, with ``order=2``, the gradient of the gradient) against central finite
@@ -87,6 +87,12 @@ def check_op(case: OpCase, example: Example, xp: Any, to_xp: Callable, check_arr
     xs = [to_xp(a) for a in arrays]
     xkwargs = convert(kwargs, to_xp)
     expected = np.asarray(case.reference(*arrays, **kwargs))
+
+    # Raw arrays are accepted as well as Tensors: the result is a Tensor without a graph.
+    plain = case.op(*xs, **xkwargs)
+    assert isinstance(plain, npdeq.Tensor) and not plain.requires_grad
+    check_array(plain, shape=expected.shape, dtype=xp.float64)
+    np.testing.assert_allclose(plain.numpy(), expected, rtol=1e-12, atol=1e-12)
 
     leaves = [npdeq.Tensor(x, requires_grad=True) for x in xs]
     out = case.op(*leaves, **xkwargs)
