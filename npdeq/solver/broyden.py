@@ -1,0 +1,132 @@
+"""Limited-memory Broyden's method on ``g(z) = f(z) - z``, per sample.
+
+The inverse Jacobian of ``g`` is approximated as ``-I + U^T V`` (per sample, ``U`` and ``V``
+of shape ``(r, D)``), starting from ``-I`` (the inverse Jacobian of ``g`` when ``f`` is flat),
+so the first step is a plain fixed-point step. After each step the "good Broyden"
+(Sherman-Morrison) rank-one update adds a pair ``(u, v)`` in a ring buffer of ``LBFGS_thres``
+slots, overwriting the oldest. An update whose denominator ``dx^T B dg`` is tiny or
+non-finite is skipped for that sample. With ``ls=True`` a per-sample backtracking line search
+halves the step of the samples whose residual grew (each halving costs one evaluation of
+``f`` and one host synchronisation). Imports the backend and this package's ``state`` and
+``stats``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.solver.state import packed_map
+from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
+
+__all__ = ["broyden_solver"]
+
+# Halvings tried by the line search before the smallest step is taken anyway.
+LINE_SEARCH_HALVINGS = 4
+
+
+def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
+                   stop_mode: str = "abs", indexing: Sequence[int] | None = None,
+                   LBFGS_thres: int | None = None, ls: bool = False,
+                   return_final: bool = False) -> tuple[Any, list, SolverStat]:
+    """Solve ``z = func(z)`` with limited-memory Broyden's method, per sample.
+
+    Args:
+        func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
+            state.
+        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        max_iter: maximum number of iterations.
+        tol: convergence tolerance on the ``stop_mode`` residual.
+        stop_mode: ``'abs'`` or ``'rel'``.
+        indexing: iterations (1-based) at which to record the best state so far.
+        LBFGS_thres: number of rank-one updates kept (default ``max_iter``, as TorchDEQ).
+        ls: per-sample backtracking line search on ``||f(z) - z||``.
+        return_final: return the last evaluated iterate instead of the best one.
+
+    Returns:
+        ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
+        counts line-search evaluations too.
+
+    Raises:
+        ValueError: ``LBFGS_thres < 1`` or a bad shared argument.
+        TypeError: ``func`` returns another namespace, dtype or structure.
+
+    Example:
+        >>> import numpy as np
+        >>> A = np.array([[0.9, 0.05], [0.0, 0.95]])
+        >>> z, _, info = broyden_solver(lambda z: z @ A.T + 1.0, np.zeros((1, 2)), tol=1e-10)
+        >>> bool(np.allclose(z, np.linalg.solve(np.eye(2) - A, np.ones(2))))
+        True
+    """
+    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
+    memory = max(max_iter, 1) if LBFGS_thres is None else LBFGS_thres
+    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+        raise ValueError(f"LBFGS_thres must be an int >= 1 or None, got {LBFGS_thres!r}")
+    f, x, restore = packed_map(func, x0)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    if max_iter == 0:
+        return tracker.finish(restore, "broyden_solver")
+    xp = tracker.xp
+    batch, dim = x.shape
+    dev = backend.device(x)
+    us = xp.zeros((batch, memory, dim), dtype=x.dtype, device=dev)
+    vs = xp.zeros((batch, memory, dim), dtype=x.dtype, device=dev)
+    tiny = float(xp.finfo(x.dtype).eps) ** 2
+
+    fx = f(x)
+    tracker.nfe += 1
+    g = fx - x
+    if not tracker.observe(x, fx):
+        return tracker.finish(restore, "broyden_solver")
+    for k in range(1, max_iter):
+        step = g - _low_rank(us, vs, g)  # -B g with B = -I + U^T V
+        if ls:
+            x_new, fx_new, g_new = _line_search(f, tracker, x, g, step)
+        else:
+            x_new = tracker.next_iterate(x + step)
+            fx_new = f(x_new)
+            tracker.nfe += 1
+            g_new = fx_new - x_new
+        if not tracker.observe(x_new, fx_new) or k == max_iter - 1:
+            break
+        dx, dg = x_new - x, g_new - g
+        b_dg = _low_rank(us, vs, dg) - dg
+        v = _low_rank(vs, us, dx) - dx  # dx^T B, as a row
+        denom = xp.sum(v * dg, axis=1)
+        ok = xp.isfinite(denom) & (xp.abs(denom) > tiny * xp.sum(dx * dx, axis=1))
+        slot = (k - 1) % memory
+        us[:, slot, :] = xp.where(ok[:, None], (dx - b_dg) / xp.where(ok, denom, 1.0)[:, None],
+                                  0.0)
+        vs[:, slot, :] = xp.where(ok[:, None], v, 0.0)
+        x, g = x_new, g_new
+    return tracker.finish(restore, "broyden_solver")
+
+
+def _low_rank(left: Any, right: Any, vec: Any) -> Any:
+    """``left^T (right vec)`` per sample: ``(B, r, D)``, ``(B, r, D)``, ``(B, D)`` -> ``(B, D)``."""
+    coefficients = right @ vec[:, :, None]             # (B, r, 1)
+    return (coefficients[:, None, :, 0] @ left)[:, 0, :]
+
+
+def _line_search(f, tracker, x, g, step):
+    """Backtrack per sample until ``||g(x + s * step)|| < ||g(x)||`` (at most
+    :data:`LINE_SEARCH_HALVINGS` halvings); return the accepted ``x``, ``f(x)`` and ``g``."""
+    xp = tracker.xp
+    norm0 = xp.sum(g * g, axis=1)
+    scale = xp.ones_like(norm0)
+    x_new = tracker.next_iterate(x + step)
+    fx_new = f(x_new)
+    tracker.nfe += 1
+    for _ in range(LINE_SEARCH_HALVINGS):
+        g_new = fx_new - x_new
+        norm = xp.sum(g_new * g_new, axis=1)
+        retry = tracker.active & ~(norm < norm0)
+        if not backend.to_scalar(xp.any(retry)):
+            break
+        scale = xp.where(retry, 0.5 * scale, scale)
+        candidate = tracker.next_iterate(x + scale[:, None] * step)
+        fx_candidate = f(candidate)
+        tracker.nfe += 1
+        x_new = xp.where(retry[:, None], candidate, x_new)
+        fx_new = xp.where(retry[:, None], fx_candidate, fx_new)
+    return x_new, fx_new, fx_new - x_new

@@ -1,0 +1,193 @@
+"""Solver states: one ``(B, ...)`` array or a tuple of arrays sharing the batch dimension,
+seen by the solvers as one packed ``(B, D)`` array.
+
+The solvers work on ``(B, D)`` arrays only. :func:`pack_states` flattens each state per sample
+and concatenates them; :func:`unpack_states` undoes it. :func:`packed_map` wraps the user's
+``func`` (``func(z)`` for one array, ``func(*zs)`` returning a tuple for several, TorchDEQ's
+convention) into a map on packed arrays and checks its first output against its input.
+Imports only the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+
+__all__ = ["pack_states", "unpack_states", "state_shapes", "packed_map", "is_state_tuple"]
+
+
+def is_state_tuple(x: Any) -> bool:
+    """Whether ``x`` is a tuple/list state (several arrays) rather than one array."""
+    return isinstance(x, (tuple, list))
+
+
+def state_shapes(states: Any) -> list[tuple[int, ...]]:
+    """The shapes of a state's arrays (one entry for a single array).
+
+    Raises:
+        ValueError: an empty tuple, an array without a batch dimension, or arrays whose batch
+            sizes differ.
+    """
+    arrays = list(states) if is_state_tuple(states) else [states]
+    if not arrays:
+        raise ValueError("the state is an empty tuple: it needs at least one array")
+    shapes = [tuple(a.shape) for a in arrays]
+    for i, shape in enumerate(shapes):
+        if len(shape) == 0:
+            raise ValueError(f"state {i} is 0-dimensional; states need a batch dimension "
+                             "(shape (B, ...))")
+        if shape[0] != shapes[0][0]:
+            raise ValueError(f"states share the batch dimension: state 0 has batch size "
+                             f"{shapes[0][0]}, state {i} has shape {shape}")
+    return shapes
+
+
+def pack_states(states: Any) -> Any:
+    """Flatten each ``(B, ...)`` state per sample and concatenate them into ``(B, D)``.
+
+    Args:
+        states: one array of shape ``(B, ...)`` or a tuple/list of such arrays (same B).
+
+    Returns:
+        A ``(B, D)`` array in the states' namespace and device, ``D`` the sum of the
+        per-sample sizes. A single array is only reshaped (no copy where the library can
+        avoid one).
+
+    Raises:
+        ValueError: see :func:`state_shapes`.
+        TypeError: arrays of different namespaces.
+
+    Example:
+        >>> import numpy as np
+        >>> pack_states((np.ones((2, 3)), np.zeros((2, 2, 2)))).shape
+        (2, 7)
+    """
+    shapes = state_shapes(states)
+    arrays = list(states) if is_state_tuple(states) else [states]
+    xp = backend.check_same_namespace(arrays, "pack_states")
+    flat = [a if a.ndim == 2 else xp.reshape(a, (shape[0], -1))
+            for a, shape in zip(arrays, shapes)]
+    return flat[0] if len(flat) == 1 else xp.concat(flat, axis=1)
+
+
+def unpack_states(packed: Any, shapes: Sequence[tuple[int, ...]], as_tuple: bool = True) -> Any:
+    """Undo :func:`pack_states`.
+
+    Args:
+        packed: a ``(B, D)`` array.
+        shapes: the shapes of the states (from :func:`state_shapes`); their batch size may
+            differ from ``packed``'s (only the trailing dimensions are used).
+        as_tuple: return a tuple even for one state (``False``: a single state comes back as
+            an array).
+
+    Returns:
+        A tuple of arrays of the given shapes (or one array), views of ``packed`` where the
+        library allows.
+
+    Raises:
+        ValueError: the sizes do not add up to ``D``.
+    """
+    xp = backend.array_namespace(packed)
+    batch = packed.shape[0]
+    sizes = [_per_sample_size(s) for s in shapes]
+    if sum(sizes) != packed.shape[1]:
+        raise ValueError(f"packed state has {packed.shape[1]} values per sample but the "
+                         f"shapes {list(shapes)} need {sum(sizes)}")
+    out, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        part = packed if len(sizes) == 1 else packed[:, start:start + size]
+        full = (batch, *shape[1:])
+        out.append(part if tuple(part.shape) == full else xp.reshape(part, full))
+        start += size
+    return tuple(out) if as_tuple or len(out) > 1 else out[0]
+
+
+def _per_sample_size(shape: tuple[int, ...]) -> int:
+    size = 1
+    for s in shape[1:]:
+        size *= s
+    return size
+
+
+def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any], Any,
+                                                           Callable[[Any], Any]]:
+    """Wrap ``func`` as a map on packed ``(B, D)`` arrays, checked at its first call.
+
+    Args:
+        func: ``func(z) -> z'`` for one array state, ``func(*zs) -> tuple`` for a tuple state.
+        x0: the initial state (one array or a tuple/list of arrays).
+
+    Returns:
+        ``(f, z0, restore)``: ``f`` maps ``(B, D)`` to ``(B, D)``; ``z0`` is ``x0`` packed;
+        ``restore`` turns a packed array back into ``x0``'s structure.
+
+    Raises:
+        TypeError: ``x0`` is not a floating-point array (or tuple of them); ``func`` returns
+            another namespace, dtype or structure (at the first call).
+        ValueError: ``func`` returns another shape or device (at the first call).
+    """
+    is_tuple = is_state_tuple(x0)
+    arrays = list(x0) if is_tuple else [x0]
+    for i, a in enumerate(arrays):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} must be an array, got "
+                            f"{type(a).__name__}")
+    shapes = state_shapes(x0)
+    xp = backend.check_same_namespace(arrays, "x0")
+    for i, a in enumerate(arrays):
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} has dtype {a.dtype}; the "
+                            "solvers need a real floating-point state")
+    z0 = pack_states(x0)
+    device = backend.device(z0)
+
+    def restore(z: Any) -> Any:
+        return unpack_states(z, shapes, as_tuple=is_tuple)
+
+    def check(out: Any) -> None:
+        outs = list(out) if is_state_tuple(out) else [out]
+        if is_tuple != is_state_tuple(out) or len(outs) != len(arrays):
+            raise TypeError(f"func returned {_describe(out)} for a state of "
+                            f"{_describe(x0)}; it must return the same structure")
+        for i, (o, a) in enumerate(zip(outs, arrays)):
+            where = f" for state {i}" if is_tuple else ""
+            if not hasattr(o, "shape"):
+                raise TypeError(f"func returned a {type(o).__name__}{where}; expected an array")
+            ns = backend.array_namespace(o)
+            if ns is not xp:
+                raise TypeError(f"func returned an array of {backend.namespace_name(ns)}"
+                                f"{where}; its input is {backend.namespace_name(xp)}")
+            if tuple(o.shape) != tuple(a.shape):
+                raise ValueError(f"func returned shape {tuple(o.shape)}{where}; its input "
+                                 f"has shape {tuple(a.shape)}")
+            if o.dtype != a.dtype:
+                raise TypeError(f"func returned dtype {o.dtype}{where}; its input has dtype "
+                                f"{a.dtype}")
+            if backend.device(o) != device:
+                raise ValueError(f"func returned an array on device {backend.device(o)}"
+                                 f"{where}; its input is on {device}")
+
+    state = {"checked": False}
+
+    def first_call(z: Any) -> Any:
+        out = func(*restore(z)) if is_tuple else func(restore(z))
+        if not state["checked"]:
+            check(out)
+            state["checked"] = True
+        return pack_states(out)
+
+    if not is_tuple and len(shapes[0]) == 2:
+        # The common (B, D) case: after the first checked call, ``func`` itself is the map.
+        def f(z: Any) -> Any:
+            if state["checked"]:
+                return func(z)
+            return first_call(z)
+        return f, z0, restore
+    return first_call, z0, restore
+
+
+def _describe(x: Any) -> str:
+    if is_state_tuple(x):
+        return f"a tuple of {len(x)} arrays"
+    return "one array" if hasattr(x, "shape") else f"a {type(x).__name__}"

@@ -1,0 +1,205 @@
+"""The statistics every solver returns, and the per-sample bookkeeping that produces them.
+
+:class:`SolveTracker` is shared by all solvers: it is told each evaluated iterate and its
+image under ``f``, and keeps, per sample, the lowest-residual iterate, its residuals, the
+residual traces, and whether the sample has converged or met a non-finite value. A sample
+that has converged or gone non-finite is *frozen*: the solvers stop moving it (they feed
+:attr:`SolveTracker.best` back for it) and its statistics are final. Everything is selected
+with ``where`` (never masks multiplied into values: NaN * 0 is NaN) and the only host
+synchronisation is :meth:`SolveTracker.observe`'s return value, once per iteration.
+Imports the backend and the shared exceptions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+from npdeq import backend
+from npdeq.exceptions import ConvergenceWarning
+
+__all__ = ["SolverStat", "SolveTracker", "residual_norms", "check_solver_args", "STOP_MODES"]
+
+STOP_MODES = ("abs", "rel")
+# The relative residual's guard against ||f(z)|| = 0, as TorchDEQ.
+REL_EPS = 1e-8
+
+
+class SolverStat(dict):
+    """The statistics of one solve: a dict of per-sample arrays in the input's namespace.
+
+    Keys (``B`` the batch size, ``N`` the iterations run):
+
+    - ``abs_lowest`` ``(B,)``: ``||f(z) - z||`` of the returned iterate z (the best one).
+    - ``rel_lowest`` ``(B,)``: ``||f(z) - z|| / (||f(z)|| + 1e-8)`` of the same iterate.
+    - ``abs_trace``, ``rel_trace`` ``(B, N)``: the residuals of the iterate evaluated at each
+      iteration (a frozen sample's iterate no longer moves, so its trace repeats).
+    - ``nstep`` ``(B,)``: the iteration (1-based) at which the returned iterate was evaluated.
+    - ``sradius`` ``(B,)``: spectral radius estimate (zeros unless a caller fills it).
+    - ``converged`` ``(B,)`` bool: the sample reached ``tol`` in ``stop_mode``.
+    - ``nonfinite`` ``(B,)`` bool: ``f`` returned NaN/inf for the sample; it keeps its best
+      finite iterate and is never reported as converged.
+    - ``nfe``: total function evaluations of the solve (a Python int, same for all samples).
+
+    TorchDEQ's keys and shapes are kept; ``converged``, ``nonfinite`` and ``nfe`` are npdeq's.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"SolverStat({', '.join(sorted(self))})"
+
+
+def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
+    """Per-sample absolute and relative residuals of ``x`` given ``fx = f(x)``.
+
+    Args:
+        fx: ``(B, D)`` array.
+        x: ``(B, D)`` array.
+
+    Returns:
+        ``(abs, rel)``, each ``(B,)``: ``||fx - x||`` and ``||fx - x|| / (||fx|| + 1e-8)``
+        (L2 norms over the non-batch dimension, TorchDEQ's definitions).
+    """
+    xp = backend.array_namespace(fx, x)
+    g = fx - x
+    abs_res = xp.sqrt(xp.sum(g * g, axis=1))
+    return abs_res, abs_res / (xp.sqrt(xp.sum(fx * fx, axis=1)) + REL_EPS)
+
+
+def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
+                      indexing: Any = None, tau: Any = None) -> list[int]:
+    """Validate the arguments the solvers share; return ``indexing`` as a sorted list.
+
+    Raises:
+        ValueError: ``max_iter`` not a non-negative int, ``tol <= 0``, an unknown
+            ``stop_mode``, ``tau`` outside ``(0, 1]``, or ``indexing`` entries outside
+            ``1..max_iter``.
+    """
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter must be a non-negative int, got {max_iter!r}")
+    if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if stop_mode not in STOP_MODES:
+        raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    if tau is not None and not (isinstance(tau, (int, float)) and 0 < tau <= 1):
+        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+    steps = sorted(int(i) for i in (indexing or ()))
+    for i in steps:
+        if not 1 <= i <= max(max_iter, 1):
+            raise ValueError(f"indexing entry {i} is outside the iterations 1..{max_iter}")
+    return steps
+
+
+class SolveTracker:
+    """Per-sample best iterate, residual traces, convergence and non-finite flags.
+
+    Args:
+        x0: the packed ``(B, D)`` initial state.
+        tol: the tolerance; a sample converges when its ``stop_mode`` residual is ``<= tol``
+            (``None``: never, for solvers without a tolerance).
+        stop_mode: ``'abs'`` or ``'rel'``: which residual decides convergence and "best".
+        indexing: sorted iterations (1-based) at which to record a trajectory state.
+        return_final: record (and return) the last evaluated iterate instead of the best.
+    """
+
+    def __init__(self, x0: Any, tol: float | None, stop_mode: str, indexing: Sequence[int],
+                 return_final: bool = False) -> None:
+        xp = backend.array_namespace(x0)
+        self.xp = xp
+        batch = x0.shape[0]
+        dev = backend.device(x0)
+        self.tol = tol
+        self.use_abs = stop_mode == "abs"
+        self.indexing = list(indexing)
+        self.return_final = return_final
+        self.best = x0
+        self.last = x0
+        self.best_abs = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
+        self.best_rel = self.best_abs
+        self.nstep = xp.zeros((batch,), dtype=xp.int64, device=dev)
+        self.converged = xp.zeros((batch,), dtype=xp.bool, device=dev)
+        self.nonfinite = self.converged
+        self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
+        self.abs_trace: list[Any] = []
+        self.rel_trace: list[Any] = []
+        self.trajectory: list[Any] = []
+        self.iterations = 0
+        self.nfe = 0
+
+    def observe(self, x: Any, fx: Any) -> bool:
+        """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
+        still active (the one host synchronisation of an iteration)."""
+        xp = self.xp
+        self.iterations += 1
+        abs_res, rel_res = residual_norms(fx, x)
+        res = abs_res if self.use_abs else rel_res
+        lowest = self.best_abs if self.use_abs else self.best_rel
+        active = self.active
+        improved = active & (res < lowest)  # False for NaN
+        self.best_abs = xp.where(improved, abs_res, self.best_abs)
+        self.best_rel = xp.where(improved, rel_res, self.best_rel)
+        self.best = xp.where(improved[:, None], x, self.best)
+        self.nstep = xp.where(improved, self.iterations, self.nstep)
+        bad = active & ~(abs_res < float("inf"))  # NaN or inf anywhere in f(x) or x
+        self.nonfinite = self.nonfinite | bad
+        if self.tol is not None:
+            self.converged = self.converged | (improved & (res <= self.tol))
+            self.active = active & ~(self.converged | bad)
+        else:
+            self.active = active & ~bad
+        self.abs_trace.append(abs_res)
+        self.rel_trace.append(rel_res)
+        if self.return_final:
+            # The evaluated iterate, except where it produced non-finite values.
+            self.last = xp.where(self.nonfinite[:, None], self.best, x)
+        if self.iterations in self.indexing:
+            self.trajectory.append(self.last if self.return_final else self.best)
+        return backend.to_scalar(xp.any(self.active))
+
+    def next_iterate(self, proposal: Any) -> Any:
+        """``proposal`` for active samples, the frozen best iterate for the others."""
+        return self.xp.where(self.active[:, None], proposal, self.best)
+
+    def finish(self, restore: Any, solver_name: str, warn: bool = True) -> tuple[Any, list,
+                                                                                   SolverStat]:
+        """Build the solver's return value ``(z, trajectory, info)``.
+
+        ``restore`` turns packed arrays back into the caller's structure. The trajectory is
+        padded with the returned state up to ``len(indexing)`` entries when the solve stopped
+        early. Warns with :class:`~npdeq.exceptions.ConvergenceWarning` when a sample did not
+        converge (solvers with a tolerance) or went non-finite.
+        """
+        xp = self.xp
+        z = self.last if self.return_final else self.best
+        trajectory = self.trajectory + [z] * (len(self.indexing) - len(self.trajectory))
+        batch = z.shape[0]
+        dev = backend.device(z)
+        empty = xp.zeros((batch, 0), dtype=z.dtype, device=dev)
+        info = SolverStat(
+            abs_lowest=self.best_abs,
+            rel_lowest=self.best_rel,
+            abs_trace=xp.stack(self.abs_trace, axis=1) if self.abs_trace else empty,
+            rel_trace=xp.stack(self.rel_trace, axis=1) if self.rel_trace else empty,
+            nstep=self.nstep,
+            sradius=xp.zeros((batch,), dtype=z.dtype, device=dev),
+            converged=self.converged,
+            nonfinite=self.nonfinite,
+            nfe=self.nfe,
+        )
+        if warn and self.iterations > 0:
+            _warn_if_failed(info, xp, solver_name, self.tol is not None)
+        return restore(z), [restore(t) for t in trajectory], info
+
+
+def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, has_tol: bool) -> None:
+    if backend.to_scalar(xp.any(info["nonfinite"])):
+        count = backend.to_scalar(xp.sum(xp.astype(info["nonfinite"], xp.int64)))
+        warnings.warn(f"{solver_name}: f returned non-finite values for {count} sample(s); "
+                      "they keep their best finite iterate (info['nonfinite'])",
+                      ConvergenceWarning, stacklevel=4)
+    elif has_tol and not backend.to_scalar(xp.all(info["converged"])):
+        worst = backend.to_scalar(xp.max(info["abs_lowest"]))
+        warnings.warn(f"{solver_name}: some samples did not reach tol within max_iter "
+                      f"(largest abs residual {worst:.3e}; see info['converged'])",
+                      ConvergenceWarning, stacklevel=4)
