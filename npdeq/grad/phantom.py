@@ -71,11 +71,11 @@ def _phantom_vjp(argnums, g, ans, *outside, run):
     selected = {step: i for i, step in enumerate(run.steps)}
     wanted = [outside[i] for i in argnums]
     totals = [None] * len(wanted)
-    adjoint = xp.zeros_like(cotangent[0])
+    adjoint = xp.zeros_like(cotangent[0, :, :])
     tau = run.tau
     for j in range(len(run.inputs) - 1, -1, -1):  # step j maps input j to state j + 1
         if j + 1 in selected:
-            adjoint = adjoint + cotangent[selected[j + 1]]
+            adjoint = adjoint + cotangent[selected[j + 1], :, :]
         with enable_grad():
             z_leaves = unpack_tensors(Tensor(run.inputs[j], requires_grad=True), run.shapes)
             z_leaves = tuple(Tensor(z.data, requires_grad=True) for z in z_leaves)
@@ -145,4 +145,4 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
         return [unpack_tensors(Tensor(s), shapes) for s in states]
     run = _Unrolled(func, inputs, shapes, tau, steps, stacked)
     out = phantom_unroll(*outside, run=run)
-    return [unpack_tensors(out[i], shapes) for i in range(len(steps))]
+    return [unpack_tensors(out[i, :, :], shapes) for i in range(len(steps))]

@@ -200,12 +200,13 @@ def _peak_training_step_bytes(f_max_iter):
     tracemalloc.start()
     try:
         # tol far below reach: the solver runs all f_max_iter iterations.
-        z, _ = fixed_point(lambda z: npdeq.tanh(z @ W.T + x), np.zeros((32, 64)),
+        z, info = fixed_point(lambda z: npdeq.tanh(z @ W.T + x), np.zeros((32, 64)),
                            solver="fixed_point_iter",
                            solver_kwargs={"max_iter": f_max_iter, "tol": 1e-300},
                            b_solver_kwargs={"max_iter": 20})
         (z * z).sum().backward()
-        return tracemalloc.get_traced_memory()[1]
+        return tracemalloc.get_traced_memory()[1], info["abs_trace"].nbytes
+
     finally:
         tracemalloc.stop()
 
@@ -213,5 +214,10 @@ def _peak_training_step_bytes(f_max_iter):
 def test_ift_training_step_memory_does_not_grow_with_forward_iterations():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
-        short, long = _peak_training_step_bytes(10), _peak_training_step_bytes(100)
-    assert long <= 1.05 * short, (short, long)
+        (short, short_trace), (long, long_trace) = (_peak_training_step_bytes(10),
+                                                    _peak_training_step_bytes(100))
+    # The forward statistics hold B residuals per iteration and kind (abs/rel traces, kept as
+    # a list and then stacked: at most 4 copies); that is what the solver returns, not graph
+    # memory. Everything else must stay flat.
+    statistics = 4 * (long_trace - short_trace)
+    assert long <= 1.05 * short + statistics, (short, long, statistics)
