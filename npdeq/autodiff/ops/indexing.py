@@ -15,7 +15,14 @@ __all__ = ["getitem", "index_add_zeros"]
 
 
 def _normalize_key(key: Any, like: Any) -> Any:
-    """Unwrap Tensors in ``key`` and turn lists into integer arrays of ``like``'s namespace."""
+    """Unwrap Tensors in ``key``, turn lists into integer arrays of ``like``'s namespace, and
+    end a basic key that leaves out trailing axes with an Ellipsis.
+
+    ``x[0]`` means ``x[0, ...]`` in NumPy and CuPy, but the array API standard leaves such
+    keys unspecified and array_api_strict refuses them; the explicit Ellipsis makes the same
+    Tensor code index every namespace. (Integer-array keys are left as they are: the standard
+    allows them only with integers on every axis, and refuses an Ellipsis beside them.)
+    """
     if not isinstance(key, tuple):
         key = (key,)
     out = []
@@ -25,6 +32,10 @@ def _normalize_key(key: Any, like: Any) -> Any:
             xp = ns(like)
             k = xp.asarray(k, device=backend.device(like))
         out.append(k)
+    if Ellipsis not in out and not _is_advanced(out):
+        indexed = len(out) - out.count(None)
+        if indexed < like.ndim:
+            out.append(Ellipsis)
     return tuple(out)
 
 

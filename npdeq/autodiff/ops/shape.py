@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from npdeq import backend
 from npdeq.autodiff.ops._util import normalize_axis, ns, raw
+from npdeq.autodiff.ops.indexing import getitem
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -146,7 +147,8 @@ def split(a: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
         bounds = [0, *indices_or_sections, length]
     axis_ = axis % a.ndim
     head = (slice(None),) * axis_
-    return [a[head + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    # getitem, not a[...]: a raw array in gives Tensors out, and the key is made portable.
+    return [getitem(a, head + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _pad_widths(pad_width, ndim):
