@@ -20,6 +20,12 @@ def _matmul(a, b):
             f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: "
             f"{k_a} (last dimension of a) != {k_b} ({'only' if b.ndim == 1 else 'second-to-last'}"
             " dimension of b)")
+    # Check the batch axes here too, so every library reports them the same, readable way.
+    for n_a, n_b in zip(reversed(a.shape[:-2]), reversed(b.shape[:-2])):
+        if n_a != n_b and n_a != 1 and n_b != 1:
+            raise ValueError(
+                f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: batch "
+                f"dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} do not broadcast")
     return ns(a, b).matmul(a, b)
 
 
@@ -29,12 +35,15 @@ matmul = primitive(_matmul, name="matmul")
 # Vectors are promoted to matrices ((k,) -> (1, k) on the left, (k, 1) on the right) so one
 # pair of formulas covers every case; the engine then sums batch dimensions back down.
 def _as_matrices(g, a, b):
-    if len(a.shape) == 1:
-        a = reshape(a, (1,) + tuple(a.shape))
-        g = expand_dims(g, axis=-2)
+    # The cotangent gets b's axis back first (the last one), then a's: for vector @ vector
+    # g is 0-d and becomes (1,) and then (1, 1); the other order would ask a 0-d array for
+    # axis -2.
     if len(b.shape) == 1:
         b = reshape(b, tuple(b.shape) + (1,))
         g = expand_dims(g, axis=-1)
+    if len(a.shape) == 1:
+        a = reshape(a, (1,) + tuple(a.shape))
+        g = expand_dims(g, axis=-2)
     return g, a, b
 
 
