@@ -26,6 +26,8 @@ __all__ = [
     "device",
     "to_numpy",
     "to_scalar",
+    "any_true",
+    "solve_vectors",
     "cupy_available",
     "is_numpy",
     "is_numpy_array",
@@ -203,12 +205,40 @@ def to_scalar(x: Any) -> float | bool | int:
     Solvers route every host read (their one convergence check per iteration) through here, so
     tests can count synchronisations by patching this function.
     """
+    if type(x) is np.ndarray or isinstance(x, np.generic):
+        return x.item()  # the hot path of every solver iteration on NumPy
     xp = array_namespace(x)
     if x.dtype == xp.bool:
         return bool(x)
     if xp.isdtype(x.dtype, "integral"):
         return int(x)
     return float(x)
+
+
+def any_true(mask: Any) -> Any:
+    """``xp.any(mask)`` as a 0-d array (no host synchronisation: pass it to :func:`to_scalar`).
+
+    NumPy's method is several times cheaper than the namespace's wrapper on the tiny masks a
+    solver checks every iteration.
+    """
+    if type(mask) is np.ndarray:
+        return mask.any()
+    return array_namespace(mask).any(mask)
+
+
+def solve_vectors(a: Any, b: Any) -> Any:
+    """Solve ``a[i] @ x[i] = b[i]`` for a batch of vectors: ``a`` ``(B, n, n)``, ``b`` ``(B, n)``.
+
+    The standard's ``linalg.solve`` treats a 2-D ``b`` as a matrix, so vectors go through a
+    trailing axis; NumPy is called directly because the namespace wrapper costs more than the
+    solve itself for the small systems of Anderson mixing.
+
+    Raises:
+        The library's ``LinAlgError`` (or equivalent) for a singular matrix.
+    """
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    return array_namespace(a, b).linalg.solve(a, b[..., None])[..., 0]
 
 
 # --- sliding windows (im2col) ------------------------------------------------------------

@@ -78,8 +78,9 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     images = xp.zeros((batch, m, dim), dtype=dtype, device=dev)     # f_i
     residuals = xp.zeros((batch, m, dim), dtype=dtype, device=dev)  # g_i
     gram = xp.zeros((batch, m, m), dtype=dtype, device=dev)
+    squares = xp.zeros((batch, m), dtype=dtype, device=dev)  # diag(gram), kept apart
     eye = xp.eye(m, dtype=dtype, device=dev)
-    ones = xp.ones((batch, m, 1), dtype=dtype, device=dev)
+    ones = xp.ones((batch, m), dtype=dtype, device=dev)
     floor = float(xp.finfo(dtype).smallest_normal) ** 0.5
 
     for k in range(max_iter):
@@ -91,13 +92,14 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         g = fx - x
         images[:, slot, :] = fx
         residuals[:, slot, :] = g
+        # A sample that went non-finite has NaN/inf in its own rows only (every op here is
+        # per sample); the tracker has frozen it, so its weights are never used.
         row = (residuals @ g[:, :, None])[:, :, 0]
-        # A non-finite sample is frozen by the tracker; keep its garbage out of the solve.
-        row = xp.where(xp.isfinite(row), row, 0.0)
         gram[:, slot, :] = row
         gram[:, :, slot] = row
-        weights = _mixing_weights(xp, gram[:, :n, :n], eye[:n, :n], ones[:, :n, :], lam,
-                                  floor, slot)
+        squares[:, slot] = row[:, slot]
+        weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
+                                  ones[:, :n], lam, floor, slot)
         proposal = (weights[:, None, :] @ images[:, :n, :])[:, 0, :]
         if tau != 1.0:
             proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals[:, :n, :])[:, 0, :]
@@ -105,21 +107,19 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     return tracker.finish(restore, "anderson_solver")
 
 
-def _mixing_weights(xp: Any, gram: Any, eye: Any, ones: Any, lam: float, floor: float,
-                    newest: int) -> Any:
-    """Per-sample weights ``a`` (``(B, n)``, summing to 1) from the regularised Gram matrix."""
+def _mixing_weights(xp: Any, gram: Any, squares: Any, eye: Any, ones: Any, lam: float,
+                    floor: float, newest: int) -> Any:
+    """Per-sample weights ``a`` (``(B, n)``, summing to 1) from the regularised Gram matrix
+    (``squares`` is its diagonal)."""
     n = gram.shape[-1]
     if n == 1:
-        return ones[:, :, 0]
-    diag = gram * eye
-    scale = xp.sum(xp.sum(diag, axis=2), axis=1) / n
-    system = gram + (lam * scale + floor)[:, None, None] * eye
+        return ones
+    regularisation = (lam / n) * xp.vecdot(squares, ones) + floor
     try:
-        y = xp.linalg.solve(system, ones)[:, :, 0]
+        y = backend.solve_vectors(gram + regularisation[:, None, None] * eye, ones)
     except Exception:  # noqa: BLE001 - LinAlgError types differ per library
         # Unreachable for finite input (the system is positive definite); a plain
         # fixed-point step is the safe fallback.
-        return xp.astype(xp.arange(n, device=backend.device(gram)) == newest, gram.dtype)[
-            None, :] * ones[:, :, 0]
-    total = xp.sum(y, axis=1, keepdims=True)
-    return y / total
+        newest_only = xp.arange(n, device=backend.device(gram)) == newest
+        return xp.where(newest_only[None, :], ones, 0.0)
+    return y / xp.vecdot(y, ones)[:, None]

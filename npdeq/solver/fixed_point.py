@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args, residual_norms
+from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
 
 __all__ = ["fixed_point_iter", "simple_fixed_point_iter"]
 
@@ -104,13 +104,12 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
         x = fx if tau == 1.0 else tau * fx + (1.0 - tau) * x
         if k in steps:
             trajectory.append(restore(x))
-    tracker = SolveTracker(x, None, "abs", ())
+    # One observation of the last step's start describes the step (no extra evaluation).
+    tracker = SolveTracker(prev, None, "abs", ())
     if max_iter > 0:
-        abs_res, rel_res = residual_norms(fx, prev)
-        tracker.best_abs, tracker.best_rel = abs_res, rel_res
-        tracker.abs_trace, tracker.rel_trace = [abs_res], [rel_res]
-        tracker.nstep = tracker.xp.full_like(tracker.nstep, max_iter)
-        tracker.nonfinite = ~(abs_res < float("inf"))
+        tracker.observe(prev, fx)
+    tracker.best = x
     tracker.nfe = max_iter
     z, _, info = tracker.finish(restore, "simple_fixed_point_iter", warn=False)
+    info["nstep"] = tracker.xp.full_like(info["nstep"], max_iter)
     return z, trajectory, info

@@ -63,8 +63,8 @@ def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
     """
     xp = backend.array_namespace(fx, x)
     g = fx - x
-    abs_res = xp.sqrt(xp.sum(g * g, axis=1))
-    return abs_res, abs_res / (xp.sqrt(xp.sum(fx * fx, axis=1)) + REL_EPS)
+    abs_res = xp.sqrt(xp.vecdot(g, g))
+    return abs_res, abs_res / (xp.sqrt(xp.vecdot(fx, fx)) + REL_EPS)
 
 
 def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
@@ -94,6 +94,11 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
 class SolveTracker:
     """Per-sample best iterate, residual traces, convergence and non-finite flags.
 
+    The per-iteration work is kept to a handful of array ops: the residual of the best
+    iterate, its step and the traces are recorded, and everything derivable (the relative
+    trace under ``stop_mode='abs'``, the residuals of the best iterate, ``converged``) is
+    computed once in :meth:`finish`.
+
     Args:
         x0: the packed ``(B, D)`` initial state.
         tol: the tolerance; a sample converges when its ``stop_mode`` residual is ``<= tol``
@@ -115,14 +120,12 @@ class SolveTracker:
         self.return_final = return_final
         self.best = x0
         self.last = x0
-        self.best_abs = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
-        self.best_rel = self.best_abs
+        self.lowest = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
         self.nstep = xp.zeros((batch,), dtype=xp.int64, device=dev)
-        self.converged = xp.zeros((batch,), dtype=xp.bool, device=dev)
-        self.nonfinite = self.converged
+        self.nonfinite = xp.zeros((batch,), dtype=xp.bool, device=dev)
         self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
         self.abs_trace: list[Any] = []
-        self.rel_trace: list[Any] = []
+        self.image_sq_trace: list[Any] = []  # ||f(x)||^2 per iteration, for the rel residual
         self.trajectory: list[Any] = []
         self.iterations = 0
         self.nfe = 0
@@ -132,30 +135,27 @@ class SolveTracker:
         still active (the one host synchronisation of an iteration)."""
         xp = self.xp
         self.iterations += 1
-        abs_res, rel_res = residual_norms(fx, x)
-        res = abs_res if self.use_abs else rel_res
-        lowest = self.best_abs if self.use_abs else self.best_rel
+        g = fx - x
+        abs_res = xp.sqrt(xp.vecdot(g, g))
+        image_sq = xp.vecdot(fx, fx)
+        self.abs_trace.append(abs_res)
+        self.image_sq_trace.append(image_sq)
+        res = abs_res if self.use_abs else abs_res / (xp.sqrt(image_sq) + REL_EPS)
         active = self.active
-        improved = active & (res < lowest)  # False for NaN
-        self.best_abs = xp.where(improved, abs_res, self.best_abs)
-        self.best_rel = xp.where(improved, rel_res, self.best_rel)
+        improved = active & (res < self.lowest)  # False for NaN
+        self.lowest = xp.where(improved, res, self.lowest)
         self.best = xp.where(improved[:, None], x, self.best)
         self.nstep = xp.where(improved, self.iterations, self.nstep)
-        bad = active & ~(abs_res < float("inf"))  # NaN or inf anywhere in f(x) or x
-        self.nonfinite = self.nonfinite | bad
-        if self.tol is not None:
-            self.converged = self.converged | (improved & (res <= self.tol))
-            self.active = active & ~(self.converged | bad)
-        else:
-            self.active = active & ~bad
-        self.abs_trace.append(abs_res)
-        self.rel_trace.append(rel_res)
+        # NaN or inf anywhere in f(x) (or x) makes the residual non-finite.
+        self.nonfinite = self.nonfinite | (active & ~xp.isfinite(abs_res))
+        stopped = self.nonfinite if self.tol is None else self.nonfinite | (self.lowest <= self.tol)
+        self.active = ~stopped
         if self.return_final:
             # The evaluated iterate, except where it produced non-finite values.
             self.last = xp.where(self.nonfinite[:, None], self.best, x)
         if self.iterations in self.indexing:
             self.trajectory.append(self.last if self.return_final else self.best)
-        return backend.to_scalar(xp.any(self.active))
+        return backend.to_scalar(backend.any_true(self.active))
 
     def next_iterate(self, proposal: Any) -> Any:
         """``proposal`` for active samples, the frozen best iterate for the others."""
@@ -175,21 +175,39 @@ class SolveTracker:
         trajectory = self.trajectory + [z] * (len(self.indexing) - len(self.trajectory))
         batch = z.shape[0]
         dev = backend.device(z)
-        empty = xp.zeros((batch, 0), dtype=z.dtype, device=dev)
+        if self.abs_trace:
+            abs_trace = xp.stack(self.abs_trace, axis=1)
+            rel_trace = abs_trace / (xp.sqrt(xp.stack(self.image_sq_trace, axis=1)) + REL_EPS)
+            # The residuals of the best iterate: its column of the traces (none: inf).
+            column = xp.arange(1, abs_trace.shape[1] + 1, device=dev)[None, :] == self.nstep[:, None]
+            abs_lowest = _select_column(xp, column, abs_trace)
+            rel_lowest = _select_column(xp, column, rel_trace)
+        else:
+            abs_trace = rel_trace = xp.zeros((batch, 0), dtype=z.dtype, device=dev)
+            abs_lowest = rel_lowest = self.lowest
+        converged = xp.zeros((batch,), dtype=xp.bool, device=dev)
+        if self.tol is not None:
+            converged = ~self.nonfinite & (self.lowest <= self.tol)
         info = SolverStat(
-            abs_lowest=self.best_abs,
-            rel_lowest=self.best_rel,
-            abs_trace=xp.stack(self.abs_trace, axis=1) if self.abs_trace else empty,
-            rel_trace=xp.stack(self.rel_trace, axis=1) if self.rel_trace else empty,
+            abs_lowest=abs_lowest,
+            rel_lowest=rel_lowest,
+            abs_trace=abs_trace,
+            rel_trace=rel_trace,
             nstep=self.nstep,
             sradius=xp.zeros((batch,), dtype=z.dtype, device=dev),
-            converged=self.converged,
+            converged=converged,
             nonfinite=self.nonfinite,
             nfe=self.nfe,
         )
         if warn and self.iterations > 0:
             _warn_if_failed(info, xp, solver_name, self.tol is not None)
         return restore(z), [restore(t) for t in trajectory], info
+
+
+def _select_column(xp: Any, column: Any, trace: Any) -> Any:
+    """Per row, the entry of ``trace`` where ``column`` is True (inf in rows with none)."""
+    picked = xp.max(xp.where(column, trace, -float("inf")), axis=1)
+    return xp.where(xp.any(column, axis=1), picked, float("inf"))
 
 
 def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, has_tol: bool) -> None:
