@@ -1,0 +1,100 @@
+"""The ``npdeq`` command line: ``npdeq info`` and ``npdeq example NAME``.
+
+``npdeq demo`` (training a DEQ classifier) joins these with the training stack. Bad input
+exits with a one-line message and a non-zero status, never a traceback. Imports everything
+below it (it is the top layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import platform
+import sys
+from typing import Callable, Sequence
+
+__all__ = ["main", "EXAMPLES"]
+
+# Example name -> module with a ``main(argv) -> int``; imported only when run.
+EXAMPLES: dict[str, str] = {
+    "steady-state": "npdeq.examples.steady_state",
+}
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def info(out: Callable[[str], None] = print) -> int:
+    """Print versions, the available array backends and whether a GPU is usable.
+
+    Args:
+        out: where lines go (default ``print``).
+
+    Returns:
+        0.
+    """
+    from npdeq import __version__, backend
+
+    out(f"npdeq {__version__} on Python {platform.python_version()} ({platform.machine()})")
+    for dist in ("numpy", "array-api-compat", "array-api-strict", "autograd", "scipy",
+                 "hypothesis"):
+        out(f"  {dist:<17} {_version(dist)}")
+    cupy = [_version(d) for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy")]
+    cupy_version = next((v for v in cupy if v != "not installed"), "not installed")
+    out(f"  {'cupy':<17} {cupy_version}")
+    gpu = backend.cupy_available()
+    out(f"backends: numpy{', cupy' if gpu else ''}; array_api_strict for testing")
+    out(f"GPU: {'available (CuPy sees a CUDA device)' if gpu else 'not available'}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("info", help="versions, array backends, GPU presence")
+    example = commands.add_parser(
+        "example", help="run an example (its own options follow its name)",
+        description="Run one of npdeq's examples; options after the name go to the example.")
+    example.add_argument("name", choices=sorted(EXAMPLES), metavar="NAME",
+                         help=f"one of: {', '.join(sorted(EXAMPLES))}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``npdeq`` command.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status (argparse exits with 2 on unknown commands and options, listing the
+        valid ones).
+
+    Example:
+        >>> main(["info"])  # doctest: +SKIP
+        0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    # An example's own options are not npdeq's: split them off after its name.
+    example_args: list[str] = []
+    if argv[:1] == ["example"] and len(argv) > 1:
+        argv, example_args = argv[:2], argv[2:]
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        return info()
+    if args.command == "example":
+        module = importlib.import_module(EXAMPLES[args.name])
+        return int(module.main(example_args) or 0)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
