@@ -154,8 +154,8 @@ class Tensor:
         """The value of a one-element tensor as a Python scalar (a host synchronisation)."""
         if self.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return backend.to_scalar(self.data.reshape(()) if hasattr(self.data, "reshape")
-                                 else self.data)
+        # The namespace's reshape: array_api_strict arrays have no .reshape method.
+        return backend.to_scalar(backend.array_namespace(self.data).reshape(self.data, ()))
 
     def numpy(self) -> Any:
         """A NumPy copy of the data (copied from the device for CuPy)."""
