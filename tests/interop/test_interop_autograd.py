@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 autograd = pytest.importorskip("autograd")
 anp = pytest.importorskip("autograd.numpy")
@@ -48,7 +48,6 @@ def _project(state, cot):
     return sum(anp.sum(p * c) for p, c in zip(state, cot))
 
 
-@settings(max_examples=15)
 @given(m=contractive_maps(dim=st.integers(1, 5), contraction=st.floats(0.1, 0.8),
                           kind="tanh_mlp"), seed=st.integers(0, 2**16))
 def test_array_state_matches_unrolled_and_finite_differences(m, seed):

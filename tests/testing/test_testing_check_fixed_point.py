@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 import npdeq
 from npdeq.testing import FixedPointGradReport, check_fixed_point_grads
 from npdeq.testing.strategies import contractive_maps
 
 
-@settings(max_examples=15)
 @given(data=st.data(), seed=st.integers(0, 2**16))
 def test_ift_passes_on_contractive_maps(xp, xp_device, data, seed):
     m = data.draw(contractive_maps(dim=st.integers(1, 5), contraction=st.floats(0.1, 0.8),
@@ -81,7 +80,6 @@ def test_unconverged_forward_fails():
                                 solver="fixed_point_iter", solver_kwargs={"max_iter": 5})
 
 
-@settings(max_examples=5)
 @given(m=contractive_maps(dim=4, contraction=0.5, kind="tanh_mlp"))
 def test_phantom_reports_bias_instead_of_asserting(m):
     report = check_fixed_point_grads(m.func, m.z0, m.params, grad="phantom",

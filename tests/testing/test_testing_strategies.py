@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from npdeq import Tensor, backend
 from npdeq.testing.strategies import (MATRIX_STRUCTURES, SOLVER_NAMES, contractive_maps,
@@ -45,7 +45,6 @@ def test_linear_reference_fixed_point_is_a_fixed_point(m):
     np.testing.assert_allclose(m.func(z, **p), z, rtol=1e-10, atol=1e-12)
 
 
-@settings(max_examples=10)
 @given(m=contractive_maps(dim=3, kind="tanh_mlp", contraction=st.floats(0.1, 0.8)))
 def test_tanh_reference_fixed_point_is_a_fixed_point(m):
     z = m.reference_fixed_point()
@@ -53,7 +52,6 @@ def test_tanh_reference_fixed_point_is_a_fixed_point(m):
     np.testing.assert_allclose(m.func(z, **p), z, atol=1e-12)
 
 
-@settings(max_examples=5)
 @given(m=contractive_maps(dim=4, batch=2, in_dim=3, contraction=0.3, kind="tanh_mlp",
                           structure="rank1", dtype="float32"))
 def test_fixed_values_are_respected(m):
