@@ -170,13 +170,15 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
 
 
 def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
-             retain_graph: bool = False, create_graph: bool = False) -> None:
+             retain_graph: bool | None = None, create_graph: bool = False) -> None:
     """Accumulate gradients of ``tensors`` into ``.grad`` of every leaf that requires grad.
 
     Args:
         tensors: output Tensor(s).
         grad_tensors: cotangent(s) of the outputs; may be omitted for one-element outputs.
-        retain_graph: keep the graph for another backward pass (default frees it).
+        retain_graph: keep the graph for another backward pass; defaults to
+            ``create_graph`` (the recorded ``.grad`` refers to the graph's saved values, so
+            differentiating it needs them), else the graph is freed.
         create_graph: record the backward pass, so ``.grad`` itself can be differentiated.
 
     Raises:
@@ -197,6 +199,8 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
         grad_tensors, _ = _as_tuple(grad_tensors)
     if len(grad_tensors) != len(outputs):
         raise ValueError(f"got {len(grad_tensors)} gradients for {len(outputs)} outputs")
+    if retain_graph is None:
+        retain_graph = create_graph
     grads, leaves = _run(outputs, grad_tensors, None, retain_graph, create_graph)
     for pid, leaf in leaves.items():
         g = grads.get(pid)

@@ -161,7 +161,7 @@ class Tensor:
         """A NumPy copy of the data (copied from the device for CuPy)."""
         return backend.to_numpy(self.data)
 
-    def backward(self, grad: Any = None, retain_graph: bool = False,
+    def backward(self, grad: Any = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into ``.grad`` of the leaves.
 
