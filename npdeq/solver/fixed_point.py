@@ -65,7 +65,8 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
 
 
 def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50,
-                            tau: float = 1.0, indexing: Sequence[int] | None = None
+                            tau: float = 1.0, indexing: Sequence[int] | None = None,
+                            tol: float | None = None, stop_mode: str = "abs"
                             ) -> tuple[Any, list, SolverStat]:
     """Run exactly ``max_iter`` damped fixed-point steps: the cheapest loop, no stopping test.
 
@@ -80,12 +81,14 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
         max_iter: number of steps.
         tau: damping in ``(0, 1]``.
         indexing: steps (1-based) after which to record the state.
+        tol: accepted (and checked) for the solver contract; nothing stops early.
+        stop_mode: accepted (and checked) for the solver contract.
 
     Returns:
         ``(z, trajectory, info)`` with ``z`` the state after ``max_iter`` steps.
 
     Raises:
-        ValueError: a bad ``max_iter``, ``tau`` or ``indexing``.
+        ValueError: a bad ``max_iter``, ``tol``, ``stop_mode``, ``tau`` or ``indexing``.
 
     Example:
         >>> import numpy as np
@@ -93,9 +96,9 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
         >>> z.tolist()
         [[0.125, 0.125]]
     """
-    steps = check_solver_args(max_iter, None, "abs", indexing, tau)
+    steps = check_solver_args(max_iter, tol, stop_mode, indexing, tau)
     f, x, restore = packed_map(func, x0)
-    trajectory = []
+    recorded = {}
     fx = x
     prev = x
     for k in range(1, max_iter + 1):
@@ -103,13 +106,13 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
         fx = f(x)
         x = fx if tau == 1.0 else tau * fx + (1.0 - tau) * x
         if k in steps:
-            trajectory.append(restore(x))
+            recorded[k] = x
     # One observation of the last step's start describes the step (no extra evaluation).
     tracker = SolveTracker(prev, None, "abs", ())
     if max_iter > 0:
-        tracker.observe(prev, fx)
+        tracker.observe(prev, fx, sync=False)
     tracker.best = x
     tracker.nfe = max_iter
     z, _, info = tracker.finish(restore, "simple_fixed_point_iter", warn=False)
     info["nstep"] = tracker.xp.full_like(info["nstep"], max_iter)
-    return z, trajectory, info
+    return z, [restore(recorded.get(k, x)) for k in steps], info

@@ -68,8 +68,9 @@ def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
 
 
 def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
-                      indexing: Any = None, tau: Any = None) -> list[int]:
-    """Validate the arguments the solvers share; return ``indexing`` as a sorted list.
+                      indexing: Any = None, tau: Any = 1.0) -> list[int]:
+    """Validate the arguments the solvers share; return ``indexing`` as a list, in the
+    requested order (repeats kept).
 
     Raises:
         ValueError: ``max_iter`` not a non-negative int, ``tol <= 0``, an unknown
@@ -82,9 +83,9 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if stop_mode not in STOP_MODES:
         raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    if tau is not None and not (isinstance(tau, (int, float)) and 0 < tau <= 1):
+    if not (isinstance(tau, (int, float)) and 0 < tau <= 1):
         raise ValueError(f"tau must be in (0, 1], got {tau!r}")
-    steps = sorted(int(i) for i in (indexing or ()))
+    steps = [int(i) for i in (indexing or ())]
     for i in steps:
         if not 1 <= i <= max(max_iter, 1):
             raise ValueError(f"indexing entry {i} is outside the iterations 1..{max_iter}")
@@ -104,7 +105,8 @@ class SolveTracker:
         tol: the tolerance; a sample converges when its ``stop_mode`` residual is ``<= tol``
             (``None``: never, for solvers without a tolerance).
         stop_mode: ``'abs'`` or ``'rel'``: which residual decides convergence and "best".
-        indexing: sorted iterations (1-based) at which to record a trajectory state.
+        indexing: iterations (1-based, any order, repeats allowed) whose state the
+            trajectory returns.
         return_final: record (and return) the last evaluated iterate instead of the best.
     """
 
@@ -126,13 +128,14 @@ class SolveTracker:
         self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
         self.abs_trace: list[Any] = []
         self.image_sq_trace: list[Any] = []  # ||f(x)||^2 per iteration, for the rel residual
-        self.trajectory: list[Any] = []
+        self.trajectory: dict[int, Any] = {}  # iteration -> state recorded there
         self.iterations = 0
         self.nfe = 0
 
-    def observe(self, x: Any, fx: Any) -> bool:
+    def observe(self, x: Any, fx: Any, sync: bool = True) -> bool:
         """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
-        still active (the one host synchronisation of an iteration)."""
+        still active (the one host synchronisation of an iteration; ``sync=False`` skips it
+        and returns True)."""
         xp = self.xp
         self.iterations += 1
         g = fx - x
@@ -154,7 +157,9 @@ class SolveTracker:
             # The evaluated iterate, except where it produced non-finite values.
             self.last = xp.where(self.nonfinite[:, None], self.best, x)
         if self.iterations in self.indexing:
-            self.trajectory.append(self.last if self.return_final else self.best)
+            self.trajectory[self.iterations] = self.last if self.return_final else self.best
+        if not sync:
+            return True
         return backend.to_scalar(backend.any_true(self.active))
 
     def next_iterate(self, proposal: Any) -> Any:
@@ -165,14 +170,15 @@ class SolveTracker:
                                                                                    SolverStat]:
         """Build the solver's return value ``(z, trajectory, info)``.
 
-        ``restore`` turns packed arrays back into the caller's structure. The trajectory is
-        padded with the returned state up to ``len(indexing)`` entries when the solve stopped
-        early. Warns with :class:`~npdeq.exceptions.ConvergenceWarning` when a sample did not
-        converge (solvers with a tolerance) or went non-finite.
+        ``restore`` turns packed arrays back into the caller's structure. The trajectory has
+        one state per ``indexing`` entry, in its order; an iteration the solve never reached
+        (it stopped early) gives the returned state. Warns with
+        :class:`~npdeq.exceptions.ConvergenceWarning` when a sample did not converge (solvers
+        with a tolerance) or went non-finite.
         """
         xp = self.xp
         z = self.last if self.return_final else self.best
-        trajectory = self.trajectory + [z] * (len(self.indexing) - len(self.trajectory))
+        trajectory = [self.trajectory.get(i, z) for i in self.indexing]
         batch = z.shape[0]
         dev = backend.device(z)
         if self.abs_trace:
