@@ -44,11 +44,20 @@ __all__ = [
 
 # array_api_compat's lookup costs a few microseconds; the namespace depends only on the
 # array's type, so it is cached per type (the tape calls this once per recorded op).
-_NAMESPACE_BY_TYPE: dict[type, Any] = {
-    np.ndarray: array_api_compat.array_namespace(np.zeros(0)),
-}
-_NUMPY_NS = _NAMESPACE_BY_TYPE[np.ndarray]
+_NAMESPACE_BY_TYPE: dict[type, Any] = {}
+# array_api_compat.numpy is loaded on first use, not at import: building it touches every
+# NumPy submodule (numpy.testing, numpy.f2py, ...), about 0.1 s that ``import npdeq`` need
+# not pay.
+_NUMPY_NS: Any = None
 _PY_SCALARS = (bool, int, float, complex)
+
+
+def _numpy_namespace() -> Any:
+    global _NUMPY_NS
+    if _NUMPY_NS is None:
+        _NUMPY_NS = importlib.import_module("array_api_compat.numpy")
+        _NAMESPACE_BY_TYPE[np.ndarray] = _NUMPY_NS
+    return _NUMPY_NS
 
 
 def array_namespace(*arrays: Any) -> Any:
@@ -93,8 +102,8 @@ def array_namespace(*arrays: Any) -> Any:
 
 
 def _lookup_namespace(a: Any) -> Any:
-    if isinstance(a, np.generic):
-        ns = _NUMPY_NS
+    if isinstance(a, np.generic) or type(a) is np.ndarray:
+        ns = _numpy_namespace()
     else:
         try:
             ns = array_api_compat.array_namespace(a)
@@ -109,7 +118,7 @@ def _lookup_namespace(a: Any) -> Any:
 
 def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
     """Convert a Python scalar or nested list to an array of the default namespace (NumPy)."""
-    return _NUMPY_NS.asarray(obj, dtype=dtype, copy=copy)
+    return _numpy_namespace().asarray(obj, dtype=dtype, copy=copy)
 
 
 def namespace_name(xp: Any) -> str:
@@ -125,7 +134,8 @@ def is_numpy_array(x: Any) -> bool:
 
 def is_numpy(xp: Any) -> bool:
     """Whether ``xp`` is the NumPy namespace."""
-    return xp is _NUMPY_NS or getattr(xp, "__name__", "") in ("numpy", "array_api_compat.numpy")
+    return (xp is _NUMPY_NS and xp is not None) or getattr(xp, "__name__", "") in (
+        "numpy", "array_api_compat.numpy")
 
 
 def is_cupy(xp: Any) -> bool:
