@@ -9,9 +9,10 @@ With the last ``n <= m`` iterates ``x_i``, their images ``f_i = f(x_i)`` and res
 per sample. Its bordered (KKT) system ``[[0, 1^T], [1, H + lam_s I]]`` is solved by eliminating
 the border: ``y = (H + lam_s I)^-1 1`` and ``a = y / sum(y)``. ``H + lam_s I`` is symmetric
 positive definite for ``lam_s > 0``, so the system is never singular; ``lam_s`` is ``lam``
-times the mean of ``diag(H)`` (plus a tiny floor), which keeps the regularisation's relative
-strength fixed as the residuals shrink. TorchDEQ adds an absolute ``lam = 1e-4``, which
-dominates ``H`` once residuals are near 1e-2 and stalls convergence there. The next iterate
+(plus the dtype's machine epsilon, so that ``lam = 0`` stays solvable when ``H`` is exactly
+singular) times the mean of ``diag(H)`` (plus a tiny floor), which keeps the regularisation's
+relative strength fixed as the residuals shrink. TorchDEQ adds an absolute ``lam = 1e-4``,
+which dominates ``H`` once residuals are near 1e-2 and stalls convergence there. The next iterate
 is ``sum_i a_i (tau * f_i + (1 - tau) * x_i)``. Each iteration adds one row to ``H`` (``m``
 dot products), not a recomputation from the whole history.
 
@@ -82,6 +83,9 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     eye = xp.eye(m, dtype=dtype, device=dev)
     ones = xp.ones((batch, m), dtype=dtype, device=dev)
     floor = float(xp.finfo(dtype).smallest_normal) ** 0.5
+    # Below rounding level relative to diag(H), lam_s would leave an exactly singular H
+    # (lam = 0 with linearly dependent residuals) singular.
+    lam_relative = lam + float(xp.finfo(dtype).eps)
 
     for k in range(max_iter):
         fx = f(x)
@@ -99,7 +103,7 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         gram[:, :, slot] = row
         squares[:, slot] = row[:, slot]
         weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
-                                  ones[:, :n], lam, floor, slot)
+                                  ones[:, :n], lam_relative, floor, slot)
         proposal = (weights[:, None, :] @ images[:, :n, :])[:, 0, :]
         if tau != 1.0:
             proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals[:, :n, :])[:, 0, :]
