@@ -84,20 +84,17 @@ class Primitive:
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         raw = list(args)
         parents = []
-        arrays = 0
         first = None
         record = _mode.enabled
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
-                d = a.data
-                raw[i] = d
+                d = raw[i] = a.data
                 if record and a.requires_grad:
                     parents.append((i, a))
             elif a is None or type(a) in _PY_SCALARS or not hasattr(a, "shape"):
                 continue
             else:
                 d = a
-            arrays += 1
             if first is None:
                 first = d
             elif type(d) is not type(first) or not backend.is_numpy_array(d):

@@ -23,19 +23,29 @@ def _normalize_key(key: Any, like: Any) -> Any:
     Tensor code index every namespace. (Integer-array keys are left as they are: the standard
     allows them only with integers on every axis, and refuses an Ellipsis beside them.)
     """
-    if not isinstance(key, tuple):
+    if type(key) is not tuple:
         key = (key,)
     out = []
+    indexed = 0  # entries that consume an axis; None adds one, Ellipsis stands for the rest
+    complete = False  # an Ellipsis or an index array: nothing to append
     for k in key:
-        k = raw(k)
-        if isinstance(k, list):
-            xp = ns(like)
-            k = xp.asarray(k, device=backend.device(like))
+        t = type(k)
+        if t is int or t is slice:
+            indexed += 1
+        elif k is None:
+            pass
+        elif k is Ellipsis:
+            complete = True
+        else:
+            if isinstance(k, Tensor):
+                k = k.data
+            elif t is list:
+                k = ns(like).asarray(k, device=backend.device(like))
+            indexed += 1
+            complete = complete or hasattr(k, "shape")
         out.append(k)
-    # (Identity tests: ``in`` and ``count`` would compare index arrays elementwise.)
-    if not _is_advanced(out) and not any(k is Ellipsis for k in out):
-        if sum(k is not None for k in out) < like.ndim:
-            out.append(Ellipsis)
+    if not complete and indexed < like.ndim:
+        out.append(Ellipsis)
     return tuple(out)
 
 

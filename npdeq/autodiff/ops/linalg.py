@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from npdeq.autodiff.ops._util import ns
 from npdeq.autodiff.ops.shape import expand_dims, reshape, swapaxes
 from npdeq.autodiff.primitive import defvjp, primitive
 
@@ -26,7 +25,9 @@ def _matmul(a, b):
             raise ValueError(
                 f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned: batch "
                 f"dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} do not broadcast")
-    return ns(a, b).matmul(a, b)
+    # The operator is matmul in every namespace; it skips a namespace lookup and the compat
+    # wrapper (about 1 microsecond of the tape's per-op overhead on small arrays).
+    return a @ b
 
 
 matmul = primitive(_matmul, name="matmul")
