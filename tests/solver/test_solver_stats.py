@@ -420,6 +420,7 @@ def test_observe_without_sync(xp, to_xp, monkeypatch):
     assert tracker.observe(x0, to_xp(np.ones((2, 2))), sync=False) is True
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_tracker_warnings(xp, to_xp):
     x0 = to_xp(np.zeros((2, 2)))
     tracker = SolveTracker(x0, 1e-3, "rel", [])
