@@ -260,11 +260,17 @@ def deq_configs(draw, *, max_iter: int = 30, solvers: Sequence[str] | None = Non
         A hypothesis strategy of dicts such as ``{'core': 'indexing', 'ift': True,
         'f_solver': 'anderson', 'f_max_iter': 12, 'grad': 2, 'tau': 0.7, ...}``; the values
         are consistent with each other (``indexing``/``n_states`` within ``f_max_iter``,
-        ``sup_loc`` within ``grad``).
+        ``indexing`` only with ``n_states=1``, ``sup_loc`` within ``grad``), so
+        ``npdeq.get_deq(**config)`` accepts every one.
     """
     names = tuple(solvers) if solvers is not None else SOLVER_NAMES
     f_max = draw(st.integers(1, max_iter))
     grad = draw(st.integers(1, 4))
+    n_states = draw(st.integers(1, min(3, f_max)))
+    # The cores take n_states > 1 or an explicit indexing, not both.
+    indexing = None if n_states > 1 else draw(
+        st.none() | st.lists(st.integers(1, f_max), min_size=1, max_size=min(3, f_max),
+                             unique=True).map(sorted))
     config = {
         "core": draw(st.sampled_from(("indexing", "sliced"))),
         "ift": draw(st.booleans()),
@@ -284,9 +290,8 @@ def deq_configs(draw, *, max_iter: int = 30, solvers: Sequence[str] | None = Non
         "sup_gap": draw(st.sampled_from((-1, 1, 2))),
         "sup_loc": draw(st.none() | st.lists(st.integers(1, grad), max_size=grad,
                                              unique=True).map(sorted)),
-        "n_states": draw(st.integers(1, min(3, f_max))),
-        "indexing": draw(st.none() | st.lists(st.integers(1, f_max), min_size=1,
-                                              max_size=min(3, f_max), unique=True).map(sorted)),
+        "n_states": n_states,
+        "indexing": indexing,
     }
     known = _config_keys()
     if known is not None:

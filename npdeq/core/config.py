@@ -1,0 +1,490 @@
+"""DEQ configuration: TorchDEQ's config keys and defaults, :class:`DEQConfig`, :func:`add_deq_args`.
+
+Every DEQ setting has one name and one default here (:data:`DEFAULTS`, grouped as TorchDEQ's
+command line groups in :data:`GROUPS`); the cores, ``get_deq`` and ``add_deq_args`` read them
+from this module. Keys for features that later layers implement (normalisation, Jacobian
+regularisation) are accepted, checked and stored.
+
+Where a configuration comes from decides how unknown keys are treated (TorchDEQ silently
+ignores them all):
+
+- keyword arguments, dicts (any mapping) and :class:`DEQConfig` objects are *strict*: a key
+  that is not a DEQ key raises ``ValueError`` naming the key and the closest valid ones;
+- an ``argparse.Namespace`` (or any other object with attributes) is usually a whole training
+  script's flags, so attributes that are not DEQ keys are set aside (:attr:`DEQConfig.ignored`)
+  unless they look like a misspelled DEQ key (``difflib`` ratio >= 0.9, e.g. ``f_maxiter``,
+  ``stop_mode``), which raises as well.
+
+Imports only the standard library (``argparse`` and ``difflib`` lazily, when needed).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import sys
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+__all__ = ["DEQConfig", "add_deq_args", "DEFAULTS", "GROUPS", "default", "is_default",
+           "check_value", "unknown_key_error"]
+
+# TorchDEQ's keys, defaults and command line groups (its add_deq_args plus DEQBase's no_stat).
+GROUPS: dict[str, dict[str, Any]] = {
+    "solver": {
+        "f_solver": "fixed_point_iter", "b_solver": "fixed_point_iter",
+        "f_max_iter": 40, "b_max_iter": 40, "f_tol": 1e-3, "b_tol": 1e-6,
+        "f_stop_mode": "abs", "b_stop_mode": "abs", "eval_factor": 1.0, "eval_f_max_iter": 0,
+        "no_stat": None,
+    },
+    "norm": {
+        "norm_type": "weight_norm", "norm_no_scale": False, "norm_clip": False,
+        "norm_clip_value": 1.0, "norm_target_norm": 1.0, "sn_n_power_iters": 1,
+    },
+    "training": {
+        "core": "sliced", "ift": False, "hook_ift": False, "n_states": 1, "indexing": None,
+        "gamma": 0.8, "grad": 1, "tau": 1.0, "sup_gap": -1, "sup_loc": None,
+    },
+    "regularization": {"jac_loss_weight": 0.0, "jac_loss_freq": 0.0, "jac_incremental": 0},
+    "monitoring": {"sradius_mode": False},
+}
+DEFAULTS: dict[str, Any] = {k: v for group in GROUPS.values() for k, v in group.items()}
+
+# Attribute objects (argparse namespaces) may carry the script's own flags; only names this
+# close to a DEQ key are taken for misspellings.
+NEAR_MISS_RATIO = 0.9
+_STOP_MODES = ("abs", "rel")
+
+
+class _Default:
+    """A constructor default that yields to a value from ``args``; shows as the value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def default(key: str) -> Any:
+    """The default of ``key`` as a marker for constructor signatures.
+
+    A parameter declared ``f_max_iter: int = default('f_max_iter')`` shows as ``40`` in
+    ``help()``, and :func:`is_default` tells that the caller did not pass it, so a value from
+    ``args`` can take its place (explicit keyword > ``args`` > default).
+
+    Args:
+        key: a key of :data:`DEFAULTS`.
+
+    Returns:
+        A marker holding ``DEFAULTS[key]``.
+
+    Raises:
+        KeyError: an unknown key.
+
+    Example:
+        >>> default('f_max_iter')
+        40
+    """
+    return _Default(DEFAULTS[key])
+
+
+def is_default(value: Any) -> bool:
+    """Whether ``value`` is a marker made by :func:`default` (a parameter the caller left out).
+
+    Args:
+        value: a parameter's value.
+
+    Returns:
+        ``True`` for a :func:`default` marker.
+
+    Example:
+        >>> is_default(default('tau')), is_default(1.0)
+        (True, False)
+    """
+    return isinstance(value, _Default)
+
+
+# --- value checks -------------------------------------------------------------------------
+
+def _bad(key: str, value: Any, expected: str) -> ValueError:
+    return ValueError(f"config key {key!r}: expected {expected}, got {value!r}")
+
+
+def _int(key: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise _bad(key, value, "an int")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        if isinstance(value, float) and value.is_integer():
+            out = int(value)
+        else:
+            raise _bad(key, value, "an int") from None
+    if minimum is not None and out < minimum:
+        raise _bad(key, value, f"an int >= {minimum}")
+    return out
+
+
+def _number(key: str, value: Any, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)  # 0-d arrays and NumPy scalars
+        except (TypeError, ValueError):
+            raise _bad(key, value, "a number") from None
+    if positive and not value > 0:
+        raise _bad(key, value, "a number > 0")
+    if nonneg and not value >= 0:
+        raise _bad(key, value, "a number >= 0")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(key, value, "True or False")
+    return value
+
+
+def _name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _bad(key, value, "a name (str)")
+    return value
+
+
+def _int_list(key: str, value: Any, minimum: int | None = None) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_int(key, v, minimum) for v in value]
+    return [_int(key, value, minimum)]
+
+
+def check_value(key: str, value: Any) -> Any:
+    """Check one DEQ setting and return it normalised (sequences become new lists).
+
+    Args:
+        key: a key of :data:`DEFAULTS`.
+        value: its value.
+
+    Returns:
+        The value, normalised (e.g. ``indexing=5`` becomes ``[5]``).
+
+    Raises:
+        ValueError: an unknown key or an invalid value (wrong type or range).
+
+    Example:
+        >>> check_value('indexing', (4, 8)), check_value('f_max_iter', 12.0)
+        ([4, 8], 12)
+    """
+    if key not in DEFAULTS:
+        raise unknown_key_error(key)
+    if key in ("f_solver", "b_solver", "core", "norm_type"):
+        return _name(key, value)
+    if key in ("f_max_iter", "b_max_iter", "eval_f_max_iter"):
+        return _int(key, value, 0)
+    if key in ("n_states", "sn_n_power_iters"):
+        return _int(key, value, 1)
+    if key in ("sup_gap", "jac_incremental"):
+        return _int(key, value)
+    if key in ("f_tol", "b_tol", "eval_factor"):
+        return _number(key, value, positive=True)
+    if key in ("jac_loss_weight", "jac_loss_freq"):
+        return _number(key, value, nonneg=True)
+    if key in ("gamma", "norm_clip_value", "norm_target_norm"):
+        return _number(key, value)
+    if key == "tau":
+        tau = _number(key, value)
+        if not 0.0 < tau <= 1.0:
+            raise _bad(key, value, "a damping factor in (0, 1]")
+        return tau
+    if key in ("f_stop_mode", "b_stop_mode"):
+        if value not in _STOP_MODES:
+            raise _bad(key, value, f"one of {_STOP_MODES}")
+        return value
+    if key == "no_stat":
+        return None if value is None else _bool(key, value)
+    if key in ("ift", "hook_ift", "norm_no_scale", "norm_clip", "sradius_mode"):
+        return _bool(key, value)
+    if key in ("indexing", "sup_loc"):
+        return _int_list(key, value, 1)
+    if key == "grad":
+        steps = _int_list(key, value)
+        if not steps:
+            raise _bad(key, value, "an int or a non-empty list of ints")
+        return steps[0] if isinstance(value, int) and not isinstance(value, bool) else steps
+    raise AssertionError(f"no check for config key {key!r}")  # pragma: no cover
+
+
+def unknown_key_error(key: Any, valid: Any = DEFAULTS, what: str = "config key") -> ValueError:
+    """A ``ValueError`` for an unknown key that names the closest valid ones.
+
+    Args:
+        key: the offending key.
+        valid: the valid keys.
+        what: how to call a key in the message.
+
+    Returns:
+        The error (to raise).
+
+    Example:
+        >>> print(unknown_key_error('stop_mode'))
+        unknown config key 'stop_mode'; did you mean 'f_stop_mode', 'b_stop_mode'?
+    """
+    import difflib  # noqa: PLC0415 - only on errors
+
+    close = difflib.get_close_matches(str(key), sorted(valid), n=3, cutoff=0.6)
+    hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close else
+            f"valid keys: {', '.join(sorted(valid))}")
+    return ValueError(f"unknown {what} {key!r}; {hint}")
+
+
+def _is_near_miss(key: str) -> bool:
+    import difflib  # noqa: PLC0415
+
+    return bool(difflib.get_close_matches(key, DEFAULTS, n=1, cutoff=NEAR_MISS_RATIO))
+
+
+def _is_namespace(obj: Any) -> bool:
+    argparse = sys.modules.get("argparse")  # no namespace exists before argparse is imported
+    return argparse is not None and isinstance(obj, argparse.Namespace)
+
+
+class DEQConfig:
+    """A DEQ configuration: the DEQ keys that were set, checked, and copied from their source.
+
+    Args:
+        config: ``None``, a dict (or any mapping), an ``argparse.Namespace`` (or any object
+            with attributes, read with ``vars``), or another ``DEQConfig``. Its values are
+            copied: later changes to the caller's object do not reach this config, and this
+            config never writes to it.
+        strict: whether keys that are not DEQ keys raise. ``None`` (default): strict for
+            mappings and ``DEQConfig``; for namespaces, only near-misses of DEQ keys raise and
+            other attributes (the script's own flags) are kept in :attr:`ignored`.
+
+    Attributes:
+        config: dict of the DEQ keys that were set (defaults not included).
+        ignored: dict of the attributes of a namespace that are not DEQ keys.
+
+    Raises:
+        ValueError: an unknown key (with the closest valid ones), or an invalid value.
+        TypeError: a ``config`` of another kind.
+
+    Example:
+        >>> cfg = DEQConfig({'f_max_iter': 12})
+        >>> cfg.update(ift=True)
+        >>> cfg.get('f_max_iter'), cfg.get('f_tol'), cfg.ift
+        (12, 0.001, True)
+        >>> DEQConfig({'f_maxiter': 12})
+        Traceback (most recent call last):
+        ValueError: unknown config key 'f_maxiter'; did you mean 'f_max_iter', 'b_max_iter', 'eval_f_max_iter'?
+    """
+
+    def __init__(self, config: Any = None, *, strict: bool | None = None) -> None:
+        self.config: dict[str, Any] = {}
+        self.ignored: dict[str, Any] = {}
+        if config is None:
+            return
+        if isinstance(config, DEQConfig):
+            self.config = copy.deepcopy(config.config)
+            self.ignored = dict(config.ignored)
+            return
+        if isinstance(config, Mapping):
+            items, lenient = dict(config), False
+        elif _is_namespace(config) or hasattr(config, "__dict__"):
+            items, lenient = dict(vars(config)), True
+        else:
+            raise TypeError(f"a DEQ config must be a dict, an argparse.Namespace or a DEQConfig, "
+                            f"got {type(config).__name__}")
+        lenient = lenient if strict is None else not strict
+        for key, value in items.items():
+            if key not in DEFAULTS and lenient and not _is_near_miss(str(key)):
+                self.ignored[key] = value  # the script's own flag: kept, never used
+                continue
+            self._set(key, value)
+
+    def _set(self, key: Any, value: Any) -> None:
+        if key not in DEFAULTS:
+            raise unknown_key_error(key)
+        self.config[key] = check_value(key, copy.deepcopy(value))
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        """The value of ``key``: the one set, else ``default`` when given, else its default.
+
+        Args:
+            key: a DEQ key.
+            default: returned when the key was not set (TorchDEQ's ``get``); when left out,
+                the key's default from :data:`DEFAULTS`.
+
+        Returns:
+            The value.
+
+        Raises:
+            ValueError: an unknown key (only when ``default`` is left out).
+
+        Example:
+            >>> DEQConfig().get('f_max_iter'), DEQConfig().get('f_max_iter', 10)
+            (40, 10)
+        """
+        if key in self.config:
+            return self.config[key]
+        if default is not ...:
+            return default
+        if key not in DEFAULTS:
+            raise unknown_key_error(key)
+        return copy.deepcopy(DEFAULTS[key])
+
+    def update(self, **kwargs: Any) -> None:
+        """Set DEQ keys (they win over values set before).
+
+        Args:
+            **kwargs: DEQ keys and values.
+
+        Raises:
+            ValueError: an unknown key or an invalid value (nothing is changed then).
+
+        Example:
+            >>> cfg = DEQConfig()
+            >>> cfg.update(f_solver='anderson', f_tol=1e-4)
+            >>> cfg
+            DEQConfig(f_solver='anderson', f_tol=0.0001)
+        """
+        checked = {}
+        for key, value in kwargs.items():
+            if key not in DEFAULTS:
+                raise unknown_key_error(key)
+            checked[key] = check_value(key, copy.deepcopy(value))
+        self.config.update(checked)
+
+    def to_dict(self, with_defaults: bool = False) -> dict[str, Any]:
+        """A copy of the settings as a dict.
+
+        Args:
+            with_defaults: include every DEQ key (defaults for those not set).
+
+        Returns:
+            A new dict.
+
+        Example:
+            >>> DEQConfig({'ift': True}).to_dict()
+            {'ift': True}
+        """
+        base = copy.deepcopy(DEFAULTS) if with_defaults else {}
+        base.update(copy.deepcopy(self.config))
+        return base
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__") or key in ("config", "ignored"):
+            raise AttributeError(key)
+        if key not in DEFAULTS:
+            raise AttributeError(f"'DEQConfig' has no attribute {key!r} (not a DEQ key)")
+        return self.get(key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.config)
+
+    def __len__(self) -> int:
+        return len(self.config)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DEQConfig):
+            return NotImplemented
+        return self.to_dict(True) == other.to_dict(True)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"DEQConfig({items})"
+
+
+def _flags() -> list[tuple[str, str, dict[str, Any]]]:
+    """(group title, key, argparse keywords) for each command line flag, TorchDEQ's set."""
+    def value(key, kind, text, **extra):
+        return key, dict(type=kind, default=DEFAULTS[key], help=text, **extra)
+
+    def switch(key, text):
+        return key, dict(action="store_true", help=text)
+
+    solver = [
+        value("f_solver", str, "forward solver: fixed_point_iter, simple_fixed_point_iter, "
+              "anderson, broyden, or a registered name"),
+        value("b_solver", str, "backward (IFT adjoint) solver, as --f_solver, or 'direct'"),
+        value("f_max_iter", int, "most function evaluations of the forward solve"),
+        value("b_max_iter", int, "most iterations of the backward solve"),
+        value("f_tol", float, "forward solve tolerance"),
+        value("b_tol", float, "backward solve tolerance"),
+        value("f_stop_mode", str, "forward residual: abs or rel", choices=_STOP_MODES),
+        value("b_stop_mode", str, "backward residual: abs or rel", choices=_STOP_MODES),
+        value("eval_factor", float, "at test time, f_max_iter times this factor"),
+        value("eval_f_max_iter", int, "at test time, this many iterations (0: use eval_factor)"),
+    ]
+    norm = [
+        value("norm_type", str, "weight normalisation: weight_norm, spectral_norm or none"),
+        switch("norm_no_scale", "no learnable target norm"),
+        switch("norm_clip", "clip the rescaling factor at norm_clip_value"),
+        value("norm_clip_value", float, "largest rescaling factor"),
+        value("norm_target_norm", float, "target norm when it is not learned"),
+        value("sn_n_power_iters", int, "power iterations of spectral normalisation"),
+    ]
+    training = [
+        value("core", str, "DEQ core: indexing or sliced (or a registered name)"),
+        switch("ift", "implicit differentiation on the last state"),
+        switch("hook_ift", "implicit differentiation (same rule in npdeq)"),
+        value("n_states", int, "number of states sampled uniformly along the solve"),
+        ("indexing", dict(type=int, nargs="+", default=[],
+                          help="solver steps at which to sample states")),
+        value("gamma", float, "weight decay of the fixed-point correction loss"),
+        ("grad", dict(type=int, nargs="+", default=[1], help="PhantomGrad steps per state")),
+        value("tau", float, "PhantomGrad damping"),
+        value("sup_gap", int, "also supervise every sup_gap-th PhantomGrad step (> 0)"),
+        ("sup_loc", dict(type=int, nargs="+", default=[],
+                         help="also supervise these PhantomGrad steps")),
+    ]
+    regularization = [
+        value("jac_loss_weight", float, "Jacobian regularisation weight"),
+        value("jac_loss_freq", float, "fraction of steps with Jacobian regularisation"),
+        value("jac_incremental", int, "raise jac_loss_weight by 0.1 every this many steps "
+              "(0: never)"),
+    ]
+    monitoring = [switch("sradius_mode", "estimate the spectral radius at test time")]
+    groups = [("DEQ solver", solver), ("DEQ normalisation", norm), ("DEQ training", training),
+              ("DEQ regularisation", regularization), ("DEQ monitoring", monitoring)]
+    return [(title, key, kw) for title, flags in groups for key, kw in flags]
+
+
+def add_deq_args(parser: Any) -> Any:
+    """Add TorchDEQ's DEQ flags (same names and defaults) to an ``argparse`` parser.
+
+    The flags come in five groups: solver (``--f_solver``, ``--f_max_iter``, ``--f_tol``,
+    ...), normalisation (``--norm_type``, ...), training (``--core``, ``--ift``,
+    ``--n_states``, ``--indexing``, ``--grad``, ``--tau``, ...), regularisation
+    (``--jac_loss_weight``, ...) and monitoring (``--sradius_mode``). The parsed namespace can
+    be passed to :func:`~npdeq.core.registry.get_deq` as is; the script's own flags in it are
+    ignored.
+
+    Args:
+        parser: an ``argparse.ArgumentParser`` (or an argument group).
+
+    Returns:
+        ``parser`` (TorchDEQ returns ``None``).
+
+    Example:
+        >>> import argparse
+        >>> parser = add_deq_args(argparse.ArgumentParser())
+        >>> args = parser.parse_args(['--f_max_iter', '12', '--ift', '--indexing', '4', '8'])
+        >>> args.f_max_iter, args.ift, args.indexing, args.core
+        (12, True, [4, 8], 'sliced')
+    """
+    groups: dict[str, Any] = {}
+    for title, key, kwargs in _flags():
+        if title not in groups:
+            groups[title] = (parser.add_argument_group(title)
+                             if hasattr(parser, "add_argument_group") else parser)
+        groups[title].add_argument(f"--{key}", **kwargs)
+    return parser
