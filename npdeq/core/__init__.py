@@ -1,0 +1,23 @@
+"""DEQ cores with TorchDEQ's interface: ``DEQBase``, ``DEQIndexing``, ``DEQSliced``,
+``get_deq``, ``register_deq``, ``reset_deq``, ``DEQConfig`` and ``add_deq_args``.
+
+``z_out, info = deq(func, z_init)`` solves the fixed point of ``func`` and, in training mode,
+returns the gradient-carrying states the core samples (IFT and/or PhantomGrad, from
+:mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``config`` (keys, defaults, parsing),
+``sampling`` (which solver steps carry gradients), ``base`` (``DEQBase``), ``cores`` (the two
+cores), ``registry`` (by-name construction, ``reset_deq``), ``sradius`` (power method).
+
+Imports :mod:`npdeq.grad`, :mod:`npdeq.solver`, :mod:`npdeq.autodiff`, the backend and the
+shared exceptions.
+"""
+
+from npdeq.core.base import DEQBase
+from npdeq.core.config import DEFAULTS, DEQConfig, add_deq_args
+from npdeq.core.cores import DEQIndexing, DEQSliced
+from npdeq.core.registry import (get_deq, register_deq, register_reset_hook, registered_deqs,
+                                 reset_deq)
+from npdeq.core.sradius import power_method, spectral_radius
+
+__all__ = ["DEQBase", "DEQIndexing", "DEQSliced", "get_deq", "register_deq", "reset_deq",
+           "registered_deqs", "register_reset_hook", "DEQConfig", "add_deq_args", "DEFAULTS",
+           "power_method", "spectral_radius"]

@@ -1,0 +1,339 @@
+"""``DEQBase``: what every DEQ core shares.
+
+The configuration (solver settings, checked at construction), the forward solve on raw arrays
+(``func`` wrapped into an array map that records nothing), the checks of ``forward``'s
+arguments before any solve, the eval path (one solve, detached ``[z*]``, optional spectral
+radius), and the hook that keeps the backward statistics in ``info``. The cores in
+:mod:`npdeq.core.cores` add the training path.
+
+``DEQBase`` is a plain class with ``training``, ``train()`` and ``eval()`` for now; it becomes
+an ``npdeq.nn.Module`` subclass when ``npdeq.nn`` exists, so that ``model.train()`` /
+``model.eval()`` on a user's model reach it, as in TorchDEQ.
+
+Imports the config module, the solvers, the gradient layer's state helpers, the tape and the
+shared exceptions.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from npdeq.autodiff import Tensor, no_grad
+from npdeq.core.config import DEQConfig, check_value, default, is_default, unknown_key_error
+from npdeq.core.sradius import spectral_radius
+from npdeq.exceptions import ConvergenceWarning
+from npdeq.grad.state import call_state_func
+from npdeq.solver import get_solver
+
+__all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "BackwardRecorder"]
+
+# Solver arguments the cores set themselves (not through solver_kwargs).
+_RESERVED = ("func", "x0", "max_iter", "indexing")
+
+
+@functools.lru_cache(maxsize=64)
+def solver_parameters(solver: Callable[..., Any]) -> frozenset[str] | None:
+    """The keyword arguments ``solver`` takes besides ``func``, ``x0``, ``max_iter`` and
+    ``indexing`` (``None``: any, it has ``**kwargs``).
+
+    Args:
+        solver: a solver function.
+
+    Returns:
+        The names, or ``None``.
+
+    Example:
+        >>> from npdeq.solver import fixed_point_iter
+        >>> sorted(solver_parameters(fixed_point_iter))
+        ['return_final', 'stop_mode', 'tau', 'tol']
+    """
+    try:
+        params = inspect.signature(solver).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                   inspect.Parameter.KEYWORD_ONLY)]
+    return frozenset(names[2:]) - set(_RESERVED)  # after (func, x0)
+
+
+def array_map(func: Callable[..., Any], z: Any) -> Callable[..., Any]:
+    """``func`` on Tensors as a map on raw arrays for the solvers; nothing is recorded.
+
+    The first call (and every call) checks that ``func`` returns the structure and shapes of
+    its input (:func:`npdeq.grad.state.call_state_func`).
+
+    Args:
+        func: ``func(z)`` or ``func(*zs)`` on Tensors.
+        z: an array or a tuple of arrays: the structure ``func`` is called with.
+
+    Returns:
+        ``f(z) -> z'`` (or ``f(*zs) -> tuple``) on raw arrays.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> array_map(lambda z: npdeq.tanh(z), np.zeros((1, 2)))(np.ones((1, 2))).shape
+        (1, 2)
+    """
+    single = not isinstance(z, tuple)
+
+    def mapped(*zs: Any) -> Any:
+        with no_grad():
+            out = call_state_func(func, tuple(Tensor(a) for a in zs))
+        return out[0].data if single else tuple(o.data for o in out)
+
+    return mapped
+
+
+def initial_state(z_init: Any) -> Any:
+    """``z_init`` as raw arrays: one array, or a tuple of arrays for a tuple/list state.
+
+    Tensors are taken by value (no gradient flows into the initial state, as in TorchDEQ).
+
+    Raises:
+        TypeError: something that is not an array, a Tensor or a non-empty tuple/list of them.
+    """
+    def raw(a: Any, where: str) -> Any:
+        a = a.data if isinstance(a, Tensor) else a
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"z_init{where} must be an array or a Tensor, got {type(a).__name__}")
+        return a
+
+    if isinstance(z_init, (tuple, list)):
+        if not z_init:
+            raise TypeError("z_init is an empty tuple; a tuple state needs at least one array")
+        return tuple(raw(a, f"[{i}]") for i, a in enumerate(z_init))
+    return raw(z_init, "")
+
+
+class BackwardRecorder:
+    """The backward writer the cores hand to the gradient functors.
+
+    Stores the IFT backward solver's statistics in ``info['backward']`` when the backward pass
+    runs (``None`` until then, and for PhantomGrad-only or eval calls), then calls the user's
+    ``backward_writer``.
+    """
+
+    __slots__ = ("writer", "info")
+
+    def __init__(self, writer: Callable[[dict], Any] | None) -> None:
+        self.writer = writer
+        self.info: dict | None = None
+
+    def attach(self, info: dict) -> dict:
+        """Make ``info`` the dict that receives the backward statistics; return it."""
+        info["backward"] = None
+        self.info = info
+        return info
+
+    def __call__(self, stats: dict) -> None:
+        if self.info is not None:
+            self.info["backward"] = stats
+        if self.writer is not None:
+            self.writer(stats)
+
+
+class DEQBase:
+    """Base class of the DEQ cores: configuration, forward solve, eval path.
+
+    Not meant to be used as a DEQ itself (its training path raises); subclass it to build a
+    new core, overriding ``_train_forward`` (or ``forward``). Settings come from ``args``
+    and keyword arguments; an explicitly passed keyword wins over ``args``, ``args`` over the
+    defaults shown (TorchDEQ lets ``args`` win over named constructor arguments; ``get_deq``
+    has always let keywords win).
+
+    Args:
+        args: a DEQ config: dict, ``argparse.Namespace`` or :class:`DEQConfig`. Copied.
+        f_solver: forward solver name (``'fixed_point_iter'``, ``'simple_fixed_point_iter'``,
+            ``'anderson'``, ``'broyden'`` or a registered one).
+        b_solver: backward (IFT adjoint) solver name, or ``'direct'``.
+        no_stat: accepted and stored for compatibility; npdeq's solvers always return
+            per-sample statistics (``simple_fixed_point_iter`` is the cheap one). Default: True
+            for ``simple_fixed_point_iter``.
+        f_max_iter: the forward solver's iteration budget.
+        b_max_iter: the backward solver's iteration budget.
+        f_tol: forward tolerance.
+        b_tol: backward tolerance.
+        f_stop_mode: ``'abs'`` or ``'rel'`` forward residual.
+        b_stop_mode: ``'abs'`` or ``'rel'`` backward residual.
+        eval_factor: in eval mode the budget is ``int(f_max_iter * eval_factor)``...
+        eval_f_max_iter: ...unless this is positive.
+        **kwargs: any other DEQ config key (see :data:`npdeq.core.config.DEFAULTS`); stored.
+
+    Raises:
+        ValueError: an unknown key (with the closest valid ones), an invalid value, or an
+            unknown solver.
+
+    Example:
+        >>> deq = DEQBase(f_solver='anderson', f_max_iter=20)
+        >>> deq.f_solver, deq.eval_f_max_iter, deq.training
+        ('anderson', 20, True)
+    """
+
+    def __init__(self, args: Any = None, f_solver: str = default("f_solver"),
+                 b_solver: str = default("b_solver"), no_stat: bool | None = default("no_stat"),
+                 f_max_iter: int = default("f_max_iter"), b_max_iter: int = default("b_max_iter"),
+                 f_tol: float = default("f_tol"), b_tol: float = default("b_tol"),
+                 f_stop_mode: str = default("f_stop_mode"),
+                 b_stop_mode: str = default("b_stop_mode"),
+                 eval_factor: float = default("eval_factor"),
+                 eval_f_max_iter: int = default("eval_f_max_iter"), **kwargs: Any) -> None:
+        named = dict(f_solver=f_solver, b_solver=b_solver, no_stat=no_stat,
+                     f_max_iter=f_max_iter, b_max_iter=b_max_iter, f_tol=f_tol, b_tol=b_tol,
+                     f_stop_mode=f_stop_mode, b_stop_mode=b_stop_mode,
+                     eval_factor=eval_factor, eval_f_max_iter=eval_f_max_iter, **kwargs)
+        self.args = DEQConfig(args)
+        self.args.update(**{k: v for k, v in named.items() if not is_default(v)})
+        self.training = True
+        cfg = self.args
+        self.f_solver: str = cfg.get("f_solver")
+        self.b_solver: str = cfg.get("b_solver")
+        get_solver(self.f_solver)  # unknown names raise here, not at the first call
+        if self.b_solver != "direct":
+            get_solver(self.b_solver)
+        no_stat = cfg.get("no_stat")
+        self.no_stat: bool = (self.f_solver == "simple_fixed_point_iter"
+                              if no_stat is None else no_stat)
+        self.f_max_iter: int = cfg.get("f_max_iter")
+        self.b_max_iter: int = cfg.get("b_max_iter")
+        self.f_tol: float = cfg.get("f_tol")
+        self.b_tol: float = cfg.get("b_tol")
+        self.f_stop_mode: str = cfg.get("f_stop_mode")
+        self.b_stop_mode: str = cfg.get("b_stop_mode")
+        eval_max = cfg.get("eval_f_max_iter")
+        self.eval_f_max_iter: int = (eval_max if eval_max > 0
+                                     else int(self.f_max_iter * cfg.get("eval_factor")))
+
+    # -- mode ---------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> "DEQBase":
+        """Set training mode (``mode=False``: eval mode); return ``self``.
+
+        Raises:
+            TypeError: ``mode`` is not a bool.
+        """
+        if not isinstance(mode, bool):
+            raise TypeError(f"train(mode) takes a bool, got {type(mode).__name__}")
+        self.training = mode
+        return self
+
+    def eval(self) -> "DEQBase":
+        """Set eval mode (one solve, detached ``[z*]``); return ``self``."""
+        return self.train(False)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def __call__(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
+                 sradius_mode: bool = False,
+                 backward_writer: Callable[[dict], Any] | None = None) -> tuple[list, dict]:
+        return self.forward(func, z_init, solver_kwargs, sradius_mode, backward_writer)
+
+    def forward(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
+                sradius_mode: bool = False,
+                backward_writer: Callable[[dict], Any] | None = None) -> tuple[list, dict]:
+        """Solve for the fixed point; in training, attach the gradient rules.
+
+        Args:
+            func: the DEQ map on Tensors, ``func(z) -> z`` (or ``func(*zs) -> zs`` for a tuple
+                state), closing over its parameters and the input injection.
+            z_init: the initial state: a ``(B, ...)`` array or Tensor, or a tuple/list of
+                them sharing B. Taken by value.
+            solver_kwargs: arguments for the forward solver in this call (``m``, ``lam``,
+                ``tau``, ``tol``, ``stop_mode``, ...), and ``f_max_iter`` to override the
+                budget (``0``: no solve, pure unrolling).
+            sradius_mode: eval mode only: put the per-sample spectral radius estimate of
+                ``df/dz`` at z* in ``info['sradius']`` (100 power iterations on VJPs).
+            backward_writer: called with the IFT backward solver's statistics when the
+                backward pass runs (they are also stored in ``info['backward']``).
+
+        Returns:
+            ``(z_out, info)``. Training: the list of gradient-carrying states chosen by the
+            core; eval: ``[z*]`` detached. With a tuple state each entry is a tuple of Tensors.
+            ``info``: the forward solver's per-sample statistics
+            (:class:`~npdeq.solver.SolverStat`: ``abs_lowest``, ``nstep``, ``converged``,
+            ``nonfinite``, ``sradius``, ...) and ``'backward'`` (``None`` until a backward
+            pass through IFT has run, then its statistics).
+
+        Raises:
+            TypeError: ``func`` or ``backward_writer`` not callable; a bad ``z_init``.
+            ValueError: bad ``solver_kwargs`` (unknown for the solver, or reserved); a
+                per-call ``f_max_iter`` that does not fit the sampling settings; ``func``
+                returning another structure or shape than ``z_init`` (at its first call).
+        """
+        if not callable(func):
+            raise TypeError(f"func must be callable, got {type(func).__name__}")
+        if backward_writer is not None and not callable(backward_writer):
+            raise TypeError("backward_writer must be callable or None")
+        z0 = initial_state(z_init)
+        kwargs, budget = self._split_solver_kwargs(solver_kwargs)
+        if self.training:
+            return self._train_forward(func, z0, self.f_max_iter if budget is None else budget,
+                                       kwargs, BackwardRecorder(backward_writer))
+        budget = self.eval_f_max_iter if budget is None else budget
+        z_star, _, info = self._solve(array_map(func, z0), z0, budget, None, kwargs)
+        if sradius_mode:
+            info["sradius"] = spectral_radius(func, z_star)
+        BackwardRecorder(None).attach(info)
+        z_out = (tuple(Tensor(a) for a in z_star) if isinstance(z_star, tuple)
+                 else Tensor(z_star))
+        return [z_out], info
+
+    def _train_forward(self, func: Callable[..., Any], z0: Any, f_max_iter: int, kwargs: dict,
+                       recorder: BackwardRecorder) -> tuple[list, dict]:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no training path: use DEQIndexing or DEQSliced "
+            "(get_deq), or override _train_forward / forward in a subclass")
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    def _split_solver_kwargs(self, solver_kwargs: Any) -> tuple[dict, int | None]:
+        """Check ``solver_kwargs`` against the forward solver; split off ``f_max_iter``."""
+        if solver_kwargs is None:
+            return {}, None
+        if not isinstance(solver_kwargs, Mapping):
+            raise TypeError(f"solver_kwargs must be a dict, got {type(solver_kwargs).__name__}")
+        kwargs = dict(solver_kwargs)
+        budget = kwargs.pop("f_max_iter", None)
+        if budget is not None:
+            budget = check_value("f_max_iter", budget)
+        for key in _RESERVED:
+            if key in kwargs:
+                hint = " (use 'f_max_iter')" if key == "max_iter" else ""
+                raise ValueError(f"solver_kwargs may not set {key!r}: the DEQ core sets it"
+                                 f"{hint}")
+        accepted = solver_parameters(get_solver(self.f_solver))
+        if accepted is not None:
+            for key in kwargs:
+                if key not in accepted:
+                    raise unknown_key_error(key, accepted | {"f_max_iter"},
+                                            f"argument of solver {self.f_solver!r}")
+        return kwargs, budget
+
+    def _solve(self, func: Callable[..., Any], z0: Any, max_iter: int,
+               indexing: list[int] | None, kwargs: dict, quiet: bool = False) -> tuple:
+        """Run the forward solver on raw arrays: ``(z, trajectory, info)``.
+
+        ``f_tol``/``f_stop_mode`` are passed to solvers that take them; ``kwargs`` win.
+        ``quiet`` silences the solver's :class:`~npdeq.exceptions.ConvergenceWarning` (for
+        solves that are not meant to converge, such as DEQSliced's inner segments).
+        """
+        solver = get_solver(self.f_solver)
+        accepted = solver_parameters(solver)
+        settings = {key: value for key, value in (("tol", self.f_tol),
+                                                  ("stop_mode", self.f_stop_mode))
+                    if accepted is None or key in accepted}
+        settings.update(kwargs)
+        with warnings.catch_warnings():
+            if quiet:
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            return solver(func, z0, max_iter=max_iter, indexing=indexing or None, **settings)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.args.config.items())
+        mode = "training" if self.training else "eval"
+        return f"{type(self).__name__}({settings}{', ' if settings else ''}mode={mode!r})"

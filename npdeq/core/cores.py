@@ -1,0 +1,248 @@
+"""The DEQ cores: ``DEQIndexing`` and ``DEQSliced``, TorchDEQ's two training graphs.
+
+Both sample states at the steps of :func:`~npdeq.core.sampling.sample_steps` and attach a
+gradient functor from :func:`~npdeq.grad.backward_factory` to each: IFT on the last state
+when ``ift`` (or ``hook_ift``) is set, PhantomGrad with ``grad`` steps on the others. They
+differ only in where the states come from:
+
+- ``DEQIndexing`` runs one solve of ``f_max_iter`` iterations and reads the states at the
+  sampled steps from its trajectory (the gradient functors sit beside the solve);
+- ``DEQSliced`` runs one solve per segment between the steps, each resuming from the previous
+  gradient functor's output (the functors sit inside the solve).
+
+Their shared settings, checks and functor construction live in :class:`SampledDEQ`. Eval
+mode is :class:`~npdeq.core.base.DEQBase`'s. Imports ``base``, ``config``, ``sampling``, the
+gradient layer, the backend and the shared exceptions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.core.base import BackwardRecorder, DEQBase, array_map, solver_parameters
+from npdeq.core.config import default, is_default
+from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
+from npdeq.exceptions import ConvergenceWarning
+from npdeq.grad import backward_factory, supervised_steps
+from npdeq.grad.state import as_state_tuple, raw_arrays
+from npdeq.solver import SolverStat, get_solver
+
+__all__ = ["SampledDEQ", "DEQIndexing", "DEQSliced", "merge_segment_stats"]
+
+GradFunctor = Callable[..., list]
+
+
+class SampledDEQ(DEQBase):
+    """The settings both cores share: which states carry gradients, and how.
+
+    Args:
+        args: a DEQ config (dict, ``argparse.Namespace`` or :class:`DEQConfig`). Copied.
+        ift: implicit differentiation (IFT) on the last sampled state.
+        hook_ift: the same (npdeq has one IFT rule; TorchDEQ's hook variant saves memory).
+        grad: PhantomGrad steps for the other states: one int, or one per state.
+        tau: PhantomGrad damping in ``(0, 1]``.
+        sup_gap: PhantomGrad also returns every ``sup_gap``-th unrolled state when > 0.
+        sup_loc: PhantomGrad also returns the unrolled states at these steps.
+        n_states: number of states spread uniformly along the solve (see
+            :func:`~npdeq.core.sampling.sample_steps`).
+        indexing: explicit solver steps for the states (with ``n_states=1``); the final
+            state at ``f_max_iter`` is always added.
+        **kwargs: :class:`~npdeq.core.base.DEQBase`'s settings (``f_solver``, ``f_max_iter``,
+            ``f_tol``, ``b_solver``, ...) and any other DEQ config key.
+
+    Raises:
+        ValueError: an unknown key or invalid value; ``n_states < 1``; both ``n_states > 1``
+            and ``indexing``; ``indexing`` not strictly increasing or beyond ``f_max_iter``;
+            ``grad < 1`` for a PhantomGrad state (all states when ``ift=False``); ``sup_loc``
+            beyond ``grad``; a ``grad`` list of the wrong length.
+    """
+
+    def __init__(self, args: Any = None, ift: bool = default("ift"),
+                 hook_ift: bool = default("hook_ift"), grad: int | Sequence[int] = default("grad"),
+                 tau: float = default("tau"), sup_gap: int = default("sup_gap"),
+                 sup_loc: Sequence[int] | None = default("sup_loc"),
+                 n_states: int = default("n_states"),
+                 indexing: Sequence[int] | None = default("indexing"), **kwargs: Any) -> None:
+        own = dict(ift=ift, hook_ift=hook_ift, grad=grad, tau=tau, sup_gap=sup_gap,
+                   sup_loc=sup_loc, n_states=n_states, indexing=indexing)
+        super().__init__(args, **{k: v for k, v in own.items() if not is_default(v)}, **kwargs)
+        cfg = self.args
+        self.ift: bool = cfg.get("ift") or cfg.get("hook_ift")
+        self.hook_ift: bool = cfg.get("hook_ift")
+        self.grad: int | list[int] = cfg.get("grad")
+        self.tau: float = cfg.get("tau")
+        self.sup_gap: int = cfg.get("sup_gap")
+        self.sup_loc: list[int] = cfg.get("sup_loc") or []
+        self.arg_n_states: int = cfg.get("n_states")
+        self.arg_indexing: list[int] = cfg.get("indexing") or []
+        # TorchDEQ's attribute: DEQIndexing's sampled steps, DEQSliced's segment lengths.
+        self.indexing: list[int] = self._steps(self.f_max_iter)
+        self.produce_grad: list[GradFunctor] = self._grad_functors(len(self.indexing))
+
+    def _steps(self, f_max_iter: int) -> list[int]:
+        """The core's per-state schedule for a budget of ``f_max_iter`` (checked)."""
+        raise NotImplementedError
+
+    def _grad_functors(self, count: int) -> list[GradFunctor]:
+        """One gradient functor per state: PhantomGrad, and IFT for the last when ``ift``."""
+        functors = []
+        for i, k in enumerate(pair_grad_steps(count, self.grad)):
+            if self.ift and i == count - 1:
+                functors.append(backward_factory("ift", hook_ift=self.hook_ift,
+                                                 b_solver=self.b_solver,
+                                                 b_solver_kwargs=self._b_solver_kwargs()))
+                continue
+            if k < 1:
+                which = "the states before the last" if self.ift else "every state (ift=False)"
+                raise ValueError(f"grad={self.grad!r}: PhantomGrad needs >= 1 step for "
+                                 f"{which}")
+            supervised_steps(k, self.sup_gap, self.sup_loc)  # sup_loc within 1..k
+            functors.append(backward_factory(k, tau=self.tau, sup_gap=self.sup_gap,
+                                             sup_loc=self.sup_loc))
+        return functors
+
+    def _b_solver_kwargs(self) -> dict:
+        """``b_max_iter``/``b_tol``/``b_stop_mode`` for the backward solver (those it takes)."""
+        kwargs = dict(max_iter=self.b_max_iter, tol=self.b_tol, stop_mode=self.b_stop_mode)
+        if self.b_solver == "direct":
+            return {}
+        accepted = solver_parameters(get_solver(self.b_solver))
+        return {k: v for k, v in kwargs.items() if accepted is None or k in accepted
+                or k == "max_iter"}
+
+    def _schedule(self, f_max_iter: int) -> tuple[list[int], list[GradFunctor]]:
+        """The steps and functors for this call (rebuilt when ``f_max_iter`` is overridden)."""
+        if f_max_iter == self.f_max_iter:
+            return self.indexing, self.produce_grad
+        steps = self._steps(f_max_iter)
+        functors = (self.produce_grad if len(steps) == len(self.produce_grad)
+                    else self._grad_functors(len(steps)))
+        return steps, functors
+
+
+class DEQIndexing(SampledDEQ):
+    """DEQ core that reads its states from one solve's trajectory (TorchDEQ's DEQIndexing).
+
+    One forward solve of ``f_max_iter`` iterations records the (best so far) state at each
+    sampled step; a gradient functor is attached to each recorded state, beside the solve.
+    ``f_max_iter=24, n_states=2`` samples steps ``[12, 24]``; ``indexing=[6, 18]`` samples
+    ``[6, 18, 24]``. Exactly that many states come back even when the solver stops early
+    (the missing ones are the final state), plus any extra PhantomGrad states from
+    ``sup_gap``/``sup_loc``. Arguments as :class:`SampledDEQ` and
+    :class:`~npdeq.core.base.DEQBase`.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> W = npdeq.tensor(0.3 * np.eye(4), requires_grad=True)
+        >>> deq = DEQIndexing(f_max_iter=24, n_states=2, ift=True)
+        >>> z_out, info = deq(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 4)))
+        >>> deq.indexing, len(z_out), info['backward'] is None
+        ([12, 24], 2, True)
+        >>> sum((z * z).sum() for z in z_out).backward()
+        >>> info['backward']['converged'].tolist()
+        [True, True]
+    """
+
+    def _steps(self, f_max_iter: int) -> list[int]:
+        return sample_steps(f_max_iter, self.arg_n_states, self.arg_indexing, distinct=True)
+
+    def _train_forward(self, func: Callable[..., Any], z0: Any, f_max_iter: int, kwargs: dict,
+                       recorder: BackwardRecorder) -> tuple[list, dict]:
+        steps, functors = self._schedule(f_max_iter)
+        solver_steps = [s for s in steps if s > 0]
+        _, trajectory, info = self._solve(array_map(func, z0), z0, f_max_iter, solver_steps,
+                                          kwargs)
+        states = ([z0] if steps[0] == 0 else []) + list(trajectory)
+        z_out: list = []
+        for state, functor in zip(states, functors):
+            z_out += functor(self, func, state, writer=recorder)
+        return z_out, recorder.attach(info)
+
+
+class DEQSliced(SampledDEQ):
+    """DEQ core that cuts the solve into segments with a gradient functor after each
+    (TorchDEQ's DEQSliced).
+
+    The steps of :func:`~npdeq.core.sampling.sample_steps` become segment budgets
+    (``f_max_iter=24, n_states=2``: two solves of 12 iterations); each segment's solution
+    goes through its gradient functor, and the next segment resumes from that functor's
+    output. ``f_max_iter=0`` runs no solve: ``n_states`` functors applied in a row (pure
+    unrolling). The segments add up to ``f_max_iter`` (TorchDEQ drops the remainder of
+    ``f_max_iter // n_states``). Arguments as :class:`SampledDEQ` and
+    :class:`~npdeq.core.base.DEQBase`.
+
+    ``info`` describes the whole forward: traces concatenated over the segments, ``nfe``
+    summed, ``nonfinite`` over all segments, and the residuals, ``converged`` and ``nstep``
+    (counted over the concatenated trace) of the last segment's solution.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> W = npdeq.tensor(0.3 * np.eye(4), requires_grad=True)
+        >>> deq = DEQSliced(f_max_iter=24, n_states=2, grad=2)
+        >>> z_out, info = deq(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 4)))
+        >>> deq.indexing, len(z_out)
+        ([12, 12], 2)
+    """
+
+    def _steps(self, f_max_iter: int) -> list[int]:
+        return segment_lengths(sample_steps(f_max_iter, self.arg_n_states, self.arg_indexing,
+                                            distinct=False))
+
+    def _train_forward(self, func: Callable[..., Any], z0: Any, f_max_iter: int, kwargs: dict,
+                       recorder: BackwardRecorder) -> tuple[list, dict]:
+        segments, functors = self._schedule(f_max_iter)
+        fn = array_map(func, z0)
+        z, infos, z_out = z0, [], []
+        for i, (budget, functor) in enumerate(zip(segments, functors)):
+            z_star, _, info = self._solve(fn, z, budget, None, kwargs,
+                                          quiet=i < len(segments) - 1)
+            infos.append(info)
+            outs = functor(self, func, z_star, writer=recorder)
+            z_out += outs
+            last = raw_arrays(as_state_tuple(outs[-1]))
+            z = last if isinstance(z0, tuple) else last[0]
+        return z_out, recorder.attach(merge_segment_stats(infos))
+
+
+def merge_segment_stats(infos: Sequence[SolverStat]) -> SolverStat:
+    """One :class:`~npdeq.solver.SolverStat` for consecutive solve segments.
+
+    Args:
+        infos: the statistics of each segment, in order.
+
+    Returns:
+        Traces concatenated along the iteration axis; ``nfe`` summed; ``nonfinite`` true for
+        a sample that met a non-finite value in any segment (warned once here when only an
+        inner, silenced segment saw it); ``abs_lowest``, ``rel_lowest``, ``converged`` and
+        ``sradius`` of the last segment; ``nstep`` the last segment's, counted over the
+        concatenated trace (0 when the last segment ran no iteration).
+
+    Example:
+        >>> import numpy as np
+        >>> from npdeq.solver import fixed_point_iter
+        >>> _, _, a = fixed_point_iter(lambda z: 0.5 * z, np.ones((1, 2)), tol=0.1)
+        >>> _, _, b = fixed_point_iter(lambda z: 0.5 * z, np.ones((1, 2)), tol=0.5)
+        >>> m = merge_segment_stats([a, b])
+        >>> m['abs_trace'].shape, m['nfe'], m['nstep'].tolist()
+        ((1, 6), 6, [6])
+    """
+    if len(infos) == 1:
+        return infos[0]
+    last = infos[-1]
+    xp = backend.array_namespace(last["abs_trace"])
+    merged = SolverStat(last)
+    for key in ("abs_trace", "rel_trace"):
+        merged[key] = xp.concat([info[key] for info in infos], axis=1)
+    offset = sum(info["abs_trace"].shape[1] for info in infos[:-1])
+    merged["nstep"] = xp.where(last["nstep"] > 0, last["nstep"] + offset, last["nstep"])
+    merged["nfe"] = sum(info["nfe"] for info in infos)
+    inner = infos[0]["nonfinite"]
+    for info in infos[1:-1]:
+        inner = inner | info["nonfinite"]
+    merged["nonfinite"] = inner | last["nonfinite"]
+    if backend.to_scalar(xp.any(inner & ~last["nonfinite"])):
+        warnings.warn("DEQSliced: f returned non-finite values in an inner solve segment "
+                      "(info['nonfinite'])", ConvergenceWarning, stacklevel=4)
+    return merged

@@ -1,0 +1,388 @@
+"""DEQIndexing and DEQSliced: sampling positions, gradients against the rules applied
+directly, eval mode, statistics, and the checks that run before any solve."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import npdeq
+from npdeq.core import DEQIndexing, DEQSliced, get_deq
+from npdeq.core.cores import merge_segment_stats
+from npdeq.grad import implicit_grad, phantom_grad, supervised_steps
+from npdeq.solver import fixed_point_iter, get_solver
+from npdeq.testing import check_grads, contractive_maps, deq_configs
+
+from core_problems import (TwoState, assert_close, expected_indexing_iterates,
+                           expected_sliced_iterates, halving, iterate_index, loss_of, mlp_map)
+
+CORES = {"indexing": DEQIndexing, "sliced": DEQSliced}
+quiet = pytest.mark.filterwarnings("ignore::npdeq.ConvergenceWarning")
+
+# (f_max_iter, n_states, indexing) -> DEQIndexing's steps, DEQSliced's segments
+SCHEDULES = [
+    ((24, 1, None), [24], [24]),
+    ((24, 2, None), [12, 24], [12, 12]),
+    ((24, 3, None), [8, 16, 24], [8, 8, 8]),
+    ((25, 2, None), [13, 25], [13, 12]),
+    ((20, 1, [5, 12]), [5, 12, 20], [5, 7, 8]),
+    ((20, 1, [5, 20]), [5, 20], [5, 15]),
+    ((7, 7, None), [1, 2, 3, 4, 5, 6, 7], [1] * 7),
+    ((0, 1, None), [0], [0]),
+    ((0, 3, None), None, [0, 0, 0]),          # pure unrolling: DEQSliced only
+]
+
+
+class Counter:
+    """Wraps a DEQ map and records, per call, whether the tape was recording."""
+
+    def __init__(self, func):
+        self.func, self.recording = func, []
+
+    def __call__(self, *zs):
+        self.recording.append(npdeq.is_grad_enabled())
+        return self.func(*zs)
+
+
+# --- where the states come from ------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule, steps, segments", SCHEDULES)
+@pytest.mark.parametrize("grad, ift", [(1, False), (1, True), (2, False), (3, True)])
+def test_sampling_positions(xp, to_xp, check_array, schedule, steps, segments, grad, ift):
+    """On z -> z/2 + 1 from 0 every value names its iterate, so each output tells after how
+    many evaluations of f (solver steps plus gradient steps) it was taken."""
+    f_max_iter, n_states, indexing = schedule
+    z0 = to_xp(np.zeros((2, 3)))
+    for name, expected in (("indexing", steps), ("sliced", segments)):
+        settings = dict(f_max_iter=f_max_iter, n_states=n_states, indexing=indexing, grad=grad,
+                        ift=ift, f_tol=1e-30)
+        if expected is None:
+            with pytest.raises(ValueError, match="pure unrolling"):
+                CORES[name](**settings)
+            continue
+        deq = CORES[name](**settings)
+        assert deq.indexing == expected
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+            z_out, info = deq(halving, z0)
+        grads = [1 if ift and i == len(expected) - 1 else grad for i in range(len(expected))]
+        rule = expected_indexing_iterates if name == "indexing" else expected_sliced_iterates
+        assert [int(iterate_index(z)[0, 0]) for z in z_out] == rule(expected, grads)
+        for z in z_out:
+            check_array(z, shape=(2, 3), dtype=xp.float64)
+        assert info["nfe"] == f_max_iter
+
+
+def test_sampling_with_extra_phantom_states(xp, to_xp):
+    """sup_loc adds PhantomGrad states: n_states=2, grad=3, sup_loc=[1] and IFT on the last
+    give 2 + 1 outputs."""
+    for name, first in (("indexing", 12), ("sliced", 12)):
+        deq = CORES[name](f_max_iter=24, n_states=2, grad=3, sup_loc=[1], ift=True, f_tol=1e-30)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+            z_out, _ = deq(halving, to_xp(np.zeros((1, 2))))
+        got = [int(iterate_index(z)[0, 0]) for z in z_out]
+        last = 24 if name == "indexing" else 12 + 2 + 12
+        assert got == [first, first + 2, last]
+
+
+@quiet
+def test_per_call_f_max_iter_reschedules(xp, to_xp):
+    z0 = to_xp(np.zeros((1, 2)))
+    for name, expected in (("indexing", [5, 10]), ("sliced", [5, 10])):
+        deq = CORES[name](f_max_iter=24, n_states=2, f_tol=1e-30)
+        z_out, info = deq(halving, z0, solver_kwargs={"f_max_iter": 10})
+        assert [int(iterate_index(z)[0, 0]) for z in z_out] == expected and info["nfe"] == 10
+        assert deq.f_max_iter == 24 and len(deq.produce_grad) == 2
+    # an override that merges indexing's last entry with the final state: one state, IFT
+    deq = DEQIndexing(f_max_iter=24, indexing=[12], ift=True, f_tol=1e-30)
+    W = npdeq.tensor(to_xp(np.full((2, 2), 0.1)), requires_grad=True)
+    z_out, info = deq(lambda z: z @ W + 1.0, z0, solver_kwargs={"f_max_iter": 12})
+    assert len(z_out) == 1
+    z_out[0].sum().backward()
+    assert info["backward"] is not None
+
+
+def test_indexing_returns_every_state_when_the_solver_stops_early(xp, to_xp, check_array):
+    fast = lambda z: 0.1 * z + 1.0  # noqa: E731 - converges in a few steps
+    for indexing, n_states in ((None, 3), ([6, 18], 1)):
+        deq = DEQIndexing(f_max_iter=24, n_states=n_states, indexing=indexing, f_tol=1e-6)
+        z_out, info = deq(fast, to_xp(np.zeros((2, 3))))
+        assert len(z_out) == 3 and info["nfe"] < 10
+        assert bool(npdeq.backend.to_numpy(info["converged"]).all())
+        for z in z_out:
+            check_array(z, shape=(2, 3))
+            assert_close(z, np.full((2, 3), 1 / 0.9), rtol=1e-5)
+
+
+# --- gradients equal the rules applied directly ---------------------------------------------
+
+def _array_map(func, single):
+    def mapped(*zs):
+        with npdeq.no_grad():
+            out = func(*[npdeq.Tensor(z) for z in zs])
+        return out.data if single else tuple(o.data for o in out)
+    return mapped
+
+
+def _reference(core, func, z0, settings, grads):
+    """The states the core should return, built with the solver and the rules by hand."""
+    single = not isinstance(z0, tuple)
+    solver = get_solver(settings["f_solver"])
+    fn = _array_map(func, single)
+    tol = dict(tol=settings["f_tol"])
+    b_kwargs = dict(tol=settings["b_tol"], max_iter=settings["b_max_iter"], stop_mode="abs")
+
+    def rule(i, state, count):
+        state = state if isinstance(state, tuple) else (state,)
+        if settings["ift"] and i == count - 1:
+            out = [implicit_grad(func, state, "fixed_point_iter", b_kwargs)]
+        else:
+            out = phantom_grad(func, state, grads[i], settings["tau"])
+        return [o[0] if single else o for o in out]
+
+    if core == "indexing":
+        steps = settings["steps"]
+        _, states, _ = solver(fn, z0, max_iter=settings["f_max_iter"], indexing=steps, **tol)
+        return [z for i, s in enumerate(states) for z in rule(i, s, len(steps))]
+    out, z = [], z0
+    for i, budget in enumerate(settings["segments"]):
+        z_star, _, _ = solver(fn, z, max_iter=budget, **tol)
+        out += rule(i, z_star, len(settings["segments"]))
+        z = out[-1].data if single else tuple(t.data for t in out[-1])
+    return out
+
+
+@quiet
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("ift, grad", [(True, 3), (False, [1, 2, 3])])
+@pytest.mark.parametrize("problem", ["mlp", "two_state"])
+def test_training_gradients_equal_the_rules(xp, to_xp, check_array, core, ift, grad, problem):
+    if problem == "mlp":
+        m = mlp_map(to_xp)
+        names, z0 = ("W", "U", "b", "x"), m.z0
+        make = lambda p: (lambda z: m.func(z, **p))  # noqa: E731
+    else:
+        m = TwoState(to_xp)
+        names, z0 = m.names, m.z0
+        make = lambda p: m.func(*[p[n] for n in names])  # noqa: E731
+    settings = dict(f_solver="anderson", f_max_iter=30, f_tol=1e-9, b_tol=1e-10,
+                    b_max_iter=200, n_states=3, ift=ift, grad=grad, tau=0.7,
+                    steps=[10, 20, 30], segments=[10, 10, 10])
+    grads = grad if isinstance(grad, list) else [grad] * 3
+    rng = np.random.default_rng(7)
+    weights = None
+    results = []
+    for method in ("core", "rules"):
+        p = {n: npdeq.Tensor(m.params[n], requires_grad=True) for n in names}
+        func = make(p)
+        if method == "core":
+            deq = CORES[core](**{k: v for k, v in settings.items()
+                                 if k not in ("steps", "segments")})
+            states, info = deq(func, z0)
+        else:
+            states = _reference(core, func, z0, settings, grads)
+        if weights is None:
+            shapes = [tuple(s.shape for s in (z if isinstance(z, tuple) else (z,)))
+                      for z in states]
+            weights = [tuple(to_xp(rng.standard_normal(sh)) for sh in shape) for shape in shapes]
+        assert len(states) == 3
+        loss_of(states, weights).backward()
+        results.append({n: p[n].grad for n in names})
+        if method == "core":
+            assert (info["backward"] is not None) == ift
+    for n in names:
+        check_array(results[0][n], shape=tuple(m.params[n].shape), dtype=xp.float64)
+        assert_close(results[0][n], results[1][n], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+def test_ift_gradient_matches_finite_differences(xp, to_xp, core):
+    m = mlp_map(to_xp, seed=3, batch=2, dim=4, in_dim=3)
+    deq = get_deq(core=core, f_solver="anderson", f_max_iter=200, f_tol=1e-13, ift=True,
+                  b_solver="anderson", b_tol=1e-13, b_max_iter=200)
+
+    def solved(W, U, b, x):
+        z_out, _ = deq(lambda z: m.func(z, W, U, b, x), m.z0)
+        return z_out[-1]
+
+    check_grads(solved, *[m.params[k] for k in ("W", "U", "b", "x")], rtol=1e-6, atol=1e-9)
+
+
+def test_tuple_state_outputs_are_tuples(xp, to_xp, check_array):
+    m = TwoState(to_xp)
+    p = {n: npdeq.Tensor(m.params[n], requires_grad=True) for n in m.names}
+    for core in CORES.values():
+        deq = core(f_solver="anderson", f_max_iter=40, f_tol=1e-8, n_states=2, ift=True)
+        for z_out in (deq.train()(m.func(**p), list(m.z0))[0],
+                      deq.eval()(m.func(**p), m.z0)[0]):
+            for z in z_out:
+                assert isinstance(z, tuple) and len(z) == 2
+                check_array(z[0], shape=(2, 3), dtype=xp.float64)
+                check_array(z[1], shape=(2, 2, 2), dtype=xp.float64)
+
+
+# --- eval mode ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+def test_eval_returns_one_detached_state_and_records_nothing(xp, to_xp, check_array, core):
+    m = mlp_map(to_xp)
+    p = {k: npdeq.Tensor(v, requires_grad=True) for k, v in m.params.items()}
+    func = Counter(lambda z: m.func(z, **p))
+    deq = CORES[core](f_solver="anderson", f_max_iter=10, eval_factor=2.5, f_tol=1e-30,
+                      n_states=2, ift=True).eval()
+    assert deq.eval_f_max_iter == 25 and not deq.training
+    with pytest.warns(npdeq.ConvergenceWarning):
+        z_out, info = deq(func, m.z0)
+    assert len(z_out) == 1 and info["nfe"] == 25 and info["backward"] is None
+    z = z_out[0]
+    check_array(z, shape=tuple(m.z0.shape), dtype=xp.float64)
+    assert not z.requires_grad and z._node is None
+    assert func.recording and not any(func.recording)
+    # eval_f_max_iter wins over eval_factor; a per-call f_max_iter over both
+    deq = CORES[core](f_max_iter=10, eval_factor=2.5, eval_f_max_iter=7, f_tol=1e-30).eval()
+    with pytest.warns(npdeq.ConvergenceWarning):
+        assert deq(func, m.z0)[1]["nfe"] == 7
+        assert deq(func, m.z0, solver_kwargs={"f_max_iter": 3})[1]["nfe"] == 3
+    assert deq(func, m.z0, solver_kwargs={"f_max_iter": 0})[1]["nfe"] == 0
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+def test_info_holds_per_sample_statistics_and_the_backward_ones(xp, to_xp, check_array, core):
+    m = mlp_map(to_xp, batch=4)
+    p = {k: npdeq.Tensor(v, requires_grad=True) for k, v in m.params.items()}
+    written = []
+    deq = CORES[core](f_solver="anderson", f_max_iter=30, f_tol=1e-8, n_states=2, ift=True,
+                      b_tol=1e-9, b_max_iter=100)
+    for training in (True, False):
+        deq.train(training)
+        z_out, info = deq(lambda z: m.func(z, **p), m.z0, backward_writer=written.append)
+        for key in ("abs_lowest", "rel_lowest", "nstep", "sradius", "converged", "nonfinite"):
+            check_array(info[key], shape=(4,))
+        assert info["converged"].dtype == xp.bool and info["nonfinite"].dtype == xp.bool
+        assert bool(npdeq.backend.to_numpy(info["converged"]).all())
+        assert isinstance(info["nfe"], int) and info["abs_trace"].shape[0] == 4
+        assert info["backward"] is None
+        if training:
+            loss_of(z_out, [1.0, 1.0]).backward()
+            back = info["backward"]
+            assert back is not None and written == [back]
+            check_array(back["converged"], shape=(4,))
+            assert bool(npdeq.backend.to_numpy(back["converged"]).all())
+
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+def test_nonfinite_samples_are_flagged(xp, to_xp, core):
+    c = np.ones((3, 2))
+    c[1, 0] = np.nan
+    shift = to_xp(c)
+    deq = CORES[core](f_max_iter=40, n_states=2, f_tol=1e-6)
+    with pytest.warns(npdeq.ConvergenceWarning, match="non-finite"):
+        _, info = deq(lambda z: 0.5 * z + shift, to_xp(np.zeros((3, 2))))
+    assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [False, True, False]
+    assert npdeq.backend.to_numpy(info["converged"]).tolist() == [True, False, True]
+
+
+def test_sliced_statistics_describe_the_whole_forward(xp, to_xp, check_array):
+    deq = DEQSliced(f_max_iter=12, n_states=3, f_tol=1e-30)
+    with pytest.warns(npdeq.ConvergenceWarning):      # only the last segment may warn
+        _, info = deq(halving, to_xp(np.zeros((2, 1))))
+    check_array(info["abs_trace"], shape=(2, 12))
+    assert info["nfe"] == 12 and npdeq.backend.to_numpy(info["nstep"]).tolist() == [12, 12]
+    # the residual of the last segment's best iterate, x_11 (segments of 4 evaluations
+    # end at x_3, x_7, x_11; each gradient functor adds one step), is 2^-11
+    np.testing.assert_allclose(npdeq.backend.to_numpy(info["abs_lowest"]), 2.0 ** -11)
+    single = fixed_point_iter(halving, to_xp(np.zeros((1, 1))), max_iter=2, tol=1.0)[2]
+    assert merge_segment_stats([single]) is single
+
+
+def test_sliced_warns_once_for_non_finite_inner_segments(xp, to_xp):
+    calls = []
+
+    def blows_up_once(z):
+        calls.append(1)
+        return z * 0.5 + (float("nan") if len(calls) == 2 else 1.0)
+
+    deq = DEQSliced(f_max_iter=6, n_states=2, f_tol=1e-30)
+    with pytest.warns(npdeq.ConvergenceWarning) as record:
+        _, info = deq(blows_up_once, to_xp(np.zeros((1, 1))))
+    assert any("inner solve segment" in str(w.message) for w in record)
+    assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [True]
+
+
+# --- checks before any solve ---------------------------------------------------------------
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("settings, match", [
+    (dict(n_states=0), "n_states"),
+    (dict(indexing=[8, 4]), "strictly increasing"),
+    (dict(indexing=[4, 50]), "beyond f_max_iter=40"),
+    (dict(n_states=2, indexing=[4]), "not both"),
+    (dict(n_states=50), "cannot be spread"),
+    (dict(grad=0), r"PhantomGrad needs >= 1 step for every state \(ift=False\)"),
+    (dict(grad=[0, 2], n_states=2, ift=True), "PhantomGrad needs >= 1 step for the states"),
+    (dict(grad=[1, 2, 3], n_states=2), "grad has 3 entries for 2"),
+    (dict(grad=2, sup_loc=[3]), "sup_loc entry 3"),
+    (dict(f_solver="andersen"), "unknown solver 'andersen'"),
+    (dict(b_solver="nope"), "unknown solver 'nope'"),
+])
+def test_invalid_settings_raise_at_construction(core, settings, match):
+    with pytest.raises(ValueError, match=match):
+        CORES[core](**settings)
+
+
+def test_grad_zero_is_fine_on_an_ift_state():
+    assert len(DEQIndexing(grad=0, ift=True).produce_grad) == 1
+    assert len(DEQSliced(grad=[2, 0], n_states=2, ift=True).produce_grad) == 2
+
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("training", [True, False])
+def test_tuple_state_structure_mismatch_fails_at_the_first_call(xp, to_xp, core, training):
+    z0 = (to_xp(np.zeros((2, 3))), to_xp(np.zeros((2, 4))))
+    for wrong, match in ((lambda z, y: z, r"returned 1 state\(s\) for 2"),
+                         (lambda z, y: (z, y, y), r"returned 3 state\(s\) for 2"),
+                         (lambda z, y: (z, z), r"shape \(2, 3\) for state 1")):
+        func = Counter(wrong)
+        deq = CORES[core](f_max_iter=5).train(training)
+        with pytest.raises(ValueError, match=match):
+            deq(func, z0)
+        assert len(func.recording) == 1
+    if training:  # a per-call budget that does not fit the sampling: before any call
+        func = Counter(lambda z, y: (z, y))
+        with pytest.raises(ValueError, match="beyond f_max_iter=3"):
+            CORES[core](indexing=[4])(func, z0, solver_kwargs={"f_max_iter": 3})
+        assert not func.recording
+
+
+# --- any configuration from the strategy ----------------------------------------------------
+
+@quiet
+@given(config=deq_configs(max_iter=10), m=contractive_maps(dim=3, batch=2, in_dim=2,
+                                                           contraction=st.floats(0.1, 0.8)))
+def test_every_configuration_trains_and_evaluates(xp, to_xp, check_array, config, m):
+    params = {k: npdeq.Tensor(to_xp(npdeq.backend.to_numpy(v)), requires_grad=True)
+              for k, v in m.params.items()}
+    func = m.bind(**params)
+    z0 = to_xp(npdeq.backend.to_numpy(m.z0))
+    deq = get_deq(config)
+    z_out, info = deq(func, z0)
+    per_state = []
+    for i in range(len(deq.indexing)):
+        k = deq.grad if isinstance(deq.grad, int) else deq.grad[min(i, len(deq.grad) - 1)]
+        last_ift = deq.ift and i == len(deq.indexing) - 1
+        per_state.append(1 if last_ift else len(supervised_steps(k, deq.sup_gap, deq.sup_loc)))
+    assert len(z_out) == sum(per_state)
+    loss_of(z_out, [1.0] * len(z_out)).backward()
+    assert all(p.grad is not None for p in params.values())
+    for z in z_out:
+        check_array(z, shape=(2, 3), dtype=xp.float64)
+    check_array(info["converged"], shape=(2,))
+    z_eval, info = deq.eval()(func, z0)
+    assert len(z_eval) == 1 and not z_eval[0].requires_grad
+    assert info["nfe"] <= deq.eval_f_max_iter
