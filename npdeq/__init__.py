@@ -3,7 +3,9 @@
 The tape (``Tensor``, ``grad``, ``backward``, ``vjp``, ``no_grad``) and every primitive op
 (``npdeq.tanh``, ``npdeq.matmul``, ``npdeq.conv2d``, ...) are available at the top level, with
 the differentiable :func:`fixed_point`. The solvers are in :mod:`npdeq.solver`, the DEQ
-gradient rules in :mod:`npdeq.grad` (which, called as a function, is the tape's ``grad``).
+gradient rules in :mod:`npdeq.grad` (which, called as a function, is the tape's ``grad``), the
+DEQ cores with TorchDEQ's interface (``get_deq``, ``DEQIndexing``, ``DEQSliced``, ``DEQConfig``,
+``add_deq_args``, ...) in :mod:`npdeq.core` and at the top level.
 """
 
 from npdeq.autodiff import *  # noqa: F401,F403
@@ -12,8 +14,12 @@ from npdeq.exceptions import ConvergenceWarning
 from npdeq import solver  # noqa: F401
 from npdeq import grad  # noqa: F401,E402  (the package; callable as the tape's grad)
 from npdeq.grad import backward_factory, fixed_point
+from npdeq import core  # noqa: F401,E402
+from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args, get_deq,
+                        register_deq, reset_deq)
 
 __version__ = "0.1.0"
 
 __all__ = ["ConvergenceWarning", "__version__", "fixed_point", "backward_factory", "solver",
-           *_autodiff_all]
+           "core", "get_deq", "reset_deq", "register_deq", "DEQBase", "DEQIndexing",
+           "DEQSliced", "DEQConfig", "add_deq_args", *_autodiff_all]
