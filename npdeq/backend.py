@@ -344,11 +344,11 @@ def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
     """
     xp = array_namespace(values)
     out = xp.zeros(shape, dtype=values.dtype, device=device(values))
-    if is_numpy(xp):
-        np.add.at(out, key, values)
-        return out
-    if is_cupy(xp):
-        importlib.import_module("cupyx").scatter_add(out, key, values)
+    if is_numpy(xp) or is_cupy(xp):
+        # ufunc.at is unbuffered: repeated indices add up (cupyx.scatter_add, its older
+        # spelling on CuPy, is deprecated since CuPy 14).
+        lib = np if is_numpy(xp) else importlib.import_module("cupy")
+        lib.add.at(out, key, values)
         return out
     # Portable fallback: find the flat position of every selected element, then add them in
     # with a one-hot matrix product (O(selected * size) memory: fine for tests, slow at scale).
