@@ -3,16 +3,18 @@
 
 ``z_out, info = deq(func, z_init)`` solves the fixed point of ``func`` and, in training mode,
 returns the gradient-carrying states the core samples (IFT and/or PhantomGrad, from
-:mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``config`` (keys, defaults, parsing),
-``sampling`` (which solver steps carry gradients), ``base`` (``DEQBase``), ``cores`` (the two
-cores), ``registry`` (by-name construction, ``reset_deq``), ``sradius`` (power method).
+:mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``config`` (keys, defaults, checks,
+``DEQConfig``), ``args`` (``add_deq_args``), ``sampling`` (which solver steps carry
+gradients), ``base`` (``DEQBase``), ``cores`` (the two cores), ``registry`` (by-name
+construction, ``reset_deq``), ``sradius`` (power method).
 
 Imports :mod:`npdeq.grad`, :mod:`npdeq.solver`, :mod:`npdeq.autodiff`, the backend and the
 shared exceptions.
 """
 
+from npdeq.core.args import add_deq_args
 from npdeq.core.base import DEQBase
-from npdeq.core.config import DEFAULTS, DEQConfig, add_deq_args
+from npdeq.core.config import DEFAULTS, DEQConfig
 from npdeq.core.cores import DEQIndexing, DEQSliced
 from npdeq.core.registry import (get_deq, register_deq, register_reset_hook, registered_deqs,
                                  reset_deq)

@@ -95,8 +95,19 @@ def initial_state(z_init: Any) -> Any:
 
     Tensors are taken by value (no gradient flows into the initial state, as in TorchDEQ).
 
+    Args:
+        z_init: an array or Tensor, or a tuple/list of them.
+
+    Returns:
+        The array, or a tuple of arrays.
+
     Raises:
         TypeError: something that is not an array, a Tensor or a non-empty tuple/list of them.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> type(initial_state([npdeq.tensor(np.zeros((1, 2))), np.ones((1, 3))])).__name__
+        'tuple'
     """
     def raw(a: Any, where: str) -> Any:
         a = a.data if isinstance(a, Tensor) else a
@@ -117,6 +128,16 @@ class BackwardRecorder:
     Stores the IFT backward solver's statistics in ``info['backward']`` when the backward pass
     runs (``None`` until then, and for PhantomGrad-only or eval calls), then calls the user's
     ``backward_writer``.
+
+    Args:
+        writer: the user's ``backward_writer`` (or ``None``).
+
+    Example:
+        >>> recorder = BackwardRecorder(None)
+        >>> info = recorder.attach({})
+        >>> recorder({'nstep': 3})
+        >>> info
+        {'backward': {'nstep': 3}}
     """
 
     __slots__ = ("writer", "info")
@@ -214,8 +235,18 @@ class DEQBase:
     def train(self, mode: bool = True) -> "DEQBase":
         """Set training mode (``mode=False``: eval mode); return ``self``.
 
+        Args:
+            mode: ``True`` for training (gradient-carrying states), ``False`` for eval.
+
+        Returns:
+            ``self``.
+
         Raises:
             TypeError: ``mode`` is not a bool.
+
+        Example:
+            >>> DEQBase().train(False).training
+            False
         """
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode) takes a bool, got {type(mode).__name__}")
@@ -223,7 +254,15 @@ class DEQBase:
         return self
 
     def eval(self) -> "DEQBase":
-        """Set eval mode (one solve, detached ``[z*]``); return ``self``."""
+        """Set eval mode (one solve, detached ``[z*]``).
+
+        Returns:
+            ``self``.
+
+        Example:
+            >>> DEQBase().eval().training
+            False
+        """
         return self.train(False)
 
     # -- forward ------------------------------------------------------------------------------
@@ -264,6 +303,13 @@ class DEQBase:
             ValueError: bad ``solver_kwargs`` (unknown for the solver, or reserved); a
                 per-call ``f_max_iter`` that does not fit the sampling settings; ``func``
                 returning another structure or shape than ``z_init`` (at its first call).
+
+        Example:
+            >>> import numpy as np, npdeq
+            >>> deq = npdeq.get_deq(core='indexing', f_tol=1e-8).eval()
+            >>> z_out, info = deq(lambda z: 0.5 * z + 1.0, np.zeros((2, 3)), sradius_mode=True)
+            >>> z_out[0].requires_grad, info['converged'].tolist(), info['sradius'].round(6).tolist()
+            (False, [True, True], [0.5, 0.5])
         """
         if not callable(func):
             raise TypeError(f"func must be callable, got {type(func).__name__}")
@@ -328,9 +374,10 @@ class DEQBase:
                                                   ("stop_mode", self.f_stop_mode))
                     if accepted is None or key in accepted}
         settings.update(kwargs)
+        if not quiet:
+            return solver(func, z0, max_iter=max_iter, indexing=indexing or None, **settings)
         with warnings.catch_warnings():
-            if quiet:
-                warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
             return solver(func, z0, max_iter=max_iter, indexing=indexing or None, **settings)
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
-"""DEQ configuration: TorchDEQ's config keys and defaults, :class:`DEQConfig`, :func:`add_deq_args`.
+"""DEQ configuration: TorchDEQ's config keys and defaults, their checks, and :class:`DEQConfig`.
 
 Every DEQ setting has one name and one default here (:data:`DEFAULTS`, grouped as TorchDEQ's
-command line groups in :data:`GROUPS`); the cores, ``get_deq`` and ``add_deq_args`` read them
-from this module. Keys for features that later layers implement (normalisation, Jacobian
-regularisation) are accepted, checked and stored.
+command line groups in :data:`GROUPS`); the cores, ``get_deq`` and ``add_deq_args``
+(:mod:`npdeq.core.args`) read them from this module. Keys for features that later layers
+implement (normalisation, Jacobian regularisation) are accepted, checked and stored.
 
 Where a configuration comes from decides how unknown keys are treated (TorchDEQ silently
 ignores them all):
@@ -15,7 +15,7 @@ ignores them all):
   unless they look like a misspelled DEQ key (``difflib`` ratio >= 0.9, e.g. ``f_maxiter``,
   ``stop_mode``), which raises as well.
 
-Imports only the standard library (``argparse`` and ``difflib`` lazily, when needed).
+Imports only the standard library (``difflib`` lazily, on errors).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-__all__ = ["DEQConfig", "add_deq_args", "DEFAULTS", "GROUPS", "default", "is_default",
+__all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "default", "is_default",
            "check_value", "unknown_key_error"]
 
 # TorchDEQ's keys, defaults and command line groups (its add_deq_args plus DEQBase's no_stat).
@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {k: v for group in GROUPS.values() for k, v in group.
 # Attribute objects (argparse namespaces) may carry the script's own flags; only names this
 # close to a DEQ key are taken for misspellings.
 NEAR_MISS_RATIO = 0.9
-_STOP_MODES = ("abs", "rel")
+STOP_MODES = ("abs", "rel")
 
 
 class _Default:
@@ -200,8 +200,8 @@ def check_value(key: str, value: Any) -> Any:
             raise _bad(key, value, "a damping factor in (0, 1]")
         return tau
     if key in ("f_stop_mode", "b_stop_mode"):
-        if value not in _STOP_MODES:
-            raise _bad(key, value, f"one of {_STOP_MODES}")
+        if value not in STOP_MODES:
+            raise _bad(key, value, f"one of {STOP_MODES}")
         return value
     if key == "no_stat":
         return None if value is None else _bool(key, value)
@@ -401,90 +401,3 @@ class DEQConfig:
     def __repr__(self) -> str:
         items = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"DEQConfig({items})"
-
-
-def _flags() -> list[tuple[str, str, dict[str, Any]]]:
-    """(group title, key, argparse keywords) for each command line flag, TorchDEQ's set."""
-    def value(key, kind, text, **extra):
-        return key, dict(type=kind, default=DEFAULTS[key], help=text, **extra)
-
-    def switch(key, text):
-        return key, dict(action="store_true", help=text)
-
-    solver = [
-        value("f_solver", str, "forward solver: fixed_point_iter, simple_fixed_point_iter, "
-              "anderson, broyden, or a registered name"),
-        value("b_solver", str, "backward (IFT adjoint) solver, as --f_solver, or 'direct'"),
-        value("f_max_iter", int, "most function evaluations of the forward solve"),
-        value("b_max_iter", int, "most iterations of the backward solve"),
-        value("f_tol", float, "forward solve tolerance"),
-        value("b_tol", float, "backward solve tolerance"),
-        value("f_stop_mode", str, "forward residual: abs or rel", choices=_STOP_MODES),
-        value("b_stop_mode", str, "backward residual: abs or rel", choices=_STOP_MODES),
-        value("eval_factor", float, "at test time, f_max_iter times this factor"),
-        value("eval_f_max_iter", int, "at test time, this many iterations (0: use eval_factor)"),
-    ]
-    norm = [
-        value("norm_type", str, "weight normalisation: weight_norm, spectral_norm or none"),
-        switch("norm_no_scale", "no learnable target norm"),
-        switch("norm_clip", "clip the rescaling factor at norm_clip_value"),
-        value("norm_clip_value", float, "largest rescaling factor"),
-        value("norm_target_norm", float, "target norm when it is not learned"),
-        value("sn_n_power_iters", int, "power iterations of spectral normalisation"),
-    ]
-    training = [
-        value("core", str, "DEQ core: indexing or sliced (or a registered name)"),
-        switch("ift", "implicit differentiation on the last state"),
-        switch("hook_ift", "implicit differentiation (same rule in npdeq)"),
-        value("n_states", int, "number of states sampled uniformly along the solve"),
-        ("indexing", dict(type=int, nargs="+", default=[],
-                          help="solver steps at which to sample states")),
-        value("gamma", float, "weight decay of the fixed-point correction loss"),
-        ("grad", dict(type=int, nargs="+", default=[1], help="PhantomGrad steps per state")),
-        value("tau", float, "PhantomGrad damping"),
-        value("sup_gap", int, "also supervise every sup_gap-th PhantomGrad step (> 0)"),
-        ("sup_loc", dict(type=int, nargs="+", default=[],
-                         help="also supervise these PhantomGrad steps")),
-    ]
-    regularization = [
-        value("jac_loss_weight", float, "Jacobian regularisation weight"),
-        value("jac_loss_freq", float, "fraction of steps with Jacobian regularisation"),
-        value("jac_incremental", int, "raise jac_loss_weight by 0.1 every this many steps "
-              "(0: never)"),
-    ]
-    monitoring = [switch("sradius_mode", "estimate the spectral radius at test time")]
-    groups = [("DEQ solver", solver), ("DEQ normalisation", norm), ("DEQ training", training),
-              ("DEQ regularisation", regularization), ("DEQ monitoring", monitoring)]
-    return [(title, key, kw) for title, flags in groups for key, kw in flags]
-
-
-def add_deq_args(parser: Any) -> Any:
-    """Add TorchDEQ's DEQ flags (same names and defaults) to an ``argparse`` parser.
-
-    The flags come in five groups: solver (``--f_solver``, ``--f_max_iter``, ``--f_tol``,
-    ...), normalisation (``--norm_type``, ...), training (``--core``, ``--ift``,
-    ``--n_states``, ``--indexing``, ``--grad``, ``--tau``, ...), regularisation
-    (``--jac_loss_weight``, ...) and monitoring (``--sradius_mode``). The parsed namespace can
-    be passed to :func:`~npdeq.core.registry.get_deq` as is; the script's own flags in it are
-    ignored.
-
-    Args:
-        parser: an ``argparse.ArgumentParser`` (or an argument group).
-
-    Returns:
-        ``parser`` (TorchDEQ returns ``None``).
-
-    Example:
-        >>> import argparse
-        >>> parser = add_deq_args(argparse.ArgumentParser())
-        >>> args = parser.parse_args(['--f_max_iter', '12', '--ift', '--indexing', '4', '8'])
-        >>> args.f_max_iter, args.ift, args.indexing, args.core
-        (12, True, [4, 8], 'sliced')
-    """
-    groups: dict[str, Any] = {}
-    for title, key, kwargs in _flags():
-        if title not in groups:
-            groups[title] = (parser.add_argument_group(title)
-                             if hasattr(parser, "add_argument_group") else parser)
-        groups[title].add_argument(f"--{key}", **kwargs)
-    return parser

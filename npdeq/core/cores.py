@@ -57,6 +57,11 @@ class SampledDEQ(DEQBase):
             and ``indexing``; ``indexing`` not strictly increasing or beyond ``f_max_iter``;
             ``grad < 1`` for a PhantomGrad state (all states when ``ift=False``); ``sup_loc``
             beyond ``grad``; a ``grad`` list of the wrong length.
+
+    Example:
+        >>> deq = DEQIndexing(f_max_iter=30, n_states=3, grad=[1, 2, 3])
+        >>> deq.indexing, len(deq.produce_grad)
+        ([10, 20, 30], 3)
     """
 
     def __init__(self, args: Any = None, ift: bool = default("ift"),
