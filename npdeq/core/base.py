@@ -163,7 +163,9 @@ class DEQBase:
     """Base class of the DEQ cores: configuration, forward solve, eval path.
 
     Not meant to be used as a DEQ itself (its training path raises); subclass it to build a
-    new core, overriding ``_train_forward`` (or ``forward``). Settings come from ``args``
+    new core, overriding ``_train_forward`` (or ``forward``). For now a plain class with a
+    ``training`` flag, ``train()`` and ``eval()``; it becomes an ``npdeq.nn.Module`` subclass
+    when ``npdeq.nn`` exists. Settings come from ``args``
     and keyword arguments; an explicitly passed keyword wins over ``args``, ``args`` over the
     defaults shown (TorchDEQ lets ``args`` win over named constructor arguments; ``get_deq``
     has always let keywords win).

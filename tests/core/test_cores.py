@@ -217,8 +217,10 @@ def test_tuple_state_outputs_are_tuples(xp, to_xp, check_array):
     p = {n: npdeq.Tensor(m.params[n], requires_grad=True) for n in m.names}
     for core in CORES.values():
         deq = core(f_solver="anderson", f_max_iter=40, f_tol=1e-8, n_states=2, ift=True)
-        for z_out in (deq.train()(m.func(**p), list(m.z0))[0],
-                      deq.eval()(m.func(**p), m.z0)[0]):
+        z_eval, info = deq.eval()(m.func(**p), m.z0, sradius_mode=True)
+        check_array(info["sradius"], shape=(2,))
+        assert np.all(npdeq.backend.to_numpy(info["sradius"]) > 0)
+        for z_out in (deq.train()(m.func(**p), list(m.z0))[0], z_eval):
             for z in z_out:
                 assert isinstance(z, tuple) and len(z) == 2
                 check_array(z[0], shape=(2, 3), dtype=xp.float64)
