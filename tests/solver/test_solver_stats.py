@@ -102,8 +102,11 @@ def test_batch_size_independence(name, xp, xp_device, data):
                                 m.z0[i:i + 1, :], **kw)
         np.testing.assert_allclose(host(z)[i], host(z_i)[0], rtol=1e-9, atol=1e-11)
         assert host(info["nstep"])[i] == host(info_i["nstep"])[0]
-        np.testing.assert_allclose(host(info["abs_lowest"])[i], host(info_i["abs_lowest"])[0],
-                                   rtol=1e-6, atol=1e-13)
+        # ||f(z) - z|| moves by at most (1 + Lip f) <= 2 times z's own rounding difference.
+        moved = np.linalg.norm(host(z)[i] - host(z_i)[0])
+        residual, residual_alone = host(info["abs_lowest"])[i], host(info_i["abs_lowest"])[0]
+        assert abs(residual - residual_alone) <= 2 * moved + 1e-6 * residual + 1e-13, (
+            residual, residual_alone, moved)
 
 
 @pytest.mark.parametrize("name", SOLVER_NAMES)
