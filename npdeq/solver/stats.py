@@ -30,7 +30,9 @@ class SolverStat(dict):
 
     Keys (``B`` the batch size, ``N`` the iterations run):
 
-    - ``abs_lowest`` ``(B,)``: ``||f(z) - z||`` of the returned iterate z (the best one).
+    - ``abs_lowest`` ``(B,)``: ``||f(z) - z||`` of the best iterate z, which is the returned
+      one unless ``return_final=True`` (then the returned iterate's residuals are the last
+      column of the traces).
     - ``rel_lowest`` ``(B,)``: ``||f(z) - z|| / (||f(z)|| + 1e-8)`` of the same iterate.
     - ``abs_trace``, ``rel_trace`` ``(B, N)``: the residuals of the iterate evaluated at each
       iteration (a frozen sample's iterate no longer moves, so its trace repeats).
