@@ -27,6 +27,7 @@ __all__ = [
     "to_numpy",
     "to_scalar",
     "any_true",
+    "host_flags",
     "solve_vectors",
     "cupy_available",
     "is_numpy",
@@ -223,6 +224,23 @@ def to_scalar(x: Any) -> float | bool | int:
     if xp.isdtype(x.dtype, "integral"):
         return int(x)
     return float(x)
+
+
+def host_flags(*flags: Any) -> tuple[bool, ...]:
+    """Read several 0-d boolean arrays to the host in one :func:`to_scalar` call.
+
+    Args:
+        *flags: 0-d boolean arrays of one namespace (at most 31).
+
+    Returns:
+        The flags as Python bools, in order.
+    """
+    xp = array_namespace(*flags)
+    code = xp.astype(flags[0], xp.int32)
+    for i, flag in enumerate(flags[1:], start=1):
+        code = code + xp.astype(flag, xp.int32) * (1 << i)
+    value = int(to_scalar(code))
+    return tuple(bool(value >> i & 1) for i in range(len(flags)))
 
 
 def any_true(mask: Any) -> Any:

@@ -67,10 +67,7 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
     if max_iter == 0:
         return tracker.finish(restore, "broyden_solver")
     xp = tracker.xp
-    batch, dim = x.shape
-    dev = backend.device(x)
-    us = xp.zeros((batch, memory, dim), dtype=x.dtype, device=dev)
-    vs = xp.zeros((batch, memory, dim), dtype=x.dtype, device=dev)
+    inverse = _LowRankInverse(x, memory)
     tiny = float(xp.finfo(x.dtype).eps) ** 2
 
     fx = f(x)
@@ -79,7 +76,7 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
     if not tracker.observe(x, fx):
         return tracker.finish(restore, "broyden_solver")
     for k in range(1, max_iter):
-        step = g - _low_rank(us, vs, g)  # -B g with B = -I + U^T V
+        step = -inverse.apply(g)
         if ls:
             x_new, fx_new, g_new = _line_search(f, tracker, x, g, step)
         else:
@@ -90,16 +87,62 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
         if not tracker.observe(x_new, fx_new) or k == max_iter - 1:
             break
         dx, dg = x_new - x, g_new - g
-        b_dg = _low_rank(us, vs, dg) - dg
-        v = _low_rank(vs, us, dx) - dx  # dx^T B, as a row
-        denom = xp.sum(v * dg, axis=1)
-        ok = xp.isfinite(denom) & (xp.abs(denom) > tiny * xp.sum(dx * dx, axis=1))
-        slot = (k - 1) % memory
-        us[:, slot, :] = xp.where(ok[:, None], (dx - b_dg) / xp.where(ok, denom, 1.0)[:, None],
-                                  0.0)
-        vs[:, slot, :] = xp.where(ok[:, None], v, 0.0)
+        b_dg = inverse.apply(dg)
+        v = inverse.apply_transposed(dx)  # dx^T B, as a row
+        denom = xp.vecdot(v, dg)
+        ok = xp.isfinite(denom) & (xp.abs(denom) > tiny * xp.vecdot(dx, dx))
+        inverse.add(xp.where(ok[:, None], (dx - b_dg) / xp.where(ok, denom, 1.0)[:, None], 0.0),
+                    xp.where(ok[:, None], v, 0.0))
         x, g = x_new, g_new
     return tracker.finish(restore, "broyden_solver")
+
+
+class _LowRankInverse:
+    """``B = -I + U^T V`` per sample, ``U`` and ``V`` the rows of a ring buffer of at most
+    ``memory`` updates. The buffer starts small and doubles as updates arrive, so a large
+    ``LBFGS_thres`` (TorchDEQ's default is ``max_iter``) costs nothing until it is used, and
+    products touch only the filled rows."""
+
+    def __init__(self, like: Any, memory: int) -> None:
+        self.xp = backend.array_namespace(like)
+        self.memory = memory
+        self.count = 0
+        batch, dim = like.shape
+        self.us = self.xp.zeros((batch, min(memory, 8), dim), dtype=like.dtype,
+                                device=backend.device(like))
+        self.vs = self.xp.zeros_like(self.us)
+
+    def _rows(self) -> tuple[Any, Any]:
+        n = min(self.count, self.memory)
+        return self.us[:, :n, :], self.vs[:, :n, :]
+
+    def apply(self, vec: Any) -> Any:
+        """``B vec`` for ``(B, D)`` ``vec``."""
+        if self.count == 0:
+            return -vec
+        us, vs = self._rows()
+        return _low_rank(us, vs, vec) - vec
+
+    def apply_transposed(self, vec: Any) -> Any:
+        """``vec^T B`` (as ``(B, D)`` rows)."""
+        if self.count == 0:
+            return -vec
+        us, vs = self._rows()
+        return _low_rank(vs, us, vec) - vec
+
+    def add(self, u: Any, v: Any) -> None:
+        """Add the rank-one term ``u v^T`` (overwriting the oldest once ``memory`` is full)."""
+        slot = self.count % self.memory
+        capacity = self.us.shape[1]
+        if slot >= capacity:
+            grown = min(2 * capacity, self.memory)
+            pad = self.xp.zeros((self.us.shape[0], grown - capacity, self.us.shape[2]),
+                                dtype=self.us.dtype, device=backend.device(self.us))
+            self.us = self.xp.concat([self.us, pad], axis=1)
+            self.vs = self.xp.concat([self.vs, self.xp.zeros_like(pad)], axis=1)
+        self.us[:, slot, :] = u
+        self.vs[:, slot, :] = v
+        self.count += 1
 
 
 def _low_rank(left: Any, right: Any, vec: Any) -> Any:
@@ -112,14 +155,14 @@ def _line_search(f, tracker, x, g, step):
     """Backtrack per sample until ``||g(x + s * step)|| < ||g(x)||`` (at most
     :data:`LINE_SEARCH_HALVINGS` halvings); return the accepted ``x``, ``f(x)`` and ``g``."""
     xp = tracker.xp
-    norm0 = xp.sum(g * g, axis=1)
+    norm0 = xp.vecdot(g, g)
     scale = xp.ones_like(norm0)
     x_new = tracker.next_iterate(x + step)
     fx_new = f(x_new)
     tracker.nfe += 1
     for _ in range(LINE_SEARCH_HALVINGS):
         g_new = fx_new - x_new
-        norm = xp.sum(g_new * g_new, axis=1)
+        norm = xp.vecdot(g_new, g_new)
         retry = tracker.active & ~(norm < norm0)
         if not backend.to_scalar(xp.any(retry)):
             break

@@ -23,6 +23,8 @@ __all__ = ["SolverStat", "SolveTracker", "residual_norms", "check_solver_args", 
 STOP_MODES = ("abs", "rel")
 # The relative residual's guard against ||f(z)|| = 0, as TorchDEQ.
 REL_EPS = 1e-8
+# Packed states of at least this many values take the selection shortcuts of observe().
+LARGE_STATE = 1 << 14
 
 
 class SolverStat(dict):
@@ -133,6 +135,9 @@ class SolveTracker:
         self.trajectory: dict[int, Any] = {}  # iteration -> state recorded there
         self.iterations = 0
         self.nfe = 0
+        # Known (from the last host read) to have every sample active; see observe().
+        self.all_active = False
+        self.large = x0.shape[0] * x0.shape[1] >= LARGE_STATE
 
     def observe(self, x: Any, fx: Any, sync: bool = True) -> bool:
         """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
@@ -149,23 +154,33 @@ class SolveTracker:
         active = self.active
         improved = active & (res < self.lowest)  # False for NaN
         self.lowest = xp.where(improved, res, self.lowest)
-        self.best = xp.where(improved[:, None], x, self.best)
         self.nstep = xp.where(improved, self.iterations, self.nstep)
         # NaN or inf anywhere in f(x) (or x) makes the residual non-finite.
         self.nonfinite = self.nonfinite | (active & ~xp.isfinite(abs_res))
         stopped = self.nonfinite if self.tol is None else self.nonfinite | (self.lowest <= self.tol)
         self.active = ~stopped
+        any_active = True
+        if sync and self.large:
+            # On large states a (B, D) selection costs more than reading two more flags in
+            # the same host transfer; usually every sample improved and is still active.
+            any_active, every_improved, self.all_active = backend.host_flags(
+                xp.any(self.active), xp.all(improved), xp.all(self.active))
+            self.best = x if every_improved else xp.where(improved[:, None], x, self.best)
+        else:
+            self.best = xp.where(improved[:, None], x, self.best)
+            if sync:
+                any_active = backend.to_scalar(backend.any_true(self.active))
         if self.return_final:
             # The evaluated iterate, except where it produced non-finite values.
             self.last = xp.where(self.nonfinite[:, None], self.best, x)
         if self.iterations in self.indexing:
             self.trajectory[self.iterations] = self.last if self.return_final else self.best
-        if not sync:
-            return True
-        return backend.to_scalar(backend.any_true(self.active))
+        return any_active
 
     def next_iterate(self, proposal: Any) -> Any:
         """``proposal`` for active samples, the frozen best iterate for the others."""
+        if self.all_active:
+            return proposal
         return self.xp.where(self.active[:, None], proposal, self.best)
 
     def finish(self, restore: Any, solver_name: str, warn: bool = True) -> tuple[Any, list,
