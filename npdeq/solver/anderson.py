@@ -93,12 +93,12 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         if not tracker.observe(x, fx) or k == max_iter - 1:
             break
         slot, n = k % m, min(k + 1, m)
-        g = fx - x
+        g = tracker.residual
         images[:, slot, :] = fx
         residuals[:, slot, :] = g
         # A sample that went non-finite has NaN/inf in its own rows only (every op here is
         # per sample); the tracker has frozen it, so its weights are never used.
-        row = (residuals @ g[:, :, None])[:, :, 0]
+        row = xp.vecdot(residuals, g[:, None, :])
         gram[:, slot, :] = row
         gram[:, :, slot] = row
         squares[:, slot] = row[:, slot]

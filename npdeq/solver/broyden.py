@@ -72,20 +72,20 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
 
     fx = f(x)
     tracker.nfe += 1
-    g = fx - x
     if not tracker.observe(x, fx):
         return tracker.finish(restore, "broyden_solver")
+    g = tracker.residual
     for k in range(1, max_iter):
         step = -inverse.apply(g)
         if ls:
-            x_new, fx_new, g_new = _line_search(f, tracker, x, g, step)
+            x_new, fx_new = _line_search(f, tracker, x, g, step)
         else:
             x_new = tracker.next_iterate(x + step)
             fx_new = f(x_new)
             tracker.nfe += 1
-            g_new = fx_new - x_new
         if not tracker.observe(x_new, fx_new) or k == max_iter - 1:
             break
+        g_new = tracker.residual
         dx, dg = x_new - x, g_new - g
         b_dg = inverse.apply(dg)
         v = inverse.apply_transposed(dx)  # dx^T B, as a row
@@ -153,7 +153,7 @@ def _low_rank(left: Any, right: Any, vec: Any) -> Any:
 
 def _line_search(f, tracker, x, g, step):
     """Backtrack per sample until ``||g(x + s * step)|| < ||g(x)||`` (at most
-    :data:`LINE_SEARCH_HALVINGS` halvings); return the accepted ``x``, ``f(x)`` and ``g``."""
+    :data:`LINE_SEARCH_HALVINGS` halvings); return the accepted ``x`` and ``f(x)``."""
     xp = tracker.xp
     norm0 = xp.vecdot(g, g)
     scale = xp.ones_like(norm0)
@@ -172,4 +172,4 @@ def _line_search(f, tracker, x, g, step):
         tracker.nfe += 1
         x_new = xp.where(retry[:, None], candidate, x_new)
         fx_new = xp.where(retry[:, None], fx_candidate, fx_new)
-    return x_new, fx_new, fx_new - x_new
+    return x_new, fx_new

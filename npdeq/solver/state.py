@@ -141,9 +141,12 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
                             "solvers need a real floating-point state")
     z0 = pack_states(x0)
     device = backend.device(z0)
-
-    def restore(z: Any) -> Any:
-        return unpack_states(z, shapes, as_tuple=is_tuple)
+    if not is_tuple and len(shapes[0]) == 2:
+        def restore(z: Any) -> Any:  # the (B, D) case: nothing to undo
+            return z
+    else:
+        def restore(z: Any) -> Any:
+            return unpack_states(z, shapes, as_tuple=is_tuple)
 
     def check(out: Any) -> None:
         outs = list(out) if is_state_tuple(out) else [out]

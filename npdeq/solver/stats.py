@@ -135,6 +135,7 @@ class SolveTracker:
         self.trajectory: dict[int, Any] = {}  # iteration -> state recorded there
         self.iterations = 0
         self.nfe = 0
+        self.residual = None  # f(x) - x of the last observation, for the solvers to reuse
         # Known (from the last host read) to have every sample active; see observe().
         self.all_active = False
         self.large = x0.shape[0] * x0.shape[1] >= LARGE_STATE
@@ -146,6 +147,7 @@ class SolveTracker:
         xp = self.xp
         self.iterations += 1
         g = fx - x
+        self.residual = g
         abs_res = xp.sqrt(xp.vecdot(g, g))
         image_sq = xp.vecdot(fx, fx)
         self.abs_trace.append(abs_res)
@@ -201,10 +203,15 @@ class SolveTracker:
         if self.abs_trace:
             abs_trace = xp.stack(self.abs_trace, axis=1)
             rel_trace = abs_trace / (xp.sqrt(xp.stack(self.image_sq_trace, axis=1)) + REL_EPS)
-            # The residuals of the best iterate: its column of the traces (none: inf).
+            # ``lowest`` is the best iterate's stop_mode residual (inf where there is none);
+            # the other one is read from its column of the traces.
             column = xp.arange(1, abs_trace.shape[1] + 1, device=dev)[None, :] == self.nstep[:, None]
-            abs_lowest = _select_column(xp, column, abs_trace)
-            rel_lowest = _select_column(xp, column, rel_trace)
+            if self.use_abs:
+                abs_lowest = self.lowest
+                rel_lowest = _select_column(xp, column, rel_trace, self.lowest)
+            else:
+                rel_lowest = self.lowest
+                abs_lowest = _select_column(xp, column, abs_trace, self.lowest)
         else:
             abs_trace = rel_trace = xp.zeros((batch, 0), dtype=z.dtype, device=dev)
             abs_lowest = rel_lowest = self.lowest
@@ -227,19 +234,23 @@ class SolveTracker:
         return restore(z), [restore(t) for t in trajectory], info
 
 
-def _select_column(xp: Any, column: Any, trace: Any) -> Any:
-    """Per row, the entry of ``trace`` where ``column`` is True (inf in rows with none)."""
-    picked = xp.max(xp.where(column, trace, -float("inf")), axis=1)
-    return xp.where(xp.any(column, axis=1), picked, float("inf"))
+def _select_column(xp: Any, column: Any, trace: Any, lowest: Any) -> Any:
+    """Per row, the entry of ``trace`` where ``column`` is True; inf in rows with none (those
+    where ``lowest`` is inf)."""
+    picked = xp.sum(xp.where(column, trace, 0.0), axis=1)
+    return xp.where(lowest < float("inf"), picked, float("inf"))
 
 
 def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, has_tol: bool) -> None:
+    # The usual case, every sample converged, costs one host read.
+    if has_tol and backend.to_scalar(xp.all(info["converged"])):
+        return
     if backend.to_scalar(xp.any(info["nonfinite"])):
         count = backend.to_scalar(xp.sum(xp.astype(info["nonfinite"], xp.int64)))
         warnings.warn(f"{solver_name}: f returned non-finite values for {count} sample(s); "
                       "they keep their best finite iterate (info['nonfinite'])",
                       ConvergenceWarning, stacklevel=4)
-    elif has_tol and not backend.to_scalar(xp.all(info["converged"])):
+    elif has_tol:  # not all converged (checked above)
         worst = backend.to_scalar(xp.max(info["abs_lowest"]))
         warnings.warn(f"{solver_name}: some samples did not reach tol within max_iter "
                       f"(largest abs residual {worst:.3e}; see info['converged'])",
