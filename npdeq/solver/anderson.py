@@ -102,11 +102,16 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         gram[:, slot, :] = row
         gram[:, :, slot] = row
         squares[:, slot] = row[:, slot]
-        weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
-                                  ones[:, :n], lam_relative, floor, slot)
-        proposal = (weights[:, None, :] @ images[:, :n, :])[:, 0, :]
+        if n < m:  # the history is still filling up: use its first n slots
+            weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
+                                      ones[:, :n], lam_relative, floor, slot)
+            used_images, used_residuals = images[:, :n, :], residuals[:, :n, :]
+        else:
+            weights = _mixing_weights(xp, gram, squares, eye, ones, lam_relative, floor, slot)
+            used_images, used_residuals = images, residuals
+        proposal = (weights[:, None, :] @ used_images)[:, 0, :]
         if tau != 1.0:
-            proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals[:, :n, :])[:, 0, :]
+            proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ used_residuals)[:, 0, :]
         x = tracker.next_iterate(proposal)
     return tracker.finish(restore, "anderson_solver")
 
