@@ -102,16 +102,18 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         gram[:, slot, :] = row
         gram[:, :, slot] = row
         squares[:, slot] = row[:, slot]
-        if n < m:  # the history is still filling up: use its first n slots
+        if n < m:
+            # The history is still filling up: weights for its first n slots, zero for the
+            # empty ones (all zeros, so they add nothing). Slicing the (B, m, D) history
+            # instead would hand matmul a strided operand, several times slower.
             weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
                                       ones[:, :n], lam_relative, floor, slot)
-            used_images, used_residuals = images[:, :n, :], residuals[:, :n, :]
+            weights = xp.concat([weights, xp.zeros_like(ones[:, n:])], axis=1)
         else:
             weights = _mixing_weights(xp, gram, squares, eye, ones, lam_relative, floor, slot)
-            used_images, used_residuals = images, residuals
-        proposal = (weights[:, None, :] @ used_images)[:, 0, :]
+        proposal = (weights[:, None, :] @ images)[:, 0, :]
         if tau != 1.0:
-            proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ used_residuals)[:, 0, :]
+            proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals)[:, 0, :]
         x = tracker.next_iterate(proposal)
     return tracker.finish(restore, "anderson_solver")
 

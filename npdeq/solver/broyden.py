@@ -100,8 +100,9 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
 class _LowRankInverse:
     """``B = -I + U^T V`` per sample, ``U`` and ``V`` the rows of a ring buffer of at most
     ``memory`` updates. The buffer starts small and doubles as updates arrive, so a large
-    ``LBFGS_thres`` (TorchDEQ's default is ``max_iter``) costs nothing until it is used, and
-    products touch only the filled rows."""
+    ``LBFGS_thres`` (TorchDEQ's default is ``max_iter``) costs nothing until it is used.
+    Products use the whole buffer: its empty rows are zeros and add nothing, and a sliced
+    (strided) operand would make matmul several times slower than these few extra rows."""
 
     def __init__(self, like: Any, memory: int) -> None:
         self.xp = backend.array_namespace(like)
@@ -112,23 +113,17 @@ class _LowRankInverse:
                                 device=backend.device(like))
         self.vs = self.xp.zeros_like(self.us)
 
-    def _rows(self) -> tuple[Any, Any]:
-        n = min(self.count, self.memory)
-        return self.us[:, :n, :], self.vs[:, :n, :]
-
     def apply(self, vec: Any) -> Any:
         """``B vec`` for ``(B, D)`` ``vec``."""
         if self.count == 0:
             return -vec
-        us, vs = self._rows()
-        return _low_rank(us, vs, vec) - vec
+        return _low_rank(self.us, self.vs, vec) - vec
 
     def apply_transposed(self, vec: Any) -> Any:
         """``vec^T B`` (as ``(B, D)`` rows)."""
         if self.count == 0:
             return -vec
-        us, vs = self._rows()
-        return _low_rank(vs, us, vec) - vec
+        return _low_rank(self.vs, self.us, vec) - vec
 
     def add(self, u: Any, v: Any) -> None:
         """Add the rank-one term ``u v^T`` (overwriting the oldest once ``memory`` is full)."""
