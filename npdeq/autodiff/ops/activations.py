@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from npdeq.autodiff.ops._util import ns, raw
-from npdeq.autodiff.ops.elementwise import exp, tanh
+from npdeq.autodiff.ops.elementwise import exp, sigmoid
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -180,7 +180,8 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
     ``'none'``: ``x * Phi(x)`` with Phi the standard normal CDF, computed as
     ``x/2 * erfc(-x/sqrt(2))`` (no cancellation for very negative ``x``). ``'tanh'``:
-    ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3)))``.
+    ``x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3)))``, computed as ``x * sigmoid(2 u)``
+    (the same function, accurate in the negative tail).
 
     Args:
         x: real floating-point Tensor or array, any shape.
@@ -205,5 +206,7 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
     _check_floating(raw(x), "gelu")
     if approximate == "tanh":
         inner = (x + x * x * x * 0.044715) * _SQRT_TWO_OVER_PI
-        return x * 0.5 * (tanh(inner) + 1.0)
+        # (1 + tanh(u)) / 2 == sigmoid(2 u), without the cancellation for very negative u
+        # (where 1 + tanh(u) leaves only the rounding error of tanh).
+        return x * sigmoid(inner * 2.0)
     return x * 0.5 * erfc(x * -_SQRT_HALF)
