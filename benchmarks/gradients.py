@@ -66,7 +66,7 @@ def make_workload(name: str, seed: int = 0) -> dict:
 
 # --- npdeq -----------------------------------------------------------------------------------
 
-def npdeq_step(data: dict, method: str):
+def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
     import npdeq
 
     params = {k: npdeq.Tensor(v, requires_grad=True) for k, v in data.items()
@@ -86,11 +86,15 @@ def npdeq_step(data: dict, method: str):
     grad = "ift" if method == "ift" else PHANTOM["k"]
     z, info = npdeq.fixed_point(func, data["z0"], solver=F_SOLVER["solver"], grad=grad,
                                 tau=PHANTOM["tau"], solver_kwargs=solver_kwargs,
-                                b_solver_kwargs=B_SOLVER)
-    (z * z).mean().backward()
+                                b_solver_kwargs=b_solver_kwargs or B_SOLVER)
+    loss = (z * z).mean()
+    start = time.perf_counter()
+    loss.backward()
+    b_seconds = time.perf_counter() - start
     back = info.get("backward")
     return {"f_iters": float(np.mean(np.asarray(info["nstep"]))),
-            "b_iters": float(np.mean(np.asarray(back["nstep"]))) if back else 0.0}
+            "b_iters": float(np.mean(np.asarray(back["nstep"]))) if back else 0.0,
+            "b_nfe": int(back["nfe"]) if back else 0, "b_seconds": b_seconds}
 
 
 def npdeq_vjp_time(data: dict, repeat: int) -> float:
@@ -217,7 +221,20 @@ def measure(library: str, workload: str, method: str, repeat: int) -> dict:
     result = {"seconds": seconds, "peak_mb": (after - before) / 1024.0, **extra}
     if library == "npdeq" and method == "ift":
         result["vjp_seconds"] = npdeq_vjp_time(data, repeat)
+        result["adjoint_seconds"] = npdeq_adjoint_iteration_time(data, repeat)
     return result
+
+
+def npdeq_adjoint_iteration_time(data: dict, repeat: int, short: int = 5,
+                                 long: int = 25) -> float:
+    """Seconds one more adjoint iteration adds to the backward pass: backward passes of
+    ``short`` and ``long`` iterations (tolerance out of reach), differenced."""
+    def backward_seconds(iterations):
+        kwargs = {"max_iter": iterations, "tol": 1e-300}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return min(npdeq_step(data, "ift", kwargs)["b_seconds"] for _ in range(repeat))
+    return (backward_seconds(long) - backward_seconds(short)) / (long - short)
 
 
 def available(library: str) -> bool:
@@ -271,8 +288,11 @@ def main(argv=None) -> None:
                          if (w, m, lib) == (workload, "ift", "torchdeq")]
             ratio = (f", {r['seconds'] / torch_row[0]['seconds']:.2f}x TorchDEQ's time"
                      if torch_row else "")
-            print(f"{workload}: one VJP of f = {1e3 * r['vjp_seconds']:.3f} ms; "
-                  f"{r['b_iters']:.0f} adjoint iterations{ratio}")
+            per_iteration = r["adjoint_seconds"]
+            print(f"{workload}: IFT forward+backward {ratio.lstrip(', ') or '(no TorchDEQ)'}; "
+                  f"{r['b_nfe']} adjoint iterations; one more adjoint iteration costs "
+                  f"{1e3 * per_iteration:.3f} ms, one VJP of f {1e3 * r['vjp_seconds']:.3f} ms "
+                  f"(ratio {per_iteration / r['vjp_seconds']:.2f})")
 
 
 if __name__ == "__main__":
