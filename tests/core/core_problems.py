@@ -9,6 +9,8 @@ import npdeq
 from npdeq import backend
 from npdeq.testing.strategies import ContractiveMap
 
+from deq_problems import TwoStateProblem as TwoState  # noqa: F401  (re-exported)
+
 
 def mlp_map(to_xp, seed=0, batch=3, dim=5, in_dim=4, norm=0.8):
     """A tanh MLP DEQ ``tanh(z W^T + x U^T + b)`` with ``||W||_2 = norm``."""
@@ -20,31 +22,6 @@ def mlp_map(to_xp, seed=0, batch=3, dim=5, in_dim=4, norm=0.8):
               "x": rng.standard_normal((batch, in_dim))}
     params = {k: to_xp(v) for k, v in params.items()}
     return ContractiveMap("tanh_mlp", norm, "dense", params, to_xp(np.zeros((batch, dim))))
-
-
-class TwoState:
-    """A two-tensor state of different shapes, ``(B, d)`` and ``(B, 2, e)``, coupled both ways."""
-
-    names = ("W", "V", "x")
-
-    def __init__(self, to_xp, seed=0, batch=2, dim=3, extra=2):
-        rng = np.random.default_rng(seed)
-        W, V = rng.standard_normal((dim, dim)), rng.standard_normal((2 * extra, dim))
-        self.params = {"W": to_xp(0.5 * W / np.linalg.norm(W, 2)),
-                       "V": to_xp(0.3 * V / np.linalg.norm(V, 2)),
-                       "x": to_xp(rng.standard_normal((batch, dim)))}
-        self.z0 = (to_xp(np.zeros((batch, dim))), to_xp(np.zeros((batch, 2, extra))))
-        self.extra = extra
-
-    def func(self, W, V, x):
-        e = self.extra
-
-        def f(z, y):
-            y_flat = npdeq.reshape(y, (y.shape[0], 2 * e))
-            z_new = npdeq.tanh(z @ W.T + 0.3 * (y_flat @ V)[:, :z.shape[1]] + x)
-            y_new = npdeq.reshape(0.5 * npdeq.tanh(z @ V.T), (z.shape[0], 2, e))
-            return z_new, y_new
-        return f
 
 
 def halving(z):

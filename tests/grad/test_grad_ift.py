@@ -12,7 +12,7 @@ import npdeq
 from npdeq.grad import backward_factory, fixed_point, implicit_grad
 from npdeq.testing import check_grads
 
-from grad_problems import MLPProblem, TwoStateProblem, contractive
+from deq_problems import MLPProblem, TwoStateProblem, contractive
 
 TIGHT = {"tol": 1e-12, "max_iter": 400}
 
@@ -53,7 +53,7 @@ def test_mlp_ift_matches_finite_differences(xp, to_xp, seed, batch, dim, in_dim,
                            b_solver_kwargs=TIGHT)
         return z
 
-    check_grads(solved, *[prob.arrays[k] for k in prob.names], rtol=1e-5, atol=1e-8,
+    check_grads(solved, *[prob.params[k] for k in prob.names], rtol=1e-5, atol=1e-8,
                 seed=seed)
 
 
@@ -66,12 +66,12 @@ def test_two_state_ift_matches_finite_differences(xp, to_xp, seed):
                                 b_solver_kwargs=TIGHT)
         return npdeq.concat([npdeq.flatten(z, 1), npdeq.flatten(y, 1)], axis=1)
 
-    check_grads(solved, *[prob.arrays[k] for k in prob.names], rtol=1e-5, atol=1e-8,
+    check_grads(solved, *[prob.params[k] for k in prob.names], rtol=1e-5, atol=1e-8,
                 seed=seed)
 
 
 def _gradients(prob, b_solver, b_kwargs):
-    p = _leaves(prob.arrays, prob.names)
+    p = _leaves(prob.params, prob.names)
     z, _ = fixed_point(prob.func(*[p[k] for k in prob.names]), prob.z0, solver_kwargs=TIGHT,
                        b_solver=b_solver, b_solver_kwargs=b_kwargs)
     (z * z).sum().backward()
@@ -92,7 +92,7 @@ def test_backward_solvers_agree(xp, to_xp, seed):
 
 def test_every_parameter_gets_a_gradient(xp, to_xp):
     prob = TwoStateProblem(to_xp)
-    p = _leaves(prob.arrays, prob.names)
+    p = _leaves(prob.params, prob.names)
     (z, y), _ = fixed_point(prob.func(*[p[k] for k in prob.names]), prob.z0)
     (z.sum() + y.sum()).backward()
     for k in prob.names:
@@ -102,7 +102,7 @@ def test_every_parameter_gets_a_gradient(xp, to_xp):
 
 def test_backward_twice_with_retain_graph_then_freed(xp, to_xp):
     prob = MLPProblem(to_xp)
-    p = _leaves(prob.arrays, prob.names)
+    p = _leaves(prob.params, prob.names)
     z, _ = fixed_point(prob.func(*[p[k] for k in prob.names]), prob.z0, solver_kwargs=TIGHT,
                        b_solver_kwargs=TIGHT)
     loss = (z * z).sum()
@@ -116,7 +116,7 @@ def test_backward_twice_with_retain_graph_then_freed(xp, to_xp):
 
 def test_nothing_requires_grad_gives_detached_result(xp, to_xp):
     prob = MLPProblem(to_xp)
-    z, _ = fixed_point(prob.func(*[prob.arrays[k] for k in prob.names]), prob.z0)
+    z, _ = fixed_point(prob.func(*[prob.params[k] for k in prob.names]), prob.z0)
     assert not z.requires_grad
 
 
@@ -148,7 +148,7 @@ def test_direct_solver_singular_system_is_flagged(xp, to_xp):
 
 def test_create_graph_through_ift_is_refused(xp, to_xp):
     prob = MLPProblem(to_xp)
-    p = _leaves(prob.arrays, prob.names)
+    p = _leaves(prob.params, prob.names)
     z, _ = fixed_point(prob.func(*[p[k] for k in prob.names]), prob.z0)
     with pytest.raises(NotImplementedError, match="create_graph"):
         npdeq.grad(z.sum(), p["W"], create_graph=True)
@@ -156,7 +156,7 @@ def test_create_graph_through_ift_is_refused(xp, to_xp):
 
 def test_backward_factory_ift_functor(xp, to_xp, check_array):
     prob = MLPProblem(to_xp)
-    p = _leaves(prob.arrays, prob.names)
+    p = _leaves(prob.params, prob.names)
     func = prob.func(*[p[k] for k in prob.names])
     z_star, _ = fixed_point(func, prob.z0, solver_kwargs=TIGHT, grad=None)
     seen = []

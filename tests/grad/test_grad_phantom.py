@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 import npdeq
 from npdeq.grad import backward_factory, fixed_point, phantom_grad, supervised_steps
 
-from grad_problems import MLPProblem, TwoStateProblem, contractive
+from deq_problems import MLPProblem, TwoStateProblem, contractive
 
 
 def _hand_unrolled(func, z_star, k, tau, steps):
@@ -44,7 +44,7 @@ def test_phantom_equals_hand_unrolled(xp, to_xp, seed, k, tau, sup_gap, two_stat
                    for z in (prob.z0 if two_state else (prob.z0,)))
     results = []
     for method in ("rule", "hand"):
-        p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+        p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
         func = prob.func(*[p[n] for n in prob.names])
         steps = supervised_steps(k, sup_gap)
         if method == "rule":
@@ -72,7 +72,7 @@ def test_one_step_gradient_tends_to_ift_as_k_grows(xp, to_xp):
     prob = MLPProblem(to_xp, seed=3, norm=0.6)
     grads = {}
     for method in ("ift", 1, 5, 25):
-        p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+        p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
         z, _ = fixed_point(prob.func(*[p[n] for n in prob.names]), prob.z0, grad=method,
                            solver_kwargs={"tol": 1e-12, "max_iter": 300},
                            b_solver_kwargs={"tol": 1e-12, "max_iter": 300})
@@ -130,7 +130,7 @@ def test_phantom_argument_errors(xp, to_xp):
 
 def test_phantom_refuses_create_graph(xp, to_xp):
     prob = MLPProblem(to_xp)
-    p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+    p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
     [(z,)] = phantom_grad(prob.func(*[p[n] for n in prob.names]), (prob.z0,), k=2)
     with pytest.raises(NotImplementedError, match="create_graph"):
         npdeq.grad(z.sum(), p["W"], create_graph=True)
@@ -138,7 +138,7 @@ def test_phantom_refuses_create_graph(xp, to_xp):
 
 def test_backward_factory_phantom_functor(xp, to_xp, check_array):
     prob = MLPProblem(to_xp)
-    p = {n: npdeq.Tensor(prob.arrays[n], requires_grad=True) for n in prob.names}
+    p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
     functor = backward_factory(4, tau=0.5, sup_gap=2)
     out = functor(None, prob.func(*[p[n] for n in prob.names]), prob.z0)
     assert len(out) == 2

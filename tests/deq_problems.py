@@ -1,4 +1,4 @@
-"""Shared DEQ test problems for the gradient-rule tests (NumPy-built, moved to ``xp``)."""
+"""DEQ test problems shared by the gradient-rule and core tests (NumPy-built, moved to ``xp``)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ class MLPProblem:
 
     def __init__(self, to_xp, seed=0, batch=3, dim=5, in_dim=4, norm=0.9):
         rng = np.random.default_rng(seed)
-        self.arrays = {
+        self.params = {
             "W": contractive(rng, dim, dim, norm),
             "U": rng.standard_normal((dim, in_dim)) / np.sqrt(in_dim),
             "b": 0.1 * rng.standard_normal(dim),
             "x": rng.standard_normal((batch, in_dim)),
         }
-        self.arrays = {k: to_xp(v) for k, v in self.arrays.items()}
+        self.params = {k: to_xp(v) for k, v in self.params.items()}
         self.z0 = to_xp(np.zeros((batch, dim)))
         self.names = ("W", "U", "b", "x")
 
@@ -38,12 +38,12 @@ class TwoStateProblem:
 
     def __init__(self, to_xp, seed=0, batch=2, dim=3, extra=2):
         rng = np.random.default_rng(seed)
-        self.arrays = {
+        self.params = {
             "W": contractive(rng, dim, dim, 0.5),
             "V": contractive(rng, 2 * extra, dim, 0.3),
             "x": rng.standard_normal((batch, dim)),
         }
-        self.arrays = {k: to_xp(v) for k, v in self.arrays.items()}
+        self.params = {k: to_xp(v) for k, v in self.params.items()}
         self.z0 = (to_xp(np.zeros((batch, dim))), to_xp(np.zeros((batch, 2, extra))))
         self.names = ("W", "V", "x")
         self.extra = extra
