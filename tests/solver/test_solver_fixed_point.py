@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from npdeq import ConvergenceWarning, backend
+from npdeq import ConvergenceWarning
 from npdeq.solver import fixed_point_iter, simple_fixed_point_iter
 
 from solver_problems import (check_info, check_raw, check_state, counted, host, poison,
@@ -18,18 +18,6 @@ from solver_problems import (check_info, check_raw, check_state, counted, host, 
 pytestmark = pytest.mark.filterwarnings("error::npdeq.ConvergenceWarning")
 
 
-@pytest.fixture
-def sync_calls(monkeypatch):
-    """Patch ``backend.to_scalar`` with a counting wrapper; the list of its calls."""
-    real = backend.to_scalar
-    calls = []
-
-    def counting(x):
-        calls.append(1)
-        return real(x)
-
-    monkeypatch.setattr(backend, "to_scalar", counting)
-    return calls
 
 
 # --- fixed_point_iter ---------------------------------------------------------------------
