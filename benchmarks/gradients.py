@@ -66,10 +66,11 @@ def make_workload(name: str, seed: int = 0) -> dict:
 
 # --- npdeq -----------------------------------------------------------------------------------
 
-def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
+def npdeq_map(data: dict, requires_grad: bool = True):
+    """The workload's f on npdeq Tensors (parameters as leaves) and the injection built once."""
     import npdeq
 
-    params = {k: npdeq.Tensor(v, requires_grad=True) for k, v in data.items()
+    params = {k: npdeq.Tensor(v, requires_grad=requires_grad) for k, v in data.items()
               if k not in ("kind", "z0")}
     if data["kind"] == "mlp":
         inj = params["x"] @ params["U"].T + params["b"]
@@ -79,6 +80,13 @@ def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
         func = lambda z: npdeq.group_norm(  # noqa: E731
             npdeq.relu(npdeq.conv2d(z, params["Wz"], padding=1)) + inj, 8,
             params["gamma"], params["beta"])
+    return func
+
+
+def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
+    import npdeq
+
+    func = npdeq_map(data)
     if method in CORE_METHODS:
         return core_step(npdeq.get_deq, method, func, data["z0"], lambda z: (z * z).mean(),
                          lambda info: info["backward"])
@@ -101,15 +109,9 @@ def npdeq_vjp_time(data: dict, repeat: int) -> float:
     """Seconds for one VJP of f with respect to z at a random state (the unit of adjoint cost)."""
     import npdeq
 
-    params = {k: npdeq.Tensor(v) for k, v in data.items() if k not in ("kind", "z0")}
     z = npdeq.Tensor(np.random.default_rng(1).standard_normal(data["z0"].shape)
                      .astype(data["z0"].dtype), requires_grad=True)
-    if data["kind"] == "mlp":
-        f = npdeq.tanh(z @ params["W"].T + params["x"] @ params["U"].T + params["b"])
-    else:
-        f = npdeq.group_norm(npdeq.relu(npdeq.conv2d(z, params["Wz"], padding=1))
-                             + npdeq.conv2d(params["x"], params["Wx"], padding=1), 8,
-                             params["gamma"], params["beta"])
+    f = npdeq_map(data, requires_grad=False)(z)
     g = npdeq.Tensor(np.ones(f.shape, f.data.dtype))
     return best_time(lambda: npdeq.grad(f, z, g, retain_graph=True), repeat)
 
