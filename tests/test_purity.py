@@ -1,6 +1,6 @@
 """Import hygiene, read from the source with ``ast`` (nothing is imported):
 
-- only ``npdeq/backend.py`` and the tool packages (``testing``, ``interop``, ``examples``,
+- only ``npdeq/backend/`` and the tool packages (``testing``, ``interop``, ``examples``,
   ``cli.py``) may import NumPy: everything else takes its array functions from the
   namespace of its inputs;
 - no module imports CuPy at module level (lazy imports inside functions are fine);
@@ -131,7 +131,7 @@ def test_the_scan_sees_the_package():
     names = {module_name(p) for p in SOURCES}
     assert {"npdeq", "npdeq.backend", "npdeq.autodiff.tensor",
             "npdeq.autodiff.ops.elementwise"} <= names
-    backend_imports = {i.module for i in imports_of(PACKAGE / "backend.py")}
+    backend_imports = {i.module for i in imports_of(PACKAGE / "backend" / "namespace.py")}
     assert "numpy" in backend_imports and "cupy" in backend_imports  # the lazy lookup
 
 

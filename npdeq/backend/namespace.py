@@ -1,21 +1,14 @@
-"""Array-namespace selection and the few helpers the array API standard lacks.
+"""Array-namespace selection, devices and the one host-synchronisation point.
 
-This is the only module of npdeq's core that may import NumPy, and nothing imports CuPy at
-module level: :func:`cupy_available` looks it up lazily.
-
-The rule for every module above this one: take array functions from the namespace of the
-inputs (``xp = array_namespace(x)``), create new arrays on the inputs' device
-(``xp.zeros(shape, dtype=x.dtype, device=device(x))``) and never call ``numpy`` directly.
-The same code then runs on NumPy (CPU), CuPy (GPU) and ``array_api_strict``. Anything that
-needs a library-specific fast path (strided sliding windows, scatter-add, random numbers,
-host scalars) lives here, dispatched per namespace, with a portable fallback written in the
-standard's functions.
+Part of :mod:`npdeq.backend`, the only layer of npdeq's core that may import NumPy; nothing
+imports CuPy at module level (:func:`cupy_available` looks it up lazily).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from typing import Any
 
 import array_api_compat
@@ -35,11 +28,6 @@ __all__ = [
     "is_cupy",
     "namespace_name",
     "default_asarray",
-    "sliding_windows",
-    "fold_windows",
-    "scatter_add",
-    "random_normal",
-    "random_uniform",
     "check_same_namespace",
 ]
 
@@ -239,7 +227,9 @@ def host_flags(*flags: Any) -> tuple[bool, ...]:
     code = xp.astype(flags[0], xp.int32)
     for i, flag in enumerate(flags[1:], start=1):
         code = code + xp.astype(flag, xp.int32) * (1 << i)
-    value = int(to_scalar(code))
+    # Looked up on the package so that tests counting syncs (by patching
+    # ``npdeq.backend.to_scalar``) count this read too.
+    value = int(sys.modules["npdeq.backend"].to_scalar(code))
     return tuple(bool(value >> i & 1) for i in range(len(flags)))
 
 
@@ -267,159 +257,3 @@ def solve_vectors(a: Any, b: Any) -> Any:
     if type(a) is np.ndarray and type(b) is np.ndarray:
         return np.linalg.solve(a, b[..., None])[..., 0]
     return array_namespace(a, b).linalg.solve(a, b[..., None])[..., 0]
-
-
-# --- sliding windows (im2col) ------------------------------------------------------------
-
-
-def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-                    dilation: tuple[int, int]) -> Any:
-    """Gather the sliding windows of a padded image batch (im2col).
-
-    Args:
-        x: ``(B, C, H, W)`` array, already padded.
-        kernel: ``(kh, kw)``.
-        stride: ``(sh, sw)``.
-        dilation: ``(dh, dw)``.
-
-    Returns:
-        ``(B, C, kh, kw, Ho, Wo)`` array (a copy) in ``x``'s namespace and on its device, with
-        ``Ho = (H - dh*(kh-1) - 1) // sh + 1`` and likewise ``Wo``.
-    """
-    xp = array_namespace(x)
-    b, c, h, w = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
-    ho = (h - dh * (kh - 1) - 1) // sh + 1
-    wo = (w - dw * (kw - 1) - 1) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise ValueError(
-            f"kernel {kernel} with dilation {dilation} does not fit the padded input of spatial "
-            f"size {(h, w)}"
-        )
-    if is_numpy(xp) or is_cupy(xp):
-        lib = np if is_numpy(xp) else importlib.import_module("cupy")
-        s = x.strides
-        view = lib.lib.stride_tricks.as_strided(
-            x,
-            shape=(b, c, kh, kw, ho, wo),
-            strides=(s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw),
-        )
-        return lib.ascontiguousarray(view)
-    # Portable fallback: one strided slice per kernel offset.
-    rows = []
-    for i in range(kh):
-        cols = []
-        for j in range(kw):
-            cols.append(x[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
-                          j * dw: j * dw + sw * (wo - 1) + 1: sw])
-        rows.append(xp.stack(cols, axis=2))
-    return xp.stack(rows, axis=2)
-
-
-def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int]) -> Any:
-    """Sum sliding windows back into an image (col2im): the adjoint of :func:`sliding_windows`.
-
-    Args:
-        cols: ``(B, C, kh, kw, Ho, Wo)`` array.
-        image_shape: ``(B, C, H, W)`` of the padded image.
-        stride: ``(sh, sw)``.
-        dilation: ``(dh, dw)``.
-
-    Returns:
-        ``(B, C, H, W)`` array where overlapping windows are added.
-    """
-    xp = array_namespace(cols)
-    _, _, kh, kw, ho, wo = cols.shape
-    sh, sw = stride
-    dh, dw = dilation
-    out = xp.zeros(image_shape, dtype=cols.dtype, device=device(cols))
-    # kh*kw strided slice-adds: works in every namespace and is what NumPy does fastest too.
-    for i in range(kh):
-        for j in range(kw):
-            key = (slice(None), slice(None),
-                   slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
-                   slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
-            out[key] = out[key] + cols[:, :, i, j, :, :]
-    return out
-
-
-# --- scatter-add ---------------------------------------------------------------------------
-
-
-def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
-    """``zeros(shape)`` with ``values`` added at index ``key``; repeated indices add up.
-
-    Args:
-        shape: shape of the result.
-        key: an index tuple (slices, ints, integer arrays) valid for an array of ``shape``.
-        values: array shaped like ``zeros(shape)[key]``.
-
-    Returns:
-        Array of ``shape`` with ``values``' dtype, namespace and device.
-    """
-    xp = array_namespace(values)
-    out = xp.zeros(shape, dtype=values.dtype, device=device(values))
-    if is_numpy(xp) or is_cupy(xp):
-        # ufunc.at is unbuffered: repeated indices add up (cupyx.scatter_add, its older
-        # spelling on CuPy, is deprecated since CuPy 14).
-        lib = np if is_numpy(xp) else importlib.import_module("cupy")
-        lib.add.at(out, key, values)
-        return out
-    # Portable fallback: find the flat position of every selected element, then add them in
-    # with a one-hot matrix product (O(selected * size) memory: fine for tests, slow at scale).
-    size = 1
-    for s in shape:
-        size *= s
-    positions = xp.reshape(xp.reshape(xp.arange(size, device=device(values)), shape)[key], (-1,))
-    grid = xp.arange(size, device=device(values))
-    onehot = xp.astype(positions[:, None] == grid[None, :], values.dtype)
-    return xp.reshape(xp.reshape(values, (-1,)) @ onehot, shape)
-
-
-# --- random numbers ------------------------------------------------------------------------
-
-
-def _host_generator(seed: Any) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
-
-
-def random_normal(shape: tuple[int, ...], *, like: Any, seed: Any = None) -> Any:
-    """Standard normal samples with ``like``'s dtype, namespace and device.
-
-    Args:
-        shape: the result's shape.
-        like: an array whose dtype, namespace and device the result takes.
-        seed: ``None``, an int or a ``numpy.random.Generator`` (CPU); on CuPy an int seeds
-            ``cupy.random``.
-
-    Returns:
-        Array of shape ``shape``.
-    """
-    return _random(shape, like, seed, "normal")
-
-
-def random_uniform(shape: tuple[int, ...], *, like: Any, seed: Any = None,
-                   low: float = 0.0, high: float = 1.0) -> Any:
-    """Uniform samples in ``[low, high)`` with ``like``'s dtype, namespace and device."""
-    return low + (high - low) * _random(shape, like, seed, "uniform")
-
-
-def _random(shape, like, seed, kind):
-    xp = array_namespace(like)
-    if is_cupy(xp):
-        cp = importlib.import_module("cupy")
-        rs = cp.random.default_rng(seed if not isinstance(seed, np.random.Generator)
-                                   else int(seed.integers(2**31)))
-        with cp.cuda.Device(like.device):
-            sample = rs.standard_normal(shape) if kind == "normal" else rs.random(shape)
-        return sample.astype(like.dtype, copy=False)
-    rng = _host_generator(seed)
-    sample = rng.standard_normal(shape) if kind == "normal" else rng.random(shape)
-    if is_numpy(xp):
-        return sample.astype(like.dtype, copy=False)
-    return xp.asarray(sample, dtype=like.dtype, device=device(like))

@@ -1,0 +1,26 @@
+"""The backend: everything npdeq needs that is not the same in every array library.
+
+The only layer of npdeq's core that may import NumPy; nothing imports CuPy at module level.
+The rule for every layer above: take array functions from the namespace of the inputs
+(``xp = array_namespace(x)``), create new arrays on the inputs' device
+(``xp.zeros(shape, dtype=x.dtype, device=device(x))``) and never call ``numpy`` directly.
+The same code then runs on NumPy (CPU), CuPy (GPU) and ``array_api_strict``. What needs a
+library-specific fast path lives here, dispatched per namespace, with a portable fallback:
+
+- :mod:`~npdeq.backend.namespace`: namespace and device lookup, the host-sync helpers;
+- :mod:`~npdeq.backend.windows`: im2col/col2im and scatter-add;
+- :mod:`~npdeq.backend.random`: random numbers on any device;
+- :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files.
+"""
+
+from npdeq.backend.namespace import *  # noqa: F401,F403
+from npdeq.backend.namespace import __all__ as _namespace_all
+from npdeq.backend.namespace import _NAMESPACE_BY_TYPE, _numpy_namespace  # noqa: F401
+from npdeq.backend.random import *  # noqa: F401,F403
+from npdeq.backend.random import __all__ as _random_all
+from npdeq.backend.transfer import *  # noqa: F401,F403
+from npdeq.backend.transfer import __all__ as _transfer_all
+from npdeq.backend.windows import *  # noqa: F401,F403
+from npdeq.backend.windows import __all__ as _windows_all
+
+__all__ = [*_namespace_all, *_windows_all, *_random_all, *_transfer_all]
