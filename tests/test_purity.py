@@ -35,9 +35,15 @@ ALLOWED_LAYERS = {
     "grad": {"autodiff", "solver", "backend", "exceptions"},
     "nn": {"autodiff", "backend", "exceptions"},
     "core": {"grad", "solver", "nn", "autodiff", "backend", "exceptions"},
-    "norm": {"nn", "autodiff", "backend", "exceptions"},
-    "dropout": {"nn", "autodiff", "backend", "exceptions"},
-    "loss": {"nn", "autodiff", "backend", "exceptions"},
+    "optim": {"nn", "autodiff", "backend", "exceptions"},
+    # Above the cores: they register reset_deq hooks (norm, dropout) and share the power
+    # method (loss) with npdeq.core.sradius.
+    "norm": {"core", "nn", "autodiff", "backend", "exceptions"},
+    "dropout": {"core", "nn", "autodiff", "backend", "exceptions"},
+    "loss": {"core", "grad", "nn", "autodiff", "backend", "exceptions"},
+    "utils": {"grad", "nn", "autodiff", "backend", "exceptions"},
+    "models": {"core", "grad", "solver", "norm", "dropout", "loss", "utils", "nn", "autodiff",
+               "backend", "exceptions"},
     "testing": {"autodiff", "backend", "exceptions"},
     "interop": {"solver", "backend", "exceptions"},
 }

@@ -6,12 +6,11 @@ arguments before any solve, the eval path (one solve, detached ``[z*]``, optiona
 radius), and the hook that keeps the backward statistics in ``info``. The cores in
 :mod:`npdeq.core.cores` add the training path.
 
-``DEQBase`` is a plain class with ``training``, ``train()`` and ``eval()`` for now; it becomes
-an ``npdeq.nn.Module`` subclass when ``npdeq.nn`` exists, so that ``model.train()`` /
-``model.eval()`` on a user's model reach it, as in TorchDEQ.
+``DEQBase`` is an :class:`npdeq.nn.Module`, so ``model.train()`` / ``model.eval()`` on a
+user's model reach it, as in TorchDEQ.
 
-Imports the config module, the solvers, the gradient layer's state helpers, the tape and the
-shared exceptions.
+Imports the config module, the solvers, the gradient layer's state helpers, ``nn.Module``,
+the tape and the shared exceptions.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from npdeq.core.config import DEQConfig, check_value, default, is_default, unkno
 from npdeq.core.sradius import spectral_radius
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad.state import call_state_func
+from npdeq.nn.module import Module
 from npdeq.solver import get_solver
 
 __all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "BackwardRecorder"]
@@ -159,13 +159,13 @@ class BackwardRecorder:
             self.writer(stats)
 
 
-class DEQBase:
+class DEQBase(Module):
     """Base class of the DEQ cores: configuration, forward solve, eval path.
 
     Not meant to be used as a DEQ itself (its training path raises); subclass it to build a
-    new core, overriding ``_train_forward`` (or ``forward``). For now a plain class with a
-    ``training`` flag, ``train()`` and ``eval()``; it becomes an ``npdeq.nn.Module`` subclass
-    when ``npdeq.nn`` exists. Settings come from ``args``
+    new core, overriding ``_train_forward`` (or ``forward``). An :class:`npdeq.nn.Module`
+    (no parameters of its own): a user's model that holds it switches it with
+    ``model.train()``/``model.eval()``. Settings come from ``args``
     and keyword arguments; an explicitly passed keyword wins over ``args``, ``args`` over the
     defaults shown (TorchDEQ lets ``args`` win over named constructor arguments; ``get_deq``
     has always let keywords win).
@@ -210,9 +210,9 @@ class DEQBase:
                      f_max_iter=f_max_iter, b_max_iter=b_max_iter, f_tol=f_tol, b_tol=b_tol,
                      f_stop_mode=f_stop_mode, b_stop_mode=b_stop_mode,
                      eval_factor=eval_factor, eval_f_max_iter=eval_f_max_iter, **kwargs)
+        super().__init__()
         self.args = DEQConfig(args)
         self.args.update(**{k: v for k, v in named.items() if not is_default(v)})
-        self.training = True
         cfg = self.args
         self.f_solver: str = cfg.get("f_solver")
         self.b_solver: str = cfg.get("b_solver")
@@ -231,41 +231,6 @@ class DEQBase:
         eval_max = cfg.get("eval_f_max_iter")
         self.eval_f_max_iter: int = (eval_max if eval_max > 0
                                      else int(self.f_max_iter * cfg.get("eval_factor")))
-
-    # -- mode ---------------------------------------------------------------------------------
-
-    def train(self, mode: bool = True) -> "DEQBase":
-        """Set training mode (``mode=False``: eval mode); return ``self``.
-
-        Args:
-            mode: ``True`` for training (gradient-carrying states), ``False`` for eval.
-
-        Returns:
-            ``self``.
-
-        Raises:
-            TypeError: ``mode`` is not a bool.
-
-        Example:
-            >>> DEQBase().train(False).training
-            False
-        """
-        if not isinstance(mode, bool):
-            raise TypeError(f"train(mode) takes a bool, got {type(mode).__name__}")
-        self.training = mode
-        return self
-
-    def eval(self) -> "DEQBase":
-        """Set eval mode (one solve, detached ``[z*]``).
-
-        Returns:
-            ``self``.
-
-        Example:
-            >>> DEQBase().eval().training
-            False
-        """
-        return self.train(False)
 
     # -- forward ------------------------------------------------------------------------------
 

@@ -1,0 +1,19 @@
+"""Neural-network building blocks on npdeq's tape: ``Module``, ``Parameter``, layers,
+containers, initialisation and ``.npz`` saving (PyTorch's ``torch.nn`` names).
+
+Imports the tape (:mod:`npdeq.autodiff`) and the backend; the optimizers are in
+:mod:`npdeq.optim`.
+"""
+
+from npdeq.nn import init
+from npdeq.nn.containers import ModuleList, Sequential
+from npdeq.nn.init import manual_seed
+from npdeq.nn.layers import (GELU, AvgPool2d, Conv2d, Flatten, GroupNorm, Identity, LayerNorm,
+                             Linear, ReLU, Sigmoid, Tanh)
+from npdeq.nn.module import Module
+from npdeq.nn.parameter import Parameter
+from npdeq.nn.serialization import load, save
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d", "GroupNorm",
+           "LayerNorm", "ReLU", "Tanh", "GELU", "Sigmoid", "Identity", "Flatten", "AvgPool2d",
+           "init", "manual_seed", "save", "load"]

@@ -1,0 +1,113 @@
+"""Parameter initialisation, PyTorch's defaults, reproducible through a seed.
+
+Every layer draws its initial values from a host random generator: the one passed as its
+``seed`` argument (an int or a ``numpy.random.Generator``), else npdeq's default generator,
+which :func:`manual_seed` resets. Building the same model after the same ``manual_seed``
+gives the same parameters. Values are drawn on the host and created in the target
+namespace and device. Imports the backend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from npdeq import backend
+
+__all__ = ["manual_seed", "generator", "uniform", "kaiming_uniform", "fan_in",
+           "new_array", "zeros", "ones"]
+
+_DEFAULT = {"generator": backend.make_generator(0)}
+
+
+def manual_seed(seed: int) -> None:
+    """Reset npdeq's default generator (used by layers built without ``seed``).
+
+    Args:
+        seed: an int.
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+
+    Example:
+        >>> from npdeq.nn import Linear
+        >>> manual_seed(3); a = Linear(2, 2).weight.data
+        >>> manual_seed(3); b = Linear(2, 2).weight.data
+        >>> bool((a == b).all())
+        True
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"manual_seed takes an int, got {type(seed).__name__}")
+    _DEFAULT["generator"] = backend.make_generator(seed)
+
+
+def generator(seed: Any = None) -> Any:
+    """The generator a layer draws from: ``seed``'s (int or Generator) or the default one."""
+    return _DEFAULT["generator"] if seed is None else backend.make_generator(seed)
+
+
+def new_array(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
+              device: Any = None) -> Any:
+    """Zeros of ``shape`` in namespace ``xp`` (NumPy by default), ``dtype`` (float64 by
+    default) on ``device``: the array whose place and dtype initial values take."""
+    xp = backend.default_namespace() if xp is None else backend.resolve_target(xp)[0]
+    dtype = xp.float64 if dtype is None else (getattr(xp, dtype) if isinstance(dtype, str)
+                                              else dtype)
+    if device is None:
+        return xp.zeros(shape, dtype=dtype)
+    return xp.zeros(shape, dtype=dtype, device=device)
+
+
+def zeros(shape: tuple[int, ...], xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+    """Zeros, for biases and normalisation shifts (see :func:`new_array`)."""
+    return new_array(shape, xp, dtype, device)
+
+
+def ones(shape: tuple[int, ...], xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+    """Ones, for normalisation scales (see :func:`new_array`)."""
+    return new_array(shape, xp, dtype, device) + 1
+
+
+def uniform(shape: tuple[int, ...], bound: float, seed: Any = None, xp: Any = None,
+            dtype: Any = None, device: Any = None) -> Any:
+    """Samples of U(-bound, bound).
+
+    Args:
+        shape: the result's shape.
+        bound: half-width of the interval (>= 0).
+        seed: an int or Generator, or ``None`` for the default generator.
+        xp, dtype, device: where the result lives (see :func:`new_array`).
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: a negative ``bound``.
+    """
+    if not bound >= 0:
+        raise ValueError(f"bound must be >= 0, got {bound!r}")
+    like = new_array((), xp, dtype, device)
+    return backend.random_uniform(shape, like=like, seed=generator(seed), low=-bound,
+                                  high=bound)
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Inputs per output of a weight shaped ``(out, in, *kernel)``: ``in * prod(kernel)``."""
+    if len(shape) < 2:
+        raise ValueError(f"fan_in needs a weight with at least 2 dimensions, got {shape}")
+    return shape[1] * math.prod(shape[2:])
+
+
+def kaiming_uniform(shape: tuple[int, ...], a: float = math.sqrt(5), seed: Any = None,
+                    xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+    """He/Kaiming uniform initialisation for a leaky-ReLU slope ``a`` (PyTorch's default
+    for Linear and Conv2d weights: ``a = sqrt(5)``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+
+    Example:
+        >>> w = kaiming_uniform((4, 9), seed=0)
+        >>> bool(abs(w).max() <= 1 / 3)
+        True
+    """
+    gain = math.sqrt(2.0 / (1 + a * a))
+    bound = gain * math.sqrt(3.0 / fan_in(shape))
+    return uniform(shape, bound, seed, xp, dtype, device)
