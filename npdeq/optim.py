@@ -1,0 +1,291 @@
+"""Optimizers (``SGD``, ``Adam``, ``AdamW``) and a cosine learning-rate schedule.
+
+PyTorch's names, defaults and update rules. An optimizer holds parameter groups (lists of
+:class:`~npdeq.nn.Parameter` with their own settings) and updates each parameter's ``.data``
+from its ``.grad`` in the parameter's own namespace and on its device; parameters without a
+gradient are skipped. ``.data`` is replaced, never written in place, so arrays a recorded
+graph still holds are not changed under it. Imports the backend, the tape's ``Tensor`` and
+:mod:`npdeq.nn`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from npdeq import backend
+from npdeq.autodiff.tensor import Tensor
+from npdeq.nn.parameter import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "CosineAnnealingLR"]
+
+
+class Optimizer:
+    """Base class: parameter groups, ``zero_grad`` and the per-parameter ``state``.
+
+    Args:
+        params: an iterable of Parameters, or of dicts ``{'params': [...], **settings}``
+            (parameter groups; missing settings take ``defaults``).
+        defaults: the optimizer's settings.
+
+    Raises:
+        TypeError: an entry that is not a Parameter (a plain Tensor or array included).
+        ValueError: no parameters, or a parameter given twice.
+    """
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[int, dict[str, Any]] = {}
+        entries = list(params) if not isinstance(params, (Tensor, dict)) else [params]
+        if not entries:
+            raise ValueError("the optimizer got an empty parameter list")
+        if all(isinstance(entry, dict) for entry in entries):
+            groups = entries
+        else:
+            groups = [{"params": entries}]
+        seen: set[int] = set()
+        for group in groups:
+            self.add_param_group(group, seen)
+
+    def add_param_group(self, group: dict[str, Any], seen: set[int] | None = None) -> None:
+        """Add a group ``{'params': [...], **settings}``.
+
+        Raises:
+            TypeError, ValueError: as the constructor.
+        """
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("a parameter group must be a dict with a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"unknown optimizer settings {sorted(unknown)}; valid: "
+                             f"{sorted(self.defaults)}")
+        if seen is None:
+            seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for index, param in enumerate(params):
+            if not isinstance(param, Parameter):
+                raise TypeError(f"optimizer parameters must be npdeq.nn.Parameter, got "
+                                f"{type(param).__name__} at position {index} (wrap trainable "
+                                "arrays in Parameter)")
+            if id(param) in seen:
+                raise ValueError(f"parameter at position {index} (shape {param.shape}) is given "
+                                 "to the optimizer twice")
+            seen.add(id(param))
+        settings = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        self._check(settings)
+        self.param_groups.append({"params": params, **settings})
+
+    def _check(self, settings: dict[str, Any]) -> None:
+        lr = settings.get("lr")
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
+            raise ValueError(f"lr must be a number >= 0, got {lr!r}")
+        decay = settings.get("weight_decay", 0.0)
+        if decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {decay!r}")
+
+    def zero_grad(self) -> None:
+        """Clear ``.grad`` of every parameter."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient."""
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    state = self.state.setdefault(id(param), {})
+                    param.data = self._update(param.data, param.grad.data, state, group)
+
+    def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"group {i}: {len(g['params'])} params, "
+                           + ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
+                           for i, g in enumerate(self.param_groups))
+        return f"{type(self).__name__}({groups})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+    ``g <- grad + weight_decay * p``; with momentum ``b <- momentum * b + (1 - dampening) * g``
+    (``b = g`` at the first step), then ``g <- g + momentum * b`` (Nesterov) or ``g <- b``;
+    ``p <- p - lr * g``. PyTorch's rule.
+
+    Args:
+        params: Parameters or parameter groups.
+        lr: learning rate.
+        momentum: momentum factor (0: none).
+        dampening: dampening of the momentum.
+        weight_decay: L2 penalty.
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+
+    Raises:
+        ValueError: bad settings.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> w = npdeq.nn.Parameter(np.array([1.0]))
+        >>> opt = SGD([w], lr=0.1)
+        >>> (w * w).sum().backward(); opt.step(); w.data
+        array([0.8])
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _check(self, settings: dict[str, Any]) -> None:
+        super()._check(settings)
+        if settings["momentum"] < 0:
+            raise ValueError(f"momentum must be >= 0, got {settings['momentum']!r}")
+        if settings["nesterov"] and (settings["momentum"] <= 0 or settings["dampening"] != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+
+    def _update(self, p, g, state, group):
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            buf = g if buf is None else momentum * buf + (1 - group["dampening"]) * g
+            state["momentum_buffer"] = buf
+            g = g + momentum * buf if group["nesterov"] else buf
+        return p - group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), PyTorch's rule; ``weight_decay`` adds an L2 term to the gradient.
+
+    Args:
+        params: Parameters or parameter groups.
+        lr: learning rate.
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the denominator.
+        weight_decay: L2 penalty added to the gradient (see :class:`AdamW` for decoupled).
+
+    Raises:
+        ValueError: bad settings.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> w = npdeq.nn.Parameter(np.array([1.0, -1.0]))
+        >>> opt = Adam([w], lr=0.1)
+        >>> (w * w).sum().backward(); opt.step(); w.data.round(6)
+        array([ 0.9, -0.9])
+    """
+
+    _decoupled = False
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def _check(self, settings: dict[str, Any]) -> None:
+        super()._check(settings)
+        betas = settings["betas"]
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not settings["eps"] >= 0:
+            raise ValueError(f"eps must be >= 0, got {settings['eps']!r}")
+
+    def _update(self, p, g, state, group):
+        lr, (beta1, beta2), decay = group["lr"], group["betas"], group["weight_decay"]
+        if decay and self._decoupled:
+            p = p * (1 - lr * decay)
+        elif decay:
+            g = g + decay * p
+        step = state.get("step", 0) + 1
+        m = state.get("exp_avg")
+        v = state.get("exp_avg_sq")
+        m = (1 - beta1) * g if m is None else beta1 * m + (1 - beta1) * g
+        v = (1 - beta2) * (g * g) if v is None else beta2 * v + (1 - beta2) * (g * g)
+        state.update(step=step, exp_avg=m, exp_avg_sq=v)
+        xp = backend.array_namespace(g)
+        bias1 = 1 - beta1 ** step
+        bias2 = 1 - beta2 ** step
+        denom = xp.sqrt(v) / math.sqrt(bias2) + group["eps"]
+        return p - (lr / bias1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p <- p (1 - lr wd)`` before
+    the Adam step. Default ``weight_decay=1e-2``, as PyTorch.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> w = npdeq.nn.Parameter(np.array([1.0]))
+        >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+        >>> (w * 0.0).sum().backward(); opt.step(); w.data
+        array([0.95])
+    """
+
+    _decoupled = True
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+class CosineAnnealingLR:
+    """Cosine learning-rate schedule: ``lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t/T))/2``.
+
+    Call :meth:`step` once per epoch (or per batch, with ``T_max`` counted in batches); after
+    ``T_max`` steps the rate stays at ``eta_min``. Optional linear warm-up over the first
+    ``warmup`` steps.
+
+    Args:
+        optimizer: the optimizer whose groups' ``lr`` to set.
+        T_max: steps in one half cosine period (>= 1).
+        eta_min: the final learning rate.
+        warmup: steps of linear warm-up from ``lr_0 / warmup`` (0: none).
+
+    Raises:
+        ValueError: ``T_max < 1`` or a negative ``warmup``.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = CosineAnnealingLR(opt, T_max=2)
+        >>> [round(sched.step(), 3) for _ in range(3)]
+        [0.5, 0.0, 0.0]
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
+                 warmup: int = 0) -> None:
+        if not isinstance(T_max, int) or T_max < 1:
+            raise ValueError(f"T_max must be an int >= 1, got {T_max!r}")
+        if not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+        self.optimizer, self.T_max, self.eta_min, self.warmup = optimizer, T_max, eta_min, warmup
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.last_step = 0
+        self._apply()
+
+    def get_lr(self) -> list[float]:
+        """The learning rate of each group at the current step."""
+        t = self.last_step
+        if t < self.warmup:
+            return [base * (t + 1) / self.warmup for base in self.base_lrs]
+        t = min(t - self.warmup, self.T_max)
+        scale = (1 + math.cos(math.pi * t / self.T_max)) / 2
+        return [self.eta_min + (base - self.eta_min) * scale for base in self.base_lrs]
+
+    def _apply(self) -> float:
+        lrs = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        return lrs[0]
+
+    def step(self) -> float:
+        """Advance one step; set and return the (first group's) learning rate."""
+        self.last_step += 1
+        return self._apply()
