@@ -17,10 +17,11 @@ from npdeq.grad.adjoint import adjoint_solve
 from npdeq.grad.factory import backward_factory
 from npdeq.grad.functional import fixed_point
 from npdeq.grad.ift import implicit_grad
+from npdeq.grad.jacobian import jacobian_frobenius
 from npdeq.grad.phantom import phantom_grad, supervised_steps
 
 __all__ = ["backward_factory", "fixed_point", "implicit_grad", "phantom_grad",
-           "adjoint_solve", "supervised_steps"]
+           "adjoint_solve", "supervised_steps", "jacobian_frobenius"]
 
 
 class _CallableModule(types.ModuleType):
