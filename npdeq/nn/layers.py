@@ -14,6 +14,7 @@ import math
 from typing import Any, Sequence
 
 from npdeq.autodiff import ops
+from npdeq.autodiff.ops.conv import _padding, _pair
 from npdeq.autodiff.tensor import Tensor
 from npdeq.nn import init
 from npdeq.nn.module import Module
@@ -112,6 +113,9 @@ class Conv2d(Module):
             raise ValueError(f"kernel_size must be an int or a pair, got {kernel_size!r}")
         for k in kernel:
             _positive("kernel_size", k)
+        # Checked here, with the op's own rules, so a bad setting fails where it is written
+        # rather than at the first forward call.
+        _padding(padding, kernel, _pair(stride, "stride", 1), _pair(dilation, "dilation", 1))
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         where = dict(xp=xp, dtype=dtype, device=device)
@@ -182,6 +186,9 @@ class LayerNorm(Module):
 
     Shapes: ``(B, ..., *normalized_shape)`` kept.
 
+    Raises:
+        ValueError: an empty or non-positive ``normalized_shape``.
+
     Example:
         >>> import numpy as np
         >>> LayerNorm(3)(np.arange(6.0).reshape(2, 3)).shape
@@ -194,6 +201,8 @@ class LayerNorm(Module):
         super().__init__()
         shape = ((normalized_shape,) if isinstance(normalized_shape, int)
                  else tuple(normalized_shape))
+        if not shape:
+            raise ValueError("normalized_shape must name at least one axis, got ()")
         for size in shape:
             _positive("normalized_shape", size)
         self.normalized_shape, self.eps = shape, eps
@@ -264,11 +273,27 @@ class Flatten(Module):
 
 
 class AvgPool2d(Module):
-    """2-D average pooling (padded zeros count), ``(B, C, H, W) -> (B, C, H', W')``."""
+    """2-D average pooling (padded zeros count), ``(B, C, H, W) -> (B, C, H', W')``.
+
+    Args:
+        kernel_size: an int or a pair.
+        stride: an int or a pair; ``None`` for the kernel size.
+        padding: an int or a pair, at most half the kernel size.
+
+    Raises:
+        ValueError: a non-positive kernel size or stride, or a padding out of range.
+    """
 
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0) -> None:
         super().__init__()
+        # The op's rules, checked at construction rather than at the first forward call.
+        kernel = _pair(kernel_size, "kernel_size", 1)
+        if stride is not None:
+            _pair(stride, "stride", 1)
+        pads = _pair(padding, "padding", 0)
+        if any(2 * p > k for p, k in zip(pads, kernel)):
+            raise ValueError(f"padding {pads} must be at most half the kernel size {kernel}")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Any) -> Tensor:
