@@ -53,6 +53,11 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call "
                                  "super().__init__() before assigning attributes")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            # As PyTorch: assigning to a registered buffer updates it (a power iteration's
+            # ``self.u = new_u``) instead of silently dropping it from state_dict() and to().
+            self.register_buffer(name, value)
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -106,7 +111,11 @@ class Module:
         if isinstance(array, Tensor):
             array = array.data
         if array is not None:
-            backend.array_namespace(array)  # raises TypeError for a non-array
+            try:
+                backend.array_namespace(array)
+            except TypeError:
+                raise TypeError(f"buffer {name!r} must be an array, a Tensor or None, got "
+                                f"{type(array).__name__}") from None
         self.__dict__.pop(name, None)
         self._buffers[name] = array
 
