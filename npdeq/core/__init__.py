@@ -1,15 +1,17 @@
 """DEQ cores with TorchDEQ's interface: ``DEQBase``, ``DEQIndexing``, ``DEQSliced``,
-``get_deq``, ``register_deq``, ``reset_deq``, ``DEQConfig`` and ``add_deq_args``.
+``get_deq``, ``register_deq``, ``reset_deq``, ``DEQConfig`` and ``add_deq_args``; and the solve's
+record ``DEQSolution``.
 
 ``z_out, info = deq(func, z_init)`` solves the fixed point of ``func`` and, in training mode,
 returns the gradient-carrying states the core samples (IFT and/or PhantomGrad, from
 :mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``config`` (keys, defaults, checks,
 ``DEQConfig``), ``args`` (``add_deq_args``), ``sampling`` (which solver steps carry
-gradients), ``base`` (``DEQBase``), ``cores`` (the two cores), ``registry`` (by-name
+gradients), ``base`` (``DEQBase``), ``cores`` (the two cores), ``solution`` (``DEQSolution``,
+``info['solution']``, with the Jacobian regularisation term), ``registry`` (by-name
 construction, ``reset_deq``), ``sradius`` (power method).
 
-Imports :mod:`npdeq.grad`, :mod:`npdeq.solver`, :mod:`npdeq.autodiff`, the backend and the
-shared exceptions.
+Imports :mod:`npdeq.grad`, :mod:`npdeq.solver`, :mod:`npdeq.autodiff`, :mod:`npdeq.nn`, the
+backend and the shared exceptions.
 """
 
 from npdeq.core.args import add_deq_args
@@ -18,8 +20,9 @@ from npdeq.core.config import DEFAULTS, DEQConfig
 from npdeq.core.cores import DEQIndexing, DEQSliced
 from npdeq.core.registry import (get_deq, register_deq, register_reset_hook, registered_deqs,
                                  reset_deq)
+from npdeq.core.solution import DEQSolution
 from npdeq.core.sradius import power_method, spectral_radius
 
 __all__ = ["DEQBase", "DEQIndexing", "DEQSliced", "get_deq", "register_deq", "reset_deq",
            "registered_deqs", "register_reset_hook", "DEQConfig", "add_deq_args", "DEFAULTS",
-           "power_method", "spectral_radius"]
+           "power_method", "spectral_radius", "DEQSolution"]

@@ -11,8 +11,10 @@ differ only in where the states come from:
   gradient functor's output (the functors sit inside the solve).
 
 Their shared settings, checks and functor construction live in :class:`SampledDEQ`. Eval
-mode is :class:`~npdeq.core.base.DEQBase`'s. Imports ``base``, ``config``, ``sampling``, the
-gradient layer, the backend and the shared exceptions.
+mode is :class:`~npdeq.core.base.DEQBase`'s. In both modes :class:`SampledDEQ` adds the
+solve's record, :class:`~npdeq.core.solution.DEQSolution`, to ``info['solution']``. Imports
+``base``, ``config``, ``sampling``, ``solution``, the gradient layer, the backend and the
+shared exceptions.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.core.base import BackwardRecorder, DEQBase, array_map, solver_parameters
+from npdeq.core.base import (BackwardRecorder, DEQBase, array_map, initial_state,
+                             solver_parameters)
 from npdeq.core.config import default, is_default
 from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
+from npdeq.core.solution import jacobian_due, solution_record
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import backward_factory, supervised_steps
 from npdeq.grad.state import as_state_tuple, raw_arrays
@@ -85,6 +89,36 @@ class SampledDEQ(DEQBase):
         # TorchDEQ's attribute: DEQIndexing's sampled steps, DEQSliced's segment lengths.
         self.indexing: list[int] = self._steps(self.f_max_iter)
         self.produce_grad: list[GradFunctor] = self._grad_functors(len(self.indexing))
+
+    def forward(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
+                sradius_mode: bool = False,
+                backward_writer: Callable[[dict], Any] | None = None) -> tuple[list, dict]:
+        """:meth:`DEQBase.forward <npdeq.core.base.DEQBase.forward>`, plus the solve's record.
+
+        Arguments, raises and ``z_out`` as :meth:`DEQBase.forward
+        <npdeq.core.base.DEQBase.forward>`. ``info['solution']`` is a
+        :class:`~npdeq.core.solution.DEQSolution` for the returned state ``z_out[-1]``:
+        ``z_star``, ``u0``, ``residual`` ``(B,)``, ``nfe``, ``stats``, return codes, and
+        ``jacobian_loss`` when the config's ``jac_loss_weight``/``jac_loss_freq`` ask for it
+        in this call (:func:`~npdeq.core.solution.jacobian_due`; differentiable in training).
+        Building it costs one more call of ``func`` (recorded, plus one VJP, with the
+        Jacobian term).
+
+        Example:
+            >>> import numpy as np, npdeq
+            >>> W = npdeq.tensor(0.3 * np.eye(4), requires_grad=True)
+            >>> deq = DEQIndexing(ift=True, jac_loss_weight=0.1, jac_loss_freq=1.0)
+            >>> z_out, info = deq(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 4)))
+            >>> sol = info['solution']
+            >>> sol.nfe == info['nfe'], sol.jacobian_loss.requires_grad, sol.retcode
+            (True, True, ['converged', 'converged'])
+        """
+        z_out, info = super().forward(func, z_init, solver_kwargs, sradius_mode,
+                                      backward_writer)
+        info["solution"] = solution_record(func, initial_state(z_init), z_out[-1], info,
+                                           jacobian=jacobian_due(self.args, self.training),
+                                           create_graph=self.training)
+        return z_out, info
 
     def _steps(self, f_max_iter: int) -> list[int]:
         """The core's per-state schedule for a budget of ``f_max_iter`` (checked)."""
