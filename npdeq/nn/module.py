@@ -356,7 +356,9 @@ class Module:
 
         Raises:
             RuntimeError: a GPU target without CuPy or a CUDA device.
-            TypeError, ValueError: an unknown target or dtype.
+            TypeError: an unknown target, or a dtype that is not a real floating dtype of the
+                target namespace.
+            ValueError: an unknown device or dtype name.
 
         Example:
             >>> import numpy as np
@@ -372,12 +374,23 @@ class Module:
             xp, target_device = backend.array_namespace(arrays[0]), None
         else:
             xp, target_device = backend.resolve_target(target)
+        requested = dtype
         if isinstance(dtype, str):
             try:
                 dtype = getattr(xp, dtype)
             except AttributeError:
                 raise ValueError(f"unknown dtype {dtype!r} for "
                                  f"{backend.namespace_name(xp)}") from None
+        if dtype is not None:
+            # move_array casts floating arrays to ``dtype``: an integer one would truncate
+            # every parameter (PyTorch refuses it too).
+            try:
+                floating = xp.isdtype(dtype, "real floating")
+            except (TypeError, ValueError):
+                floating = False
+            if not floating:
+                raise TypeError(f"Module.to takes a real floating dtype of "
+                                f"{backend.namespace_name(xp)}, got {requested!r}")
         for module in self.modules():
             for param in module._parameters.values():
                 if param is not None:
