@@ -315,6 +315,10 @@ class Module:
                                  f"expects {tuple(current.shape)}")
             xp = backend.array_namespace(current)
             array = backend.move_array(value, xp, backend.device(current), dtype=current.dtype)
+            # A copy, as documented and as PyTorch: move_array returns an array already in
+            # place as it is (and array_api_strict's asarray shares NumPy's memory), which
+            # would tie the model to the source, e.g. to another model's parameters.
+            array = xp.asarray(array, copy=True)
             if attr in owner._parameters:
                 owner._parameters[attr].data = array
             else:
