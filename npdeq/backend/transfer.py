@@ -126,6 +126,8 @@ def move_array(a: Any, xp: Any, target_device: Any = None, dtype: Any = None) ->
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
     """Write named arrays of any library to an uncompressed ``.npz`` file (via the host).
 
+    ``.npz`` is appended to a path without it, as ``numpy.savez`` does.
+
     Raises:
         TypeError: a key is not a string.
     """
@@ -138,7 +140,20 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` file into a dict of NumPy arrays (no pickles)."""
+    """Read every array of an ``.npz`` file into a dict of NumPy arrays (no pickles).
+
+    A path without the ``.npz`` suffix that does not exist is read with it, the file
+    :func:`save_npz` wrote for the same path.
+
+    Raises:
+        FileNotFoundError: neither file exists.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        name = os.fspath(path)
+        # save_npz (like numpy.savez) appends '.npz', so save(m, 'ckpt') writes 'ckpt.npz'.
+        if (isinstance(name, str) and not name.endswith(".npz") and not os.path.exists(name)
+                and os.path.exists(name + ".npz")):
+            path = name + ".npz"
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
