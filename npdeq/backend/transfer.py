@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import zipfile
 from typing import Any, Mapping
 
 import numpy as np
@@ -136,7 +137,17 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
         if not isinstance(key, str):
             raise TypeError(f"array names must be strings, got {key!r}")
         host[key] = to_numpy(value)
-    np.savez(path, **host)
+    # numpy.savez takes the names as keyword arguments, so an entry called 'file' or
+    # 'allow_pickle' collides with its own parameters; write the same zip of .npy members.
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        if isinstance(path, str) and not path.endswith(".npz"):
+            path += ".npz"
+    with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_STORED,
+                         allowZip64=True) as archive:
+        for key, value in host.items():
+            with archive.open(key + ".npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
