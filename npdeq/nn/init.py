@@ -87,8 +87,13 @@ def uniform(shape: tuple[int, ...], bound: float, seed: Any = None, xp: Any = No
     if not bound >= 0:
         raise ValueError(f"bound must be >= 0, got {bound!r}")
     like = new_array((), xp, dtype, device)
-    return backend.random_uniform(shape, like=like, seed=generator(seed), low=-bound,
-                                  high=bound)
+    # Drawn on the host in float64, then moved: backend.random_uniform would draw on a CuPy
+    # device from CuPy's own generator, so the same seed would give other values on the GPU.
+    host_xp = backend.default_namespace()
+    host = backend.random_uniform(shape, like=host_xp.zeros((), dtype=host_xp.float64),
+                                  seed=generator(seed), low=-bound, high=bound)
+    return backend.move_array(host, backend.array_namespace(like), backend.device(like),
+                              dtype=like.dtype)
 
 
 def fan_in(shape: tuple[int, ...]) -> int:
