@@ -1,0 +1,194 @@
+"""Weight normalisation for DEQ layers (Salimans & Kingma 2016), with TorchDEQ's options.
+
+``W = v * g / ||v||``, the norm taken over every axis but the output axis, so each output
+row (or channel) of ``W`` has norm ``g``. TorchDEQ's variants: without a learned scale
+(``learn_scale=False``, config ``norm_no_scale``) ``g`` is the constant ``target_norm``;
+with clipping the factor is ``min(clip_value, g / ||v||)``, so rows can shrink but never
+grow past ``clip_value`` times ``v``. :func:`weight_normalize` is the formula on the tape;
+:class:`WeightNorm` attaches it to a module. Imports the tape, ``npdeq.nn`` and
+:mod:`npdeq.norm.base`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from npdeq.autodiff import Tensor, no_grad
+from npdeq.autodiff import ops
+from npdeq.core.config import DEQConfig
+from npdeq.nn.layers import Conv2d, Linear
+from npdeq.nn.module import Module
+from npdeq.nn.parameter import Parameter
+from npdeq.norm.base import NormBase, as_tensor_operand, norm_except_dim
+
+__all__ = ["WeightNorm", "weight_normalize", "check_scale_settings", "CONFIG_KEYS"]
+
+# The DEQ config key behind each constructor setting, named in errors (apply_norm's users
+# pass the config keys).
+CONFIG_KEYS = {"learn_scale": "config key norm_no_scale, negated",
+               "target_norm": "config key norm_target_norm", "clip": "config key norm_clip",
+               "clip_value": "config key norm_clip_value",
+               "n_power_iterations": "config key sn_n_power_iters"}
+
+
+def check_scale_settings(learn_scale: Any, target_norm: Any, clip: Any,
+                         clip_value: Any) -> tuple[bool, float, bool, float]:
+    """Check the scale settings shared by the weight and spectral norms.
+
+    Args:
+        learn_scale: learn ``g`` (bool).
+        target_norm: the fixed scale when ``g`` is not learned (a finite number > 0).
+        clip: clip the rescaling factor (bool).
+        clip_value: the largest factor when clipping (a finite number > 0).
+
+    Returns:
+        The settings as ``(bool, float, bool, float)``.
+
+    Raises:
+        ValueError: a setting of the wrong type or range, named with its value.
+
+    Example:
+        >>> check_scale_settings(True, 1, False, 2)
+        (True, 1.0, False, 2.0)
+    """
+    for key, value in (("learn_scale", learn_scale), ("clip", clip)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be True or False, got "
+                             f"{value!r}")
+    checked = []
+    for key, value in (("target_norm", target_norm), ("clip_value", clip_value)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value > 0):
+            raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be a finite number > 0, got "
+                             f"{value!r}")
+        checked.append(float(value))
+    return learn_scale, checked[0], clip, checked[1]
+
+
+def weight_normalize(v: Any, g: Any = None, *, dim: int | None = 0, target_norm: float = 1.0,
+                     clip: bool = False, clip_value: float = 1.0) -> Tensor:
+    """``v * g / ||v||`` (TorchDEQ's weight norm), recorded on the tape.
+
+    Args:
+        v: the direction, a weight such as ``(out, in)`` or ``(out, in, kh, kw)`` (Tensor or
+            array).
+        g: the scale, shaped like :func:`~npdeq.norm.base.norm_except_dim` of ``v``
+            (``(out, 1, ...)`` for ``dim=0``), or ``None`` for the constant ``target_norm``.
+        dim: the axis with one norm per index (``0``: per output), or ``None`` for the
+            norm of the whole array.
+        target_norm: the scale when ``g`` is ``None``.
+        clip: use ``min(clip_value, g / ||v||)`` as the factor.
+        clip_value: the largest factor when clipping.
+
+    Returns:
+        The normalised weight, shaped like ``v``.
+
+    Example:
+        >>> import numpy as np
+        >>> weight_normalize(np.array([[3.0, 4.0]]), np.array([[10.0]])).data
+        array([[6., 8.]])
+        >>> weight_normalize(np.array([[3.0, 4.0]]), np.array([[10.0]]), clip=True).data
+        array([[3., 4.]])
+    """
+    v = as_tensor_operand(v)
+    scale = target_norm if g is None else as_tensor_operand(g)
+    factor = scale / norm_except_dim(v, dim)
+    if clip:
+        factor = ops.minimum(factor, clip_value)
+    return v * factor
+
+
+class WeightNorm(NormBase):
+    """Weight normalisation of a module's weights, recomputed once per reset.
+
+    Registers the weight's Parameter as ``weight_v`` (the same object) and, with a learned
+    scale, ``weight_g`` initialised to ``||v||`` so the weight is unchanged at first;
+    ``module.weight`` becomes :func:`weight_normalize` of them, a Tensor on the tape through
+    which the loss's gradient reaches ``v`` and ``g``. Without a learned scale no ``g`` is
+    registered and each output row gets norm ``target_norm``. Built by
+    :func:`~npdeq.norm.apply_norm` or :meth:`apply`.
+
+    Args:
+        names: the weights' attribute names.
+        dims: their normalisation axes (``0``: one norm per output row/channel).
+        learn_scale: learn ``g`` (config ``not norm_no_scale``).
+        target_norm: the fixed scale when ``g`` is not learned (``norm_target_norm``).
+        clip: clip the factor ``g / ||v||`` at ``clip_value`` (``norm_clip``).
+        clip_value: the largest factor (``norm_clip_value``).
+
+    Raises:
+        ValueError: a bad setting (named with its value).
+
+    Example:
+        >>> import numpy as np
+        >>> from npdeq.nn import Linear
+        >>> layer = Linear(3, 2, seed=0)
+        >>> before = layer.weight.data
+        >>> norm = WeightNorm.apply(layer)
+        >>> bool(np.allclose(layer.weight.data, before)), layer.weight_g.shape
+        (True, (2, 1))
+    """
+
+    _target_modules = {Linear: (("weight",), (0,)), Conv2d: (("weight",), (0,))}
+
+    def __init__(self, names: Sequence[str], dims: Sequence[Any], learn_scale: bool = True,
+                 target_norm: float = 1.0, clip: bool = False, clip_value: float = 1.0) -> None:
+        super().__init__(names, dims)
+        (self.learn_scale, self.target_norm, self.clip,
+         self.clip_value) = check_scale_settings(learn_scale, target_norm, clip, clip_value)
+
+    @classmethod
+    def settings_from_config(cls, config: DEQConfig) -> dict[str, Any]:
+        """``learn_scale``, ``target_norm``, ``clip``, ``clip_value`` from the config keys
+        ``norm_no_scale``, ``norm_target_norm``, ``norm_clip``, ``norm_clip_value``.
+
+        Args:
+            config: a DEQ configuration.
+
+        Returns:
+            Keyword arguments for :meth:`apply`.
+
+        Example:
+            >>> WeightNorm.settings_from_config(DEQConfig({'norm_no_scale': True}))['learn_scale']
+            False
+        """
+        return {"learn_scale": not config.get("norm_no_scale"),
+                "target_norm": config.get("norm_target_norm"),
+                "clip": config.get("norm_clip"), "clip_value": config.get("norm_clip_value")}
+
+    def _attach(self, module: Module, name: str, dim: Any, weight: Parameter) -> None:
+        if self.learn_scale:
+            with no_grad():
+                g = norm_except_dim(weight, dim).data
+            module.register_parameter(name + "_g", Parameter(g, requires_grad=weight.requires_grad))
+        module.register_parameter(name + "_v", weight)
+
+    def _detach(self, module: Module, name: str) -> None:
+        module._parameters.pop(name + "_g", None)
+        module._parameters.pop(name + "_v", None)
+
+    def _source(self, module: Module, name: str) -> Parameter:
+        return module._parameters[name + "_v"]
+
+    def compute_weight(self, module: Module, name: str, dim: Any) -> Tensor:
+        """``v * min(clip_value, g / ||v||)`` (no ``min`` without clipping; ``g`` is
+        ``target_norm`` without a learned scale).
+
+        Args:
+            module: the normalised module.
+            name: the weight's name.
+            dim: its normalisation axis.
+
+        Returns:
+            The normalised weight (on the tape when grad mode is on).
+        """
+        g = module._parameters[name + "_g"] if self.learn_scale else None
+        return weight_normalize(module._parameters[name + "_v"], g, dim=dim,
+                                target_norm=self.target_norm, clip=self.clip,
+                                clip_value=self.clip_value)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, learn_scale={self.learn_scale}, "
+                f"target_norm={self.target_norm}, clip={self.clip}, "
+                f"clip_value={self.clip_value}")
