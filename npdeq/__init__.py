@@ -17,6 +17,7 @@ from npdeq.grad import backward_factory, fixed_point
 from npdeq import core  # noqa: F401,E402
 from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args, get_deq,
                         register_deq, reset_deq)
+from npdeq import norm, dropout  # noqa
 
 __version__ = "0.1.0"
 
