@@ -20,6 +20,14 @@ from npdeq.nn.parameter import Parameter
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "CosineAnnealingLR"]
 
 
+def _is_array(obj: Any) -> bool:
+    try:
+        backend.array_namespace(obj)
+    except TypeError:
+        return False
+    return True
+
+
 class Optimizer:
     """Base class: parameter groups, ``zero_grad`` and the per-parameter ``state``.
 
@@ -37,6 +45,10 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}
+        if not isinstance(params, (Tensor, dict)) and _is_array(params):
+            # Iterating an array would report the type of its first element instead.
+            raise TypeError(f"optimizer parameters must be npdeq.nn.Parameter, got an array "
+                            f"({type(params).__name__}); wrap trainable arrays in Parameter")
         entries = list(params) if not isinstance(params, (Tensor, dict)) else [params]
         if not entries:
             raise ValueError("the optimizer got an empty parameter list")
@@ -64,14 +76,16 @@ class Optimizer:
                              f"{sorted(self.defaults)}")
         if seen is None:
             seen = {id(p) for g in self.param_groups for p in g["params"]}
+        # A position alone is ambiguous once there are several groups.
+        where = f" of parameter group {len(self.param_groups)}"
         for index, param in enumerate(params):
             if not isinstance(param, Parameter):
                 raise TypeError(f"optimizer parameters must be npdeq.nn.Parameter, got "
-                                f"{type(param).__name__} at position {index} (wrap trainable "
-                                "arrays in Parameter)")
+                                f"{type(param).__name__} at position {index}{where} (wrap "
+                                "trainable arrays in Parameter)")
             if id(param) in seen:
-                raise ValueError(f"parameter at position {index} (shape {param.shape}) is given "
-                                 "to the optimizer twice")
+                raise ValueError(f"parameter at position {index}{where} (shape {param.shape}) "
+                                 "is given to the optimizer twice")
             seen.add(id(param))
         settings = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         self._check(settings)
