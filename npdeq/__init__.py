@@ -18,6 +18,7 @@ from npdeq import core  # noqa: F401,E402
 from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args, get_deq,
                         register_deq, reset_deq)
 from npdeq import norm, dropout  # noqa
+from npdeq import models  # noqa: F401
 
 __version__ = "0.1.0"
 
