@@ -1,0 +1,274 @@
+"""TorchDEQ's ``torchdeq.utils`` for npdeq: ``mixed_init`` and ``mem_gc``.
+
+- :func:`mixed_init`: the "mixed" initial state of path-independent DEQs (half the entries
+  standard normal, the rest zero), created in any namespace and on any device;
+- :func:`mem_gc`: gradient checkpointing on the tape. The call keeps one node (its inputs
+  and the tensors the function closes over), not the function's inner graph; the backward
+  recomputes the function with recording and pulls the cotangent through it.
+
+TorchDEQ's ``add_deq_args`` is :func:`npdeq.core.add_deq_args` (the cores sit above this
+module). Imports the tape, the gradient layer's closure discovery
+(:mod:`npdeq.grad.externals`), parameter initialisation (:mod:`npdeq.nn`) and the backend.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.autodiff import (Tensor, concat, defvjp_argnums, enable_grad, getitem,
+                            is_grad_enabled, no_grad, primitive, reshape, zeros_like)
+from npdeq.autodiff.engine import _run
+from npdeq.grad.externals import outside_tensors, tape_clock
+from npdeq.nn import Module, init
+
+__all__ = ["mixed_init", "mem_gc"]
+
+
+def _check_shape(z_shape: Any) -> tuple[int, ...]:
+    shape = (z_shape,) if isinstance(z_shape, int) else z_shape
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"z_shape must be a tuple of ints, got {z_shape!r}") from None
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
+        raise ValueError(f"z_shape must hold non-negative ints, got {z_shape!r}")
+    return shape
+
+
+def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = None,
+               dtype: Any = None, like: Any = None, seed: Any = None) -> Any:
+    """TorchDEQ's mixed initialisation: standard normal entries where a fair coin says so,
+    zeros elsewhere (proposed for path independence, Anil et al. 2022).
+
+    Args:
+        z_shape: the shape, e.g. ``(B, C, H, W)``.
+        device: the device (a device object); without ``xp`` and ``like`` anything
+            ``Module.to`` accepts (``'cpu'``, ``'cuda'``, a device) picks namespace and device.
+        xp: the namespace (default NumPy, or ``like``'s).
+        dtype: a floating dtype of ``xp`` or its name (default float64, or ``like``'s).
+        like: an array or Tensor whose namespace, device and dtype to take by default.
+        seed: an int or ``numpy.random.Generator``; ``None`` draws from npdeq's default
+            generator (reset by :func:`npdeq.nn.init.manual_seed`, like ``torch.manual_seed``).
+
+    Returns:
+        An array of ``z_shape`` in the chosen namespace, device and dtype.
+
+    Raises:
+        TypeError: a ``z_shape`` that is not a shape, or an integer ``dtype``.
+        ValueError: a negative dimension.
+
+    Example:
+        >>> z0 = mixed_init((2, 8), seed=0)          # (B, d)
+        >>> z0.shape, 0 < int((z0 == 0).sum()) < 16
+        ((2, 8), True)
+    """
+    shape = _check_shape(z_shape)
+    if like is not None:
+        data = like.data if isinstance(like, Tensor) else like
+        xp = backend.array_namespace(data) if xp is None else xp
+        device = backend.device(data) if device is None else device
+        dtype = data.dtype if dtype is None else dtype
+    elif xp is None and device is not None:
+        xp, device = backend.resolve_target(device)
+    proto = init.new_array((), xp, dtype, device)
+    xp = backend.array_namespace(proto)
+    if not xp.isdtype(proto.dtype, "real floating"):
+        raise TypeError(f"mixed_init needs a real floating dtype, got {proto.dtype}")
+    rng = init.generator(seed)  # one stream for both draws: values and mask independent
+    normal = backend.random_normal(shape, like=proto, seed=rng)
+    keep = backend.random_uniform(shape, like=proto, seed=rng) < 0.5
+    return xp.where(keep, normal, xp.zeros_like(normal))
+
+
+# -- gradient checkpointing -----------------------------------------------------------------
+
+
+class _Checkpoint:
+    """What one ``mem_gc`` call keeps: the function and its arguments (no inner graph)."""
+
+    __slots__ = ("func", "args", "output")
+
+    def __init__(self, func, args, output):
+        self.func = func
+        self.args = args          # the caller's arguments, Tensors as given
+        self.output = output      # the forward's packed result, handed over once
+
+    def take_output(self):
+        out, self.output = self.output, None
+        return out
+
+
+def _split_outputs(out: Any) -> tuple[list[Any], list[int]]:
+    """``func``'s result as a list, and the positions of its floating-point Tensors."""
+    items = list(out) if isinstance(out, (tuple, list)) else [out]
+    positions = []
+    for i, o in enumerate(items):
+        if isinstance(o, Tensor):
+            if o.xp.isdtype(o.dtype, "real floating"):
+                positions.append(i)
+        elif not isinstance(out, (tuple, list)):
+            raise TypeError(f"mem_gc: func returned a {type(o).__name__}; expected a Tensor "
+                            "or a tuple/list (write func with npdeq ops)")
+    dtypes = {str(items[i].dtype) for i in positions}
+    if len(dtypes) > 1:
+        raise ValueError(f"mem_gc: func's floating outputs have different dtypes "
+                         f"{sorted(dtypes)}; cast them to one dtype")
+    return items, positions
+
+
+def _pack(tensors: Sequence[Tensor]) -> Tensor:
+    """One Tensor for the primitive to return: the output itself, or all flattened and
+    joined (with tape ops, so the backward's recomputation packs the same way)."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return concat([reshape(t, (-1,)) for t in tensors], axis=0)
+
+
+def _recompute(run: _Checkpoint) -> Tensor:
+    items, positions = _split_outputs(run.func(*run.args))
+    return _pack([items[i] for i in positions])
+
+
+def _checkpoint_vjp(argnums, g, ans, *parents, run):
+    # The engine runs rules with grad mode = create_graph: then the recomputation and its
+    # backward are recorded too, from the caller's own tensors, for higher derivatives.
+    create_graph = is_grad_enabled()
+    wanted = [parents[i] for i in argnums]
+    with enable_grad():
+        packed = _recompute(run)
+    if not packed.requires_grad:
+        return tuple(zeros_like(w) for w in wanted)
+    # Stop at the parents: one may be computed from another (an injection from a weight),
+    # and the engine adds that path itself. engine._run is partial_grad's walk with the
+    # create_graph switch, which the public partial_grad does not take.
+    grads, _ = _run((packed,), (g,), tuple(wanted), True, create_graph, stop_at_inputs=True)
+    return tuple(grads.get(id(w), zeros_like(w)) for w in wanted)
+
+
+_checkpoint = primitive(lambda *parents, run: run.take_output(), name="mem_gc")
+defvjp_argnums(_checkpoint, _checkpoint_vjp)
+
+
+def _parents(in_args: tuple, found: Sequence[Tensor]) -> list[Tensor]:
+    """The in_args Tensors that require grad, then the other tensors found, each once."""
+    parents, seen = [], set()
+    for t in [a for a in in_args if isinstance(a, Tensor) and a.requires_grad] + list(found):
+        if id(t) not in seen:
+            seen.add(id(t))
+            parents.append(t)
+    return parents
+
+
+def _check_params(params: Any) -> list[Tensor]:
+    if isinstance(params, Module):
+        return list(params.parameters())
+    if isinstance(params, Tensor) or not isinstance(params, (tuple, list)):
+        raise TypeError(f"params must be a Module or a list/tuple of Tensors, got "
+                        f"{type(params).__name__}")
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"params[{i}] is a {type(p).__name__}, not a Tensor")
+    return [p for p in params if p.requires_grad]
+
+
+def mem_gc(func: Callable[..., Any], in_args: Sequence[Any] | Tensor | None = None, *,
+           params: Module | Sequence[Tensor] | None = None) -> Any:
+    """Call ``func(*in_args)`` keeping O(1) graph: gradient checkpointing (TorchDEQ's).
+
+    Only one node is recorded, holding ``func``, ``in_args`` and the tensors ``func``
+    depends on; none of its intermediate results. The backward calls ``func`` again with
+    recording and back-propagates the cotangent through that fresh graph, which is released
+    afterwards. Gradients reach the Tensors of ``in_args`` and every tensor ``func`` closes
+    over (parameters, an injection computed upstream), as in the plain call; gradients of
+    gradients (``create_graph=True``) work too.
+
+    Which tensors ``func`` closes over is found by recording the forward once and walking
+    its graph (:mod:`npdeq.grad.externals`); that graph is dropped before ``mem_gc``
+    returns, so the peak of the call itself is the plain call's. Pass ``params`` to run the
+    forward unrecorded instead: then only ``in_args`` and ``params`` get gradients.
+
+    ``func`` must compute the same thing when called again (no fresh randomness, no state
+    changed between forward and backward), as for any recomputation.
+
+    Args:
+        func: a function (or Module) of Tensors returning a Tensor or a tuple/list whose
+            floating-point Tensors (one dtype) are differentiated; other entries pass
+            through.
+        in_args: the positional arguments, a tuple/list (a lone Tensor is one argument);
+            ``None`` for none.
+        params: a Module or Tensors: skip the discovery and differentiate with respect to
+            these (and ``in_args``) only.
+
+    Returns:
+        What ``func`` returns, of the same structure; its floating Tensors carry gradients.
+
+    Raises:
+        TypeError: ``in_args``/``params`` of the wrong kind, or ``func`` returning something
+            other than Tensors.
+        ValueError: floating outputs of different dtypes.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> W = npdeq.tensor(0.1 * np.ones((3, 3)), requires_grad=True)
+        >>> block = lambda z: npdeq.tanh(npdeq.tanh(z @ W) @ W)
+        >>> z = npdeq.tensor(np.ones((2, 3)), requires_grad=True)   # (B, d)
+        >>> out = mem_gc(block, (z,))
+        >>> out._node.primitive.name                                  # one node, no inner graph
+        'mem_gc'
+        >>> out.sum().backward(); W.grad.shape
+        (3, 3)
+    """
+    if in_args is None:
+        in_args = ()
+    elif isinstance(in_args, Tensor):
+        in_args = (in_args,)
+    elif not isinstance(in_args, (tuple, list)):
+        raise TypeError(f"in_args must be a tuple or list of arguments (or None), got "
+                        f"{type(in_args).__name__}")
+    in_args = tuple(in_args)
+    fixed = None if params is None else _check_params(params)
+    if not is_grad_enabled():
+        return func(*in_args)
+    if fixed is not None:
+        with no_grad():
+            out = func(*in_args)
+        parents = _parents(in_args, fixed)
+    else:
+        clock = tape_clock()
+        # Fresh leaves for the arguments, so the walk reports only what func closes over.
+        leaves = tuple(Tensor(a.data, requires_grad=True)
+                       if isinstance(a, Tensor) and a.requires_grad else a for a in in_args)
+        out = func(*leaves)
+        items, positions = _split_outputs(out)
+        inside = [a for a in leaves if isinstance(a, Tensor)]
+        found = outside_tensors([items[i] for i in positions], inside, clock)
+        parents = _parents(in_args, found)
+    items, positions = _split_outputs(out)
+    items = [o.detach() if isinstance(o, Tensor) else o for o in items]  # drop the graph
+    container = type(out) if isinstance(out, (tuple, list)) else None
+    del out  # and with it the recorded graph of the discovery pass
+    if parents and positions:
+        with no_grad():
+            packed = _pack([items[i] for i in positions]).data
+        result = _checkpoint(*parents, run=_Checkpoint(func, in_args, packed))
+        if len(positions) == 1:
+            items[positions[0]] = result
+        else:
+            start = 0
+            for i in positions:
+                shape = tuple(items[i].shape)
+                size = math.prod(shape)
+                items[i] = reshape(getitem(result, slice(start, start + size)), shape)
+                start += size
+    return _restore(items, container)
+
+
+def _restore(items: list[Any], container: type | None) -> Any:
+    """``items`` in the container ``func`` returned (a namedtuple stays one)."""
+    if container is None:
+        return items[0]
+    if issubclass(container, list):
+        return items
+    return container(*items) if hasattr(container, "_fields") else tuple(items)
