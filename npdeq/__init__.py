@@ -19,6 +19,7 @@ from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args
                         register_deq, reset_deq)
 from npdeq import norm, dropout  # noqa
 from npdeq import models  # noqa: F401
+from npdeq import loss, utils  # noqa: F401
 
 __version__ = "0.1.0"
 
