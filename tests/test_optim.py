@@ -1,0 +1,421 @@
+"""npdeq.optim: SGD, Adam and AdamW against NumPy transcriptions of PyTorch's update rules
+over several steps, parameter groups, argument checking, the cosine schedule against its
+closed form, namespaces and devices, and a small end-to-end fit."""
+
+from __future__ import annotations
+
+import math
+
+import array_api_strict
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import npdeq
+from npdeq import backend, nn, optim
+from npdeq.autodiff import Tensor
+
+DEVICE1 = array_api_strict.Device("device1")
+
+
+def host(a):
+    return backend.to_numpy(a.data if isinstance(a, Tensor) else a)
+
+
+# --- references: PyTorch's formulas (torch.optim.sgd / adam / adamw, single-tensor path) --
+
+
+def sgd_reference(p, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                  nesterov=False):
+    """The parameter after each step."""
+    buf, out = None, []
+    for g in grads:
+        d_p = g + weight_decay * p if weight_decay != 0 else g
+        if momentum != 0:
+            buf = d_p.copy() if buf is None else momentum * buf + (1 - dampening) * d_p
+            d_p = d_p + momentum * buf if nesterov else buf
+        p = p - lr * d_p
+        out.append(p)
+    return out
+
+
+def adam_reference(p, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                   decoupled=False):
+    beta1, beta2 = betas
+    exp_avg, exp_avg_sq, out = np.zeros_like(p), np.zeros_like(p), []
+    for step, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        elif weight_decay != 0:
+            g = g + weight_decay * p
+        exp_avg = beta1 * exp_avg + (1 - beta1) * g
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        step_size = lr / bias_correction1
+        denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
+        p = p - step_size * exp_avg / denom
+        out.append(p)
+    return out
+
+
+# --- strategies --------------------------------------------------------------------------
+
+
+@st.composite
+def trajectories(draw):
+    """A starting point and 1-5 gradients of one shape."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=4))
+    values = st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False)
+    start = draw(hnp.arrays(np.float64, shape, elements=values))
+    grads = draw(st.lists(hnp.arrays(np.float64, shape, elements=values),
+                          min_size=1, max_size=5))
+    return start, grads
+
+
+lrs = st.floats(1e-4, 1.0)
+decays = st.just(0.0) | st.floats(1e-4, 0.5)
+
+
+@st.composite
+def sgd_settings(draw):
+    momentum = draw(st.just(0.0) | st.floats(0.1, 0.99))
+    nesterov = momentum > 0 and draw(st.booleans())
+    dampening = 0.0 if nesterov else draw(st.just(0.0) | st.floats(0.0, 0.9))
+    return {"lr": draw(lrs), "momentum": momentum, "dampening": dampening,
+            "weight_decay": draw(decays), "nesterov": nesterov}
+
+
+@st.composite
+def adam_settings(draw):
+    return {"lr": draw(lrs), "betas": (draw(st.floats(0.0, 0.99)), draw(st.floats(0.0, 0.9999))),
+            "eps": draw(st.sampled_from([1e-8, 1e-3, 0.5])), "weight_decay": draw(decays)}
+
+
+def run(optimizer_cls, settings, start, grads, to_xp, check_array, dtype=None):
+    """Step an optimizer over ``grads`` (set as ``.grad``, as backward() leaves them); return
+    the parameter after each step, checking it stays in the namespace/device under test."""
+    p = nn.Parameter(to_xp(start, dtype=dtype))
+    opt = optimizer_cls([p], **settings)
+    out = []
+    for g in grads:
+        opt.zero_grad()
+        assert p.grad is None
+        p.grad = Tensor(to_xp(g, dtype=dtype))
+        held = p.data
+        held_values = host(held).copy()
+        opt.step()
+        # .data is replaced, not written: arrays a recorded graph holds must not change.
+        np.testing.assert_array_equal(host(held), held_values)
+        check_array(p, shape=start.shape, dtype=p.dtype)
+        out.append(host(p))
+    return out
+
+
+def assert_trajectory(observed, expected, rtol=1e-10, atol=1e-12):
+    for step, (o, e) in enumerate(zip(observed, expected), start=1):
+        np.testing.assert_allclose(o, e, rtol=rtol, atol=atol, err_msg=f"after step {step}")
+
+
+# --- update rules ------------------------------------------------------------------------
+
+
+@given(trajectory=trajectories(), settings=sgd_settings())
+def test_sgd_matches_pytorchs_rule(xp, to_xp, check_array, trajectory, settings):
+    start, grads = trajectory
+    observed = run(optim.SGD, settings, start, grads, to_xp, check_array)
+    assert_trajectory(observed, sgd_reference(start, grads, **settings))
+
+
+@pytest.mark.parametrize("settings, expected", [
+    # p -= 0.1 g
+    pytest.param({"lr": 0.1}, [0.9, 0.7, 0.4], id="plain"),
+    # b = 1, 2.9, 5.61
+    pytest.param({"lr": 0.1, "momentum": 0.9}, [0.9, 0.61, 0.049], id="momentum"),
+    # b = 1 (no dampening on the first step), 0.9 + 0.5 * 2 = 1.9, 1.71 + 1.5 = 3.21
+    pytest.param({"lr": 0.1, "momentum": 0.9, "dampening": 0.5}, [0.9, 0.71, 0.389],
+                 id="dampening"),
+    # b = 1, 2.9, 5.61; steps g + 0.9 b = 1.9, 4.61, 8.049
+    pytest.param({"lr": 0.1, "momentum": 0.9, "nesterov": True}, [0.81, 0.349, -0.4559],
+                 id="nesterov"),
+    # g + 0.2 p = 1.2, 2.176, 3.13248
+    pytest.param({"lr": 0.1, "weight_decay": 0.2}, [0.88, 0.6624, 0.349152],
+                 id="weight-decay"),
+])
+def test_sgd_variants_by_hand(settings, expected):
+    """Three steps from p = 1 with gradients 1, 2, 3, worked out by hand."""
+    p = nn.Parameter(np.array([1.0]))
+    opt = optim.SGD([p], **settings)
+    trace = []
+    for g in (1.0, 2.0, 3.0):
+        p.grad = Tensor(np.array([g]))
+        opt.step()
+        trace.append(float(p.data[0]))
+    np.testing.assert_allclose(trace, expected, rtol=1e-12)
+
+
+@given(trajectory=trajectories(), settings=adam_settings())
+def test_adam_matches_pytorchs_rule(xp, to_xp, check_array, trajectory, settings):
+    start, grads = trajectory
+    observed = run(optim.Adam, settings, start, grads, to_xp, check_array)
+    assert_trajectory(observed, adam_reference(start, grads, **settings))
+
+
+@given(trajectory=trajectories(), settings=adam_settings())
+def test_adamw_matches_pytorchs_rule(xp, to_xp, check_array, trajectory, settings):
+    start, grads = trajectory
+    observed = run(optim.AdamW, settings, start, grads, to_xp, check_array)
+    assert_trajectory(observed, adam_reference(start, grads, decoupled=True, **settings))
+
+
+def test_adam_and_adamw_differ_only_in_how_they_decay():
+    start, grads = np.array([2.0, -3.0]), [np.array([0.5, 0.5])] * 3
+    settings = {"lr": 0.1, "weight_decay": 0.3}
+    coupled = run(optim.Adam, settings, start, grads, np.asarray, lambda *a, **k: None)
+    decoupled = run(optim.AdamW, settings, start, grads, np.asarray, lambda *a, **k: None)
+    assert not np.allclose(coupled[-1], decoupled[-1])
+    assert_trajectory(coupled, adam_reference(start, grads, **settings))
+    assert_trajectory(decoupled, adam_reference(start, grads, decoupled=True, **settings))
+
+
+def test_defaults_are_pytorchs():
+    p = nn.Parameter(np.zeros(1))
+    assert optim.SGD([p]).defaults == {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0,
+                                       "weight_decay": 0.0, "nesterov": False}
+    assert optim.Adam([p]).defaults == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8,
+                                        "weight_decay": 0.0}
+    assert optim.AdamW([p]).defaults["weight_decay"] == 1e-2
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), id="sgd"),
+    pytest.param(lambda ps: optim.Adam(ps, lr=0.1), id="adam"),
+    pytest.param(lambda ps: optim.AdamW(ps, lr=0.1), id="adamw"),
+])
+def test_gradients_from_backward_and_dtype_and_device(xp, to_xp, check_array, make):
+    """Parameters keep their namespace, device and dtype (float32 included) over steps, with
+    gradients that backward() computed."""
+    for dtype in (np.float64, np.float32):
+        w = nn.Parameter(to_xp(np.array([1.0, -2.0, 3.0]), dtype=dtype))
+        opt = make([w])
+        for _ in range(3):
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+            check_array(w, shape=(3,), dtype=getattr(xp, np.dtype(dtype).name))
+        assert np.all(np.abs(host(w)) < [1.0, 2.0, 3.0]), "steps did not descend"
+
+
+# --- groups, skipping, zero_grad ---------------------------------------------------------
+
+
+def test_parameter_groups_have_their_own_settings():
+    a, b, c = (nn.Parameter(np.ones(2)) for _ in range(3))
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5},
+                     {"params": c, "lr": 0.01, "momentum": 0.9}], lr=0.1)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5, 0.01]
+    assert [g["momentum"] for g in opt.param_groups] == [0.0, 0.0, 0.9]
+    for _ in range(2):
+        for p in (a, b, c):
+            p.grad = Tensor(np.ones(2))
+        opt.step()
+    np.testing.assert_allclose(host(a), sgd_reference(np.ones(2), [np.ones(2)] * 2, 0.1)[-1])
+    np.testing.assert_allclose(host(b), sgd_reference(np.ones(2), [np.ones(2)] * 2, 0.5)[-1])
+    np.testing.assert_allclose(host(c), sgd_reference(np.ones(2), [np.ones(2)] * 2, 0.01,
+                                                      momentum=0.9)[-1])
+    d = nn.Parameter(np.ones(1))
+    opt.add_param_group({"params": [d], "lr": 2.0})
+    d.grad = Tensor(np.ones(1))
+    opt.step()
+    np.testing.assert_allclose(host(d), [-1.0])
+    with pytest.raises(ValueError, match="unknown optimizer settings.*'betas'"):
+        opt.add_param_group({"params": [nn.Parameter(np.ones(1))], "betas": (0.9, 0.9)})
+    with pytest.raises(TypeError, match="'params'"):
+        opt.add_param_group({"lr": 0.1})
+
+
+def test_parameters_without_gradients_are_skipped():
+    a, b = nn.Parameter(np.array([1.0, 2.0])), nn.Parameter(np.array([3.0]))
+    frozen = nn.Parameter(np.array([5.0]), requires_grad=False)
+    opt = optim.Adam([a, b, frozen], lr=0.1)
+    a.grad = Tensor(np.array([1.0, -1.0]))
+    opt.step()
+    np.testing.assert_array_equal(host(b), [3.0])
+    np.testing.assert_array_equal(host(frozen), [5.0])
+    # b's first update is Adam's first step (its own step count), whatever a has done.
+    a.grad, b.grad = Tensor(np.array([1.0, -1.0])), Tensor(np.array([2.0]))
+    opt.step()
+    np.testing.assert_allclose(host(b), adam_reference(np.array([3.0]), [np.array([2.0])],
+                                                       lr=0.1)[0], rtol=1e-12)
+    np.testing.assert_allclose(host(a), adam_reference(np.array([1.0, 2.0]),
+                                                       [np.array([1.0, -1.0])] * 2,
+                                                       lr=0.1)[-1], rtol=1e-12)
+
+
+def test_zero_grad_clears_every_group():
+    a, b = nn.Parameter(np.ones(1)), nn.Parameter(np.ones(1))
+    opt = optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+    (a * b).sum().backward()
+    assert a.grad is not None and b.grad is not None
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+    opt.step()  # nothing to do
+    np.testing.assert_array_equal(host(a), [1.0])
+
+
+def test_an_optimizer_built_before_a_move_updates_the_moved_model():
+    model = nn.Linear(3, 2, seed=0)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    model.to(DEVICE1)
+    before = {n: host(p) for n, p in model.named_parameters()}
+    x = array_api_strict.asarray(np.ones((4, 3)), device=DEVICE1)
+    model(x).sum().backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        assert backend.device(p.data) == DEVICE1, name
+        assert not np.array_equal(host(p), before[name]), f"{name} was not updated"
+
+
+# --- argument checking -------------------------------------------------------------------
+
+
+def test_a_parameter_given_twice_is_named():
+    p, q = nn.Parameter(np.ones(2)), nn.Parameter(np.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"position 1 of parameter group 0 \(shape \(2,\)\).*"
+                                         "twice"):
+        optim.SGD([p, p])
+    with pytest.raises(ValueError, match=r"position 1 of parameter group 1 \(shape \(3, 1\)\)"):
+        optim.Adam([{"params": [q]}, {"params": [p, q]}])
+    opt = optim.SGD([p])
+    with pytest.raises(ValueError, match="twice"):
+        opt.add_param_group({"params": [q, p]})
+    assert len(opt.param_groups) == 1, "a rejected group must not be added"
+
+
+@pytest.mark.parametrize("params, named", [
+    pytest.param(lambda p: [p, Tensor(np.ones(2), requires_grad=True)],
+                 r"Tensor at position 1", id="tensor"),
+    pytest.param(lambda p: [p, np.ones(2)], r"ndarray at position 1", id="ndarray-in-list"),
+    pytest.param(lambda p: [array_api_strict.ones(2)], r"Array at position 0",
+                 id="strict-array-in-list"),
+    pytest.param(lambda p: np.ones(3), r"an array \(ndarray\)", id="ndarray"),
+    pytest.param(lambda p: np.float64(1.0), r"an array \(float64\)", id="numpy-scalar"),
+    pytest.param(lambda p: array_api_strict.ones(3), r"an array \(Array\)", id="strict-array"),
+    pytest.param(lambda p: [{"params": [p]}, {"params": [3.0]}],
+                 r"float at position 0 of parameter group 1", id="in-a-group"),
+])
+def test_a_non_parameter_is_named(params, named):
+    p = nn.Parameter(np.ones(2))
+    with pytest.raises(TypeError, match=named):
+        optim.SGD(params(p), lr=0.1)
+
+
+@pytest.mark.parametrize("build, match", [
+    pytest.param(lambda ps: optim.SGD(ps, lr=-0.1), "lr", id="sgd-lr"),
+    pytest.param(lambda ps: optim.SGD(ps, lr="0.1"), "lr", id="sgd-lr-type"),
+    pytest.param(lambda ps: optim.SGD(ps, momentum=-0.5), "momentum", id="sgd-momentum"),
+    pytest.param(lambda ps: optim.SGD(ps, weight_decay=-1.0), "weight_decay", id="sgd-decay"),
+    pytest.param(lambda ps: optim.SGD(ps, nesterov=True), "nesterov", id="nesterov-no-momentum"),
+    pytest.param(lambda ps: optim.SGD(ps, momentum=0.9, dampening=0.1, nesterov=True),
+                 "nesterov", id="nesterov-dampening"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=(0.9, 1.0)), "betas", id="adam-beta2"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=(-0.1, 0.9)), "betas", id="adam-beta1"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=(0.9,)), "betas", id="adam-betas-length"),
+    pytest.param(lambda ps: optim.Adam(ps, eps=-1e-8), "eps", id="adam-eps"),
+    pytest.param(lambda ps: optim.AdamW(ps, lr=-1.0), "lr", id="adamw-lr"),
+    pytest.param(lambda ps: optim.Adam([{"params": ps, "lr": -1.0}]), "lr", id="group-lr"),
+    pytest.param(lambda ps: optim.Adam([]), "empty", id="empty"),
+])
+def test_bad_settings_raise_value_error(build, match):
+    with pytest.raises(ValueError, match=match):
+        build([nn.Parameter(np.ones(2))])
+
+
+# --- cosine schedule ---------------------------------------------------------------------
+
+
+def cosine_reference(step, base, T_max, eta_min=0.0, warmup=0):
+    """The documented schedule: linear warm-up from base / warmup to base over ``warmup``
+    steps, then half a cosine from base to eta_min over T_max steps, then eta_min."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(step - warmup, T_max)
+    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2
+
+
+@given(T_max=st.integers(1, 20), warmup=st.integers(0, 5),
+       eta_min=st.just(0.0) | st.floats(0.0, 0.01), bases=st.lists(st.floats(0.02, 2.0),
+                                                                  min_size=1, max_size=3))
+def test_cosine_annealing_matches_its_closed_form(T_max, warmup, eta_min, bases):
+    opt = optim.SGD([{"params": [nn.Parameter(np.zeros(1))], "lr": base} for base in bases])
+    sched = optim.CosineAnnealingLR(opt, T_max=T_max, eta_min=eta_min, warmup=warmup)
+    assert sched.base_lrs == bases
+    for step in range(warmup + T_max + 4):
+        expected = [cosine_reference(step, b, T_max, eta_min, warmup) for b in bases]
+        np.testing.assert_allclose([g["lr"] for g in opt.param_groups], expected, rtol=1e-12,
+                                   atol=1e-15, err_msg=f"step {step}")
+        np.testing.assert_allclose(sched.get_lr(), expected, rtol=1e-12, atol=1e-15)
+        returned = sched.step()
+        assert returned == opt.param_groups[0]["lr"]
+
+
+def test_cosine_annealing_by_hand():
+    opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+    sched = optim.CosineAnnealingLR(opt, T_max=4, eta_min=0.1)
+    values = [opt.param_groups[0]["lr"]] + [sched.step() for _ in range(5)]
+    half = 0.1 + 0.9 * (1 + math.cos(math.pi / 4)) / 2
+    np.testing.assert_allclose(values, [1.0, half, 0.55, 1.1 - half, 0.1, 0.1], rtol=1e-12)
+    opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+    sched = optim.CosineAnnealingLR(opt, T_max=2, warmup=4)
+    values = [opt.param_groups[0]["lr"]] + [sched.step() for _ in range(7)]
+    np.testing.assert_allclose(values, [0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-15)
+
+
+def test_the_schedule_drives_the_optimizer():
+    p = nn.Parameter(np.array([0.0]))
+    opt = optim.SGD([p], lr=1.0)
+    sched = optim.CosineAnnealingLR(opt, T_max=2)
+    total = 0.0
+    for _ in range(3):
+        total -= opt.param_groups[0]["lr"]
+        p.grad = Tensor(np.array([1.0]))
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(host(p), [total])
+    np.testing.assert_allclose(total, -(1.0 + 0.5 + 0.0))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"T_max": 0}, "T_max"), ({"T_max": 2.5}, "T_max"), ({"T_max": 3, "warmup": -1}, "warmup"),
+    ({"T_max": 3, "warmup": 1.5}, "warmup")])
+def test_cosine_annealing_checks_its_arguments(kwargs, match):
+    opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match=match):
+        optim.CosineAnnealingLR(opt, **kwargs)
+
+
+# --- end to end --------------------------------------------------------------------------
+
+
+def test_linear_regression_with_adam_converges(xp, xp_device, to_xp, check_array):
+    rng = np.random.default_rng(0)
+    w_true, b_true = rng.standard_normal((2, 3)), rng.standard_normal(2)
+    x = rng.standard_normal((64, 3))
+    y = x @ w_true.T + b_true
+    model = nn.Linear(3, 2, seed=1, xp=xp, device=xp_device)
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    sched = optim.CosineAnnealingLR(opt, T_max=300, eta_min=1e-3)
+    xs, ys = to_xp(x), to_xp(y)
+    first = None
+    for _ in range(300):
+        opt.zero_grad()
+        loss = npdeq.mse_loss(model(xs), ys)
+        first = loss.item() if first is None else first
+        loss.backward()
+        opt.step()
+        sched.step()
+    check_array(model.weight, shape=(2, 3), dtype=xp.float64)
+    assert npdeq.mse_loss(model(xs), ys).item() < 1e-6 * first
+    np.testing.assert_allclose(host(model.weight), w_true, atol=1e-3)
+    np.testing.assert_allclose(host(model.bias), b_true, atol=1e-3)
