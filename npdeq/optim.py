@@ -28,6 +28,22 @@ def _is_array(obj: Any) -> bool:
     return True
 
 
+def _follow(state: dict[str, Any], p: Any) -> None:
+    """Move the state's arrays (momentum, moments) to ``p``'s namespace, device and dtype.
+
+    ``Module.to`` moves parameters but cannot reach the optimizer: without this, a step after
+    a move mixes devices (an error) or, after ``to(dtype='float32')``, float64 moments turn
+    the parameters back into float64.
+    """
+    xp, where, dtype = backend.array_namespace(p), backend.device(p), p.dtype
+    for key, value in state.items():
+        if isinstance(value, (int, float)):
+            continue
+        if (backend.array_namespace(value) is not xp or value.dtype != dtype
+                or backend.device(value) != where):
+            state[key] = backend.move_array(value, xp, where, dtype)
+
+
 class Optimizer:
     """Base class: parameter groups, ``zero_grad`` and the per-parameter ``state``.
 
@@ -111,6 +127,8 @@ class Optimizer:
             for param in group["params"]:
                 if param.grad is not None:
                     state = self.state.setdefault(id(param), {})
+                    if state:
+                        _follow(state, param.data)
                     param.data = self._update(param.data, param.grad.data, state, group)
 
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
