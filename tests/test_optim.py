@@ -277,6 +277,34 @@ def test_an_optimizer_built_before_a_move_updates_the_moved_model():
         assert not np.array_equal(host(p), before[name]), f"{name} was not updated"
 
 
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), id="sgd-momentum"),
+    pytest.param(lambda ps: optim.Adam(ps, lr=0.1), id="adam"),
+    pytest.param(lambda ps: optim.AdamW(ps, lr=0.1), id="adamw"),
+])
+def test_optimizer_state_follows_a_model_moved_between_steps(make):
+    """Momentum and moments built on NumPy float64 follow the model to device1 and float32:
+    no mixing of devices, no float64 moments turning the parameters back into float64."""
+    model, twin = nn.Linear(3, 2, seed=0), nn.Linear(3, 2, seed=0)
+    opt, twin_opt = make(model.parameters()), make(twin.parameters())
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    for net, o in ((model, opt), (twin, twin_opt)):
+        (net(x) ** 2).sum().backward()
+        o.step()
+    model.to(DEVICE1).to(dtype="float32")
+    for _ in range(2):
+        for net, o, inp in ((model, opt, array_api_strict.asarray(x.astype(np.float32),
+                                                                  device=DEVICE1)),
+                            (twin, twin_opt, x)):
+            o.zero_grad()
+            (net(inp) ** 2).sum().backward()
+            o.step()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert backend.device(p.data) == DEVICE1, name
+        assert p.dtype == array_api_strict.float32, f"{name} is {p.dtype}"
+        np.testing.assert_allclose(host(p), host(q), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 # --- argument checking -------------------------------------------------------------------
 
 
