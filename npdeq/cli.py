@@ -1,8 +1,8 @@
-"""The ``npdeq`` command line: ``npdeq info`` and ``npdeq example NAME``.
+"""The ``npdeq`` command line: ``npdeq demo``, ``npdeq info`` and ``npdeq example NAME``.
 
-``npdeq demo`` (training a DEQ classifier) joins these with the training stack. Bad input
-exits with a one-line message and a non-zero status, never a traceback. Imports everything
-below it (it is the top layer).
+``npdeq demo`` trains a DEQ classifier on the 8x8 digits (:mod:`npdeq.examples.digits`; its
+options follow ``demo``). Bad input exits with a one-line message and a non-zero status, never
+a traceback. Imports everything below it (it is the top layer).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("demo", help="train a DEQ classifier on the 8x8 digits "
+                        "(npdeq demo --help for its options)", add_help=False)
     commands.add_parser("info", help="versions, array backends, GPU presence")
     example = commands.add_parser(
         "example", help="run an example (its own options follow its name)",
@@ -82,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
+    if argv[:1] == ["demo"]:
+        from npdeq.examples.digits import main as demo
+        return int(demo(argv[1:]) or 0)
     # An example's own options are not npdeq's: split them off after its name.
     example_args: list[str] = []
     if argv[:1] == ["example"] and len(argv) > 1:

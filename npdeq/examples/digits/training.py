@@ -1,0 +1,173 @@
+"""The demo's training loop: mini-batch training of a DEQ classifier with per-epoch metrics.
+
+One step: ``reset_deq`` (fresh normalised weights and dropout masks), forward solve, cross
+entropy, backward (IFT or PhantomGrad), optimizer step. After each epoch the model is
+evaluated on the held-out set in eval mode. Everything the report needs is collected in
+:class:`History`. Imports numpy, npdeq and (optionally) tqdm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+import npdeq
+from npdeq import backend, optim
+from npdeq.autodiff import cross_entropy, no_grad
+from npdeq.examples.digits.data import Digits, batches
+
+__all__ = ["Settings", "History", "train", "evaluate"]
+
+
+@dataclasses.dataclass
+class Settings:
+    """What :func:`train` needs besides the model and the data."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch metrics (lists of floats, one entry per epoch) and the final residual traces."""
+
+    train_loss: list = dataclasses.field(default_factory=list)
+    train_accuracy: list = dataclasses.field(default_factory=list)
+    test_accuracy: list = dataclasses.field(default_factory=list)
+    epoch_seconds: list = dataclasses.field(default_factory=list)
+    forward_iterations: list = dataclasses.field(default_factory=list)
+    backward_iterations: list = dataclasses.field(default_factory=list)
+    forward_residual: list = dataclasses.field(default_factory=list)
+    converged_fraction: list = dataclasses.field(default_factory=list)
+    test_converged_fraction: list = dataclasses.field(default_factory=list)
+    residual_traces: Any = None  # (samples, iterations) host array from the last evaluation
+
+
+def _on(xp: Any, device: Any, a: np.ndarray) -> Any:
+    return backend.move_array(a, xp, device)
+
+
+def _mean(values: list) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray,
+             batch_size: int = 512) -> tuple[float, float, np.ndarray]:
+    """Accuracy, converged fraction and forward residual traces on ``(x, y)`` in eval mode.
+
+    Args:
+        model: ``model(x) -> (logits, info)``.
+        x: images ``(N, 64)`` in the model's namespace and device.
+        y: labels ``(N,)`` (host).
+        batch_size: evaluation chunk size.
+
+    Returns:
+        ``(accuracy, converged fraction, residual traces (N, iterations) of the first chunk)``.
+    """
+    model.eval()
+    correct, converged, traces = 0, 0, None
+    with no_grad(), warnings.catch_warnings():
+        # Unconverged test samples are counted in the returned rate instead.
+        warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+        for start in range(0, y.shape[0], batch_size):
+            logits, info = model(x[start:start + batch_size])
+            predicted = backend.to_numpy(logits.data).argmax(axis=1)
+            correct += int((predicted == y[start:start + batch_size]).sum())
+            converged += int(backend.to_numpy(info["converged"]).sum())
+            if traces is None:
+                traces = backend.to_numpy(info["abs_trace"])
+    model.train()
+    return correct / y.shape[0], converged / y.shape[0], traces
+
+
+def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = None,
+          device: Any = None, log: Callable[[str], None] = print) -> History:
+    """Train ``model`` on ``data`` with AdamW and a cosine schedule.
+
+    Args:
+        model: the classifier (already on ``xp``/``device``).
+        data: the split (host arrays).
+        settings: epochs, batch size, learning rate, weight decay, seed, progress bar.
+        xp, device: where the model lives (default NumPy).
+        log: where the per-epoch line goes when there is no progress bar.
+
+    Returns:
+        The :class:`History`.
+    """
+    xp = xp or backend.default_namespace()
+    x_train, x_test = _on(xp, device, data.x_train), _on(xp, device, data.x_test)
+    y_train = _on(xp, device, data.y_train)
+    optimizer = optim.AdamW(model.parameters(), lr=settings.lr,
+                            weight_decay=settings.weight_decay)
+    schedule = optim.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    rng = np.random.default_rng(settings.seed)
+    history = History()
+    n = data.y_train.shape[0]
+    steps = -(-n // settings.batch_size)
+    for epoch in range(settings.epochs):
+        start = time.perf_counter()
+        losses, correct, fwd, bwd, residual, converged = [], 0, [], [], [], 0
+        bar = _progress(settings.progress, steps, f"epoch {epoch + 1}/{settings.epochs}")
+        with warnings.catch_warnings():
+            # Early in training some samples miss the tolerance: that is reported in the
+            # metrics (convergence rate), not as a warning per step.
+            warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+            for index in batches(n, settings.batch_size, rng):
+                key = _on(xp, device, index)
+                npdeq.reset_deq(model)
+                logits, info = model(x_train[key])
+                loss = cross_entropy(logits, y_train[key])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                predicted = backend.to_numpy(logits.data).argmax(axis=1)
+                correct += int((predicted == data.y_train[index]).sum())
+                fwd.append(float(backend.to_numpy(info["nstep"]).mean()))
+                residual.append(float(backend.to_numpy(info["abs_lowest"]).mean()))
+                converged += int(backend.to_numpy(info["converged"]).sum())
+                if info.get("backward") is not None:
+                    bwd.append(float(backend.to_numpy(info["backward"]["nstep"]).mean()))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{correct / n:.3f}",
+                                    fwd=f"{fwd[-1]:.1f}", res=f"{residual[-1]:.1e}")
+                    bar.update(1)
+        schedule.step()
+        seconds = time.perf_counter() - start
+        accuracy, test_converged, traces = evaluate(model, x_test, data.y_test)
+        history.train_loss.append(_mean(losses))
+        history.train_accuracy.append(correct / n)
+        history.test_accuracy.append(accuracy)
+        history.epoch_seconds.append(seconds)
+        history.forward_iterations.append(_mean(fwd))
+        history.backward_iterations.append(_mean(bwd))
+        history.forward_residual.append(_mean(residual))
+        history.converged_fraction.append(converged / n)
+        history.test_converged_fraction.append(test_converged)
+        history.residual_traces = traces
+        line = (f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}, test accuracy "
+                f"{accuracy:.4f}, forward iterations {history.forward_iterations[-1]:.1f}")
+        if bar is not None:
+            bar.set_postfix_str(line.split(": ", 1)[1])
+            bar.close()
+        else:
+            log(line)
+    return history
+
+
+def _progress(enabled: bool, total: int, description: str) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is an extra: without it the demo prints one line per epoch
+        return None
+    return tqdm(total=total, desc=description, leave=True, dynamic_ncols=True)
