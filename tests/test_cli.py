@@ -26,7 +26,7 @@ def test_example_runs_with_its_own_options(capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["bogus"], "choose from 'info', 'example'"),
+    (["bogus"], "choose from 'demo', 'info', 'example'"),
     (["example", "nope"], "choose from 'steady-state'"),
     (["example", "steady-state", "--bogus"], "unrecognized arguments: --bogus"),
 ])
