@@ -4,8 +4,8 @@ DeepEquilibriumNetworks.jl returns a ``DeepEquilibriumSolution`` (``z_star``, ``
 ``residual``, ``jacobian_loss``, ``nfe``) beside every output; npdeq's cores put the same
 record, with the solver's statistics and a per-sample return code, in the ``info`` dict they
 return (``info['solution']``), in training and eval mode alike. :func:`solution_record` builds
-it from one extra evaluation of ``f`` at the returned state (recorded on the tape when the
-Jacobian term is due); :func:`jacobian_due` decides when that is, from the config keys
+it from one extra evaluation of ``f`` at the returned state, made when its ``residual`` is
+first read (at once, recorded on the tape, when the Jacobian term is due); :func:`jacobian_due` decides when that is, from the config keys
 ``jac_loss_weight`` and ``jac_loss_freq``.
 
 Imports the tape, the gradient layer's state helpers and Jacobian estimate, the default
@@ -51,7 +51,9 @@ class DEQSolution:
             Tensors from the cores; :class:`~npdeq.models.SkipDEQ` stores its ``g(x)`` with
             its graph).
         residual: ``(B,)`` array, ``||f(z_star) - z_star||`` per sample (L2 over every entry
-            of the state, as the solvers' ``abs`` residual), from one extra call of ``f``.
+            of the state, as the solvers' ``abs`` residual), from one extra call of ``f``
+            made when the field is first read (or at once, with the Jacobian term), so that
+            training steps that never look at it do not pay for it.
         jacobian_loss: a 0-d Tensor, the Hutchinson estimate of ``||df/dz||_F^2 / numel(z)``
             at ``z_star`` (:func:`~npdeq.grad.jacobian.jacobian_frobenius`, one probe) when
             Jacobian regularisation ran in this call (:func:`jacobian_due`), else ``None``.
@@ -74,11 +76,18 @@ class DEQSolution:
 
     z_star: Any
     u0: Any
-    residual: Any
+    residual_of: Callable[[], Any] | Any = dataclasses.field(repr=False)
     jacobian_loss: Tensor | None
     nfe: int
     stats: SolverStat
     skip_loss: Tensor | None = None
+
+    @property
+    def residual(self) -> Any:
+        """``(B,)`` array: ``||f(z_star) - z_star||`` per sample (computed on first read)."""
+        if callable(self.residual_of):
+            object.__setattr__(self, "residual_of", self.residual_of())
+        return self.residual_of
 
     @property
     def converged(self) -> Any:
@@ -181,6 +190,16 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
         ([0.0], (), 3)
     """
     states = raw_arrays(as_state_tuple(z_out))
+
+    def residual_of(images: Any) -> Any:
+        return residual_norms(pack_states(raw_arrays(images)), pack_states(states))[0]
+
+    def lazy_residual() -> Any:
+        with no_grad():
+            return residual_of(call_state_func(func, tuple(Tensor(a) for a in states)))
+
+    jac = None
+    residual: Any = lazy_residual
     if jacobian:
         with enable_grad():
             leaves = tuple(Tensor(a, requires_grad=True) for a in states)
@@ -188,13 +207,9 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
             jac = jacobian_frobenius(images, leaves, vecs=1, create_graph=create_graph,
                                      seed=init.generator())
         jac = jac if create_graph else jac.detach()
-    else:
-        with no_grad():
-            images = call_state_func(func, tuple(Tensor(a) for a in states))
-        jac = None
-    residual, _ = residual_norms(pack_states(raw_arrays(images)), pack_states(states))
+        residual = residual_of(images)
     return DEQSolution(
         z_star=restore(tuple(Tensor(a) for a in states), z_out),
         u0=restore(tuple(Tensor(a) for a in as_state_tuple(z0)), z0),
-        residual=residual, jacobian_loss=jac, nfe=info.get("nfe"),
+        residual_of=residual, jacobian_loss=jac, nfe=info.get("nfe"),
         stats=SolverStat({k: v for k, v in info.items() if k not in _NOT_STATS}))

@@ -203,3 +203,20 @@ def test_record_under_no_grad_and_with_a_tensor_initial_state(to_xp):
     assert not sol.u0.requires_grad and sol.u0 is not z_init
     np.testing.assert_array_equal(backend.to_numpy(z_init.data), before)
     assert sol.success
+
+
+def test_the_residual_costs_a_call_of_f_only_when_read():
+    calls = []
+
+    def f(z):
+        calls.append(1)
+        return 0.5 * z + 1.0
+
+    deq = npdeq.get_deq(core="indexing", f_tol=1e-8).eval()
+    _, info = deq(f, np.zeros((2, 3)))
+    assert len(calls) == info["nfe"]  # building the record evaluated nothing
+    residual = info["solution"].residual
+    assert len(calls) == info["nfe"] + 1
+    assert info["solution"].residual is residual  # computed once, then kept
+    assert len(calls) == info["nfe"] + 1
+    np.testing.assert_allclose(residual, 0.0, atol=1e-7)
