@@ -42,7 +42,7 @@ def info(out: Callable[[str], None] = print) -> int:
 
     out(f"npdeq {__version__} on Python {platform.python_version()} ({platform.machine()})")
     for dist in ("numpy", "array-api-compat", "array-api-strict", "autograd", "scipy",
-                 "hypothesis"):
+                 "hypothesis", "scikit-learn", "tqdm", "matplotlib"):
         out(f"  {dist:<17} {_version(dist)}")
     cupy = [_version(d) for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy")]
     cupy_version = next((v for v in cupy if v != "not installed"), "not installed")

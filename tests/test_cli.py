@@ -14,7 +14,8 @@ def test_info_lists_versions_and_backends(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("npdeq ")
-    for name in ("numpy", "array-api-compat", "cupy", "backends:", "GPU:"):
+    for name in ("numpy", "array-api-compat", "cupy", "scikit-learn", "tqdm", "backends:",
+                 "GPU:"):
         assert name in out
 
 
