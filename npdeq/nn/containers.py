@@ -12,7 +12,20 @@ from npdeq.nn.module import Module
 __all__ = ["Sequential", "ModuleList"]
 
 
-class Sequential(Module):
+class _Ordered(Module):
+    """What both containers share: length, indexing and iteration over the submodules."""
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+
+class Sequential(_Ordered):
     """Apply modules (or any callables that are Modules) in order.
 
     Args:
@@ -39,17 +52,8 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def __len__(self) -> int:
-        return len(self._modules)
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(list(self._modules.values()))
-
-
-class ModuleList(Module):
+class ModuleList(_Ordered):
     """A list of modules whose parameters the parent registers (not callable itself).
 
     Example:
@@ -68,12 +72,3 @@ class ModuleList(Module):
         """Add ``module`` at the end; return ``self``."""
         self.add_module(str(len(self._modules)), module)
         return self
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(list(self._modules.values()))
