@@ -12,6 +12,9 @@ from typing import Any, Callable
 from npdeq.solver.anderson import anderson_solver
 from npdeq.solver.broyden import broyden_solver
 from npdeq.solver.fixed_point import fixed_point_iter, simple_fixed_point_iter
+from npdeq.solver.gmres import gmres_solver
+from npdeq.solver.newton_krylov import newton_krylov
+from npdeq.solver.ode import ode_solver
 
 __all__ = ["get_solver", "register_solver", "registered_solvers"]
 
@@ -20,6 +23,11 @@ _SOLVERS: dict[str, Callable[..., Any]] = {
     "simple_fixed_point_iter": simple_fixed_point_iter,
     "anderson": anderson_solver,
     "broyden": broyden_solver,
+    "newton_krylov": newton_krylov,
+    "ode": ode_solver,
+    # For affine maps only (the IFT adjoint equation is one); registered so that the DEQ
+    # configs accept b_solver='gmres' like any other name.
+    "gmres": gmres_solver,
 }
 
 
@@ -33,7 +41,8 @@ def get_solver(name: str) -> Callable[..., Any]:
 
     Args:
         name: ``'fixed_point_iter'``, ``'simple_fixed_point_iter'``, ``'anderson'``,
-            ``'broyden'``, or a name given to :func:`register_solver`.
+            ``'broyden'``, ``'newton_krylov'``, ``'ode'``, ``'gmres'`` (affine maps only), or
+            a name given to :func:`register_solver`.
 
     Returns:
         The solver function.

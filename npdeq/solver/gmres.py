@@ -1,0 +1,349 @@
+"""Batched, restarted GMRES: one independent linear system ``A_i x_i = b_i`` per sample.
+
+:func:`gmres` solves linear systems given only as a batched product ``matvec: (B, D) ->
+(B, D)``: the IFT adjoint ``(I - J^T) u = g`` and the Newton steps of
+:func:`~npdeq.solver.newton_krylov.newton_krylov` are its users. Every sample runs its own
+Arnoldi process (modified Gram-Schmidt) and its own Givens-rotated least-squares problem,
+all samples at once: the basis is a list of ``(B, D)`` arrays, the rotated Hessenberg matrix
+a list of columns of ``(B,)`` arrays, so nothing loops over the batch and nothing depends on
+data for its shape. A sample whose residual reaches its threshold stops using new basis
+vectors (its next vectors are zeros) and, after the cycle, stops moving; the loop ends when no
+sample is active or the budget of products is spent (one host synchronisation per product).
+
+:func:`gmres_solver` is the same method behind the fixed-point solver contract, registered
+as ``'gmres'``: it solves ``z = func(z)`` for an affine ``func``.
+
+Imports the backend and this package's ``state`` and ``stats``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.solver.state import packed_map
+from npdeq.solver.stats import REL_EPS, SolverStat, SolveTracker, check_solver_args
+
+__all__ = ["gmres", "gmres_solver"]
+
+# The default budget is 10 * D products, but never more than this many.
+MAX_ITER_CAP = 1000
+
+
+def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-6,
+          max_iter: int | None = None, restart: int = 20, atol: float = 0.0
+          ) -> tuple[Any, dict]:
+    """Solve ``A_i x_i = b_i`` for every sample ``i`` by restarted GMRES.
+
+    A sample converges when ``||b_i - A_i x_i|| <= max(tol * ||b_i||, atol)``, checked on the
+    true residual (one extra product per restart cycle) and then frozen. A sample with
+    ``b_i = 0`` gets ``x_i = 0`` (even from a nonzero ``x0``) without any product. When ``A``
+    maps the current Krylov space into itself (a "happy breakdown") the sample's next basis
+    vector is zero, never NaN.
+
+    Args:
+        matvec: the batched product ``v -> A v``, ``(B, D) -> (B, D)``, row ``i`` depending only
+            on row ``i`` of ``v`` and linear in it.
+        b: the right-hand sides, ``(B, D)``, real floating point.
+        x0: initial guesses, ``(B, D)`` (default zeros, which costs no product).
+        tol: tolerance relative to ``||b_i||`` (``>= 0``).
+        max_iter: the most products ``A v`` in all (default ``min(10 * D, 1000)``).
+        restart: Krylov dimension of a cycle (capped at ``D``).
+        atol: absolute tolerance (``>= 0``; ``tol`` and ``atol`` are not both zero).
+
+    Returns:
+        ``(x, info)``: ``x`` is ``(B, D)`` in ``b``'s namespace and device; ``info`` a dict
+        with per-sample ``residual`` ``(B,)`` (``||b_i - A_i x_i||`` of the returned ``x``, as
+        last computed; for a sample whose products went non-finite, that of its last finite
+        iterate, ``inf`` when there is none), ``converged`` and ``nonfinite`` ``(B,)`` bool
+        (``A v`` or ``b`` was NaN/inf for the sample: it keeps its last finite iterate and is
+        never converged), ``nstep`` ``(B,)`` (products spent while the sample was active) and
+        ``nmatvec`` (an int, products in all).
+
+    Raises:
+        TypeError: ``b`` (or ``x0``) is not a real floating-point array.
+        ValueError: ``b`` is not 2-D, ``x0`` has another shape, or a bad ``tol``, ``atol``,
+            ``max_iter`` or ``restart``.
+
+    Example:
+        >>> import numpy as np
+        >>> A = np.array([[[2.0, 1.0], [0.0, 3.0]], [[1.0, 0.0], [0.5, 1.0]]])  # (B, D, D)
+        >>> b = np.array([[1.0, 1.0], [2.0, 0.0]])                              # (B, D)
+        >>> x, info = gmres(lambda v: (A @ v[:, :, None])[:, :, 0], b, tol=1e-12)
+        >>> bool(np.allclose(x, np.linalg.solve(A, b[:, :, None])[:, :, 0]))
+        True
+    """
+    _check_operand(b, "b")
+    if x0 is not None:
+        _check_operand(x0, "x0")
+        if tuple(x0.shape) != tuple(b.shape) or x0.dtype != b.dtype:
+            raise ValueError(f"x0 must match b: shape {tuple(b.shape)}, dtype {b.dtype}; got "
+                             f"shape {tuple(x0.shape)}, dtype {x0.dtype}")
+        backend.check_same_namespace([b, x0], "gmres")
+    for name, value in (("tol", tol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    if tol == 0 and atol == 0:
+        raise ValueError("tol and atol are both 0: no residual would ever be small enough")
+    dim = b.shape[1]
+    if max_iter is None:
+        max_iter = min(10 * dim, MAX_ITER_CAP)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter must be a non-negative int or None, got {max_iter!r}")
+    check_restart(restart)
+    xp = backend.array_namespace(b)
+    threshold = xp.maximum(tol * _norm(xp, b), xp.full_like(b[:, 0], float(atol)))
+    return solve_batched(matvec, b, x0, threshold, max_iter, min(restart, max(dim, 1)))
+
+
+def check_restart(restart: Any) -> None:
+    """Raise ValueError unless ``restart`` is an int >= 1."""
+    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
+        raise ValueError(f"restart (the Krylov dimension of a cycle) must be an int >= 1, "
+                         f"got {restart!r}")
+
+
+def _check_operand(a: Any, name: str) -> None:
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    xp = backend.array_namespace(a)
+    if not xp.isdtype(a.dtype, "real floating"):
+        raise TypeError(f"{name} has dtype {a.dtype}; gmres needs real floating point")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must have shape (B, D), got {tuple(a.shape)}")
+
+
+def _norm(xp: Any, a: Any) -> Any:
+    return xp.sqrt(xp.vecdot(a, a))
+
+
+def solve_batched(matvec: Callable[[Any], Any], b: Any, x0: Any, threshold: Any, max_iter: int,
+                  m: int, final_residual: bool = True, assume_active: bool = False
+                  ) -> tuple[Any, dict]:
+    """Restarted GMRES with per-sample absolute thresholds ``(B,)``; see :func:`gmres`.
+
+    ``final_residual=False`` (Newton steps) trusts the rotated least-squares estimate when a
+    cycle ends with no sample left to iterate, instead of paying one product for the true
+    residual; ``assume_active=True`` skips the first host read (the caller knows some sample
+    is above its threshold).
+    """
+    xp = backend.array_namespace(b)
+    b_norm = _norm(xp, b)
+    zero_b = b_norm == 0.0
+    nonfinite = ~xp.isfinite(b_norm)
+    nmatvec = 0
+    if x0 is None:
+        x, r, res = xp.zeros_like(b), b, b_norm
+    elif max_iter == 0:
+        x = xp.where(zero_b[:, None], 0.0, x0)
+        r, res = b, xp.where(zero_b, 0.0, xp.full_like(b_norm, float("inf")))
+    else:
+        x = xp.where(zero_b[:, None], 0.0, x0)
+        r = b - matvec(x)
+        nmatvec = 1
+        res = _norm(xp, r)
+        nonfinite = nonfinite | ~xp.isfinite(res)
+        res = xp.where(zero_b, 0.0, xp.where(xp.isfinite(res), res, float("inf")))
+    nonfinite = nonfinite & ~zero_b
+    converged = ~nonfinite & (zero_b | (res <= threshold))
+    active = ~converged & ~nonfinite
+    nstep = xp.zeros(b.shape[:1], dtype=xp.int64, device=backend.device(b))
+    reserve = 1 if final_residual else 0  # a product kept back for the true residual
+    while max_iter - nmatvec - reserve >= 1:
+        if not assume_active and not backend.to_scalar(xp.any(active)):
+            break
+        assume_active = False
+        steps = min(m, max_iter - nmatvec - reserve)
+        cycle = _cycle(matvec, r, res, threshold, active, steps)
+        nmatvec += cycle.products
+        nonfinite = nonfinite | cycle.nonfinite
+        use = active & ~nonfinite
+        nstep = nstep + xp.astype(cycle.columns, xp.int64)
+        x_new = xp.where(use[:, None], x + cycle.step, x)
+        restart = cycle.any_live and max_iter - nmatvec >= 2
+        if not (final_residual or restart):
+            # The cycle's estimate stands for the true residual (a Newton step needs no more).
+            x = x_new
+            res = xp.where(use, cycle.estimate, res)
+            converged = converged | (use & (cycle.estimate <= threshold))
+            break
+        r_new = b - matvec(x_new)
+        nmatvec += 1
+        res_new = _norm(xp, r_new)
+        finite = xp.isfinite(res_new)
+        nonfinite = nonfinite | (use & ~finite)
+        accept = use & finite
+        x = xp.where(accept[:, None], x_new, x)
+        r = xp.where(accept[:, None], r_new, r)
+        res = xp.where(accept, res_new, res)
+        nstep = nstep + xp.astype(accept, xp.int64)
+        converged = converged | (accept & (res_new <= threshold))
+        active = active & ~converged & ~nonfinite
+    info = {"residual": res, "converged": converged & ~nonfinite, "nonfinite": nonfinite,
+            "nstep": nstep, "nmatvec": nmatvec}
+    return x, info
+
+
+class _Cycle:
+    """What one GMRES cycle returns (see :func:`_cycle`)."""
+
+    __slots__ = ("step", "estimate", "nonfinite", "columns", "products", "any_live")
+
+    def __init__(self, step, estimate, nonfinite, columns, products, any_live):
+        self.step = step            # (B, D) correction V y
+        self.estimate = estimate    # (B,) least-squares residual estimate of x + step
+        self.nonfinite = nonfinite  # (B,) bool: a product went non-finite for the sample
+        self.columns = columns      # (B,) int: basis columns the sample uses (its products)
+        self.products = products    # int: products computed
+        self.any_live = any_live    # bool: some sample was still above its threshold
+
+
+def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, active: Any,
+           steps: int) -> _Cycle:
+    """One GMRES(``steps``) cycle from a zero correction, residual ``r`` of norm ``beta``;
+    only the ``active`` samples move. One host read per product."""
+    xp = backend.array_namespace(r)
+    eps = float(xp.finfo(r.dtype).eps)
+    basis = [xp.where(active[:, None], r / xp.where(beta > 0, beta, 1.0)[:, None], 0.0)]
+    rhs = [xp.where(active, beta, 0.0)]  # the rotated beta * e_1
+    cosines, sines, columns_r = [], [], []
+    live = active & (beta > 0)
+    columns = xp.zeros(beta.shape, dtype=xp.int64, device=backend.device(r))
+    nonfinite = xp.zeros_like(active)
+    estimate = beta
+    any_live = True
+    for j in range(steps):
+        w = matvec(basis[j])
+        w_norm = _norm(xp, w)
+        h = []
+        for v in basis:  # modified Gram-Schmidt, every sample at once
+            coefficient = xp.vecdot(w, v)
+            w = w - coefficient[:, None] * v
+            h.append(coefficient)
+        h_next = _norm(xp, w)
+        # A v_j in the span already built (to rounding): the Krylov space is invariant, the
+        # sample's least-squares solution is exact there; its next vector is zero, not w / 0.
+        breakdown = ~(h_next > eps * w_norm)
+        h_next = xp.where(breakdown, 0.0, h_next)
+        basis.append(xp.where((live & ~breakdown)[:, None],
+                              w / xp.where(breakdown, 1.0, h_next)[:, None], 0.0))
+        column = h + [h_next]
+        for i in range(j):  # earlier rotations, then a new one zeroing h_next
+            upper, lower = column[i], column[i + 1]
+            column[i] = cosines[i] * upper + sines[i] * lower
+            column[i + 1] = cosines[i] * lower - sines[i] * upper
+        upper, lower = column[j], column[j + 1]
+        radius = xp.hypot(upper, lower)
+        nonzero = radius > 0
+        safe = xp.where(nonzero, radius, 1.0)
+        cosines.append(xp.where(nonzero, upper / safe, 1.0))
+        sines.append(xp.where(nonzero, lower / safe, 0.0))
+        column[j] = radius
+        columns_r.append(column[:j + 1])
+        rhs.append(-sines[j] * rhs[j])
+        rhs[j] = cosines[j] * rhs[j]
+        residual = xp.abs(rhs[j + 1])
+        bad = live & ~xp.isfinite(residual)
+        good = live & ~bad
+        nonfinite = nonfinite | bad
+        columns = xp.where(good, j + 1, columns)
+        estimate = xp.where(good, residual, estimate)
+        live = good & (residual > threshold) & ~breakdown
+        any_live = backend.to_scalar(xp.any(live))
+        if not any_live:
+            break
+    return _Cycle(_correction(xp, basis, columns_r, rhs, columns), estimate, nonfinite,
+                  columns, len(columns_r), any_live)
+
+
+def _correction(xp: Any, basis: list, columns_r: list, rhs: list, columns: Any) -> Any:
+    """``V y`` with ``R y = g`` solved by back substitution, per sample over its own first
+    ``columns`` columns (the others get ``y = 0``)."""
+    n = len(columns_r)
+    y = [None] * n
+    for k in reversed(range(n)):
+        acc = rhs[k]
+        for col in range(k + 1, n):
+            acc = acc - columns_r[col][k] * y[col]
+        diagonal = columns_r[k][k]
+        used = (columns > k) & (diagonal != 0)
+        y[k] = xp.where(used, acc / xp.where(used, diagonal, 1.0), 0.0)
+    step = xp.zeros_like(basis[0])
+    for k in range(n):
+        step = step + y[k][:, None] * basis[k]
+    return step
+
+
+def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
+                 stop_mode: str = "abs", indexing: Sequence[int] | None = None,
+                 restart: int = 20, return_final: bool = False) -> tuple[Any, list, SolverStat]:
+    """Solve ``z = func(z)`` for an **affine** ``func`` (``z -> A z + c``) by restarted GMRES
+    on ``(I - A) z = c``, per sample.
+
+    Each cycle starts at the current iterate ``x`` with ``f(x)`` known, takes products
+    ``(I - A) v = v - (f(x + s v) - f(x)) / s`` (``s = 1 + ||x||``, exact for affine maps),
+    and ends by evaluating ``f`` at the new iterate, which the statistics observe: the
+    iterations are ``x0`` and the end of each cycle. On a nonlinear ``func`` a cycle is one
+    Newton step with a coarse difference Jacobian; use ``'newton_krylov'`` there.
+
+    Args:
+        func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
+            state; affine in the state.
+        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        max_iter: the most evaluations of ``func`` (products included).
+        tol: convergence tolerance on the ``stop_mode`` residual ``||f(z) - z||``.
+        stop_mode: ``'abs'`` or ``'rel'``.
+        indexing: iterations (1-based: ``x0``, then each cycle's end) to record.
+        restart: Krylov dimension of a cycle.
+        return_final: return the last evaluated iterate instead of the best one.
+
+    Returns:
+        ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
+        counts every evaluation.
+
+    Raises:
+        ValueError: a bad ``restart`` or shared argument.
+        TypeError: ``func`` returns another namespace, dtype or structure.
+
+    Example:
+        >>> import numpy as np
+        >>> A = np.array([[0.9, 0.05], [0.0, 0.95]])
+        >>> z, _, info = gmres_solver(lambda z: z @ A.T + 1.0, np.zeros((1, 2)), tol=1e-10)
+        >>> bool(np.allclose(z, np.linalg.solve(np.eye(2) - A, np.ones(2)))), info['nfe']
+        (True, 3)
+    """
+    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
+    check_restart(restart)
+    f, x, restore = packed_map(func, x0)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    xp = tracker.xp
+    m = min(restart, max(x.shape[1], 1))
+    if max_iter > 0:
+        fx = f(x)
+        tracker.nfe = 1
+        while tracker.observe(x, fx) and max_iter - tracker.nfe >= 2:
+            r = tracker.residual
+            threshold = tol * (1.0 if stop_mode == "abs" else _norm(xp, fx) + REL_EPS)
+            threshold = threshold * xp.ones_like(r[:, 0])
+            base, f_base = x, fx
+            scale = (1.0 + _norm(xp, x))[:, None]
+
+            def matvec(v, base=base, f_base=f_base, scale=scale):
+                return v - (f(base + scale * v) - f_base) / scale
+
+            cycle = _cycle(matvec, r, _norm(xp, r), threshold, tracker.active,
+                           min(m, max_iter - tracker.nfe - 1))
+            tracker.nfe += cycle.products
+            flag_nonfinite(tracker, cycle.nonfinite)
+            x = tracker.next_iterate(x + xp.where(cycle.nonfinite[:, None], 0.0, cycle.step))
+            fx = f(x)
+            tracker.nfe += 1
+    return tracker.finish(restore, "gmres_solver")
+
+
+def flag_nonfinite(tracker: SolveTracker, flags: Any) -> None:
+    """Freeze the samples for which an evaluation inside a step returned NaN/inf (the
+    tracker sees only the iterates it observes)."""
+    tracker.nonfinite = tracker.nonfinite | (tracker.active & flags)
+    tracker.active = tracker.active & ~flags
+    tracker.all_active = False
