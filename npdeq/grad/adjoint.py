@@ -2,10 +2,12 @@
 
 ``J^T v`` is available only as a VJP of one recorded call of ``f`` (a function on raw
 ``(B, D)`` arrays here). The backward solver is any registered fixed-point solver, started
-from zeros, or ``'direct'``: build each sample's dense ``J^T`` from ``D`` VJPs and solve
-exactly (for small states). A solve that misses its tolerance or meets a non-finite value is
-flagged in its statistics and raises one :class:`~npdeq.exceptions.ConvergenceWarning`; it
-never returns zeros in place of an answer. Imports the backend and the solvers.
+from zeros; ``'gmres'``: batched GMRES on ``(I - J^T) u = g`` with one VJP per product (the
+equation is linear, so a Krylov method converges where plain iteration is slow); or
+``'direct'``: build each sample's dense ``J^T`` from ``D`` VJPs and solve exactly (for small
+states). A solve that misses its tolerance or meets a non-finite value is flagged in its
+statistics and raises one :class:`~npdeq.exceptions.ConvergenceWarning`; it never returns
+zeros in place of an answer. Imports the backend and the solvers.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
-from npdeq.solver import get_solver
+from npdeq.solver import SolverStat, get_solver, gmres
 
-__all__ = ["adjoint_solve", "ADJOINT_DEFAULTS", "DIRECT_MAX_DIM"]
+__all__ = ["adjoint_solve", "ADJOINT_DEFAULTS", "DIRECT_MAX_DIM", "LINEAR_SOLVERS"]
 
 # DEQBase's defaults for the backward pass (b_tol, b_max_iter, b_stop_mode), as TorchDEQ.
 ADJOINT_DEFAULTS = {"tol": 1e-6, "max_iter": 40, "stop_mode": "abs"}
 # 'direct' costs D VJPs and a (B, D, D) array: beyond this it is the wrong tool.
 DIRECT_MAX_DIM = 4096
+# Backward solvers that treat the adjoint equation as the linear system it is, rather than
+# as a fixed point; their arguments are checked here, not by a registered solver.
+LINEAR_SOLVERS = ("direct", "gmres")
+# The arguments b_solver='gmres' takes (besides tol, max_iter, stop_mode).
+_GMRES_KWARGS = ("restart",)
 
 _NOT_CONVERGED = ("IFT backward solve did not reach its tolerance for some samples; the "
                   "gradient is approximate (see the backward statistics 'converged'/'abs_lowest'"
-                  "; raise b_max_iter or use b_solver='anderson' or 'direct')")
+                  "; raise b_max_iter or use b_solver='gmres', 'anderson' or 'direct')")
 _NONFINITE = ("IFT backward solve met non-finite values for some samples (see the backward "
               "statistics 'nonfinite'); is the forward map contractive at the fixed point?")
 
@@ -40,10 +47,13 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
         vjp_z: maps a ``(B, D)`` array ``v`` to ``J^T v`` (``(B, D)``), J = df/dz at z*.
         g: ``(B, D)`` incoming cotangent.
         b_solver: a registered solver name (``'fixed_point_iter'``, ``'anderson'``,
-            ``'broyden'``, ...) or ``'direct'``.
+            ``'broyden'``, ...), ``'gmres'`` or ``'direct'``.
         b_solver_kwargs: solver arguments (``tol``, ``max_iter``, ``stop_mode``, ``m``,
             ``lam``, ...); missing ``tol``/``max_iter``/``stop_mode`` default to
-            :data:`ADJOINT_DEFAULTS`.
+            :data:`ADJOINT_DEFAULTS`. For ``'gmres'``: ``max_iter`` bounds the VJPs,
+            ``restart`` (default 20) is the Krylov dimension of a cycle, and the tolerance is
+            on ``||g - (I - J^T) u||``, absolute (``stop_mode='abs'``) or relative to
+            ``||g||`` (``'rel'``).
         writer: called with the statistics of the solve.
 
     Returns:
@@ -51,13 +61,24 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
         solver's statistics (per-sample ``converged``, ``nonfinite``, ``abs_lowest``, ...).
 
     Raises:
-        ValueError: an unknown solver, or ``'direct'`` with ``D > DIRECT_MAX_DIM``.
+        ValueError: an unknown solver, ``'direct'`` with ``D > DIRECT_MAX_DIM``, or an
+            argument ``'gmres'`` does not take.
+
+    Example:
+        >>> import numpy as np
+        >>> J = np.array([[0.5, 0.2], [0.0, 0.8]])                      # (D, D)
+        >>> g = np.ones((3, 2))                                         # (B, D)
+        >>> u, info = adjoint_solve(lambda v: v @ J, g, 'gmres', {'tol': 1e-12})
+        >>> bool(np.allclose(u @ (np.eye(2) - J), g)), info['nfe']
+        (True, 3)
     """
     kwargs = dict(ADJOINT_DEFAULTS)
     kwargs.update(b_solver_kwargs or {})
     xp = backend.array_namespace(g)
     if b_solver == "direct":
         u, info = _direct_solve(vjp_z, g, xp)
+    elif b_solver == "gmres":
+        u, info = _gmres_solve(vjp_z, g, xp, kwargs)
     else:
         solver = get_solver(b_solver)
         with warnings.catch_warnings():
@@ -77,6 +98,31 @@ def _warn_if_failed(info: dict, xp: Any) -> None:
         warnings.warn(_NONFINITE, ConvergenceWarning, stacklevel=4)
     elif not backend.to_scalar(xp.all(info["converged"])):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=4)
+
+
+def _gmres_solve(vjp_z, g, xp, kwargs):
+    unknown = sorted(set(kwargs) - set(ADJOINT_DEFAULTS) - set(_GMRES_KWARGS))
+    if unknown:
+        raise ValueError(f"b_solver='gmres' takes tol, max_iter, stop_mode and "
+                         f"{', '.join(_GMRES_KWARGS)}; got {', '.join(unknown)}")
+    tol, stop_mode = kwargs["tol"], kwargs["stop_mode"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if stop_mode not in ("abs", "rel"):
+        raise ValueError(f"stop_mode must be 'abs' or 'rel', got {stop_mode!r}")
+    tolerances = {"tol": 0.0, "atol": tol} if stop_mode == "abs" else {"tol": tol}
+    u, stats = gmres(lambda v: v - vjp_z(v), g, max_iter=kwargs["max_iter"],
+                     restart=kwargs.get("restart", 20), **tolerances)
+    # g - (I - J^T) u = (J^T u + g) - u is the fixed-point residual the other backward
+    # solvers report. Their relative one divides by ||J^T u + g||, which is ||u|| up to that
+    # residual: ||u|| here, which needs no further VJP.
+    residual = stats["residual"]
+    rel = residual / (xp.linalg.vector_norm(u, axis=-1) + 1e-8)
+    return u, SolverStat(
+        abs_lowest=residual, rel_lowest=rel,
+        abs_trace=residual[:, None], rel_trace=rel[:, None],
+        nstep=stats["nstep"], sradius=xp.zeros_like(residual),
+        converged=stats["converged"], nonfinite=stats["nonfinite"], nfe=stats["nmatvec"])
 
 
 def _direct_solve(vjp_z, g, xp):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, no_grad
+from npdeq.grad.adjoint import LINEAR_SOLVERS
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import phantom_grad
 from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
@@ -35,12 +36,14 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         func: map on Tensors, ``func(z) -> z`` (or ``func(*zs) -> zs`` for a tuple state),
             closing over whatever requires grad (parameters, inputs).
         z0: initial state: a ``(B, ...)`` array or Tensor, or a tuple of them sharing B.
-        solver: forward solver name (``'anderson'``, ``'fixed_point_iter'``, ``'broyden'``).
+        solver: forward solver name (``'anderson'``, ``'fixed_point_iter'``, ``'broyden'``,
+            ``'newton_krylov'``, ``'ode'`` or a registered one).
         grad: ``'ift'`` (implicit differentiation), an int k (PhantomGrad with k damped
             steps; ``1`` is the 1-step gradient), or ``None`` (no gradient).
         tau: PhantomGrad damping.
         solver_kwargs: forward solver arguments (``max_iter``, ``tol``, ``stop_mode``, ...).
-        b_solver: IFT backward solver (or ``'direct'``).
+        b_solver: IFT backward solver: a registered solver name, ``'gmres'`` (GMRES on the
+            linear adjoint equation) or ``'direct'``.
         b_solver_kwargs: its arguments.
 
     Returns:
@@ -49,7 +52,7 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         statistics once a backward pass has run (``None`` before).
 
     Raises:
-        ValueError: an unknown ``grad`` or solver.
+        ValueError: an unknown ``grad``, solver or backward solver (before any solve).
 
     Example:
         >>> import numpy as np, npdeq
@@ -69,6 +72,8 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
     arrays = raw_arrays(states)
     single = not isinstance(z0, (tuple, list))
     solve = get_solver(solver)
+    if grad == "ift" and b_solver not in LINEAR_SOLVERS:
+        get_solver(b_solver)  # an unknown name fails here, not in the backward pass
     z_star, _, info = solve(_array_map(func, single), arrays[0] if single else arrays,
                             **(solver_kwargs or {}))
     z_star = as_state_tuple(z_star)
