@@ -248,6 +248,21 @@ def test_repr_nests_children_with_their_settings():
     assert repr(nn.GroupNorm(2, 4)) == "GroupNorm(2, 4, eps=1e-05)"
 
 
+def test_deepcopy_gives_an_independent_model():
+    import copy
+
+    net = Net().eval()
+    clone = copy.deepcopy(net)
+    assert not clone.training and not clone.first.lin.training
+    for (name, a), b in zip(clone.named_parameters(), net.parameters()):
+        assert a is not b and isinstance(a, nn.Parameter) and a.requires_grad, name
+        np.testing.assert_array_equal(host(a), host(b), err_msg=name)
+    clone.first.lin.weight.data[...] = 0.0
+    clone.first.running = np.full(2, 5.0)
+    assert np.abs(host(net.first.lin.weight)).max() > 0
+    np.testing.assert_array_equal(host(net.first.running), [0.0, 1.0])
+
+
 # --- containers --------------------------------------------------------------------------
 
 
