@@ -3,7 +3,11 @@ beside HIPS autograd differentiating an unrolled iteration, on the same data; an
 ``mlp`` workload, a training step through each library's ``get_deq(core=...)`` for both cores
 (same settings, ``CORE``: IFT on the last of two sampled states, PhantomGrad on the other).
 For those rows "f iters" counts the calls of f during the forward (solver and gradient
-functors), since TorchDEQ's DEQSliced reports only its last segment's statistics.
+functors), since TorchDEQ's DEQSliced reports only its last segment's statistics. The
+"ift-gmres" and "ift-direct" rows (npdeq only) run the same IFT step with the adjoint solved
+by ``b_solver='gmres'`` (batched GMRES, one VJP per product) and ``b_solver='direct'`` (a dense
+per-sample solve from D VJPs; skipped where D is above its limit); "b iters" is then the mean
+number of VJPs per sample.
 
 Run from the repository root:
 
@@ -36,6 +40,8 @@ CORE = dict(f_solver=F_SOLVER["solver"], f_max_iter=F_SOLVER["max_iter"], f_tol=
             b_solver="fixed_point_iter", b_max_iter=B_SOLVER["max_iter"], b_tol=B_SOLVER["tol"],
             ift=True, n_states=2, grad=PHANTOM["k"], tau=PHANTOM["tau"])
 CORE_METHODS = ("core-indexing", "core-sliced")
+# IFT with another backward solver than fixed_point_iter (npdeq rows only).
+B_SOLVER_METHODS = {"ift-gmres": "gmres", "ift-direct": "direct"}
 CORE_WORKLOADS = ("mlp",)
 
 
@@ -91,10 +97,19 @@ def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
         return core_step(npdeq.get_deq, method, func, data["z0"], lambda z: (z * z).mean(),
                          lambda info: info["backward"])
     solver_kwargs = {k: v for k, v in F_SOLVER.items() if k != "solver"}
-    grad = "ift" if method == "ift" else PHANTOM["k"]
+    grad = "ift" if method == "ift" or method in B_SOLVER_METHODS else PHANTOM["k"]
+    b_solver = B_SOLVER_METHODS.get(method, "fixed_point_iter")
+    if b_solver == "direct":
+        from npdeq.grad.adjoint import DIRECT_MAX_DIM
+
+        dim = int(np.prod(data["z0"].shape[1:]))
+        if dim > DIRECT_MAX_DIM:
+            raise NotImplementedError(f"b_solver='direct' stops at D = {DIRECT_MAX_DIM}")
     z, info = npdeq.fixed_point(func, data["z0"], solver=F_SOLVER["solver"], grad=grad,
                                 tau=PHANTOM["tau"], solver_kwargs=solver_kwargs,
-                                b_solver_kwargs=b_solver_kwargs or B_SOLVER)
+                                b_solver=b_solver,
+                                b_solver_kwargs={} if b_solver == "direct"
+                                else b_solver_kwargs or B_SOLVER)
     loss = (z * z).mean()
     start = time.perf_counter()
     loss.backward()
@@ -102,7 +117,7 @@ def npdeq_step(data: dict, method: str, b_solver_kwargs: dict | None = None):
     back = info.get("backward")
     return {"f_iters": float(np.mean(np.asarray(info["nstep"]))),
             "b_iters": float(np.mean(np.asarray(back["nstep"]))) if back else 0.0,
-            "b_nfe": int(back["nfe"]) if back else 0, "b_seconds": b_seconds}
+            "b_nfe": int(back.get("nfe", 0)) if back else 0, "b_seconds": b_seconds}
 
 
 def npdeq_vjp_time(data: dict, repeat: int) -> float:
@@ -260,10 +275,13 @@ def main(argv=None) -> None:
 
     rows = []
     for workload in args.workloads.split(","):
-        methods = ("ift", "phantom") + (CORE_METHODS if workload in CORE_WORKLOADS else ())
+        methods = (("ift", "phantom") + tuple(B_SOLVER_METHODS)
+                   + (CORE_METHODS if workload in CORE_WORKLOADS else ()))
         for method in methods:
             for library in ("npdeq", "torchdeq", "autograd"):
                 if not available(library) or (library == "autograd" and method != "ift"):
+                    continue
+                if method in B_SOLVER_METHODS and library != "npdeq":
                     continue
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", f"{library}:{workload}:{method}",
@@ -276,6 +294,7 @@ def main(argv=None) -> None:
                     rows.append((workload, method, library, result))
 
     label = {"ift": "IFT", "phantom": f"Phantom k={PHANTOM['k']} tau={PHANTOM['tau']}",
+             "ift-gmres": "IFT b_solver=gmres", "ift-direct": "IFT b_solver=direct",
              "core-indexing": "get_deq indexing", "core-sliced": "get_deq sliced"}
     print(f"{'workload':<8} {'gradient':<22} {'library':<22} {'fwd+bwd ms':>11} "
           f"{'f iters':>8} {'b iters':>8} {'peak MB':>8}")
@@ -295,6 +314,12 @@ def main(argv=None) -> None:
                   f"{r['b_nfe']} adjoint iterations; one more adjoint iteration costs "
                   f"{1e3 * per_iteration:.3f} ms, one VJP of f {1e3 * r['vjp_seconds']:.3f} ms "
                   f"(ratio {per_iteration / r['vjp_seconds']:.2f})")
+            for method in B_SOLVER_METHODS:
+                other = [t for w, m, lib, t in rows if (w, m, lib) == (workload, method, library)]
+                if other:
+                    print(f"{workload}: {label[method]}: {other[0]['b_nfe'] or '-'} VJPs in the "
+                          f"backward (fixed_point_iter: {r['b_nfe']}), fwd+bwd "
+                          f"{other[0]['seconds'] / r['seconds']:.2f}x the fixed_point_iter step")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Forward solvers side by side: npdeq, SciPy's ``optimize.anderson`` and TorchDEQ's solvers
-on the same data, to the same tolerance.
+"""Forward solvers side by side: npdeq (fixed-point iteration, Anderson, Broyden,
+Newton-Krylov, the ODE steady state), SciPy's ``optimize.anderson`` and TorchDEQ's solvers on
+the same data, to the same tolerance.
 
 Run from the repository root:
 
@@ -11,9 +12,10 @@ spectral norm 0.9; ``slow``, the same with spectral norm 0.99 and inputs scaled 
 (tanh stays near its linear part, so the contraction stays near 0.99); ``small``, d=8, B=1,
 float64. Columns: function evaluations to reach ``tol`` (every sample's absolute residual
 ``||f(z) - z|| <= tol``; SciPy is given the same per-sample norm), the best wall time of
-``--repeat`` solves, the time per iteration (setup included), the marginal time of one more
-iteration (µs, from two solves of 10 and 30 iterations with an unreachable tolerance), the
-overhead ratio
+``--repeat`` solves, the time per evaluation (setup included), the marginal time of one more
+evaluation (µs, from two solves of 10 and 30 iterations with an unreachable tolerance, divided
+by the difference of their evaluation counts: Newton-Krylov and the ODE solver spend several
+evaluations per iteration), the overhead ratio
 ``solve time / (evaluations x time of one f call)``, and the largest final residual. The
 TorchDEQ rows appear when ``torch`` and ``torchdeq`` are importable. With ``--device gpu``
 npdeq runs on CuPy and TorchDEQ on CUDA (SciPy has no GPU rows); every timed solve ends with
@@ -191,19 +193,22 @@ def f_call_time(data, library, repeat):
 
 
 RUNS = [("npdeq", "fixed_point_iter", npdeq_run), ("npdeq", "anderson", npdeq_run),
-        ("npdeq", "broyden", npdeq_run), ("scipy", "anderson", scipy_run),
+        ("npdeq", "broyden", npdeq_run), ("npdeq", "newton_krylov", npdeq_run),
+        ("npdeq", "ode", npdeq_run), ("scipy", "anderson", scipy_run),
         ("torchdeq", "fixed_point_iter", torchdeq_run), ("torchdeq", "anderson", torchdeq_run),
         ("torchdeq", "broyden", torchdeq_run)]
 
 
-def marginal_iteration_time(run, data, solver, repeat, short=10, long=30):
-    """Seconds one more iteration costs, without the per-solve setup: the difference of two
-    solves that cannot converge (``tol`` out of reach), ``short`` and ``long`` iterations."""
+def marginal_evaluation_time(run, data, solver, repeat, short=10, long=30):
+    """Seconds one more evaluation of f costs, solver work included, without the per-solve
+    setup: the difference of two solves that cannot converge (``tol`` out of reach), of
+    ``short`` and ``long`` iterations, over the difference of their evaluation counts."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t_short, _ = best_time(lambda: run(data, solver, 1e-300, short), repeat)
-        t_long, _ = best_time(lambda: run(data, solver, 1e-300, long), repeat)
-    return (t_long - t_short) / (long - short)
+        t_short, (evals_short, _, _) = best_time(lambda: run(data, solver, 1e-300, short),
+                                                 repeat)
+        t_long, (evals_long, _, _) = best_time(lambda: run(data, solver, 1e-300, long), repeat)
+    return (t_long - t_short) / max(evals_long - evals_short, 1)
 
 
 def measure(workload: str, library: str, repeat: int, tol: float) -> list[str]:
@@ -221,7 +226,7 @@ def measure(workload: str, library: str, repeat: int, tol: float) -> list[str]:
         residual = float(np.max(np.linalg.norm(host(f(z) - z).reshape(z.shape[0], -1),
                                                axis=1)))
         overhead = seconds / (evals * f_seconds)
-        marginal = marginal_iteration_time(run, data, solver, repeat)
+        marginal = marginal_evaluation_time(run, data, solver, repeat)
         rows.append(f"{workload:<8} {library:<9} {solver:<17} {evals:>6} {1e3 * seconds:>9.2f} "
                     f"{1e6 * seconds / evals:>9.1f} {1e6 * marginal:>9.1f} {overhead:>9.2f} "
                     f"{residual:>13.2e}")
@@ -248,7 +253,7 @@ def main(argv=None) -> None:
                             for m in ("torch", "torchdeq"))
             and (args.device == "cpu" or have_torch_cuda())}
     print(f"{'workload':<8} {'library':<9} {'solver':<17} {'evals':>6} {'time ms':>9} "
-          f"{'us/iter':>9} {'marginal':>9} {'overhead':>9} {'max residual':>13}")
+          f"{'us/eval':>9} {'marginal':>9} {'overhead':>9} {'max residual':>13}")
     for workload in args.workloads.split(","):
         for library in (lib for lib in have if have[lib]):
             # Tiny solves are cheap to repeat and noisy: take the best of more of them.
