@@ -8,7 +8,8 @@ all samples at once: the basis is a list of ``(B, D)`` arrays, the rotated Hesse
 a list of columns of ``(B,)`` arrays, so nothing loops over the batch and nothing depends on
 data for its shape. A sample whose residual reaches its threshold stops using new basis
 vectors (its next vectors are zeros) and, after the cycle, stops moving; the loop ends when no
-sample is active or the budget of products is spent (one host synchronisation per product).
+sample is active or the budget of products is spent (at most one host synchronisation per
+product, plus one).
 
 :func:`gmres_solver` is the same method behind the fixed-point solver contract, registered
 as ``'gmres'``: it solves ``z = func(z)`` for an affine ``func``.
