@@ -5,7 +5,10 @@ The tape (``Tensor``, ``grad``, ``backward``, ``vjp``, ``no_grad``) and every pr
 the differentiable :func:`fixed_point`. The solvers are in :mod:`npdeq.solver`, the DEQ
 gradient rules in :mod:`npdeq.grad` (which, called as a function, is the tape's ``grad``), the
 DEQ cores with TorchDEQ's interface (``get_deq``, ``DEQIndexing``, ``DEQSliced``, ``DEQConfig``,
-``add_deq_args``, ...) in :mod:`npdeq.core` and at the top level.
+``add_deq_args``, ...) in :mod:`npdeq.core` and at the top level. The training stack:
+:mod:`npdeq.nn` (modules and layers), :mod:`npdeq.optim`, TorchDEQ's :mod:`npdeq.norm`,
+:mod:`npdeq.dropout`, :mod:`npdeq.loss` and :mod:`npdeq.utils`, and DeepEquilibriumNetworks.jl's
+models in :mod:`npdeq.models`.
 """
 
 from npdeq.autodiff import *  # noqa: F401,F403
@@ -17,12 +20,13 @@ from npdeq.grad import backward_factory, fixed_point
 from npdeq import core  # noqa: F401,E402
 from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args, get_deq,
                         register_deq, reset_deq)
-from npdeq import norm, dropout  # noqa
+from npdeq import nn, optim  # noqa: F401,E402
+from npdeq import norm, dropout  # noqa: F401,E402
 from npdeq import models  # noqa: F401
 from npdeq import loss, utils  # noqa: F401
 
 __version__ = "0.1.0"
 
 __all__ = ["ConvergenceWarning", "__version__", "fixed_point", "backward_factory", "solver",
-           "core", "get_deq", "reset_deq", "register_deq", "DEQBase", "DEQIndexing",
+           "core", "nn", "optim", "norm", "dropout", "loss", "utils", "models", "get_deq", "reset_deq", "register_deq", "DEQBase", "DEQIndexing",
            "DEQSliced", "DEQConfig", "add_deq_args", *_autodiff_all]

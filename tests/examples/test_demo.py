@@ -57,6 +57,7 @@ def test_gpu_without_cupy_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--tau", "1.5"], "--tau must be in (0, 1]"),
     (["--f-solver", "newton"], "unknown --f-solver 'newton'"),
+    (["--jac-reg", "-1"], "--jac-reg must be >= 0"),
 ])
 def test_bad_options_exit_2_and_say_why(capsys, argv, expected):
     with pytest.raises(SystemExit) as exit_info:

@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--f-solver", default="anderson", help="forward solver (default anderson)")
     p.add_argument("--norm", choices=("weight_norm", "spectral_norm", "none"),
                    default="weight_norm", help="normalisation of the DEQ's weights")
+    p.add_argument("--jac-reg", type=float, default=None, metavar="WEIGHT",
+                   help="Jacobian regularisation weight (default 0, and 1.0 for --model conv): "
+                        "adds WEIGHT * ||df/dz||_F^2 / numel at z* to the loss")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (NumPy) or gpu (CuPy)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
@@ -68,6 +71,9 @@ def deq_config(args: argparse.Namespace) -> dict[str, Any]:
     """The DEQ core settings for the chosen gradient."""
     config: dict[str, Any] = dict(core="indexing", f_solver=args.f_solver, f_max_iter=30,
                                   f_tol=1e-4, b_solver="anderson", b_max_iter=30, b_tol=1e-5)
+    jac_reg = args.jac_reg if args.jac_reg is not None else (1.0 if args.model == "conv" else 0.0)
+    if jac_reg > 0:
+        config.update(jac_loss_weight=jac_reg, jac_loss_freq=1.0)
     if args.grad == "ift":
         config.update(ift=True)
     else:
@@ -83,6 +89,8 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--train-size must be >= 10, got {args.train_size}")
     if not 0 < args.tau <= 1:
         p.error(f"--tau must be in (0, 1], got {args.tau}")
+    if args.jac_reg is not None and not args.jac_reg >= 0:
+        p.error(f"--jac-reg must be >= 0, got {args.jac_reg}")
     if not args.lr > 0:
         p.error(f"--lr must be > 0, got {args.lr}")
     from npdeq.solver import registered_solvers

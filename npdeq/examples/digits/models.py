@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import nn
-from npdeq.autodiff import Tensor, avg_pool2d, flatten, relu, tanh
+from npdeq.autodiff import Tensor, avg_pool2d, flatten, tanh
 from npdeq.core import get_deq
 
 __all__ = ["MLPDEQ", "ConvDEQ", "build_model", "MODELS"]
@@ -29,7 +29,7 @@ class MLPDEQ(nn.Module):
     Shapes: ``(B, 64) -> (B, classes)``.
     """
 
-    def __init__(self, deq_config: dict[str, Any], in_features: int = 64, hidden: int = 128,
+    def __init__(self, deq_config: dict[str, Any], in_features: int = 64, hidden: int = 256,
                  classes: int = 10, seed: int = 0) -> None:
         super().__init__()
         self.hidden = hidden
@@ -48,8 +48,8 @@ class MLPDEQ(nn.Module):
 
 
 class ConvDEQ(nn.Module):
-    """``z* = GroupNorm(relu(conv(z*) + inject(x)))`` on ``(B, C, 8, 8)`` states, then
-    2x2 average pooling and a linear head.
+    """``z* = tanh(conv(z*) + inject(x))`` on ``(B, C, 8, 8)`` states, then GroupNorm, 2x2
+    average pooling and a linear head.
 
     Args:
         deq_config: the DEQ core's settings.
@@ -76,8 +76,11 @@ class ConvDEQ(nn.Module):
         u = self.injection(x)
         xp = x.xp
         z0 = xp.zeros((x.shape[0], self.channels, 8, 8), dtype=x.dtype, device=x.device)
-        z_out, info = self.deq(lambda z: self.norm(relu(self.conv(z) + u)), z0)
-        pooled = avg_pool2d(z_out[-1], 2)
+        # tanh is 1-Lipschitz: with the weight-normed convolution the map stays close to a
+        # contraction (GroupNorm inside f would fix the state's scale and keep the residual
+        # from shrinking).
+        z_out, info = self.deq(lambda z: tanh(self.conv(z) + u), z0)
+        pooled = avg_pool2d(self.norm(z_out[-1]), 2)
         return self.head(flatten(pooled, 1)), info
 
 

@@ -82,7 +82,11 @@ def write_figure(history: History, path: str, title: str = "") -> bool:
     if traces is not None:
         steps = np.arange(1, traces.shape[1] + 1)
         for row in traces[:64]:
-            axes[2].plot(steps, np.maximum(row, 1e-16), color="tab:blue", alpha=0.25, lw=1)
+            # A converged sample is frozen and its trace repeats: draw it up to its last move.
+            moves = np.flatnonzero(np.diff(row))
+            end = moves[-1] + 2 if moves.size else 1
+            axes[2].plot(steps[:end], np.maximum(row[:end], 1e-16), color="tab:blue",
+                         alpha=0.25, lw=1)
     axes[2].set(xlabel="solver iteration", ylabel="||f(z) - z||", yscale="log",
                 title="forward residual per test sample (final model)")
     if title:

@@ -73,6 +73,10 @@ def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray,
         ``(accuracy, converged fraction, residual traces (N, iterations) of the first chunk)``.
     """
     model.eval()
+    # Normalised weights anew, detached: the last training step's backward freed their graph,
+    # which the eval-mode Jacobian term (with --jac-reg) would otherwise walk into.
+    with no_grad():
+        npdeq.reset_deq(model)
     correct, converged, traces = 0, 0, None
     with no_grad(), warnings.catch_warnings():
         # Unconverged test samples are counted in the returned rate instead.
@@ -125,6 +129,9 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                 npdeq.reset_deq(model)
                 logits, info = model(x_train[key])
                 loss = cross_entropy(logits, y_train[key])
+                jacobian_loss = info["solution"].jacobian_loss
+                if jacobian_loss is not None:  # --jac-reg: keeps f contractive while it learns
+                    loss = loss + info_weight(model) * jacobian_loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -161,6 +168,14 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
         else:
             log(line)
     return history
+
+
+def info_weight(model: npdeq.nn.Module) -> float:
+    """The Jacobian-regularisation weight of the model's DEQ core (its ``jac_loss_weight``)."""
+    for module in model.modules():
+        if isinstance(module, npdeq.DEQBase):
+            return module.args.get("jac_loss_weight")
+    return 0.0
 
 
 def _progress(enabled: bool, total: int, description: str) -> Any:
