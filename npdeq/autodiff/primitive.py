@@ -128,6 +128,7 @@ def primitive(fun: Callable[..., Any] | None = None, *, name: str | None = None)
         ... def cube(x):
         ...     return x * x * x
         >>> defvjp(cube, lambda g, ans, x: g * 3 * x * x)
+        <npdeq primitive cube>
     """
     if fun is None:
         return lambda f: Primitive(f, name)
