@@ -113,6 +113,7 @@ def register_weight_func(name: str, func: Callable[..., float]) -> None:
         >>> register_weight_func("last_only", lambda n, k: float(k == n - 1))
         >>> "last_only" in weight_funcs()
         True
+        >>> del _WEIGHT_FUNCS["last_only"]
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")

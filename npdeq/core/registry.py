@@ -47,6 +47,7 @@ def register_deq(deq_type: str, core: type) -> None:
         >>> register_deq('mine', MyDEQ)
         >>> type(get_deq(core='mine')).__name__
         'MyDEQ'
+        >>> del _CORES['mine']
     """
     if not isinstance(deq_type, str) or not deq_type:
         raise TypeError(f"a DEQ core name must be a non-empty string, got {deq_type!r}")

@@ -76,6 +76,7 @@ def register_solver(name: str, solver: Callable[..., Any]) -> None:
         >>> register_solver('damped', lambda f, x0, **kw: fixed_point_iter(f, x0, tau=0.5, **kw))
         >>> 'damped' in registered_solvers()
         True
+        >>> del _SOLVERS['damped']
     """
     if not isinstance(name, str):
         raise TypeError(f"a solver name must be a string, got {type(name).__name__}")
