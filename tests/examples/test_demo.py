@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
+import npdeq  # noqa: E402
 from npdeq import backend, cli  # noqa: E402
 
 TINY = ["--epochs", "1", "--train-size", "120", "--batch-size", "40", "--no-progress"]
@@ -41,6 +42,9 @@ def test_a_short_run_writes_metrics_and_figure(tmp_path, capsys, options):
     assert (metrics["mean_backward_iterations"] is None) == phantom  # IFT reports its solve
     with open(tmp_path / "training.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    weights = npdeq.nn.load(tmp_path / "model.npz")
+    assert weights and all(name.startswith(("injection", "head", "deq", "conv", "mixing",
+                                            "norm")) for name in weights)
 
 
 def test_gpu_without_cupy_is_a_one_line_error(monkeypatch, capsys, tmp_path):

@@ -4,8 +4,8 @@ Defaults: an MLP-DEQ with weight norm, Anderson forward solver, IFT backward (im
 gradients), AdamW with a cosine schedule. ``--model conv`` trains a small convolutional
 DEQ, ``--model multiscale`` a multi-scale DEQ (:mod:`npdeq.models`); ``--grad phantom --k 5
 --tau 0.8`` uses PhantomGrad instead of IFT; ``--device gpu`` runs on CuPy. Prints a
-progress bar per epoch and a final table, and writes ``metrics.json`` and ``training.png``
-to ``--out``. Bad options exit with a one-line message and status 2.
+progress bar per epoch and a final table, and writes ``metrics.json``, ``training.png`` and
+the trained weights ``model.npz`` to ``--out``. Bad options exit with a one-line message and status 2.
 
 Needs the ``examples`` extra (scikit-learn, tqdm, matplotlib). May import anything.
 """
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, default=None,
                    help="use only this many training images (quick runs)")
     p.add_argument("--float32", action="store_true", help="train in float32 (default float64)")
-    p.add_argument("--out", default="npdeq-demo", help="directory for metrics.json and training.png")
+    p.add_argument("--out", default="npdeq-demo", help="directory for metrics.json, training.png and model.npz")
     p.add_argument("--no-progress", action="store_true", help="one line per epoch, no bars")
     return p
 
@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report.table(metrics)
     os.makedirs(args.out, exist_ok=True)
     report.write_json(metrics, os.path.join(args.out, "metrics.json"))
+    # The trained weights, for npdeq.nn.load(path, into=a model built with the same options).
+    npdeq.nn.save(model, os.path.join(args.out, "model.npz"))
     figure = os.path.join(args.out, "training.png")
     if report.write_figure(history, figure, title=f"npdeq demo: {args.model} DEQ on digits"):
         print(f"wrote {os.path.join(args.out, 'metrics.json')} and {figure}")
