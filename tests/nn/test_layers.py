@@ -308,6 +308,16 @@ def test_flatten_default_keeps_the_batch_axis(xp, to_xp, check_array):
     check_array(out, shape=(2, 60))
 
 
+@pytest.mark.parametrize("start, end, message", [
+    (0, 5, "end_dim=5 is out of range"),
+    (-4, -1, "start_dim=-4 is out of range"),
+    (2, 1, "start_dim=2 comes after end_dim=1"),
+])
+def test_flatten_rejects_dimensions_out_of_range(start, end, message):
+    with pytest.raises(ValueError, match=message):
+        nn.Flatten(start, end)(np.zeros((2, 3, 4)))
+
+
 def avg_pool_reference(x, kernel, stride, padding):
     """Zero-padded windows averaged over the full kernel area (padding counts)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding

@@ -24,11 +24,21 @@ defvjp(reshape, lambda g, ans, a, shape: reshape(g, a.shape))
 
 
 def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge dimensions ``start_dim..end_dim`` (inclusive) into one, as ``torch.flatten``."""
+    """Merge dimensions ``start_dim..end_dim`` (inclusive) into one, as ``torch.flatten``.
+
+    Raises:
+        ValueError: a dimension out of range, or ``start_dim`` after ``end_dim``.
+    """
     shape = tuple(a.shape)
     if not shape:
         return reshape(a, (1,))
+    for name, dim in (("start_dim", start_dim), ("end_dim", end_dim)):
+        if not -len(shape) <= dim < len(shape):
+            raise ValueError(f"flatten: {name}={dim} is out of range for a tensor of "
+                             f"{len(shape)} dimensions")
     start, end = start_dim % len(shape), end_dim % len(shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim}")
     n = 1
     for s in shape[start:end + 1]:
         n *= s
