@@ -60,6 +60,15 @@ class Module(ModuleState):
             # ``self.u = new_u``) instead of silently dropping it from state_dict() and to().
             self.register_buffer(name, value)
             return
+        if name in self._parameters and value is not None and not isinstance(
+                value, (Parameter, Module)):
+            # As PyTorch: replacing a parameter by a plain value would silently untrain it.
+            raise TypeError(f"cannot assign a {type(value).__name__} to parameter {name!r} of "
+                            f"{type(self).__name__} (an npdeq.nn.Parameter or None expected; "
+                            f"`del module.{name}` first to replace it by a computed Tensor)")
+        if name in self._parameters and value is None:
+            self._parameters[name] = None  # kept registered, as an absent bias
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):

@@ -77,6 +77,19 @@ def test_setattr_registers_parameters_modules_and_plain_attributes():
     assert [n for n, _ in m.named_parameters()] == ["scale", "lin.weight", "lin.bias"]
 
 
+def test_assigning_a_plain_value_to_a_parameter_raises():
+    m = Block()
+    with pytest.raises(TypeError, match="parameter 'scale'"):
+        m.scale = Tensor(np.ones(1))
+    assert isinstance(m.scale, nn.Parameter)
+    m.scale = None  # an absent parameter stays registered, as a missing bias
+    assert "scale" in m._parameters and m.scale is None
+    assert "scale" not in m.state_dict()
+    del m.scale  # deleting first is how a computed Tensor takes a parameter's place
+    m.scale = Tensor(np.ones(1))
+    assert "scale" not in m._parameters and isinstance(m.scale, Tensor)
+
+
 def test_assigning_to_a_buffer_updates_the_buffer():
     m = Block()
     m.running = np.full(2, 7.0)
