@@ -186,7 +186,9 @@ class SGD(Optimizer):
         momentum = group["momentum"]
         if momentum:
             buf = state.get("momentum_buffer")
-            buf = g if buf is None else momentum * buf + (1 - group["dampening"]) * g
+            # A copy at the first step, as PyTorch: the buffer must not alias ``.grad``.
+            buf = (backend.array_namespace(g).asarray(g, copy=True) if buf is None
+                   else momentum * buf + (1 - group["dampening"]) * g)
             state["momentum_buffer"] = buf
             g = g + momentum * buf if group["nesterov"] else buf
         return p - group["lr"] * g

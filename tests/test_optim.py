@@ -447,3 +447,12 @@ def test_linear_regression_with_adam_converges(xp, xp_device, to_xp, check_array
     assert npdeq.mse_loss(model(xs), ys).item() < 1e-6 * first
     np.testing.assert_allclose(host(model.weight), w_true, atol=1e-3)
     np.testing.assert_allclose(host(model.bias), b_true, atol=1e-3)
+
+
+def test_sgd_momentum_buffer_does_not_alias_the_gradient():
+    p = nn.Parameter(np.zeros(2))
+    opt = optim.SGD([p], lr=1.0, momentum=0.9)
+    p.grad = Tensor(np.ones(2))
+    opt.step()
+    p.grad.data[...] = 100.0  # a user editing the gradient in place after the step
+    np.testing.assert_array_equal(opt.state[id(p)]["momentum_buffer"], [1.0, 1.0])
