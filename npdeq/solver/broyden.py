@@ -7,8 +7,8 @@ so the first step is a plain fixed-point step. After each step the "good Broyden
 slots, overwriting the oldest. An update whose denominator ``dx^T B dg`` is tiny or
 non-finite is skipped for that sample. With ``ls=True`` a per-sample backtracking line search
 halves the step of the samples whose residual grew (each halving costs one evaluation of
-``f`` and one host synchronisation). Imports the backend and this package's ``state`` and
-``stats``.
+``f`` and one host synchronisation). Imports the backend and this package's ``line_search``,
+``state`` and ``stats``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
+from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
 from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
 
@@ -77,12 +78,11 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
     g = tracker.residual
     for k in range(1, max_iter):
         step = -inverse.apply(g)
-        if ls:
-            x_new, fx_new = _line_search(f, tracker, x, g, step)
-        else:
-            x_new = tracker.next_iterate(x + step)
-            fx_new = f(x_new)
-            tracker.nfe += 1
+        # With ls: halve the step of the samples whose residual grew.
+        norm0 = xp.vecdot(g, g) if ls else None
+        x_new, fx_new = backtrack(f, tracker, x, step,
+                                  lambda r, _: xp.vecdot(r, r) < norm0,
+                                  LINE_SEARCH_HALVINGS if ls else 0)
         if not tracker.observe(x_new, fx_new) or k == max_iter - 1:
             break
         g_new = tracker.residual
@@ -144,27 +144,3 @@ def _low_rank(left: Any, right: Any, vec: Any) -> Any:
     """``left^T (right vec)`` per sample: ``(B, r, D)``, ``(B, r, D)``, ``(B, D)`` -> ``(B, D)``."""
     coefficients = right @ vec[:, :, None]             # (B, r, 1)
     return (coefficients[:, None, :, 0] @ left)[:, 0, :]
-
-
-def _line_search(f, tracker, x, g, step):
-    """Backtrack per sample until ``||g(x + s * step)|| < ||g(x)||`` (at most
-    :data:`LINE_SEARCH_HALVINGS` halvings); return the accepted ``x`` and ``f(x)``."""
-    xp = tracker.xp
-    norm0 = xp.vecdot(g, g)
-    scale = xp.ones_like(norm0)
-    x_new = tracker.next_iterate(x + step)
-    fx_new = f(x_new)
-    tracker.nfe += 1
-    for _ in range(LINE_SEARCH_HALVINGS):
-        g_new = fx_new - x_new
-        norm = xp.vecdot(g_new, g_new)
-        retry = tracker.active & ~(norm < norm0)
-        if not backend.to_scalar(xp.any(retry)):
-            break
-        scale = xp.where(retry, 0.5 * scale, scale)
-        candidate = tracker.next_iterate(x + scale[:, None] * step)
-        fx_candidate = f(candidate)
-        tracker.nfe += 1
-        x_new = xp.where(retry[:, None], candidate, x_new)
-        fx_new = xp.where(retry[:, None], fx_candidate, fx_new)
-    return x_new, fx_new

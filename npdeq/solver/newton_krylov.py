@@ -13,7 +13,7 @@ linear model need not be more accurate than the answer asked for. A per-sample b
 enough. Converged samples get a zero right-hand side, so they cost their Krylov solves nothing
 and stay frozen.
 
-Imports the backend and this package's ``state``, ``stats`` and ``gmres``.
+Imports the backend and this package's ``state``, ``stats``, ``line_search`` and ``gmres``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.gmres import check_restart, flag_nonfinite, solve_batched
+from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
 from npdeq.solver.stats import REL_EPS, SolverStat, SolveTracker, check_solver_args
 
@@ -124,7 +125,13 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
         tracker.nfe += inner["nmatvec"]
         flag_nonfinite(tracker, inner["nonfinite"])
         step = xp.where(inner["nonfinite"][:, None], 0.0, step)
-        x_new, fx_new = _line_search(f, tracker, x, step, g_norm, line_search)
+        # Per sample, the first of 1, 1/2, 1/4, ... of the step with sufficient decrease
+        # (halving beat quadratic interpolation, which cut steps shorter, on slowly
+        # contracting tanh maps); NaN residuals are not accepted.
+        x_new, fx_new = backtrack(
+            f, tracker, x, step,
+            lambda r, scale: _norm(xp, r) <= (1.0 - ARMIJO * scale) * g_norm,
+            LINE_SEARCH_HALVINGS if line_search else 0)
         eta = _forcing_term(xp, eta, _norm(xp, fx_new - x_new), g_norm, inner_tol)
         if not tracker.observe(x_new, fx_new):
             break
@@ -148,32 +155,6 @@ def _difference_product(f: Callable[[Any], Any], x: Any, fx: Any, scale: Any
         return (f(x + h * v) - fx) / h - v
 
     return product
-
-
-def _line_search(f: Callable[[Any], Any], tracker: SolveTracker, x: Any, step: Any,
-                 g_norm: Any, enabled: bool) -> tuple[Any, Any]:
-    """The next iterate and its image: the full step, or (``enabled``) the first of ``1, 1/2,
-    1/4, ...`` of it with sufficient decrease of ``||f(z) - z||``, per sample. (Halving beat
-    quadratic interpolation, which cut steps shorter, on slowly contracting tanh maps.)"""
-    xp = tracker.xp
-    x_new = tracker.next_iterate(x + step)
-    fx_new = f(x_new)
-    tracker.nfe += 1
-    if not enabled:
-        return x_new, fx_new
-    scale = xp.ones_like(g_norm)
-    for _ in range(LINE_SEARCH_HALVINGS):
-        new_norm = _norm(xp, fx_new - x_new)
-        retry = tracker.active & ~(new_norm <= (1.0 - ARMIJO * scale) * g_norm)  # NaN: retry
-        if not backend.to_scalar(xp.any(retry)):
-            break
-        scale = xp.where(retry, 0.5 * scale, scale)
-        candidate = tracker.next_iterate(x + scale[:, None] * step)
-        f_candidate = f(candidate)
-        tracker.nfe += 1
-        x_new = xp.where(retry[:, None], candidate, x_new)
-        fx_new = xp.where(retry[:, None], f_candidate, fx_new)
-    return x_new, fx_new
 
 
 def _forcing_term(xp: Any, eta: Any, new_norm: Any, old_norm: Any, largest: float) -> Any:
