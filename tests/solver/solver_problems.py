@@ -9,10 +9,11 @@ reads ``x.data``.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 import npdeq
-from npdeq import backend
+from npdeq import ConvergenceWarning, backend
 from npdeq.solver import anderson_solver, broyden_solver, fixed_point_iter
 from npdeq.testing.strategies import contractive_maps
 
@@ -273,3 +274,34 @@ def assert_fewer_evaluations_than_iteration(solver, m, tol=1e-5, **kw):
     assert np.all(host(plain["converged"])) and np.all(host(info["converged"]))
     assert info["nfe"] < plain["nfe"], (info["nfe"], plain["nfe"])
     return info["nfe"], plain["nfe"]
+
+
+def assert_nonfinite_sample_isolated(solve, to_xp, xp, call, rtol, atol, **kw):
+    """NaN for sample 2 of a 4-sample problem at one call of f: ``solve`` (a solver with
+    ``max_iter``/``tol`` in ``kw``) flags it, keeps it finite and unconverged, and gives the
+    other samples what it gives without the NaN. Returns the poisoned solve's ``info``."""
+    func, z0, _ = row_problem(to_xp, batch=4, dim=5)
+    clean, _, _ = solve(func, z0, **kw)
+    with pytest.warns(ConvergenceWarning, match="non-finite"):
+        z, _, info = solve(poison(func, xp, sample=2, calls={call}), z0, **kw)
+    assert host(info["nonfinite"]).tolist() == [False, False, True, False]
+    assert host(info["converged"]).tolist() == [True, True, False, True]
+    assert np.all(np.isfinite(host(z)[2]))
+    others = [0, 1, 3]
+    np.testing.assert_allclose(host(z)[others], host(clean)[others], rtol=rtol, atol=atol)
+    return info
+
+
+def assert_tiny_max_iter(solve, to_xp, max_iter):
+    """``max_iter`` of 0, 1 or 2: one trace column per iteration, every evaluation counted in
+    ``nfe``, and (below 2) ``x0`` returned, as no step was taken."""
+    func, z0, _ = row_problem(to_xp, batch=2)
+    calls = counted(func)
+    if max_iter == 0:
+        z, _, info = solve(calls, z0, max_iter=0)
+    else:
+        with pytest.warns(ConvergenceWarning):
+            z, _, info = solve(calls, z0, max_iter=max_iter, tol=1e-12)
+    assert info["abs_trace"].shape[1] == max_iter and info["nfe"] == calls.calls
+    if max_iter < 2:
+        np.testing.assert_array_equal(host(z), host(z0))

@@ -13,9 +13,10 @@ from hypothesis import given, strategies as st
 from npdeq import ConvergenceWarning, backend
 from npdeq.solver import anderson_solver, get_solver, newton_krylov
 
-from solver_problems import (GENEROUS_MAX_ITER, STOP_MODES, assert_solution_stats,
+from solver_problems import (assert_nonfinite_sample_isolated, assert_tiny_max_iter,
+                             GENEROUS_MAX_ITER, STOP_MODES, assert_solution_stats,
                              assert_trace_consistent, check_info, check_raw, check_state,
-                             counted, exact_fixed_point, host, host_map, linear_maps, poison,
+                             counted, exact_fixed_point, host, host_map, linear_maps,
                              row_problem, tanh_maps, two_state_problem)
 
 pytestmark = pytest.mark.filterwarnings("error::npdeq.ConvergenceWarning")
@@ -134,31 +135,14 @@ def test_nonfinite_sample_is_flagged_and_isolated(call, xp, to_xp):
     """NaN for sample 2 at one call (the first: x0; later ones: inside a difference product):
     the sample is flagged, keeps a finite iterate and is not converged; the others converge
     as without it."""
-    func, z0, _ = row_problem(to_xp, batch=4, dim=5)
-    clean, _, _ = newton_krylov(func, z0, max_iter=100, tol=1e-10)
-    with pytest.warns(ConvergenceWarning, match="non-finite"):
-        z, _, info = newton_krylov(poison(func, xp, sample=2, calls={call}), z0,
-                                   max_iter=100, tol=1e-10)
-    assert host(info["nonfinite"]).tolist() == [False, False, True, False]
-    assert host(info["converged"]).tolist() == [True, True, False, True]
-    assert np.all(np.isfinite(host(z)[2]))
-    others = [0, 1, 3]
-    np.testing.assert_allclose(host(z)[others], host(clean)[others], rtol=1e-10, atol=1e-12)
+    info = assert_nonfinite_sample_isolated(
+        newton_krylov, to_xp, xp, call, rtol=1e-10, atol=1e-12, max_iter=100, tol=1e-10)
     assert_trace_consistent(info, "abs")
 
 
 @pytest.mark.parametrize("max_iter", [0, 1, 2])
 def test_tiny_max_iter(max_iter, xp, to_xp):
-    func, z0, _ = row_problem(to_xp, batch=2)
-    calls = counted(func)
-    if max_iter == 0:
-        z, _, info = newton_krylov(calls, z0, max_iter=0)
-    else:
-        with pytest.warns(ConvergenceWarning):
-            z, _, info = newton_krylov(calls, z0, max_iter=max_iter, tol=1e-12)
-    assert info["abs_trace"].shape[1] == max_iter and info["nfe"] == calls.calls
-    if max_iter < 2:
-        np.testing.assert_array_equal(host(z), host(z0))
+    assert_tiny_max_iter(newton_krylov, to_xp, max_iter)
 
 
 @pytest.mark.parametrize("converge", [True, False], ids=["converging", "max_iter"])

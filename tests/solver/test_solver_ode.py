@@ -19,9 +19,10 @@ from npdeq.solver.ode import TABLEAUS
 from npdeq.testing import check_grads
 
 from deq_problems import MLPProblem
-from solver_problems import (GENEROUS_MAX_ITER, STOP_MODES, assert_solution_stats,
+from solver_problems import (assert_nonfinite_sample_isolated, assert_tiny_max_iter,
+                             GENEROUS_MAX_ITER, STOP_MODES, assert_solution_stats,
                              assert_trace_consistent, check_info, check_raw, check_state,
-                             counted, host, poison, row_problem, two_state_problem)
+                             counted, host, row_problem, two_state_problem)
 
 pytestmark = pytest.mark.filterwarnings("error::npdeq.ConvergenceWarning")
 
@@ -220,30 +221,13 @@ def test_indexing_returns_the_requested_iterations(xp, to_xp):
 def test_nonfinite_sample_is_flagged_and_isolated(call, xp, to_xp):
     """NaN for sample 2 at one call (x0, the initial-step probe, a stage): flagged, finite,
     not converged; the others as without it."""
-    func, z0, _ = row_problem(to_xp, batch=4, dim=5)
-    clean, _, _ = ode_solver(func, z0, max_iter=500, tol=1e-10)
-    with pytest.warns(ConvergenceWarning, match="non-finite"):
-        z, _, info = ode_solver(poison(func, xp, sample=2, calls={call}), z0, max_iter=500,
-                                tol=1e-10)
-    assert host(info["nonfinite"]).tolist() == [False, False, True, False]
-    assert host(info["converged"]).tolist() == [True, True, False, True]
-    assert np.all(np.isfinite(host(z)[2]))
-    others = [0, 1, 3]
-    np.testing.assert_allclose(host(z)[others], host(clean)[others], rtol=1e-12, atol=1e-14)
+    assert_nonfinite_sample_isolated(
+        ode_solver, to_xp, xp, call, rtol=1e-12, atol=1e-14, max_iter=500, tol=1e-10)
 
 
 @pytest.mark.parametrize("max_iter", [0, 1, 2])
 def test_tiny_max_iter(max_iter, xp, to_xp):
-    func, z0, _ = row_problem(to_xp, batch=2)
-    calls = counted(func)
-    if max_iter == 0:
-        z, _, info = ode_solver(calls, z0, max_iter=0)
-    else:
-        with pytest.warns(ConvergenceWarning):
-            z, _, info = ode_solver(calls, z0, max_iter=max_iter, tol=1e-12)
-    assert info["abs_trace"].shape[1] == max_iter and info["nfe"] == calls.calls
-    if max_iter < 2:
-        np.testing.assert_array_equal(host(z), host(z0))
+    assert_tiny_max_iter(ode_solver, to_xp, max_iter)
 
 
 def test_float32_stays_float32(xp, to_xp, check_array):
