@@ -112,6 +112,7 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
     optimizer = optim.AdamW(model.parameters(), lr=settings.lr,
                             weight_decay=settings.weight_decay)
     schedule = optim.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    jacobian_weight = _jacobian_weight(model)
     rng = np.random.default_rng(settings.seed)
     history = History()
     n = data.y_train.shape[0]
@@ -131,7 +132,7 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                 loss = cross_entropy(logits, y_train[key])
                 jacobian_loss = info["solution"].jacobian_loss
                 if jacobian_loss is not None:  # --jac-reg: keeps f contractive while it learns
-                    loss = loss + info_weight(model) * jacobian_loss
+                    loss = loss + jacobian_weight * jacobian_loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -170,7 +171,7 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
     return history
 
 
-def info_weight(model: npdeq.nn.Module) -> float:
+def _jacobian_weight(model: npdeq.nn.Module) -> float:
     """The Jacobian-regularisation weight of the model's DEQ core (its ``jac_loss_weight``)."""
     for module in model.modules():
         if isinstance(module, npdeq.DEQBase):
