@@ -9,8 +9,8 @@ radius), and the hook that keeps the backward statistics in ``info``. The cores 
 ``DEQBase`` is an :class:`npdeq.nn.Module`, so ``model.train()`` / ``model.eval()`` on a
 user's model reach it, as in TorchDEQ.
 
-Imports the config module, the solvers, the gradient layer's state helpers, ``nn.Module``,
-the tape and the shared exceptions.
+Imports the config module, the solvers, the gradient layer's state helpers and adjoint solver
+names, ``nn.Module``, the tape and the shared exceptions.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from npdeq.autodiff import Tensor, no_grad
 from npdeq.core.config import DEQConfig, check_value, default, is_default, unknown_key_error
 from npdeq.core.sradius import spectral_radius
 from npdeq.exceptions import ConvergenceWarning
+from npdeq.grad.adjoint import LINEAR_SOLVERS
 from npdeq.grad.state import call_state_func
 from npdeq.nn.module import Module
 from npdeq.solver import get_solver
@@ -174,7 +175,7 @@ class DEQBase(Module):
         args: a DEQ config: dict, ``argparse.Namespace`` or :class:`DEQConfig`. Copied.
         f_solver: forward solver name (``'fixed_point_iter'``, ``'simple_fixed_point_iter'``,
             ``'anderson'``, ``'broyden'`` or a registered one).
-        b_solver: backward (IFT adjoint) solver name, or ``'direct'``.
+        b_solver: backward (IFT adjoint) solver name, ``'gmres'`` or ``'direct'``.
         no_stat: accepted and stored for compatibility; npdeq's solvers always return
             per-sample statistics (``simple_fixed_point_iter`` is the cheap one). Default: True
             for ``simple_fixed_point_iter``.
@@ -217,7 +218,7 @@ class DEQBase(Module):
         self.f_solver: str = cfg.get("f_solver")
         self.b_solver: str = cfg.get("b_solver")
         get_solver(self.f_solver)  # unknown names raise here, not at the first call
-        if self.b_solver != "direct":
+        if self.b_solver not in LINEAR_SOLVERS:  # those the adjoint solve handles itself
             get_solver(self.b_solver)
         no_stat = cfg.get("no_stat")
         self.no_stat: bool = (self.f_solver == "simple_fixed_point_iter"

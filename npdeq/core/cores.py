@@ -30,6 +30,7 @@ from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
 from npdeq.core.solution import jacobian_due, solution_record
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import backward_factory, supervised_steps
+from npdeq.grad.adjoint import LINEAR_SOLVERS
 from npdeq.grad.state import as_state_tuple, raw_arrays
 from npdeq.solver import SolverStat, get_solver
 
@@ -145,8 +146,8 @@ class SampledDEQ(DEQBase):
     def _b_solver_kwargs(self) -> dict:
         """``b_max_iter``/``b_tol``/``b_stop_mode`` for the backward solver (those it takes)."""
         kwargs = dict(max_iter=self.b_max_iter, tol=self.b_tol, stop_mode=self.b_stop_mode)
-        if self.b_solver == "direct":
-            return {}
+        if self.b_solver in LINEAR_SOLVERS:
+            return {k: v for k, v in kwargs.items() if k in LINEAR_SOLVERS[self.b_solver]}
         accepted = solver_parameters(get_solver(self.b_solver))
         return {k: v for k, v in kwargs.items() if accepted is None or k in accepted
                 or k == "max_iter"}

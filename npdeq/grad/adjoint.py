@@ -27,9 +27,8 @@ ADJOINT_DEFAULTS = {"tol": 1e-6, "max_iter": 40, "stop_mode": "abs"}
 DIRECT_MAX_DIM = 4096
 # Backward solvers that treat the adjoint equation as the linear system it is, rather than
 # as a fixed point; their arguments are checked here, not by a registered solver.
-LINEAR_SOLVERS = ("direct", "gmres")
-# The arguments b_solver='gmres' takes (besides tol, max_iter, stop_mode).
-_GMRES_KWARGS = ("restart",)
+# Each with the arguments it takes.
+LINEAR_SOLVERS = {"direct": (), "gmres": ("tol", "max_iter", "stop_mode", "restart")}
 
 _NOT_CONVERGED = ("IFT backward solve did not reach its tolerance for some samples; the "
                   "gradient is approximate (see the backward statistics 'converged'/'abs_lowest'"
@@ -101,10 +100,11 @@ def _warn_if_failed(info: dict, xp: Any) -> None:
 
 
 def _gmres_solve(vjp_z, g, xp, kwargs):
-    unknown = sorted(set(kwargs) - set(ADJOINT_DEFAULTS) - set(_GMRES_KWARGS))
+    unknown = sorted(set(kwargs) - set(LINEAR_SOLVERS["gmres"]))
     if unknown:
-        raise ValueError(f"b_solver='gmres' takes tol, max_iter, stop_mode and "
-                         f"{', '.join(_GMRES_KWARGS)}; got {', '.join(unknown)}")
+        *first, last = LINEAR_SOLVERS["gmres"]
+        raise ValueError(f"b_solver='gmres' takes {', '.join(first)} and {last}; "
+                         f"got {', '.join(unknown)}")
     tol, stop_mode = kwargs["tol"], kwargs["stop_mode"]
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol!r}")

@@ -25,8 +25,8 @@ _SOLVERS: dict[str, Callable[..., Any]] = {
     "broyden": broyden_solver,
     "newton_krylov": newton_krylov,
     "ode": ode_solver,
-    # For affine maps only (the IFT adjoint equation is one); registered so that the DEQ
-    # configs accept b_solver='gmres' like any other name.
+    # For affine maps only (an IFT adjoint equation is one, where b_solver='gmres' uses the
+    # linear solver directly).
     "gmres": gmres_solver,
 }
 

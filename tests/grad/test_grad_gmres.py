@@ -199,3 +199,12 @@ def test_fixed_point_rejects_an_unknown_backward_solver_before_solving(xp, to_xp
     with pytest.raises(ValueError, match="unknown solver 'gmress'"):
         fixed_point(func, to_xp(np.zeros((1, 2))), b_solver="gmress")
     assert calls == []
+
+
+def test_the_cores_take_gmres_as_the_adjoint_solver_not_from_the_solver_registry(monkeypatch):
+    from npdeq.solver import registry
+    monkeypatch.delitem(registry._SOLVERS, "gmres")
+    deq = npdeq.get_deq(core="indexing", ift=True, b_solver="gmres")
+    assert deq.b_solver == "gmres"
+    with pytest.raises(ValueError, match="unknown solver 'gmress'"):
+        npdeq.get_deq(b_solver="gmress")
