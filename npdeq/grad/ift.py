@@ -72,7 +72,7 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
     Returns:
         A tuple of Tensors with the values of ``func(*z_star)`` whose gradients with respect
         to everything ``func`` closes over are the implicit ones. When nothing in ``func``
-        requires grad, detached values.
+        requires grad, or under ``no_grad()`` (nothing is recorded then), detached values.
 
     Raises:
         ValueError/TypeError: ``func`` returns a different structure than ``z_star``.
@@ -83,6 +83,10 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
         >>> f = lambda z: npdeq.tanh(z @ W) + 1.0
         >>> (z,) = implicit_grad(f, (np.zeros((1, 2)),))
     """
+    if not is_grad_enabled():
+        # Under no_grad nothing may be recorded: f(z*) as plain values, no rule attached.
+        return tuple(o.detach() for o in
+                     call_state_func(func, tuple(Tensor(z) for z in raw_arrays(z_star))))
     with enable_grad():
         z_leaves = tuple(Tensor(z, requires_grad=True) for z in raw_arrays(z_star))
         f_out = call_state_func(func, z_leaves)

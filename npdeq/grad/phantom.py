@@ -111,7 +111,8 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
 
     Returns:
         One state tuple per step in :func:`supervised_steps`, each carrying the gradient of
-        the unrolled steps up to it.
+        the unrolled steps up to it (detached values under ``no_grad()``: nothing is
+        recorded then).
 
     Raises:
         ValueError: ``k < 1`` or ``tau`` outside ``(0, 1]``.
@@ -121,6 +122,9 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau!r}")
     steps = supervised_steps(k, sup_gap, sup_loc)
+    if not is_grad_enabled():
+        # Under no_grad nothing may be recorded: the same k steps on plain values.
+        return _unrolled_values(func, raw_arrays(z_star), steps, tau)
     clock = tape_clock()
     with enable_grad():
         leaves = tuple(Tensor(z, requires_grad=True) for z in raw_arrays(z_star))
@@ -146,3 +150,14 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
     run = _Unrolled(func, inputs, shapes, tau, steps, stacked)
     out = phantom_unroll(*outside, run=run)
     return [unpack_tensors(out[i, :, :], shapes) for i in range(len(steps))]
+
+
+def _unrolled_values(func, z_star, steps, tau):
+    """The states :func:`phantom_grad` returns, computed without recording anything."""
+    z = tuple(Tensor(a) for a in z_star)
+    states = []
+    for step in range(1, steps[-1] + 1):
+        z = tuple(tau * o + (1.0 - tau) * s for o, s in zip(call_state_func(func, z), z))
+        if step in steps:
+            states.append(tuple(s.detach() for s in z))
+    return states
