@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from npdeq import backend
 from npdeq.autodiff.tensor import Tensor
+from npdeq.nn._checks import check_bool, check_int, check_real
 from npdeq.nn.parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "CosineAnnealingLR"]
@@ -26,6 +27,29 @@ def _is_array(obj: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _checked_grad(param: Parameter, group: int, position: int) -> Any:
+    """``param.grad``'s array, checked against the parameter it updates."""
+    grad = param.grad
+    g = grad.data if isinstance(grad, Tensor) else grad
+    where = f"parameter {position} of group {group} (shape {tuple(param.shape)})"
+    if not _is_array(g):
+        raise TypeError(f"the gradient of {where} must be an array or Tensor, got "
+                        f"{type(grad).__name__}")
+    if tuple(g.shape) != tuple(param.shape):
+        raise ValueError(f"the gradient of {where} has shape {tuple(g.shape)}; it must have "
+                         "the parameter's shape")
+    p = param.data
+    xp = backend.array_namespace(p)
+    if backend.array_namespace(g) is not xp or backend.device(g) != backend.device(p):
+        raise TypeError(f"the gradient of {where} is a {backend.namespace_name(backend.array_namespace(g))} "
+                        f"array on {backend.device(g)}, the parameter a "
+                        f"{backend.namespace_name(xp)} array on {backend.device(p)}")
+    if g.dtype != p.dtype:
+        raise TypeError(f"the gradient of {where} has dtype {g.dtype}, the parameter "
+                        f"{p.dtype}; a step would change the parameter's dtype")
+    return g
 
 
 def _follow(state: dict[str, Any], p: Any) -> None:
@@ -52,9 +76,14 @@ class Optimizer:
             (parameter groups; missing settings take ``defaults``).
         defaults: the optimizer's settings.
 
+    Every numeric setting is checked when a group is added and again at each
+    :meth:`step` (a rate set to NaN by hand is refused then): a real number (NumPy scalars
+    accepted), finite and in its range, else ``ValueError`` naming it. NaN fails every
+    check, so no setting can silently turn the parameters into NaN.
+
     Raises:
         TypeError: an entry that is not a Parameter (a plain Tensor or array included).
-        ValueError: no parameters, or a parameter given twice.
+        ValueError: no parameters, a parameter given twice, or a bad setting.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
@@ -104,16 +133,19 @@ class Optimizer:
                                  "is given to the optimizer twice")
             seen.add(id(param))
         settings = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
-        self._check(settings)
+        settings = self._check(settings)
         self.param_groups.append({"params": params, **settings})
 
-    def _check(self, settings: dict[str, Any]) -> None:
-        lr = settings.get("lr")
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
-            raise ValueError(f"lr must be a number >= 0, got {lr!r}")
-        decay = settings.get("weight_decay", 0.0)
-        if decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {decay!r}")
+    def _check(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Check ``settings`` (a group's); return them with numbers as Python floats.
+
+        Subclasses extend it. Raises ValueError naming the setting and its value.
+        """
+        settings["lr"] = check_real("lr", settings.get("lr"), 0.0, owner=type(self).__name__)
+        if "weight_decay" in settings:
+            settings["weight_decay"] = check_real("weight_decay", settings["weight_decay"], 0.0,
+                                                  owner=type(self).__name__)
+        return settings
 
     def zero_grad(self) -> None:
         """Clear ``.grad`` of every parameter."""
@@ -122,14 +154,30 @@ class Optimizer:
                 param.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient."""
-        for group in self.param_groups:
-            for param in group["params"]:
+        """Update every parameter that has a gradient.
+
+        Everything is checked before any parameter changes, so a step never half-applies:
+        each group's settings (a learning rate a schedule or the user set to NaN is
+        refused), and each gradient, which must be an array or Tensor of its parameter's
+        shape, dtype, namespace and device.
+
+        Raises:
+            ValueError: a bad setting, or a gradient of another shape (the parameter is
+                named by its group and position, with both shapes).
+            TypeError: a gradient that is not an array, or of another dtype, namespace or
+                device.
+        """
+        work = []
+        for index, group in enumerate(self.param_groups):
+            settings = self._check({k: v for k, v in group.items() if k != "params"})
+            for position, param in enumerate(group["params"]):
                 if param.grad is not None:
-                    state = self.state.setdefault(id(param), {})
-                    if state:
-                        _follow(state, param.data)
-                    param.data = self._update(param.data, param.grad.data, state, group)
+                    work.append((param, _checked_grad(param, index, position), settings))
+        for param, grad, settings in work:
+            state = self.state.setdefault(id(param), {})
+            if state:
+                _follow(state, param.data)
+            param.data = self._update(param.data, grad, state, settings)
 
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -150,14 +198,16 @@ class SGD(Optimizer):
 
     Args:
         params: Parameters or parameter groups.
-        lr: learning rate.
-        momentum: momentum factor (0: none).
-        dampening: dampening of the momentum.
-        weight_decay: L2 penalty.
+        lr: learning rate (finite, >= 0).
+        momentum: momentum factor (finite, >= 0; 0: none).
+        dampening: dampening of the momentum (in [0, 1]).
+        weight_decay: L2 penalty (finite, >= 0).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
 
     Raises:
-        ValueError: bad settings.
+        ValueError: a setting out of its range, not finite or not a number (named with its
+            value).
+        TypeError: ``nesterov`` is not a bool.
 
     Example:
         >>> import numpy as np, npdeq
@@ -173,12 +223,18 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
-    def _check(self, settings: dict[str, Any]) -> None:
-        super()._check(settings)
-        if settings["momentum"] < 0:
-            raise ValueError(f"momentum must be >= 0, got {settings['momentum']!r}")
+    def _check(self, settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super()._check(settings)
+        owner = type(self).__name__
+        settings["momentum"] = check_real("momentum", settings["momentum"], 0.0, owner=owner)
+        settings["dampening"] = check_real("dampening", settings["dampening"], 0.0, 1.0,
+                                           owner=owner)
+        settings["nesterov"] = check_bool("nesterov", settings["nesterov"], owner=owner)
         if settings["nesterov"] and (settings["momentum"] <= 0 or settings["dampening"] != 0):
-            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+            raise ValueError(f"{owner}: nesterov=True needs momentum > 0 and dampening = 0, got "
+                             f"momentum={settings['momentum']!r}, "
+                             f"dampening={settings['dampening']!r}")
+        return settings
 
     def _update(self, p, g, state, group):
         if group["weight_decay"]:
@@ -199,13 +255,16 @@ class Adam(Optimizer):
 
     Args:
         params: Parameters or parameter groups.
-        lr: learning rate.
-        betas: decay rates of the first and second moment estimates.
-        eps: added to the denominator.
-        weight_decay: L2 penalty added to the gradient (see :class:`AdamW` for decoupled).
+        lr: learning rate (finite, >= 0).
+        betas: decay rates of the first and second moment estimates, two numbers in [0, 1).
+        eps: added to the denominator (finite, > 0: PyTorch allows 0, which turns a
+            parameter whose gradient is exactly zero into ``0 / 0 = NaN``).
+        weight_decay: L2 penalty added to the gradient (finite, >= 0; see :class:`AdamW` for
+            decoupled).
 
     Raises:
-        ValueError: bad settings.
+        ValueError: a setting out of its range, not finite or not a number (named with its
+            value).
 
     Example:
         >>> import numpy as np, npdeq
@@ -222,13 +281,20 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
-    def _check(self, settings: dict[str, Any]) -> None:
-        super()._check(settings)
+    def _check(self, settings: dict[str, Any]) -> dict[str, Any]:
+        settings = super()._check(settings)
+        owner = type(self).__name__
         betas = settings["betas"]
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if not settings["eps"] >= 0:
-            raise ValueError(f"eps must be >= 0, got {settings['eps']!r}")
+        try:
+            pair = tuple(betas)
+        except TypeError:
+            pair = ()
+        if len(pair) != 2:
+            raise ValueError(f"{owner}: betas must be two numbers in [0, 1), got {betas!r}")
+        settings["betas"] = tuple(check_real(f"betas[{i}]", b, 0.0, 1.0, high_open=True,
+                                             owner=owner) for i, b in enumerate(pair))
+        settings["eps"] = check_real("eps", settings["eps"], 0.0, low_open=True, owner=owner)
+        return settings
 
     def _update(self, p, g, state, group):
         lr, (beta1, beta2), decay = group["lr"], group["betas"], group["weight_decay"]
@@ -282,8 +348,13 @@ class CosineAnnealingLR:
         eta_min: the final learning rate.
         warmup: steps of linear warm-up from ``lr_0 / warmup`` (0: none).
 
+    ``T_max`` and ``warmup`` are ints (NumPy integers accepted), ``eta_min`` a finite
+    number >= 0.
+
     Raises:
-        ValueError: ``T_max < 1`` or a negative ``warmup``.
+        ValueError: ``T_max < 1``, a negative ``warmup``, an ``eta_min`` that is negative or
+            not finite, or any of them of the wrong type (named with its value).
+        TypeError: ``optimizer`` is not an :class:`Optimizer`.
 
     Example:
         >>> import numpy as np, npdeq
@@ -295,10 +366,13 @@ class CosineAnnealingLR:
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  warmup: int = 0) -> None:
-        if not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"T_max must be an int >= 1, got {T_max!r}")
-        if not isinstance(warmup, int) or warmup < 0:
-            raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"CosineAnnealingLR: optimizer must be an npdeq.optim.Optimizer, "
+                            f"got {type(optimizer).__name__}")
+        owner = "CosineAnnealingLR"
+        T_max = check_int("T_max", T_max, 1, owner=owner)
+        warmup = check_int("warmup", warmup, 0, owner=owner)
+        eta_min = check_real("eta_min", eta_min, 0.0, owner=owner)
         self.optimizer, self.T_max, self.eta_min, self.warmup = optimizer, T_max, eta_min, warmup
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.last_step = 0

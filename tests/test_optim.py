@@ -456,3 +456,138 @@ def test_sgd_momentum_buffer_does_not_alias_the_gradient():
     opt.step()
     p.grad.data[...] = 100.0  # a user editing the gradient in place after the step
     np.testing.assert_array_equal(opt.state[id(p)]["momentum_buffer"], [1.0, 1.0])
+
+
+# --- hardening: every setting finite and in range, gradients checked before any update ---
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("build, match", [
+    pytest.param(lambda ps: optim.SGD(ps, lr=NAN), r"SGD: lr .*got nan", id="sgd-lr-nan"),
+    pytest.param(lambda ps: optim.SGD(ps, lr=INF), r"lr .*got inf", id="sgd-lr-inf"),
+    pytest.param(lambda ps: optim.SGD(ps, lr=True), "lr", id="sgd-lr-bool"),
+    pytest.param(lambda ps: optim.SGD(ps, momentum=NAN), "momentum", id="sgd-momentum-nan"),
+    pytest.param(lambda ps: optim.SGD(ps, momentum=INF), "momentum", id="sgd-momentum-inf"),
+    pytest.param(lambda ps: optim.SGD(ps, weight_decay=NAN), "weight_decay",
+                 id="sgd-decay-nan"),
+    pytest.param(lambda ps: optim.SGD(ps, dampening=NAN), "dampening", id="sgd-dampening-nan"),
+    pytest.param(lambda ps: optim.SGD(ps, dampening=1.5), "dampening", id="sgd-dampening-big"),
+    pytest.param(lambda ps: optim.Adam(ps, lr=NAN), "lr", id="adam-lr-nan"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=(NAN, 0.9)), r"betas\[0\]",
+                 id="adam-beta1-nan"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=(0.9, NAN)), r"betas\[1\]",
+                 id="adam-beta2-nan"),
+    pytest.param(lambda ps: optim.Adam(ps, betas=0.9), "betas", id="adam-betas-scalar"),
+    pytest.param(lambda ps: optim.Adam(ps, eps=NAN), "eps", id="adam-eps-nan"),
+    pytest.param(lambda ps: optim.Adam(ps, eps=INF), "eps", id="adam-eps-inf"),
+    pytest.param(lambda ps: optim.Adam(ps, eps=0.0), "eps", id="adam-eps-zero"),
+    pytest.param(lambda ps: optim.Adam(ps, weight_decay=INF), "weight_decay",
+                 id="adam-decay-inf"),
+    pytest.param(lambda ps: optim.AdamW(ps, weight_decay=NAN), "weight_decay",
+                 id="adamw-decay-nan"),
+    pytest.param(lambda ps: optim.AdamW([{"params": ps, "betas": (0.9, INF)}]), "betas",
+                 id="group-betas-inf"),
+])
+def test_non_finite_settings_raise_value_error(build, match):
+    with pytest.raises(ValueError, match=match):
+        build([nn.Parameter(np.ones(2))])
+
+
+def test_nesterov_must_be_a_bool():
+    with pytest.raises(TypeError, match="nesterov"):
+        optim.SGD([nn.Parameter(np.ones(2))], momentum=0.9, nesterov=1)
+
+
+def test_add_param_group_checks_settings_and_adds_nothing_on_error():
+    opt = optim.SGD([nn.Parameter(np.ones(2))], lr=0.1)
+    for bad in ({"lr": NAN}, {"momentum": -INF}, {"weight_decay": NAN}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            opt.add_param_group({"params": [nn.Parameter(np.ones(3))], **bad})
+    assert len(opt.param_groups) == 1
+
+
+def test_numpy_scalars_are_accepted_as_settings():
+    def run(lr, momentum, T_max):
+        p = nn.Parameter(np.array([1.0, -2.0]))
+        opt = optim.SGD([p], lr=lr, momentum=momentum)
+        sched = optim.CosineAnnealingLR(opt, T_max=T_max, eta_min=lr / 10)
+        for _ in range(3):
+            p.grad = Tensor(np.array([0.5, 1.0]))
+            opt.step()
+            sched.step()
+        return host(p)
+
+    plain = run(0.1, 0.9, 4)
+    np.testing.assert_array_equal(run(np.float64(0.1), np.float64(0.9), np.int64(4)), plain)
+    np.testing.assert_allclose(run(np.float32(0.1), np.float32(0.9), np.int32(4)), plain,
+                               rtol=1e-6)
+    p = nn.Parameter(np.ones(2))
+    opt = optim.Adam([p], betas=(np.float32(0.9), np.float64(0.99)), eps=np.float32(1e-8))
+    p.grad = Tensor(np.ones(2))
+    opt.step()
+    assert host(p).dtype == np.float64
+
+
+def test_a_learning_rate_set_to_nan_by_hand_is_refused_at_the_step():
+    p = nn.Parameter(np.ones(2))
+    opt = optim.SGD([p], lr=0.1)
+    opt.param_groups[0]["lr"] = NAN
+    p.grad = Tensor(np.ones(2))
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()
+    np.testing.assert_array_equal(host(p), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"T_max": NAN}, "T_max"), ({"T_max": np.int64(0)}, "T_max"), ({"T_max": True}, "T_max"),
+    ({"T_max": 3, "eta_min": NAN}, "eta_min"), ({"T_max": 3, "eta_min": -INF}, "eta_min"),
+    ({"T_max": 3, "eta_min": -0.1}, "eta_min"), ({"T_max": 3, "warmup": NAN}, "warmup")])
+def test_cosine_annealing_refuses_non_finite_arguments(kwargs, match):
+    opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match=match):
+        optim.CosineAnnealingLR(opt, **kwargs)
+    assert opt.param_groups[0]["lr"] == 1.0
+
+
+def test_cosine_annealing_needs_an_optimizer():
+    with pytest.raises(TypeError, match="Optimizer"):
+        optim.CosineAnnealingLR([nn.Parameter(np.zeros(1))], T_max=3)
+
+
+@pytest.mark.parametrize("make_opt", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                      lambda ps: optim.Adam(ps, lr=0.1)], ids=["sgd", "adam"])
+def test_a_wrong_shaped_gradient_names_the_parameter_and_nothing_moves(make_opt):
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones((3, 2)))
+    opt = make_opt([{"params": [a]}, {"params": [b]}])
+    a.grad, b.grad = Tensor(np.ones(2)), Tensor(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"parameter 0 of group 1 \(shape \(3, 2\)\) has "
+                                         r"shape \(2, 3\)"):
+        opt.step()
+    np.testing.assert_array_equal(host(a), np.ones(2))  # the first group was not stepped
+    np.testing.assert_array_equal(host(b), np.ones((3, 2)))
+    assert opt.state == {}
+
+
+@pytest.mark.parametrize("grad, match", [
+    pytest.param(lambda: Tensor(np.ones(2, dtype=np.float32)), "dtype float32", id="dtype"),
+    pytest.param(lambda: array_api_strict.ones(2, dtype=array_api_strict.float64),
+                 "array_api_strict", id="namespace"),
+    pytest.param(lambda: [1.0, 1.0], "list", id="not-an-array"),
+])
+def test_a_gradient_of_another_kind_is_refused_before_any_update(grad, match):
+    a, b = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    opt = optim.SGD([a, b], lr=0.1)
+    a.grad, b.grad = Tensor(np.ones(2)), grad()
+    with pytest.raises(TypeError, match=r"parameter 1 of group 0.*" + match):
+        opt.step()
+    np.testing.assert_array_equal(host(a), np.ones(2))
+    assert host(a).dtype == np.float64
+
+
+def test_a_raw_array_gradient_of_the_right_kind_is_used():
+    p = nn.Parameter(np.ones(2))
+    opt = optim.SGD([p], lr=0.5)
+    p.grad = np.array([1.0, 2.0])
+    opt.step()
+    np.testing.assert_array_equal(host(p), [0.5, 0.0])
