@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from npdeq import backend
+from npdeq.nn._checks import check_int, check_real
 
 __all__ = ["manual_seed", "generator", "uniform", "kaiming_uniform", "fan_in",
            "new_array", "zeros", "ones"]
@@ -24,7 +25,7 @@ def manual_seed(seed: int) -> None:
     """Reset npdeq's default generator (used by layers built without ``seed``).
 
     Args:
-        seed: an int.
+        seed: an int (NumPy integers accepted).
 
     Raises:
         TypeError: ``seed`` is not an int.
@@ -36,8 +37,10 @@ def manual_seed(seed: int) -> None:
         >>> bool((a == b).all())
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"manual_seed takes an int, got {type(seed).__name__}")
+    try:
+        seed = check_int("seed", seed)
+    except ValueError:
+        raise TypeError(f"manual_seed takes an int, got {type(seed).__name__}") from None
     _DEFAULT["generator"] = backend.make_generator(seed)
 
 
@@ -82,10 +85,9 @@ def uniform(shape: tuple[int, ...], bound: float, seed: Any = None, xp: Any = No
         The array.
 
     Raises:
-        ValueError: a negative ``bound``.
+        ValueError: a ``bound`` that is negative or not a finite number.
     """
-    if not bound >= 0:
-        raise ValueError(f"bound must be >= 0, got {bound!r}")
+    bound = check_real("bound", bound, 0.0)
     like = new_array((), xp, dtype, device)
     # Drawn on the host in float64, then moved: backend.random_uniform would draw on a CuPy
     # device from CuPy's own generator, so the same seed would give other values on the GPU.
@@ -108,11 +110,15 @@ def kaiming_uniform(shape: tuple[int, ...], a: float = math.sqrt(5), seed: Any =
     """He/Kaiming uniform initialisation for a leaky-ReLU slope ``a`` (PyTorch's default
     for Linear and Conv2d weights: ``a = sqrt(5)``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 
+    Raises:
+        ValueError: an ``a`` that is not a finite number.
+
     Example:
         >>> w = kaiming_uniform((4, 9), seed=0)
         >>> bool(abs(w).max() <= 1 / 3)
         True
     """
+    a = check_real("a", a)
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(shape))
     return uniform(shape, bound, seed, xp, dtype, device)

@@ -17,6 +17,7 @@ from npdeq.autodiff import ops
 from npdeq.autodiff.ops.conv import _padding, _pair
 from npdeq.autodiff.tensor import Tensor
 from npdeq.nn import init
+from npdeq.nn._checks import check_bool, check_int, check_int_or_pair, check_real
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 
@@ -24,10 +25,13 @@ __all__ = ["Linear", "Conv2d", "GroupNorm", "LayerNorm", "ReLU", "Tanh", "GELU",
            "Identity", "Flatten", "AvgPool2d"]
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+def _positive(name: str, value: Any, owner: str | None = None) -> int:
+    return check_int(name, value, 1, owner=owner)
+
+
+def _eps(value: Any, owner: str) -> float:
+    # eps = 0 divides by zero on a constant group (NaN), so it must be positive.
+    return check_real("eps", value, 0.0, low_open=True, owner=owner)
 
 
 class Linear(Module):
@@ -45,7 +49,8 @@ class Linear(Module):
     ``(out_features, in_features)``.
 
     Raises:
-        ValueError: a non-positive size.
+        ValueError: a size that is not a positive int (NumPy integers are accepted).
+        TypeError: ``bias`` is not a bool.
 
     Example:
         >>> import numpy as np
@@ -56,8 +61,9 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
         super().__init__()
-        self.in_features = _positive("in_features", in_features)
-        self.out_features = _positive("out_features", out_features)
+        in_features = self.in_features = _positive("in_features", in_features, "Linear")
+        out_features = self.out_features = _positive("out_features", out_features, "Linear")
+        bias = check_bool("bias", bias, owner="Linear")
         where = dict(xp=xp, dtype=dtype, device=device)
         rng = init.generator(seed)
         shape = (out_features, in_features)
@@ -88,8 +94,11 @@ class Conv2d(Module):
     Shapes: ``(B, C_in, H, W) -> (B, C_out, H', W')``; ``weight`` is
     ``(C_out, C_in / groups, kh, kw)``.
 
+    Sizes are ints or pairs of ints (NumPy integers accepted).
+
     Raises:
         ValueError: bad sizes or a ``groups`` that does not divide the channels.
+        TypeError: ``bias`` is not a bool.
 
     Example:
         >>> import numpy as np
@@ -102,17 +111,20 @@ class Conv2d(Module):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, *,
                  seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("out_channels", out_channels)
-        _positive("groups", groups)
+        owner = "Conv2d"
+        in_channels = _positive("in_channels", in_channels, owner)
+        out_channels = _positive("out_channels", out_channels, owner)
+        groups = _positive("groups", groups, owner)
+        bias = check_bool("bias", bias, owner=owner)
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
-        kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        if len(kernel) != 2:
-            raise ValueError(f"kernel_size must be an int or a pair, got {kernel_size!r}")
-        for k in kernel:
-            _positive("kernel_size", k)
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        kernel_size = check_int_or_pair("kernel_size", kernel_size, 1, owner=owner)
+        kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+        stride = check_int_or_pair("stride", stride, 1, owner=owner)
+        dilation = check_int_or_pair("dilation", dilation, 1, owner=owner)
+        if not isinstance(padding, str):
+            padding = check_int_or_pair("padding", padding, 0, owner=owner)
         # Checked here, with the op's own rules, so a bad setting fails where it is written
         # rather than at the first forward call.
         _padding(padding, kernel, _pair(stride, "stride", 1), _pair(dilation, "dilation", 1))
@@ -140,14 +152,17 @@ class GroupNorm(Module):
     Args:
         num_groups: groups G (must divide ``num_channels``).
         num_channels: channels C.
-        eps: added to the variance.
+        eps: added to the variance, a finite number > 0 (0 would divide by zero on a
+            constant group).
         affine: learn a per-channel scale (ones) and shift (zeros).
         xp, dtype, device: as for :class:`Linear`.
 
     Shapes: ``(B, C, ...) -> (B, C, ...)``.
 
     Raises:
-        ValueError: ``num_groups`` does not divide ``num_channels``.
+        ValueError: a size that is not a positive int, ``num_groups`` does not divide
+            ``num_channels``, or a bad ``eps``.
+        TypeError: ``affine`` is not a bool.
 
     Example:
         >>> import numpy as np
@@ -159,10 +174,13 @@ class GroupNorm(Module):
                  affine: bool = True, *, xp: Any = None, dtype: Any = None,
                  device: Any = None) -> None:
         super().__init__()
-        _positive("num_groups", num_groups)
-        _positive("num_channels", num_channels)
+        num_groups = _positive("num_groups", num_groups, "GroupNorm")
+        num_channels = _positive("num_channels", num_channels, "GroupNorm")
         if num_channels % num_groups:
-            raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
+            raise ValueError(f"GroupNorm: num_groups={num_groups} must divide "
+                             f"num_channels={num_channels}")
+        eps = _eps(eps, "GroupNorm")
+        affine = check_bool("affine", affine, owner="GroupNorm")
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         where = dict(xp=xp, dtype=dtype, device=device)
         self.weight = Parameter(init.ones((num_channels,), **where)) if affine else None
@@ -180,14 +198,15 @@ class LayerNorm(Module):
 
     Args:
         normalized_shape: an int or the trailing shape to normalise over.
-        eps: added to the variance.
+        eps: added to the variance, a finite number > 0.
         elementwise_affine: learn a scale (ones) and shift (zeros) of that shape.
         xp, dtype, device: as for :class:`Linear`.
 
     Shapes: ``(B, ..., *normalized_shape)`` kept.
 
     Raises:
-        ValueError: an empty or non-positive ``normalized_shape``.
+        ValueError: an empty or non-positive ``normalized_shape``, or a bad ``eps``.
+        TypeError: ``elementwise_affine`` is not a bool.
 
     Example:
         >>> import numpy as np
@@ -199,12 +218,20 @@ class LayerNorm(Module):
                  elementwise_affine: bool = True, *, xp: Any = None, dtype: Any = None,
                  device: Any = None) -> None:
         super().__init__()
-        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
-                 else tuple(normalized_shape))
+        try:
+            shape = (check_int("normalized_shape", normalized_shape, owner="LayerNorm"),)
+        except ValueError:
+            try:
+                shape = tuple(normalized_shape)
+            except TypeError:
+                raise ValueError(f"LayerNorm: normalized_shape must be an int or a sequence of "
+                                 f"ints, got {normalized_shape!r}") from None
         if not shape:
-            raise ValueError("normalized_shape must name at least one axis, got ()")
-        for size in shape:
-            _positive("normalized_shape", size)
+            raise ValueError("LayerNorm: normalized_shape must name at least one axis, got ()")
+        shape = tuple(_positive("normalized_shape", size, "LayerNorm") for size in shape)
+        eps = _eps(eps, "LayerNorm")
+        elementwise_affine = check_bool("elementwise_affine", elementwise_affine,
+                                        owner="LayerNorm")
         self.normalized_shape, self.eps = shape, eps
         where = dict(xp=xp, dtype=dtype, device=device)
         self.weight = Parameter(init.ones(shape, **where)) if elementwise_affine else None
@@ -262,11 +289,20 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flatten axes ``start_dim..end_dim`` (default: all but the batch axis)."""
+    """Flatten axes ``start_dim..end_dim`` (default: all but the batch axis).
+
+    Args:
+        start_dim, end_dim: ints (negative counts from the end; NumPy integers accepted),
+            checked against the input's dimensions at each call.
+
+    Raises:
+        ValueError: a dim that is not an int.
+    """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim, self.end_dim = start_dim, end_dim
+        self.start_dim = check_int("start_dim", start_dim, owner="Flatten")
+        self.end_dim = check_int("end_dim", end_dim, owner="Flatten")
 
     def forward(self, x: Any) -> Tensor:
         return ops.flatten(x, self.start_dim, self.end_dim)
@@ -280,6 +316,8 @@ class AvgPool2d(Module):
         stride: an int or a pair; ``None`` for the kernel size.
         padding: an int or a pair, at most half the kernel size.
 
+    Sizes are ints or pairs of ints (NumPy integers accepted).
+
     Raises:
         ValueError: a non-positive kernel size or stride, or a padding out of range.
     """
@@ -288,12 +326,16 @@ class AvgPool2d(Module):
                  padding: int | Sequence[int] = 0) -> None:
         super().__init__()
         # The op's rules, checked at construction rather than at the first forward call.
+        owner = "AvgPool2d"
+        kernel_size = check_int_or_pair("kernel_size", kernel_size, 1, owner=owner)
         kernel = _pair(kernel_size, "kernel_size", 1)
         if stride is not None:
-            _pair(stride, "stride", 1)
+            stride = check_int_or_pair("stride", stride, 1, owner=owner)
+        padding = check_int_or_pair("padding", padding, 0, owner=owner)
         pads = _pair(padding, "padding", 0)
         if any(2 * p > k for p, k in zip(pads, kernel)):
-            raise ValueError(f"padding {pads} must be at most half the kernel size {kernel}")
+            raise ValueError(f"AvgPool2d: padding {pads} must be at most half the kernel size "
+                             f"{kernel}")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Any) -> Tensor:

@@ -20,6 +20,53 @@ if TYPE_CHECKING:
 __all__ = ["ModuleState"]
 
 
+def _kind(xp: Any, dtype: Any) -> str:
+    for kind in ("bool", "integral", "real floating", "complex floating"):
+        if xp.isdtype(dtype, kind):
+            return kind
+    return "other"
+
+
+def _convert(name: str, value: Any, current: Any) -> Any:
+    """A copy of ``value`` in ``current``'s namespace, device and dtype, or an error when
+    the cast could lose what the value means (see ``load_state_dict``)."""
+    xp = backend.array_namespace(current)
+    array = backend.move_array(value, xp, backend.device(current))
+    source, target = array.dtype, current.dtype
+    if source != target:
+        given, wanted = _kind(xp, source), _kind(xp, target)
+        allowed = {"real floating": ("integral", "real floating"),
+                   "complex floating": ("integral", "real floating", "complex floating"),
+                   "integral": ("integral", "real floating"), "bool": ()}
+        if given not in allowed.get(wanted, ()):
+            raise TypeError(f"load_state_dict: {name!r} has dtype {source}, the model expects "
+                            f"{target}; a {given} value cannot be cast to {wanted} without "
+                            "loss")
+        if wanted == "integral" and array.size:
+            info = xp.iinfo(target)
+            # Compared on the host: a Python bound outside the source dtype's range is an
+            # error in some namespaces. NaN and infinities fail the range test.
+            low, high = backend.to_scalar(xp.min(array)), backend.to_scalar(xp.max(array))
+            fits = info.min <= low and high <= info.max
+            if fits and given == "real floating":
+                fits = backend.to_scalar(xp.all(xp.floor(array) == array))
+            if not fits:
+                raise ValueError(f"load_state_dict: {name!r} has dtype {source}, the model "
+                                 f"expects {target}, and its values are not all whole numbers "
+                                 f"in [{info.min}, {info.max}]: casting would change them")
+        if given == wanted == "real floating" and array.size:
+            finite = xp.where(xp.isfinite(array), xp.abs(array), xp.zeros_like(array))
+            if backend.to_scalar(xp.max(finite)) > float(xp.finfo(target).max):
+                raise ValueError(f"load_state_dict: {name!r} has dtype {source} with values "
+                                 f"beyond the range of {target}, which the model expects: "
+                                 "casting would turn them into infinities")
+        array = xp.astype(array, target)
+    # A copy, as documented and as PyTorch: move_array returns an array already in place as
+    # it is (and array_api_strict's asarray shares NumPy's memory), which would tie the model
+    # to the source, e.g. to another model's parameters.
+    return xp.asarray(array, copy=True)
+
+
 class ModuleState:
     """State-dict and device methods of :class:`~npdeq.nn.Module` (not used on its own)."""
 
@@ -43,8 +90,16 @@ class ModuleState:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Copy arrays into the parameters and buffers of the same names.
 
-        Values are converted to each target's namespace, device and dtype; Parameter objects
-        stay the same (only their ``.data`` changes).
+        Values are copied to each target's namespace, device and dtype; Parameter objects
+        stay the same (only their ``.data`` changes), and a parameter or buffer never
+        changes dtype. A value of another dtype is cast when no value can be lost by kind:
+        integers or floats of another precision into a floating target (when no finite value
+        overflows), integers into an
+        integer target when every value fits, floats into an integer target when every value
+        is a whole number that fits, anything real into a complex target. Anything else
+        (complex into real, booleans into numbers or numbers into booleans, a float with a
+        fractional part into an integer buffer) is refused. Every entry is checked before any
+        is loaded, so an error leaves the module unchanged.
 
         Args:
             state_dict: name -> array (any supported library), e.g. from :meth:`state_dict`
@@ -53,8 +108,10 @@ class ModuleState:
 
         Raises:
             KeyError: with ``strict``, missing or unexpected names (all listed).
-            ValueError: an array whose shape differs from the target's (named).
-            TypeError: ``state_dict`` is not a mapping.
+            ValueError: an array whose shape differs from the target's, or whose values
+                do not fit the target's integer dtype (named, with both dtypes).
+            TypeError: ``state_dict`` is not a mapping, an entry is not an array, or its
+                dtype cannot be cast to the target's (named, with both dtypes).
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
@@ -68,21 +125,25 @@ class ModuleState:
             if unexpected:
                 parts.append(f"unexpected {', '.join(map(str, unexpected))}")
             raise KeyError(f"load_state_dict for {type(self).__name__}: {'; '.join(parts)}")
+        # Every entry is checked and converted before the first is assigned: a bad entry
+        # leaves the model as it was, not half loaded.
+        loaded = []
         for name, (owner, attr, current) in targets.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]
             value = value.data if isinstance(value, Tensor) else value
-            shape = tuple(getattr(value, "shape", ()))
+            try:
+                backend.array_namespace(value)
+            except TypeError:
+                raise TypeError(f"load_state_dict: {name!r} must be an array or Tensor, got "
+                                f"{type(value).__name__}") from None
+            shape = tuple(value.shape)
             if shape != tuple(current.shape):
                 raise ValueError(f"load_state_dict: {name!r} has shape {shape}, the model "
                                  f"expects {tuple(current.shape)}")
-            xp = backend.array_namespace(current)
-            array = backend.move_array(value, xp, backend.device(current), dtype=current.dtype)
-            # A copy, as documented and as PyTorch: move_array returns an array already in
-            # place as it is (and array_api_strict's asarray shares NumPy's memory), which
-            # would tie the model to the source, e.g. to another model's parameters.
-            array = xp.asarray(array, copy=True)
+            loaded.append((owner, attr, _convert(name, value, current)))
+        for owner, attr, array in loaded:
             if attr in owner._parameters:
                 owner._parameters[attr].data = array
             else:

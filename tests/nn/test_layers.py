@@ -526,6 +526,78 @@ def test_bad_sizes_raise_value_error_naming_the_argument(build, argument):
         build()
 
 
+NAN, INF = float("nan"), float("inf")
+
+BAD_NUMBERS = [
+    pytest.param(lambda: nn.Linear(3.0, 2), "in_features", id="linear-float-size"),
+    pytest.param(lambda: nn.Linear(True, 2), "in_features", id="linear-bool-size"),
+    pytest.param(lambda: nn.Linear(3, NAN), "out_features", id="linear-nan-size"),
+    pytest.param(lambda: nn.Conv2d(1, 1, NAN), "kernel_size", id="conv-kernel-nan"),
+    pytest.param(lambda: nn.Conv2d(1, 1, 3, stride=1.5), "stride", id="conv-stride-float"),
+    pytest.param(lambda: nn.Conv2d(1, 1, 3, dilation=INF), "dilation", id="conv-dilation-inf"),
+    pytest.param(lambda: nn.Conv2d(2, 2, 3, groups=2.0), "groups", id="conv-groups-float"),
+    pytest.param(lambda: nn.Conv2d(1, 1, 3, padding=(1, NAN)), "padding", id="conv-pad-nan"),
+    pytest.param(lambda: nn.GroupNorm(2, 4, eps=NAN), "eps", id="groupnorm-eps-nan"),
+    pytest.param(lambda: nn.GroupNorm(2, 4, eps=0.0), "eps", id="groupnorm-eps-0"),
+    pytest.param(lambda: nn.GroupNorm(2, 4, eps=-1e-5), "eps", id="groupnorm-eps-neg"),
+    pytest.param(lambda: nn.GroupNorm(2.0, 4), "num_groups", id="groupnorm-float-groups"),
+    pytest.param(lambda: nn.LayerNorm(3, eps=INF), "eps", id="layernorm-eps-inf"),
+    pytest.param(lambda: nn.LayerNorm(3, eps="1e-5"), "eps", id="layernorm-eps-str"),
+    pytest.param(lambda: nn.LayerNorm(3.0), "normalized_shape", id="layernorm-float"),
+    pytest.param(lambda: nn.LayerNorm((2, NAN)), "normalized_shape", id="layernorm-nan"),
+    pytest.param(lambda: nn.Flatten(1.0), "start_dim", id="flatten-float"),
+    pytest.param(lambda: nn.Flatten(1, NAN), "end_dim", id="flatten-nan"),
+    pytest.param(lambda: nn.AvgPool2d(NAN), "kernel_size", id="pool-kernel-nan"),
+    pytest.param(lambda: nn.AvgPool2d(2, stride=2.0), "stride", id="pool-stride-float"),
+    pytest.param(lambda: nn.AvgPool2d(2, padding=(0, INF)), "padding", id="pool-padding-inf"),
+    pytest.param(lambda: init.uniform((2,), NAN), "bound", id="init-bound-nan"),
+    pytest.param(lambda: init.uniform((2,), INF), "bound", id="init-bound-inf"),
+    pytest.param(lambda: init.kaiming_uniform((2, 2), a=NAN), "a", id="init-a-nan"),
+]
+
+
+@pytest.mark.parametrize("build, argument", BAD_NUMBERS)
+def test_non_finite_or_non_integer_numbers_raise_value_error(build, argument):
+    with pytest.raises(ValueError, match=argument):
+        build()
+
+
+@pytest.mark.parametrize("build", [
+    pytest.param(lambda: nn.Linear(3, 2, bias=1), id="linear-bias"),
+    pytest.param(lambda: nn.Conv2d(1, 1, 3, bias="yes"), id="conv-bias"),
+    pytest.param(lambda: nn.GroupNorm(2, 4, affine=None), id="groupnorm-affine"),
+    pytest.param(lambda: nn.LayerNorm(3, elementwise_affine=0), id="layernorm-affine"),
+])
+def test_flags_must_be_bools(build):
+    with pytest.raises(TypeError, match="True or False"):
+        build()
+
+
+def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
+    i = np.int64
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6))
+    pairs = [
+        (nn.Linear(i(6), np.int32(3), seed=0), nn.Linear(6, 3, seed=0)),
+        (nn.Conv2d(i(4), i(2), i(3), stride=i(2), padding=(i(1), i(0)), dilation=i(1),
+                   groups=i(2), seed=0),
+         nn.Conv2d(4, 2, 3, stride=2, padding=(1, 0), dilation=1, groups=2, seed=0)),
+        (nn.GroupNorm(i(2), i(4), eps=np.float32(1e-5)), nn.GroupNorm(2, 4, eps=1e-5)),
+        (nn.LayerNorm((i(6),), eps=np.float64(1e-5)), nn.LayerNorm(6)),
+        (nn.LayerNorm(i(6)), nn.LayerNorm(6)),
+        (nn.Flatten(i(1), i(-1)), nn.Flatten()),
+        (nn.AvgPool2d(i(2), stride=i(2), padding=i(1)), nn.AvgPool2d(2, stride=2, padding=1)),
+    ]
+    for numpy_built, plain in pairs:
+        for a, b in zip(numpy_built.parameters(), plain.parameters()):
+            np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_allclose(numpy_built(x).data, plain(x).data, rtol=1e-6)
+        assert "np." not in repr(numpy_built)  # stored as Python numbers
+    init.manual_seed(np.int64(3))
+    first = nn.Linear(2, 2).weight.data
+    init.manual_seed(3)
+    np.testing.assert_array_equal(first, nn.Linear(2, 2).weight.data)
+
+
 def test_layers_reject_inputs_of_the_wrong_size():
     with pytest.raises(ValueError):
         nn.Linear(3, 2, seed=0)(np.ones((2, 4)))

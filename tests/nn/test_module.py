@@ -409,7 +409,24 @@ def test_to_gpu_without_cupy_says_why_in_one_line(monkeypatch, target):
 
 
 def test_to_with_nothing_to_move_is_a_no_op():
-    assert nn.Tanh().to(DEVICE1).to(dtype="float32") is not None
+    tanh = nn.Tanh()
+    assert tanh.to(DEVICE1) is tanh and tanh.to(dtype="float32") is tanh
+    assert list(tanh.state_dict()) == []
+
+
+@pytest.mark.parametrize("args", [(), (None,), ("cpu",), (np,)], ids=["no-args", "none",
+                                                                        "cpu", "numpy"])
+def test_to_where_the_module_already_is_keeps_every_array(args):
+    net = Net()
+    before = net.state_dict()
+    assert net.to(*args) is net
+    after = net.state_dict()
+    assert list(after) == list(before)
+    for name, array in after.items():
+        assert array is before[name], name  # not copied
+        assert type(array) is np.ndarray and array.dtype == before[name].dtype, name
+    assert after["first.count"].dtype == np.int64
+    assert after["first.lin.weight"].dtype == np.float64
 
 
 # --- state dicts -------------------------------------------------------------------------
@@ -506,6 +523,76 @@ def test_load_state_dict_converts_to_the_models_namespace_device_and_dtype():
 
 
 # --- .npz files --------------------------------------------------------------------------
+
+
+# --- state dicts: dtypes are the model's ---------------------------------------------------
+
+
+@pytest.mark.parametrize("given", [np.int64, np.int32, np.float32])
+def test_load_state_dict_casts_to_the_parameters_dtype(xp, xp_device, given):
+    target = nn.Linear(2, 3, seed=0).to(xp_device if xp_device != "cpu" else None)
+    values = np.arange(6).reshape(3, 2).astype(given)
+    target.load_state_dict({"weight": values, "bias": np.array([1, 2, 3], dtype=given)})
+    weight = target.weight
+    assert weight.dtype == xp.float64 and weight.requires_grad
+    assert on(weight.data, backend.array_namespace(target.bias.data), backend.device(weight.data))
+    np.testing.assert_array_equal(host(weight), values.astype(np.float64))
+    assert isinstance(weight, nn.Parameter)
+
+
+def test_load_state_dict_keeps_float32_parameters_float32():
+    target = nn.Linear(2, 3, seed=0).to(dtype="float32")
+    target.load_state_dict(nn.Linear(2, 3, seed=1).state_dict())
+    assert target.weight.dtype == np.float32 and target.bias.dtype == np.float32
+
+
+@pytest.mark.parametrize("key, value, error, match", [
+    pytest.param("first.lin.weight", np.ones((2, 3), dtype=np.complex128), TypeError,
+                 r"'first.lin.weight' has dtype complex128, the model expects float64",
+                 id="complex-into-float"),
+    pytest.param("first.lin.weight", np.ones((2, 3), dtype=bool), TypeError,
+                 r"'first.lin.weight' has dtype bool", id="bool-into-float"),
+    pytest.param("first.count", np.array(2.5), ValueError,
+                 r"'first.count' has dtype float64, the model expects int64.*whole",
+                 id="fraction-into-int"),
+    pytest.param("first.count", np.array(np.nan), ValueError, "'first.count'",
+                 id="nan-into-int"),
+    pytest.param("first.count", np.array(2.0**70), ValueError, "'first.count'",
+                 id="too-big-into-int"),
+    pytest.param("first.count", np.array(1 + 1j), TypeError, "'first.count'",
+                 id="complex-into-int"),
+    pytest.param("first.running", [1.0, 2.0], TypeError, r"'first.running' must be an array",
+                 id="list"),
+])
+def test_load_state_dict_refuses_what_cannot_be_cast_and_changes_nothing(key, value, error,
+                                                                         match):
+    net = Net(seed=0)
+    before = {k: host(v).copy() for k, v in net.state_dict().items()}
+    state = {k: v.copy() for k, v in Net(seed=5).state_dict().items()}
+    state[key] = value
+    with pytest.raises(error, match=match):
+        net.load_state_dict(state)
+    for name, array in net.state_dict().items():  # nothing loaded, not even earlier entries
+        np.testing.assert_array_equal(host(array), before[name], err_msg=name)
+        assert host(array).dtype == before[name].dtype
+
+
+def test_load_state_dict_into_float32_refuses_overflow():
+    target = nn.Linear(2, 1, seed=0).to(dtype="float32")
+    with pytest.raises(ValueError, match="'weight'.*infinities"):
+        target.load_state_dict({"weight": np.array([[1e300, 0.0]]), "bias": np.zeros(1)})
+    target.load_state_dict({"weight": np.array([[np.inf, 0.0]]), "bias": np.zeros(1)})
+    assert target.weight.dtype == np.float32  # an infinity given is loaded as one
+
+
+def test_load_state_dict_casts_whole_floats_into_an_integer_buffer():
+    net = Net(seed=0)
+    state = net.state_dict()
+    state["first.count"] = np.array(7.0)
+    state["second.count"] = np.array(3, dtype=np.int32)
+    net.load_state_dict(state)
+    assert net.first.count.dtype == np.int64 and int(net.first.count) == 7
+    assert net.second.count.dtype == np.int64 and int(net.second.count) == 3
 
 
 def test_save_load_round_trip(tmp_path):
