@@ -158,6 +158,10 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: neither file exists.
+        ValueError: the file is not a readable ``.npz`` archive of arrays: empty, truncated
+            or corrupted, not a zip archive at all, a single ``.npy`` array, or holding
+            Python objects (pickled data, never loaded) or members that are not arrays;
+            the message names the path and what is wrong.
     """
     if isinstance(path, (str, os.PathLike)):
         name = os.fspath(path)
@@ -165,8 +169,55 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if (isinstance(name, str) and not name.endswith(".npz") and not os.path.exists(name)
                 and os.path.exists(name + ".npz")):
             path = name + ".npz"
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, EOFError) as err:
+        raise ValueError(f"{_label(path)} is not a valid .npz file: {_diagnose(path, err)}") \
+            from None
+    if not hasattr(data, "files"):
+        raise ValueError(f"{_label(path)} is not a valid .npz file: it holds a single .npy "
+                         "array, not an archive of named arrays (write it with npdeq.nn.save)")
+    arrays = {}
+    with data:
+        for key in data.files:
+            try:
+                value = data[key]
+            except ValueError as err:
+                reason = ("it holds Python objects (pickled data), which are never loaded"
+                          if "allow_pickle" in str(err) or "pickled" in str(err) else str(err))
+                raise ValueError(f"{_label(path)}: member {key!r} cannot be read: {reason}") \
+                    from None
+            except (zipfile.BadZipFile, EOFError, OSError) as err:
+                raise ValueError(f"{_label(path)} is corrupted or truncated: member {key!r} "
+                                 f"cannot be read ({err})") from None
+            if not isinstance(value, np.ndarray):
+                raise ValueError(f"{_label(path)} is not a valid .npz file: member {key!r} is "
+                                 "not a NumPy array (.npy)")
+            arrays[key] = value
+    return arrays
+
+
+def _label(path: Any) -> str:
+    return repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else repr(path)
+
+
+def _diagnose(path: Any, err: BaseException) -> str:
+    """What is wrong with a file ``np.load`` could not open, from its first bytes."""
+    head = b""
+    if isinstance(path, (str, os.PathLike)):
+        try:
+            with open(path, "rb") as file:
+                head = file.read(8)
+        except OSError:
+            pass
+        if not head:
+            return "the file is empty (0 bytes)"
+    if head.startswith(b"PK"):
+        return ("it starts as a zip archive (the .npz format) but is truncated or corrupted "
+                f"({err})")
+    if head.startswith(b"\x93NUMPY"):
+        return f"it starts as a .npy array but is truncated or corrupted ({err})"
+    return "it does not start with a zip signature (a .npz file is a zip archive of arrays)"
 
 
 def describe(xp: Any, target_device: Any) -> str:

@@ -54,7 +54,11 @@ def load(path: str | os.PathLike, into: Module | None = None, strict: bool = Tru
 
     Raises:
         FileNotFoundError: no such file.
-        KeyError, ValueError: from ``load_state_dict`` (missing/extra/wrongly shaped names).
+        ValueError: the file is not a valid ``.npz`` archive of arrays (empty, truncated,
+            corrupted, not a zip archive, a lone ``.npy`` array, pickled objects); the
+            message names the path and what is wrong.
+        KeyError, ValueError, TypeError: from ``load_state_dict`` (missing/extra/wrongly
+            shaped names, dtypes that cannot be cast); the module is then unchanged.
     """
     state = backend.load_npz(path)
     if into is not None:

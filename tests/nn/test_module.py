@@ -3,6 +3,8 @@ namespaces and devices, state dicts and ``.npz`` files."""
 
 from __future__ import annotations
 
+import re
+
 import array_api_strict
 import numpy as np
 import pytest
@@ -655,3 +657,54 @@ def test_load_into_checks_names_and_save_checks_its_argument(tmp_path):
         nn.save([np.zeros(1)], tmp_path / "list.npz")
     with pytest.raises(TypeError, match="strings"):
         nn.save({1: np.zeros(1)}, tmp_path / "int.npz")
+
+
+# --- .npz files that are not valid: the error names the path and what is wrong -----------
+
+
+def _bad_file(tmp_path, kind):
+    good = tmp_path / "good.npz"
+    nn.save(nn.Linear(4, 3, seed=0), good)
+    data = good.read_bytes()
+    path = tmp_path / f"{kind}.npz"
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "garbage":
+        path.write_bytes(b"these bytes are not an archive " * 4)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "npy":
+        np.save(tmp_path / "array.npy", np.ones(3))
+        path = tmp_path / "array.npy"
+    elif kind == "pickled":
+        np.savez(path, x=np.array([{"a": 1}], dtype=object))
+    elif kind == "corrupted":
+        flipped = bytearray(data)
+        flipped[len(data) // 4] ^= 0xFF  # inside the first member's data: a CRC mismatch
+        path.write_bytes(bytes(flipped))
+    return path
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("truncated", "starts as a zip archive.*truncated or corrupted"),
+    ("garbage", "does not start with a zip signature"),
+    ("empty", r"empty \(0 bytes\)"),
+    ("npy", "single .npy array"),
+    ("pickled", "member 'x'.*Python objects"),
+    ("corrupted", "corrupted or truncated: member 'weight'"),
+])
+def test_load_of_an_invalid_file_names_the_path_and_the_problem(tmp_path, kind, reason):
+    path = _bad_file(tmp_path, kind)
+    target = nn.Linear(4, 3, seed=1)
+    before = host(target.weight).copy()
+    with pytest.raises(ValueError) as info:
+        nn.load(path, into=target)
+    message = str(info.value)
+    assert repr(str(path)) in message
+    assert re.search(reason, message), message
+    np.testing.assert_array_equal(host(target.weight), before)
+
+
+def test_load_of_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        nn.load(tmp_path / "missing.npz")
