@@ -1,8 +1,10 @@
 """The ``npdeq`` command line: ``npdeq demo``, ``npdeq info`` and ``npdeq example NAME``.
 
 ``npdeq demo`` trains a DEQ classifier on the 8x8 digits (:mod:`npdeq.examples.digits`; its
-options follow ``demo``). Bad input exits with a one-line message and a non-zero status, never
-a traceback. Imports everything below it (it is the top layer).
+options follow ``demo``). Every option of every command is checked before any work starts
+(:mod:`npdeq.examples.options`): bad input exits with status 2 and one line on stderr
+(``npdeq ...: error: ...``), never a traceback. Imports everything below it (it is the top
+layer).
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def info(out: Callable[[str], None] = print) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.")
+    from npdeq.examples.options import Parser
+
+    parser = Parser(prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="train a DEQ classifier on the 8x8 digits "
                         "(npdeq demo --help for its options)", add_help=False)
@@ -75,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The exit status (argparse exits with 2 on unknown commands and options, listing the
-        valid ones).
+        The exit status: 0 on success, 2 on bad input (a one-line message on stderr; bad
+        options make argparse exit with ``SystemExit(2)`` instead of returning).
 
     Example:
         >>> main(["info"])  # doctest: +SKIP
@@ -97,8 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "example":
         module = importlib.import_module(EXAMPLES[args.name])
         return int(module.main(example_args) or 0)
+    from npdeq.examples.options import one_line_error
+
     parser.print_help()
-    return 2
+    return one_line_error(parser.prog, "a command is required: demo, info or example NAME")
 
 
 if __name__ == "__main__":

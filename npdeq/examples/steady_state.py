@@ -18,7 +18,8 @@ search), each gradient an implicit
 (IFT) one through :func:`npdeq.grad.fixed_point`: no solver iteration is ever
 back-propagated. The gradient is checked against finite differences first.
 
-Run ``python -m npdeq.examples.steady_state [--grid 64] [--steps 40] [--device gpu]``.
+Run ``python -m npdeq.examples.steady_state [--grid 64] [--steps 40] [--device gpu]`` (or
+``npdeq example steady-state``; ``--help`` lists the options and their valid values).
 May import numpy (and matplotlib, optionally, for the figure).
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import time
 from typing import Any, Sequence
@@ -40,7 +42,7 @@ from npdeq.autodiff import grad as tape_grad
 from npdeq.grad import fixed_point
 from npdeq.testing import check_fixed_point_grads
 
-__all__ = ["main", "run", "FitResult", "TRUE_PARAMS", "steady_state_map"]
+__all__ = ["main", "run", "parser", "FitResult", "TRUE_PARAMS", "steady_state_map"]
 
 TRUE_PARAMS = {"D": 1.0, "k": 1.0, "a": 0.6}
 INITIAL_GUESS = {"D": 0.5, "k": 1.5, "a": 0.2}
@@ -190,12 +192,19 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
         A :class:`FitResult`.
 
     Raises:
-        ValueError: ``grid < 4`` or ``steps < 0``.
+        TypeError: ``grid``, ``steps`` or ``seed`` is not an int, ``noise`` not a real number.
+        ValueError: ``grid < 4``, ``steps < 0``, ``seed < 0``, or ``noise`` is negative or
+            not finite.
     """
-    if grid < 4:
-        raise ValueError(f"grid must be at least 4, got {grid}")
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    for name, value, low in (("grid", grid, 4), ("steps", steps, 0), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if not value >= low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
+        raise TypeError(f"noise must be a real number, got {noise!r}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
     xp = backend.array_namespace(np.zeros(0)) if xp is None else xp
     rng = np.random.default_rng(seed)
     source = xp.asarray(_sources(grid, rng))
@@ -286,6 +295,7 @@ def save_figure(result: FitResult, path: str) -> bool:
             fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle("reaction-diffusion steady state: " + ", ".join(
         f"{n} {result.true[n]:.3f} -> fitted {result.fitted[n]:.3f}" for n in NAMES))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -300,8 +310,40 @@ def _namespace(device: str) -> Any:
     return backend.array_namespace(cupy.zeros(0))
 
 
+GRID_MAX = 2048  # (2, N, N) fields and Anderson's history: a few GB at this size already
+DEFAULT_FIGURE = "steady_state.png"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The example's options, each checked as it is parsed (:mod:`npdeq.examples.options`)."""
+    from npdeq.examples import options
+
+    p = options.Parser(
+        prog="npdeq example steady-state",
+        description="Fit diffusion, decay and production rates of a reaction-diffusion "
+                    "model to a noisy observed steady state, with IFT gradients.")
+    p.add_argument("--grid", type=options.integer(4, GRID_MAX), default=64,
+                   help=f"grid side N, in [4, {GRID_MAX}] (default 64)")
+    p.add_argument("--steps", type=options.NON_NEGATIVE_INT, default=40,
+                   help="gradient steps, >= 0 (default 40)")
+    p.add_argument("--noise", type=options.real(0), default=0.01,
+                   help="observation noise relative to the field's maximum, >= 0 "
+                        "(default 0.01)")
+    p.add_argument("--seed", type=options.SEED, default=0,
+                   help=f"seed of the sources and the noise, in [0, {options.SEED_MAX}]")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    # No default here: argparse would check it even with --no-plot (main checks it then).
+    p.add_argument("--out", type=options.output_file(".png"), default=None,
+                   help=f"PNG path for the figure (default {DEFAULT_FIGURE})")
+    p.add_argument("--no-plot", action="store_true", help="do not save the figure")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``python -m npdeq.examples.steady_state``).
+
+    Every option is checked before any work starts: a bad one exits with one line on stderr
+    and status 2.
 
     Args:
         argv: arguments without the program name (default ``sys.argv[1:]``).
@@ -309,23 +351,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 2 when ``--device gpu`` has no CuPy/GPU.
     """
-    parser = argparse.ArgumentParser(
-        prog="npdeq example steady-state",
-        description="Fit diffusion, decay and production rates of a reaction-diffusion "
-                    "model to a noisy observed steady state, with IFT gradients.")
-    parser.add_argument("--grid", type=int, default=64, help="grid side N (default 64)")
-    parser.add_argument("--steps", type=int, default=40, help="gradient steps (default 40)")
-    parser.add_argument("--noise", type=float, default=0.01,
-                        help="observation noise relative to the field's maximum")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--out", default="steady_state.png", help="PNG path for the figure")
-    parser.add_argument("--no-plot", action="store_true", help="do not save the figure")
-    args = parser.parse_args(argv)
+    from npdeq.examples import options
+
+    p = parser()
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.no_plot and args.out is not None:
+        p.error("--out has no effect with --no-plot (which saves no figure)")
+    if not args.no_plot and args.out is None:
+        try:
+            args.out = options.output_file(".png")(DEFAULT_FIGURE)
+        except argparse.ArgumentTypeError as exc:
+            p.error(f"argument --out (default): {exc}")
     xp = _namespace(args.device)
     if xp is None:
-        print("--device gpu needs CuPy and a CUDA GPU, and none is available", file=sys.stderr)
-        return 2
+        return options.one_line_error(p.prog, "--device gpu needs CuPy and a CUDA GPU, and "
+                                      "none is available")
     print(f"npdeq {npdeq.__version__}: steady state of a reaction-diffusion model on a "
           f"{args.grid}x{args.grid} grid ({backend.namespace_name(xp)}), 2 experiments")
     result = run(args.grid, args.steps, args.noise, args.seed, xp)

@@ -55,19 +55,28 @@ def test_gpu_without_cupy_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--bogus"], "valid options: --batch-size"),
-    (["--model", "resnet"], "choose from 'mlp', 'conv', 'multiscale'"),
-    (["--epochs", "0"], "--epochs must be >= 1"),
-    (["--tau", "1.5"], "--tau must be in (0, 1]"),
-    (["--f-solver", "newton"], "unknown --f-solver 'newton'"),
-    (["--jac-reg", "-1"], "--jac-reg must be >= 0"),
-])
-def test_bad_options_exit_2_and_say_why(capsys, argv, expected):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["demo", *argv])
-    assert exit_info.value.code == 2
-    assert expected in capsys.readouterr().err
+# Every bad option of the demo is in tests/test_cli.py's table (one line, status 2, no work).
+
+
+def test_the_training_set_size_the_options_allow_is_the_split_s():
+    from npdeq.examples.digits import data
+
+    assert data.load().y_train.shape[0] == data.TRAIN_IMAGES
+    assert data.load(train_size=data.TRAIN_IMAGES).y_train.shape[0] == data.TRAIN_IMAGES
+    for bad in (0, data.TRAIN_IMAGES + 1, 10.0, True):  # more would silently give fewer
+        with pytest.raises(ValueError, match=f"train_size must be an int from 1 to "
+                                             f"{data.TRAIN_IMAGES}"):
+            data.load(train_size=bad)
+
+
+def test_phantom_settings_default_only_with_phantom(tmp_path):
+    from npdeq.examples import digits
+
+    p = digits.parser()
+    args = p.parse_args(["--grad", "phantom", "--out", str(tmp_path)])
+    digits._check(p, args)
+    assert (args.k, args.tau) == (5, 0.8)
+    assert digits.deq_config(args)["grad"] == 5
 
 
 @pytest.mark.slow

@@ -35,15 +35,31 @@ def test_run_decreases_the_loss_and_checks_gradients():
 
 def test_gpu_without_cupy_exits_with_one_line(capsys, monkeypatch):
     monkeypatch.setattr(backend, "cupy_available", lambda: False)
-    assert steady_state.main(["--device", "gpu"]) == 2
+    assert steady_state.main(["--device", "gpu", "--no-plot"]) == 2
     err = capsys.readouterr().err.strip()
     assert "CuPy" in err and "\n" not in err
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="grid"):
-        steady_state.run(grid=2)
-    with pytest.raises(ValueError, match="steps"):
-        steady_state.run(steps=-1)
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"grid": 2}, ValueError, "grid must be an int >= 4, got 2"),
+    ({"grid": 8.0}, TypeError, "grid must be an int, got 8.0"),
+    ({"grid": True}, TypeError, "grid must be an int"),
+    ({"steps": -1}, ValueError, "steps must be an int >= 0, got -1"),
+    ({"steps": 2.5}, TypeError, "steps must be an int"),
+    ({"seed": -5}, ValueError, "seed must be an int >= 0, got -5"),
+    ({"noise": float("nan")}, ValueError, "noise must be a finite number >= 0, got nan"),
+    ({"noise": -0.1}, ValueError, "noise must be a finite number >= 0"),
+    ({"noise": "0.1"}, TypeError, "noise must be a real number"),
+])
+def test_bad_arguments_are_refused_before_work(kwargs, error, message):
+    with pytest.raises(error, match=message.replace(".", r"\.")):
+        steady_state.run(log=_no_log_expected, **kwargs)
+
+
+def _no_log_expected(*args):
+    raise AssertionError("work started before the bad argument was refused")
+
+
+def test_sparkline_and_true_parameters():
     assert steady_state._sparkline([1.0, 0.1, 0.01]) == "█▅▁"
     assert np.isfinite(steady_state.TRUE_PARAMS["k"])

@@ -5,7 +5,8 @@ gradients), AdamW with a cosine schedule. ``--model conv`` trains a small convol
 DEQ, ``--model multiscale`` a multi-scale DEQ (:mod:`npdeq.models`); ``--grad phantom --k 5
 --tau 0.8`` uses PhantomGrad instead of IFT; ``--device gpu`` runs on CuPy. Prints a
 progress bar per epoch and a final table, and writes ``metrics.json``, ``training.png`` and
-the trained weights ``model.npz`` to ``--out``. Bad options exit with a one-line message and status 2.
+the trained weights ``model.npz`` to ``--out``. Every option is checked before any work starts:
+a bad one exits with one line on stderr and status 2, never a traceback.
 
 Needs the ``examples`` extra (scikit-learn, tqdm, matplotlib). May import anything.
 """
@@ -24,45 +25,59 @@ __all__ = ["main", "run", "deq_config", "parser"]
 
 DEVICES = ("cpu", "gpu")
 MODEL_NAMES = ("mlp", "conv", "multiscale")
+OUTPUT_FILES = ("metrics.json", "model.npz", "training.png")
+PHANTOM_DEFAULTS = {"k": 5, "tau": 0.8}
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose error for an unknown option lists the valid ones."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        if message.startswith("unrecognized arguments"):
-            options = sorted(o for action in self._actions for o in action.option_strings
-                             if o.startswith("--"))
-            message += f" (valid options: {', '.join(options)})"
-        super().error(message)
+def _forward_solvers() -> list[str]:
+    """The registered solvers that solve a nonlinear fixed point ('gmres' is for affine maps
+    only, and every demo model is nonlinear)."""
+    from npdeq.solver import registered_solvers
+    return [name for name in registered_solvers() if name != "gmres"]
 
 
 def parser() -> argparse.ArgumentParser:
-    """The demo's options."""
-    p = _Parser(
+    """The demo's options, each checked as it is parsed (:mod:`npdeq.examples.options`)."""
+    from npdeq.examples import options
+    from npdeq.examples.digits.data import TRAIN_IMAGES
+
+    p = options.Parser(
         prog="npdeq demo",
         description="Train a DEQ classifier on scikit-learn's 8x8 digits (no download).")
     p.add_argument("--model", choices=MODEL_NAMES, default="mlp",
                    help="mlp (default), conv or multiscale")
     p.add_argument("--grad", choices=("ift", "phantom"), default="ift",
                    help="backward: implicit differentiation (default) or PhantomGrad")
-    p.add_argument("--k", type=int, default=5, help="PhantomGrad steps (with --grad phantom)")
-    p.add_argument("--tau", type=float, default=0.8, help="PhantomGrad damping")
-    p.add_argument("--f-solver", default="anderson", help="forward solver (default anderson)")
+    p.add_argument("--k", type=options.POSITIVE_INT, default=None,
+                   help=f"PhantomGrad steps, >= 1 (only with --grad phantom; default "
+                        f"{PHANTOM_DEFAULTS['k']})")
+    p.add_argument("--tau", type=options.real(0, 1, low_open=True), default=None,
+                   help=f"PhantomGrad damping in (0, 1] (only with --grad phantom; default "
+                        f"{PHANTOM_DEFAULTS['tau']})")
+    p.add_argument("--f-solver", choices=_forward_solvers(), default="anderson",
+                   metavar="SOLVER",
+                   help=f"forward solver: {', '.join(_forward_solvers())} (default anderson)")
     p.add_argument("--norm", choices=("weight_norm", "spectral_norm", "none"),
                    default="weight_norm", help="normalisation of the DEQ's weights")
-    p.add_argument("--jac-reg", type=float, default=None, metavar="WEIGHT",
-                   help="Jacobian regularisation weight (default 0, and 1.0 for --model conv): "
-                        "adds WEIGHT * ||df/dz||_F^2 / numel at z* to the loss")
+    p.add_argument("--jac-reg", type=options.real(0), default=None, metavar="WEIGHT",
+                   help="Jacobian regularisation weight >= 0 (default 0, and 1.0 for --model "
+                        "conv): adds WEIGHT * ||df/dz||_F^2 / numel at z* to the loss")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (NumPy) or gpu (CuPy)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-size", type=int, default=None,
-                   help="use only this many training images (quick runs)")
+    p.add_argument("--epochs", type=options.POSITIVE_INT, default=20, help=">= 1 (default 20)")
+    p.add_argument("--batch-size", type=options.POSITIVE_INT, default=64,
+                   help=">= 1 (default 64)")
+    p.add_argument("--lr", type=options.real(0, low_open=True), default=3e-3,
+                   help="learning rate > 0 (default 3e-3)")
+    p.add_argument("--seed", type=options.SEED, default=0,
+                   help=f"seed of the split, the initialisation and the batches, in "
+                        f"[0, {options.SEED_MAX}] (default 0)")
+    p.add_argument("--train-size", type=options.integer(10, TRAIN_IMAGES), default=None,
+                   help=f"use only this many training images, in [10, {TRAIN_IMAGES}] "
+                        f"(default all {TRAIN_IMAGES})")
     p.add_argument("--float32", action="store_true", help="train in float32 (default float64)")
-    p.add_argument("--out", default="npdeq-demo", help="directory for metrics.json, training.png and model.npz")
+    p.add_argument("--out", type=options.output_dir(OUTPUT_FILES), default="npdeq-demo",
+                   help="directory for metrics.json, training.png and model.npz, created if "
+                        "needed (default npdeq-demo)")
     p.add_argument("--no-progress", action="store_true", help="one line per epoch, no bars")
     return p
 
@@ -70,33 +85,27 @@ def parser() -> argparse.ArgumentParser:
 def deq_config(args: argparse.Namespace) -> dict[str, Any]:
     """The DEQ core settings for the chosen gradient."""
     config: dict[str, Any] = dict(core="indexing", f_solver=args.f_solver, f_max_iter=30,
-                                  f_tol=1e-4, b_solver="anderson", b_max_iter=30, b_tol=1e-5)
+                                  f_tol=1e-4)
     jac_reg = args.jac_reg if args.jac_reg is not None else (1.0 if args.model == "conv" else 0.0)
     if jac_reg > 0:
         config.update(jac_loss_weight=jac_reg, jac_loss_freq=1.0)
-    if args.grad == "ift":
-        config.update(ift=True)
+    if args.grad == "ift":  # the backward solver's settings mean nothing to PhantomGrad
+        config.update(ift=True, b_solver="anderson", b_max_iter=30, b_tol=1e-5)
     else:
         config.update(ift=False, grad=args.k, tau=args.tau)
     return config
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size", "k"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.train_size is not None and args.train_size < 10:
-        p.error(f"--train-size must be >= 10, got {args.train_size}")
-    if not 0 < args.tau <= 1:
-        p.error(f"--tau must be in (0, 1], got {args.tau}")
-    if args.jac_reg is not None and not args.jac_reg >= 0:
-        p.error(f"--jac-reg must be >= 0, got {args.jac_reg}")
-    if not args.lr > 0:
-        p.error(f"--lr must be > 0, got {args.lr}")
-    from npdeq.solver import registered_solvers
-    if args.f_solver not in registered_solvers():
-        p.error(f"unknown --f-solver {args.f_solver!r}; choose from "
-                f"{', '.join(registered_solvers())}")
+    """What one option alone cannot say: PhantomGrad's settings need ``--grad phantom``."""
+    given = [f"--{name}" for name in PHANTOM_DEFAULTS if getattr(args, name) is not None]
+    if given and args.grad != "phantom":
+        p.error(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only with "
+                f"--grad phantom (got --grad {args.grad}, which would ignore "
+                f"{'them' if len(given) > 1 else 'it'})")
+    for name, default in PHANTOM_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -145,21 +154,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--epochs", "1", "--train-size", "100", "--no-progress"])  # doctest: +SKIP
         0
     """
+    from npdeq.examples.options import one_line_error
+
     p = parser()
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(p, args)
     if args.device == "gpu":
         from npdeq import backend
         if not backend.cupy_available():
-            print("npdeq demo: --device gpu needs CuPy and a CUDA GPU, and none was found "
-                  "(pip install \"npdeq[cuda12]\" on a machine with a GPU)", file=sys.stderr)
-            return 2
+            return one_line_error(p.prog, "--device gpu needs CuPy and a CUDA GPU, and none "
+                                  "was found (pip install \"npdeq[cuda12]\" on a machine "
+                                  "with a GPU)")
     try:
         import sklearn  # noqa: F401  (a one-line message instead of a traceback)
     except ImportError:
-        print("npdeq demo: needs scikit-learn; install the examples extra: "
-              "pip install -e \".[examples]\"", file=sys.stderr)
-        return 2
+        return one_line_error(p.prog, "needs scikit-learn; install the examples extra: "
+                              "pip install -e \".[examples]\"")
     run(args)
     return 0
 

@@ -6,11 +6,17 @@ statistics, and served in shuffled mini-batches. Imports numpy and scikit-learn.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Digits", "load", "batches"]
+__all__ = ["Digits", "load", "batches", "IMAGES", "TEST_FRACTION", "TRAIN_IMAGES"]
+
+IMAGES = 1797  # scikit-learn's bundled set
+TEST_FRACTION = 0.2
+# scikit-learn's split gives the test set ceil(fraction * n) images.
+TRAIN_IMAGES = IMAGES - math.ceil(TEST_FRACTION * IMAGES)
 
 
 @dataclasses.dataclass
@@ -24,7 +30,7 @@ class Digits:
     y_test: np.ndarray
 
 
-def load(seed: int = 0, test_fraction: float = 0.2, train_size: int | None = None,
+def load(seed: int = 0, test_fraction: float = TEST_FRACTION, train_size: int | None = None,
          dtype: Any = np.float64) -> Digits:
     """Load and split the digits.
 
@@ -39,6 +45,8 @@ def load(seed: int = 0, test_fraction: float = 0.2, train_size: int | None = Non
 
     Raises:
         ImportError: scikit-learn is missing (``pip install "npdeq[examples]"``).
+        ValueError: ``train_size`` is not an int from 1 to the training images available
+            (a larger one would silently give fewer).
     """
     try:
         from sklearn.datasets import load_digits
@@ -49,6 +57,10 @@ def load(seed: int = 0, test_fraction: float = 0.2, train_size: int | None = Non
     x_train, x_test, y_train, y_test = train_test_split(
         x / 16.0, y, test_size=test_fraction, stratify=y, random_state=seed)
     if train_size is not None:
+        if isinstance(train_size, bool) or not isinstance(train_size, int) or \
+                not 1 <= train_size <= len(y_train):
+            raise ValueError(f"train_size must be an int from 1 to {len(y_train)} (the "
+                             f"training images), got {train_size!r}")
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     # One mean and scale for all pixels: per-pixel statistics blow up the nearly always
     # blank border pixels.
