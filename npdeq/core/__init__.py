@@ -16,7 +16,7 @@ backend and the shared exceptions.
 
 from npdeq.core.args import add_deq_args
 from npdeq.core.base import DEQBase
-from npdeq.core.config import DEFAULTS, DEQConfig
+from npdeq.core.config import DEFAULTS, ConfigWarning, DEQConfig
 from npdeq.core.cores import DEQIndexing, DEQSliced
 from npdeq.core.registry import (get_deq, register_deq, register_reset_hook, registered_deqs,
                                  reset_deq)
@@ -25,4 +25,4 @@ from npdeq.core.sradius import power_method, spectral_radius
 
 __all__ = ["DEQBase", "DEQIndexing", "DEQSliced", "get_deq", "register_deq", "reset_deq",
            "registered_deqs", "register_reset_hook", "DEQConfig", "add_deq_args", "DEFAULTS",
-           "power_method", "spectral_radius", "DEQSolution"]
+           "power_method", "spectral_radius", "DEQSolution", "ConfigWarning"]

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any, Callable
 
-from npdeq.autodiff import Tensor, no_grad
-from npdeq.core.config import DEQConfig, check_value, default, is_default, unknown_key_error
+from npdeq.autodiff import Tensor, is_grad_enabled, no_grad
+from npdeq.core.config import (ConfigWarning, DEQConfig, check_value, default, is_default,
+                               is_set, unknown_key_error)
 from npdeq.core.sradius import spectral_radius
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad.adjoint import LINEAR_SOLVERS
@@ -30,10 +33,13 @@ from npdeq.grad.state import call_state_func
 from npdeq.nn.module import Module
 from npdeq.solver import get_solver
 
-__all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "BackwardRecorder"]
+__all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "check_solver_call",
+           "BackwardRecorder"]
 
 # Solver arguments the cores set themselves (not through solver_kwargs).
 _RESERVED = ("func", "x0", "max_iter", "indexing")
+# Registered solvers that take a tolerance for the solver contract but never stop early.
+NO_STOPPING_TEST = ("simple_fixed_point_iter",)
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,6 +67,44 @@ def solver_parameters(solver: Callable[..., Any]) -> frozenset[str] | None:
     names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                                    inspect.Parameter.KEYWORD_ONLY)]
     return frozenset(names[2:]) - set(_RESERVED)  # after (func, x0)
+
+
+def check_solver_call(solver: Callable[..., Any], name: str, role: str,
+                      keys: Any) -> None:
+    """Check, before any solve, that ``solver(func, x0, **{key: ...})`` is a valid call.
+
+    The cores call every solver with the same keywords (``max_iter``, ``indexing``, ``tol``,
+    ``stop_mode`` for the forward solve; ``max_iter``, ``tol``, ``stop_mode`` for the IFT
+    backward solve): a registered solver whose signature cannot take them would otherwise
+    fail at the first forward call, or only at ``backward()``.
+
+    Args:
+        solver: the solver function.
+        name: its registered name (for the message).
+        role: the config key that chose it (``'f_solver'`` or ``'b_solver'``).
+        keys: the keyword names the core passes.
+
+    Raises:
+        ValueError: the signature cannot bind those keywords (names the solver and the
+            keywords).
+
+    Example:
+        >>> check_solver_call(lambda func, x0, max_iter: None, 'mine', 'b_solver',
+        ...                   ('max_iter', 'tol'))
+        Traceback (most recent call last):
+        ValueError: b_solver 'mine' cannot be called as the DEQ core calls it, solver(func, x0, max_iter=..., tol=...): got an unexpected keyword argument 'tol'
+    """
+    try:
+        signature = inspect.signature(solver)
+    except (TypeError, ValueError):
+        return
+    keys = tuple(keys)
+    try:
+        signature.bind(None, None, **dict.fromkeys(keys))
+    except TypeError as error:
+        call = ", ".join(["func", "x0"] + [f"{k}=..." for k in keys])
+        raise ValueError(f"{role} {name!r} cannot be called as the DEQ core calls it, "
+                         f"solver({call}): {error}") from None
 
 
 def array_map(func: Callable[..., Any], z: Any) -> Callable[..., Any]:
@@ -160,6 +204,13 @@ class BackwardRecorder:
             self.writer(stats)
 
 
+def _detached(z: Any) -> Any:
+    """A state (a Tensor or a tuple of them) cut from the tape."""
+    if isinstance(z, tuple):
+        return tuple(_detached(a) for a in z)
+    return z.detach() if isinstance(z, Tensor) else z
+
+
 class DEQBase(Module):
     """Base class of the DEQ cores: configuration, forward solve, eval path.
 
@@ -190,8 +241,16 @@ class DEQBase(Module):
         **kwargs: any other DEQ config key (see :data:`npdeq.core.config.DEFAULTS`); stored.
 
     Raises:
-        ValueError: an unknown key (with the closest valid ones), an invalid value, or an
-            unknown solver.
+        ValueError: an unknown key (with the closest valid ones), an invalid value (NaN,
+            infinite, out of range: :func:`~npdeq.core.config.check_value`), an unknown
+            solver, or a registered solver whose signature cannot take the arguments the core
+            passes (:func:`check_solver_call`).
+
+    Warns:
+        ConfigWarning: settings given explicitly that have no effect here (``eval_factor``
+            with ``eval_f_max_iter > 0``; ``f_tol``/``f_stop_mode`` with a solver that has no
+            such stopping test; the cores add their gradient settings), once, at
+            construction.
 
     Example:
         >>> deq = DEQBase(f_solver='anderson', f_max_iter=20)
@@ -232,16 +291,59 @@ class DEQBase(Module):
         eval_max = cfg.get("eval_f_max_iter")
         self.eval_f_max_iter: int = (eval_max if eval_max > 0
                                      else int(self.f_max_iter * cfg.get("eval_factor")))
+        forward = get_solver(self.f_solver)
+        accepted = solver_parameters(forward)
+        check_solver_call(forward, self.f_solver, "f_solver",
+                          ["max_iter", "indexing"] + [k for k in ("tol", "stop_mode")
+                                                      if accepted is None or k in accepted])
+        if not self._warns_after_subclass_init:
+            self._warn_ignored_settings()
+
+    # A subclass that adds settings sets this and calls _warn_ignored_settings at the end of
+    # its own __init__ (its _ignored_settings needs its attributes).
+    _warns_after_subclass_init = False
+
+    def _warn_ignored_settings(self) -> None:
+        """One :class:`~npdeq.core.config.ConfigWarning` listing the settings without effect,
+        attributed to the first caller outside this package (``get_deq``'s or the
+        constructor's caller)."""
+        ignored = self._ignored_settings()
+        if not ignored:
+            return
+        here, frame, level = os.path.dirname(os.path.abspath(__file__)), sys._getframe(1), 2
+        while frame is not None and os.path.dirname(
+                os.path.abspath(frame.f_code.co_filename)) == here:
+            frame, level = frame.f_back, level + 1
+        warnings.warn(f"{type(self).__name__}: " + "; ".join(
+            f"{', '.join(keys)} {'has' if len(keys) == 1 else 'have'} no effect {why}"
+            for keys, why in ignored), ConfigWarning, stacklevel=level)
+
+    def _ignored_settings(self) -> list[tuple[list[str], str]]:
+        """The explicitly set keys this configuration does not use, each with the reason.
+
+        Extended by subclasses (the cores add the gradient settings).
+        """
+        cfg, out = self.args, []
+        if is_set(cfg, "eval_factor") and cfg.get("eval_f_max_iter") > 0:
+            out.append((["eval_factor"], "when eval_f_max_iter > 0 (it sets the eval budget)"))
+        accepted = solver_parameters(get_solver(self.f_solver))
+        keys = [k for k, arg in (("f_tol", "tol"), ("f_stop_mode", "stop_mode"))
+                if is_set(cfg, k) and (self.f_solver in NO_STOPPING_TEST
+                                       or (accepted is not None and arg not in accepted))]
+        if keys:
+            out.append((keys, f"with f_solver={self.f_solver!r} (it has no such stopping "
+                              "test)"))
+        return out
 
     # -- forward ------------------------------------------------------------------------------
 
     def __call__(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
-                 sradius_mode: bool = False,
+                 sradius_mode: bool | None = None,
                  backward_writer: Callable[[dict], Any] | None = None) -> tuple[list, dict]:
         return self.forward(func, z_init, solver_kwargs, sradius_mode, backward_writer)
 
     def forward(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
-                sradius_mode: bool = False,
+                sradius_mode: bool | None = None,
                 backward_writer: Callable[[dict], Any] | None = None) -> tuple[list, dict]:
         """Solve for the fixed point; in training, attach the gradient rules.
 
@@ -255,12 +357,15 @@ class DEQBase(Module):
                 budget (``0``: no solve, pure unrolling).
             sradius_mode: eval mode only: put the per-sample spectral radius estimate of
                 ``df/dz`` at z* in ``info['sradius']`` (100 power iterations on VJPs).
+                ``None`` (default): the config key ``sradius_mode`` (default False).
             backward_writer: called with the IFT backward solver's statistics when the
                 backward pass runs (they are also stored in ``info['backward']``).
 
         Returns:
             ``(z_out, info)``. Training: the list of gradient-carrying states chosen by the
-            core; eval: ``[z*]`` detached. With a tuple state each entry is a tuple of Tensors.
+            core (detached, with the same values, when called under
+            :func:`~npdeq.autodiff.no_grad`: nothing is recorded then); eval: ``[z*]``
+            detached. With a tuple state each entry is a tuple of Tensors.
             ``info``: the forward solver's per-sample statistics
             (:class:`~npdeq.solver.SolverStat`: ``abs_lowest``, ``nstep``, ``converged``,
             ``nonfinite``, ``sradius``, ...) and ``'backward'`` (``None`` until a backward
@@ -283,11 +388,20 @@ class DEQBase(Module):
             raise TypeError(f"func must be callable, got {type(func).__name__}")
         if backward_writer is not None and not callable(backward_writer):
             raise TypeError("backward_writer must be callable or None")
+        if sradius_mode is None:
+            sradius_mode = self.args.get("sradius_mode")
+        elif not isinstance(sradius_mode, bool):
+            raise TypeError(f"sradius_mode must be True, False or None, got {sradius_mode!r}")
         z0 = initial_state(z_init)
         kwargs, budget = self._split_solver_kwargs(solver_kwargs)
         if self.training:
-            return self._train_forward(func, z0, self.f_max_iter if budget is None else budget,
-                                       kwargs, BackwardRecorder(backward_writer))
+            recording = is_grad_enabled()
+            z_out, info = self._train_forward(func, z0,
+                                              self.f_max_iter if budget is None else budget,
+                                              kwargs, BackwardRecorder(backward_writer))
+            if not recording:  # whatever a gradient rule did, nothing leaves recorded
+                z_out = [_detached(z) for z in z_out]
+            return z_out, info
         budget = self.eval_f_max_iter if budget is None else budget
         z_star, _, info = self._solve(array_map(func, z0), z0, budget, None, kwargs)
         if sradius_mode:

@@ -21,13 +21,15 @@ Imports only the standard library (``difflib`` lazily, on errors).
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import operator
 import sys
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-__all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "default", "is_default",
-           "check_value", "unknown_key_error"]
+__all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
+           "is_default", "is_set", "check_value", "unknown_key_error"]
 
 # TorchDEQ's keys, defaults and command line groups (its add_deq_args plus DEQBase's no_stat).
 GROUPS: dict[str, dict[str, Any]] = {
@@ -54,6 +56,20 @@ DEFAULTS: dict[str, Any] = {k: v for group in GROUPS.values() for k, v in group.
 # close to a DEQ key are taken for misspellings.
 NEAR_MISS_RATIO = 0.9
 STOP_MODES = ("abs", "rel")
+
+
+class ConfigWarning(UserWarning):
+    """A DEQ setting was given explicitly but has no effect in this configuration.
+
+    For example ``tau`` (PhantomGrad's damping) with ``ift=True`` and a single sampled state,
+    which IFT differentiates, or ``b_tol`` with ``ift=False``. TorchDEQ silently ignores these;
+    npdeq keeps accepting them (configs ported from TorchDEQ often carry them) but says so
+    once, when the core is built. Filter it like any warning::
+
+        import warnings
+        from npdeq.core import ConfigWarning
+        warnings.simplefilter("ignore", ConfigWarning)
+    """
 
 
 class _Default:
@@ -107,44 +123,98 @@ def is_default(value: Any) -> bool:
     return isinstance(value, _Default)
 
 
+def is_set(config: "DEQConfig", key: str) -> bool:
+    """Whether ``config`` sets ``key`` to something other than its default.
+
+    ``add_deq_args``' list flags (``[]`` for ``indexing``/``sup_loc``, ``[1]`` for ``grad``)
+    count as their config defaults (``None``, ``1``), so a parsed namespace of defaults sets
+    nothing.
+
+    Args:
+        config: a :class:`DEQConfig`.
+        key: a key of :data:`DEFAULTS`.
+
+    Returns:
+        Whether the value set differs from the default.
+
+    Example:
+        >>> is_set(DEQConfig({'tau': 0.5}), 'tau'), is_set(DEQConfig({'tau': 1.0}), 'tau')
+        (True, False)
+        >>> is_set(DEQConfig({'grad': [1], 'indexing': []}), 'grad')
+        False
+    """
+    if key not in config.config:
+        return False
+    value, base = config.config[key], DEFAULTS[key]
+    if value in (None, []) and base in (None, []):
+        return False
+    if isinstance(value, list) and len(value) == 1 and not isinstance(base, list):
+        value = value[0]
+    return value != base
+
+
 # --- value checks -------------------------------------------------------------------------
 
 def _bad(key: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"config key {key!r}: expected {expected}, got {value!r}")
 
 
+def _is_bool(value: Any) -> bool:
+    """Python and NumPy booleans (``numpy.bool_`` is neither an int nor a ``numbers`` type)."""
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
+
+
 def _int(key: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise _bad(key, value, "an int")
+    """An integer count: Python/NumPy ints, integral floats (``12.0``); never bools/strings."""
+    expected = "an int" if minimum is None else f"an int >= {minimum}"
+    if _is_bool(value) or isinstance(value, (str, bytes)):
+        raise _bad(key, value, expected)
     try:
         out = operator.index(value)
     except TypeError:
-        if isinstance(value, float) and value.is_integer():
-            out = int(value)
-        else:
-            raise _bad(key, value, "an int") from None
-    if minimum is not None and out < minimum:
-        raise _bad(key, value, f"an int >= {minimum}")
-    return out
-
-
-def _number(key: str, value: Any, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
-            value = float(value)  # 0-d arrays and NumPy scalars
+            number = float(value) if isinstance(value, numbers.Real) else math.nan
         except (TypeError, ValueError):
-            raise _bad(key, value, "a number") from None
-    if positive and not value > 0:
-        raise _bad(key, value, "a number > 0")
-    if nonneg and not value >= 0:
-        raise _bad(key, value, "a number >= 0")
-    return value
+            number = math.nan
+        if not math.isfinite(number) or not number.is_integer():
+            raise _bad(key, value, expected) from None
+        out = int(number)
+    if minimum is not None and not out >= minimum:
+        raise _bad(key, value, expected)
+    return int(out)
+
+
+def _number(key: str, value: Any, low: float = -math.inf, high: float = math.inf,
+            low_open: bool = False) -> float:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``), as a
+    Python float: Python and NumPy ints and floats, and 0-d real arrays; never bools, strings,
+    NaN or infinities."""
+    expected = "a finite number"
+    if low_open:
+        expected += f" > {low:g}" if high == math.inf else f" in ({low:g}, {high:g}]"
+    elif low > -math.inf:
+        expected += f" >= {low:g}" if high == math.inf else f" in [{low:g}, {high:g}]"
+    if _is_bool(value) or isinstance(value, (str, bytes, complex)):
+        raise _bad(key, value, expected)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    elif getattr(value, "shape", None) == () and "bool" not in str(getattr(value, "dtype", "")):
+        try:
+            number = float(value)  # a 0-d real array
+        except (TypeError, ValueError):
+            raise _bad(key, value, expected) from None
+    else:
+        raise _bad(key, value, expected)
+    in_range = (number > low if low_open else number >= low) and number <= high
+    if not math.isfinite(number) or not in_range:
+        raise _bad(key, value, expected)
+    return number
 
 
 def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
+    if not _is_bool(value):
         raise _bad(key, value, "True or False")
-    return value
+    return bool(value)
 
 
 def _name(key: str, value: Any) -> str:
@@ -162,7 +232,19 @@ def _int_list(key: str, value: Any, minimum: int | None = None) -> list[int] | N
 
 
 def check_value(key: str, value: Any) -> Any:
-    """Check one DEQ setting and return it normalised (sequences become new lists).
+    """Check one DEQ setting and return it normalised (sequences become new lists, numbers
+    Python ints and floats).
+
+    Counts (``f_max_iter``, ``n_states``, ``indexing`` entries, ...) take Python or NumPy
+    ints and integral floats, never bools; real settings (``f_tol``, ``gamma``, ``tau``, ...)
+    take Python or NumPy numbers and 0-d real arrays, never bools or strings, and must be
+    finite. Ranges: ``f_max_iter``, ``b_max_iter``, ``eval_f_max_iter``,
+    ``jac_incremental`` >= 0; ``n_states``, ``sn_n_power_iters``, ``indexing`` and
+    ``sup_loc`` entries >= 1; ``grad`` entries >= 0 (>= 1 where PhantomGrad uses them, checked
+    by the cores); ``sup_gap`` any int (<= 0: off); ``f_tol``, ``b_tol``, ``gamma``,
+    ``jac_loss_weight`` >= 0 (a tolerance of 0 runs the solver to its ``max_iter``);
+    ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``, ``norm_clip_value``,
+    ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``.
 
     Args:
         key: a key of :data:`DEFAULTS`.
@@ -172,35 +254,36 @@ def check_value(key: str, value: Any) -> Any:
         The value, normalised (e.g. ``indexing=5`` becomes ``[5]``).
 
     Raises:
-        ValueError: an unknown key or an invalid value (wrong type or range).
+        ValueError: an unknown key or an invalid value (wrong type, NaN, infinite, or out of
+            range), naming the key, the value and what was expected.
 
     Example:
         >>> check_value('indexing', (4, 8)), check_value('f_max_iter', 12.0)
         ([4, 8], 12)
+        >>> check_value('gamma', float('nan'))
+        Traceback (most recent call last):
+        ValueError: config key 'gamma': expected a finite number >= 0, got nan
     """
     if key not in DEFAULTS:
         raise unknown_key_error(key)
     if key in ("f_solver", "b_solver", "core", "norm_type"):
         return _name(key, value)
-    if key in ("f_max_iter", "b_max_iter", "eval_f_max_iter"):
+    if key in ("f_max_iter", "b_max_iter", "eval_f_max_iter", "jac_incremental"):
         return _int(key, value, 0)
     if key in ("n_states", "sn_n_power_iters"):
         return _int(key, value, 1)
-    if key in ("sup_gap", "jac_incremental"):
-        return _int(key, value)
-    if key in ("f_tol", "b_tol", "eval_factor"):
-        return _number(key, value, positive=True)
-    if key in ("jac_loss_weight", "jac_loss_freq"):
-        return _number(key, value, nonneg=True)
-    if key in ("gamma", "norm_clip_value", "norm_target_norm"):
-        return _number(key, value)
+    if key == "sup_gap":
+        return _int(key, value)  # <= 0: off
+    if key in ("f_tol", "b_tol", "gamma", "jac_loss_weight"):
+        return _number(key, value, low=0.0)  # tol 0: run to max_iter
+    if key == "jac_loss_freq":
+        return _number(key, value, low=0.0, high=1.0)
+    if key in ("eval_factor", "norm_clip_value", "norm_target_norm"):
+        return _number(key, value, low=0.0, low_open=True)
     if key == "tau":
-        tau = _number(key, value)
-        if not 0.0 < tau <= 1.0:
-            raise _bad(key, value, "a damping factor in (0, 1]")
-        return tau
+        return _number(key, value, low=0.0, high=1.0, low_open=True)
     if key in ("f_stop_mode", "b_stop_mode"):
-        if value not in STOP_MODES:
+        if not isinstance(value, str) or value not in STOP_MODES:
             raise _bad(key, value, f"one of {STOP_MODES}")
         return value
     if key == "no_stat":
@@ -210,10 +293,10 @@ def check_value(key: str, value: Any) -> Any:
     if key in ("indexing", "sup_loc"):
         return _int_list(key, value, 1)
     if key == "grad":
-        steps = _int_list(key, value)
-        if not steps:
-            raise _bad(key, value, "an int or a non-empty list of ints")
-        return steps[0] if isinstance(value, int) and not isinstance(value, bool) else steps
+        if value is None or isinstance(value, (list, tuple)) and not value:
+            raise _bad(key, value, "an int >= 0 or a non-empty list of them")
+        steps = _int_list(key, value, 0)
+        return steps if isinstance(value, (list, tuple)) else steps[0]
     raise AssertionError(f"no check for config key {key!r}")  # pragma: no cover
 
 

@@ -23,14 +23,15 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.core.base import (BackwardRecorder, DEQBase, array_map, initial_state,
-                             solver_parameters)
-from npdeq.core.config import default, is_default
+from npdeq.autodiff import is_grad_enabled
+from npdeq.core.base import (BackwardRecorder, DEQBase, array_map, check_solver_call,
+                             initial_state, solver_parameters)
+from npdeq.core.config import default, is_default, is_set
 from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
 from npdeq.core.solution import jacobian_due, solution_record
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import backward_factory, supervised_steps
-from npdeq.grad.adjoint import LINEAR_SOLVERS
+from npdeq.grad.adjoint import ADJOINT_DEFAULTS, LINEAR_SOLVERS
 from npdeq.grad.state import as_state_tuple, raw_arrays
 from npdeq.solver import SolverStat, get_solver
 
@@ -61,7 +62,18 @@ class SampledDEQ(DEQBase):
         ValueError: an unknown key or invalid value; ``n_states < 1``; both ``n_states > 1``
             and ``indexing``; ``indexing`` not strictly increasing or beyond ``f_max_iter``;
             ``grad < 1`` for a PhantomGrad state (all states when ``ift=False``); ``sup_loc``
-            beyond ``grad``; a ``grad`` list of the wrong length.
+            beyond ``grad``; a ``grad`` list of the wrong length; with IFT, a registered
+            ``b_solver`` that cannot take ``max_iter``/``tol``/``stop_mode`` (checked here,
+            not at the first ``backward()``).
+
+    Warns:
+        ConfigWarning: once, at construction, for settings given explicitly (different from
+            their defaults) that this configuration ignores, as TorchDEQ silently does:
+            ``tau``, ``sup_gap``, ``sup_loc`` and ``grad`` (other than 0 or 1) when ``ift``
+            and a single state leave no state to PhantomGrad; ``b_solver``, ``b_max_iter``,
+            ``b_tol``, ``b_stop_mode`` without IFT; ``b_max_iter``/``b_tol``/``b_stop_mode``
+            with ``b_solver='direct'``; ``jac_loss_weight`` or ``jac_loss_freq`` alone (the
+            Jacobian term needs both > 0); and :class:`~npdeq.core.base.DEQBase`'s.
 
     Example:
         >>> deq = DEQIndexing(f_max_iter=30, n_states=3, grad=[1, 2, 3])
@@ -90,6 +102,46 @@ class SampledDEQ(DEQBase):
         # TorchDEQ's attribute: DEQIndexing's sampled steps, DEQSliced's segment lengths.
         self.indexing: list[int] = self._steps(self.f_max_iter)
         self.produce_grad: list[GradFunctor] = self._grad_functors(len(self.indexing))
+        if self.ift and self.b_solver not in LINEAR_SOLVERS:
+            # the adjoint solve passes tol/max_iter/stop_mode (its defaults where the core
+            # sets none): a solver that cannot take them would fail only at backward()
+            check_solver_call(get_solver(self.b_solver), self.b_solver, "b_solver",
+                              dict(ADJOINT_DEFAULTS, **self._b_solver_kwargs()))
+        self._warn_ignored_settings()
+
+    _warns_after_subclass_init = True
+
+    def _ignored_settings(self) -> list[tuple[list[str], str]]:
+        """:meth:`DEQBase._ignored_settings` plus the gradient settings no state uses."""
+        cfg, out = self.args, super()._ignored_settings()
+        set_keys = lambda keys: [k for k in keys if is_set(cfg, k)]  # noqa: E731
+        if self.ift and len(self.indexing) == 1:
+            grad = self.grad if isinstance(self.grad, list) else [self.grad]
+            keys = set_keys(("tau", "sup_gap", "sup_loc")) + (
+                ["grad"] if is_set(cfg, "grad") and any(k > 0 for k in grad) else [])
+            if keys:
+                out.append((keys, "with ift=True and one sampled state: IFT differentiates "
+                                  "it, no state uses PhantomGrad (they apply to the states "
+                                  "before the last when n_states > 1 or indexing is given)"))
+        backward = ("b_solver", "b_max_iter", "b_tol", "b_stop_mode")
+        if not self.ift:
+            keys = set_keys(backward)
+            if keys:
+                out.append((keys, "with ift=False (and hook_ift=False): every state uses "
+                                  "PhantomGrad, no IFT backward solve runs"))
+        elif self.b_solver in LINEAR_SOLVERS:
+            keys = [k for k, arg in (("b_max_iter", "max_iter"), ("b_tol", "tol"),
+                                     ("b_stop_mode", "stop_mode"))
+                    if is_set(cfg, k) and arg not in LINEAR_SOLVERS[self.b_solver]]
+            if keys:
+                out.append((keys, f"with b_solver={self.b_solver!r} (it takes no such "
+                                  "argument: an exact dense solve)"))
+        weight, freq = cfg.get("jac_loss_weight"), cfg.get("jac_loss_freq")
+        if (weight > 0) != (freq > 0):
+            out.append((set_keys(("jac_loss_weight", "jac_loss_freq")),
+                        "unless both jac_loss_weight and jac_loss_freq are > 0 (no Jacobian "
+                        "term is computed)"))
+        return out
 
     def forward(self, func: Callable[..., Any], z_init: Any, solver_kwargs: dict | None = None,
                 sradius_mode: bool = False,
@@ -114,11 +166,12 @@ class SampledDEQ(DEQBase):
             >>> sol.nfe == info['nfe'], sol.jacobian_loss.requires_grad, sol.retcode
             (True, True, ['converged', 'converged'])
         """
+        recording = is_grad_enabled()
         z_out, info = super().forward(func, z_init, solver_kwargs, sradius_mode,
                                       backward_writer)
         info["solution"] = solution_record(func, initial_state(z_init), z_out[-1], info,
                                            jacobian=jacobian_due(self.args, self.training),
-                                           create_graph=self.training)
+                                           create_graph=self.training and recording)
         return z_out, info
 
     def _steps(self, f_max_iter: int) -> list[int]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import types
+import warnings
 
+import numpy as np
 import pytest
 from hypothesis import given
 
@@ -127,7 +129,7 @@ def test_namespace_keeps_the_scripts_own_flags_aside():
 
 
 @pytest.mark.parametrize("key, value", [
-    ("f_max_iter", -1), ("f_max_iter", 2.5), ("f_max_iter", True), ("f_tol", 0.0),
+    ("f_max_iter", -1), ("f_max_iter", 2.5), ("f_max_iter", True), ("f_tol", -1e-3),
     ("f_stop_mode", "relative"), ("tau", 0.0), ("tau", 1.5), ("n_states", 0), ("ift", 1),
     ("indexing", ["a"]), ("grad", []), ("f_solver", ""), ("eval_factor", -1.0),
     ("jac_loss_weight", -0.1), ("no_stat", "yes"),
@@ -165,3 +167,97 @@ def test_every_strategy_config_builds_both_cores(config):
                                                                                   "sliced")]
     for key, value in config.items():
         assert deq.args.get(key) == check_value(key, value)
+
+
+# --- every numeric key: finiteness, range, NumPy scalars ---------------------------------
+
+# Each numeric key: a value inside its range, values just outside it, and the kind of value
+# (count: ints; real: finite numbers; list: ints or lists of ints).
+NUMERIC = {
+    "f_max_iter": ("count", 0, [-1]), "b_max_iter": ("count", 0, [-1]),
+    "eval_f_max_iter": ("count", 0, [-1]), "jac_incremental": ("count", 0, [-1]),
+    "n_states": ("count", 1, [0, -1]), "sn_n_power_iters": ("count", 1, [0]),
+    "sup_gap": ("count", -1, []),
+    "indexing": ("list", [1, 2], [[0], [-3]]), "sup_loc": ("list", [1], [[0]]),
+    "grad": ("list", 0, [-1, [1, -1]]),
+    "f_tol": ("real", 0.0, [-1e-3]), "b_tol": ("real", 0.0, [-1e-9]),
+    "gamma": ("real", 0.0, [-0.5]), "jac_loss_weight": ("real", 0.0, [-0.1]),
+    "jac_loss_freq": ("real", 1.0, [-0.1, 1.5]),
+    "eval_factor": ("real", 0.5, [0.0, -1.0]), "norm_clip_value": ("real", 2.0, [0.0]),
+    "norm_target_norm": ("real", 1.0, [0.0]), "tau": ("real", 1.0, [0.0, -0.5, 1.01]),
+}
+NOT_NUMBERS = [float("nan"), float("inf"), -float("inf"), "1", b"1", True, False, np.True_,
+               None, 1 + 0j, [1.0, 2.0], np.array([0.5])]
+
+
+def test_the_table_covers_every_numeric_key():
+    numeric = {k for k, v in DEFAULTS.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert set(NUMERIC) == numeric | {"indexing", "sup_loc"}
+
+
+@pytest.mark.parametrize("key", sorted(NUMERIC))
+def test_numeric_keys_refuse_non_finite_and_non_numbers(key):
+    kind, good, bad = NUMERIC[key]
+    assert DEQConfig({key: good}).get(key) is not None
+    wrong = [v for v in NOT_NUMBERS
+             if not (kind == "list" and (v is None or isinstance(v, list)))]
+    if kind in ("count", "list"):
+        wrong += [2.5, np.float64(0.5)]
+    for value in wrong + bad:
+        for make in (lambda: DEQConfig({key: value}), lambda: get_deq(**{key: value})):
+            with pytest.raises(ValueError, match=f"config key '{key}': expected"):
+                make()
+
+
+@pytest.mark.parametrize("key", sorted(NUMERIC))
+def test_numeric_keys_take_numpy_scalars_as_python_numbers(key):
+    kind, good, _ = NUMERIC[key]
+    if kind == "real":
+        for value in (np.float64(good), np.float32(good), np.array(good), np.int64(int(good))
+                      if float(good).is_integer() else np.float16(good)):
+            out = check_value(key, value)
+            assert type(out) is float and out == float(np.asarray(value))
+    else:
+        plain = good[0] if isinstance(good, list) else good
+        for value in (np.int64(plain), np.int32(plain), np.uint8(max(plain, 0)), float(plain)):
+            expected = max(plain, 0) if isinstance(value, np.uint8) else plain
+            out = check_value(key, [value] if isinstance(good, list) else value)
+            assert out == ([expected] if isinstance(good, list) else expected)
+            assert all(type(v) is int for v in (out if isinstance(out, list) else [out]))
+
+
+def test_flags_take_numpy_booleans_and_stop_modes_only_strings():
+    assert check_value("ift", np.True_) is True and check_value("no_stat", np.False_) is False
+    for value in (1, "True", np.array(True)):
+        with pytest.raises(ValueError, match="config key 'ift'"):
+            check_value("ift", value)
+    with pytest.raises(ValueError, match="config key 'f_stop_mode'"):
+        check_value("f_stop_mode", np.array("abs"))
+
+
+def test_zero_tolerance_runs_to_max_iter():
+    """TorchDEQ accepts tol=0 (no early stop): so do the config, the cores and the solvers."""
+    assert check_value("f_tol", 0) == 0.0 and check_value("b_tol", 0.0) == 0.0
+    W = npdeq.tensor(np.array([[0.3, 0.1], [-0.2, 0.4]]), requires_grad=True)
+    for core in ("indexing", "sliced"):
+        deq = get_deq(core=core, f_tol=0, f_max_iter=7, ift=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+            z_out, info = deq(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 2)))
+        assert info["nfe"] == 7 and not info["converged"].any()
+        assert not info["nonfinite"].any()
+
+
+@pytest.mark.xfail(raises=ValueError, strict=False,
+                   reason="the IFT adjoint's GMRES fallback refuses tol=0 (npdeq.grad.adjoint)")
+def test_zero_backward_tolerance_runs_to_b_max_iter():
+    W = npdeq.tensor(np.array([[0.3, 0.1], [-0.2, 0.4]]), requires_grad=True)
+    for b_solver in ("fixed_point_iter", "anderson", "gmres"):
+        deq = get_deq(core="indexing", b_tol=0, b_max_iter=9, ift=True, b_solver=b_solver)
+        z_out, info = deq(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 2)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
+            (z_out[-1] ** 2).sum().backward()
+        assert not info["backward"]["converged"].any()
+        assert np.isfinite(W.grad.numpy()).all()

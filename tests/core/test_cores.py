@@ -388,3 +388,127 @@ def test_every_configuration_trains_and_evaluates(xp, to_xp, check_array, config
     z_eval, info = deq.eval()(func, z0)
     assert len(z_eval) == 1 and not z_eval[0].requires_grad
     assert info["nfe"] <= deq.eval_f_max_iter
+
+
+# --- nothing is recorded under no_grad -------------------------------------------------------
+
+GRAD_MODES = {"ift": dict(ift=True, n_states=2, grad=2, tau=0.7),
+              "phantom": dict(grad=3, tau=0.6, n_states=2, sup_gap=2),
+              "1-step": dict(grad=1)}
+
+
+@quiet
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("mode", sorted(GRAD_MODES))
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_no_grad_records_nothing_in_any_core_and_mode(xp, to_xp, core, mode, training,
+                                                     jacobian):
+    m = mlp_map(to_xp)
+    p = {k: npdeq.Tensor(v, requires_grad=True) for k, v in m.params.items()}
+    func = Counter(lambda z: m.func(z, **p))
+    jac = dict(jac_loss_weight=0.5, jac_loss_freq=1.0) if jacobian else {}
+    deq = CORES[core](f_max_iter=12, f_tol=1e-8, **GRAD_MODES[mode], **jac).train(training)
+
+    def outputs():
+        z_out, info = deq(func, m.z0)
+        extra = info["solution"].jacobian_loss
+        return z_out + ([extra] if extra is not None else []), info
+
+    with npdeq.no_grad():
+        states, info = outputs()
+    assert all(not z.requires_grad and z._node is None for z in states)
+    assert info["backward"] is None
+    if not jacobian:     # the Jacobian estimate needs one VJP, made on a private graph
+        assert not any(func.recording)
+    assert all(t.grad is None for t in p.values())
+    # outside no_grad a training call records, and backward fills every parameter's .grad
+    states, info = outputs()
+    assert all(z.requires_grad for z in states) == training
+    if training:
+        loss_of(states, [1.0] * len(states)).backward()
+        assert all(t.grad is not None for t in p.values())
+
+
+# --- settings that have no effect warn, once, at construction --------------------------------
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("settings, keys", [
+    (dict(ift=True, tau=0.5), "tau"),
+    (dict(hook_ift=True, tau=0.5), "tau"),
+    (dict(ift=True, sup_gap=2), "sup_gap"),
+    (dict(ift=True, grad=2, sup_loc=[1]), "sup_loc, grad"),
+    (dict(ift=True, grad=[3]), "grad"),
+    (dict(b_tol=1e-8, b_max_iter=80), "b_max_iter, b_tol"),
+    (dict(b_solver="anderson", grad=2), "b_solver"),
+    (dict(b_stop_mode="rel"), "b_stop_mode"),
+    (dict(ift=True, b_solver="direct", b_max_iter=10, b_stop_mode="rel"),
+     "b_max_iter, b_stop_mode"),
+    (dict(jac_loss_weight=0.5), "jac_loss_weight"),
+    (dict(jac_loss_freq=0.5), "jac_loss_freq"),
+    (dict(eval_factor=2.0, eval_f_max_iter=5), "eval_factor"),
+    (dict(f_solver="simple_fixed_point_iter", f_tol=1e-5, f_stop_mode="rel"),
+     "f_tol, f_stop_mode"),
+])
+def test_settings_without_effect_warn_naming_them(core, settings, keys):
+    with pytest.warns(npdeq.core.ConfigWarning, match=f"{CORES[core].__name__}: {keys} ha") as w:
+        get_deq(core=core, **settings)
+    assert len(w) == 1 and w[0].filename == __file__        # the caller's line
+
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("settings", [
+    dict(ift=True, tau=0.5, n_states=2),          # the first state uses PhantomGrad
+    dict(ift=True, tau=0.5, sup_gap=2, grad=2, indexing=[5]),
+    dict(ift=True, grad=0), dict(ift=True, grad=1, tau=1.0, sup_loc=[]),  # defaults / off
+    dict(tau=0.5, grad=2, sup_gap=1, sup_loc=[1]),
+    dict(ift=True, b_solver="gmres", b_tol=1e-8, b_max_iter=80, b_stop_mode="rel"),
+    dict(ift=True, b_solver="anderson", b_tol=1e-8),
+    dict(ift=True, b_solver="direct"),
+    dict(jac_loss_weight=0.5, jac_loss_freq=0.5),
+    dict(eval_f_max_iter=5), dict(eval_factor=2.0),
+    dict(f_solver="simple_fixed_point_iter"),
+])
+def test_settings_in_use_do_not_warn(core, settings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", npdeq.core.ConfigWarning)
+        get_deq(core=core, **settings)
+
+
+def test_a_parsed_command_line_of_defaults_does_not_warn():
+    import argparse
+
+    parser = npdeq.add_deq_args(argparse.ArgumentParser())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", npdeq.core.ConfigWarning)
+        get_deq(parser.parse_args(["--ift", "--core", "indexing"]))
+    with pytest.warns(npdeq.core.ConfigWarning, match="tau"):
+        get_deq(parser.parse_args(["--ift", "--tau", "0.6"]))
+
+
+# --- solvers whose signature cannot take the core's call fail at construction ---------------
+
+def test_a_backward_solver_that_cannot_take_the_call_fails_at_construction(monkeypatch):
+    from npdeq.solver import registry
+
+    def no_stop_mode(func, x0, max_iter=10, tol=1e-3, indexing=None):
+        return fixed_point_iter(func, x0, max_iter=max_iter, tol=tol, indexing=indexing)
+
+    def no_indexing(func, x0, max_iter=10, tol=1e-3, stop_mode="abs"):
+        return fixed_point_iter(func, x0, max_iter=max_iter, tol=tol, stop_mode=stop_mode)
+
+    monkeypatch.setitem(registry._SOLVERS, "no_stop_mode", no_stop_mode)
+    monkeypatch.setitem(registry._SOLVERS, "no_indexing", no_indexing)
+    for core in CORES.values():
+        with pytest.raises(ValueError, match=r"b_solver 'no_stop_mode' cannot be called .*"
+                                             r"stop_mode"):
+            core(ift=True, b_solver="no_stop_mode")
+        with pytest.raises(ValueError, match=r"f_solver 'no_indexing' cannot be called .*"
+                                             r"indexing"):
+            core(f_solver="no_indexing")
+        # as a forward solver it is called without stop_mode (it does not take one): fine
+        z_out, _ = core(f_solver="no_stop_mode", f_tol=1e-8)(halving, np.zeros((1, 2)))
+        assert_close(z_out[-1], np.full((1, 2), 2.0), rtol=1e-6)
+        with pytest.warns(npdeq.core.ConfigWarning, match="b_solver"):
+            core(b_solver="no_stop_mode", ift=False)       # not the backward solver: unused
+        core(ift=True, b_solver="no_indexing")              # the adjoint passes no indexing
