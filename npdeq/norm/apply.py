@@ -18,7 +18,7 @@ from npdeq.core.config import DEQConfig, GROUPS, default, is_default
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
 from npdeq.nn.module import Module
-from npdeq.norm.base import NormBase
+from npdeq.norm.base import NormBase, _as_dims, snapshot
 from npdeq.norm.spectral_norm import SpectralNorm
 from npdeq.norm.weight_norm import WeightNorm
 
@@ -107,7 +107,7 @@ def register_norm_module(module_class: type, norm_type: str, names: str | Sequen
                         f"{module_class!r}")
     norm_class = _norm_class(norm_type)
     names = (names,) if isinstance(names, str) else tuple(names)
-    dims = (dims,) * len(names) if dims is None or isinstance(dims, int) else tuple(dims)
+    dims = _as_dims(dims, len(names))
     if not all(isinstance(n, str) and n for n in names):
         raise TypeError(f"names must be attribute names (str), got {names!r}")
     if not names or len(names) != len(dims):
@@ -160,8 +160,8 @@ def apply_norm(model: Module, norm_type: str | None = default("norm_type"),
 
     Raises:
         ValueError: an unknown ``norm_type`` (the registered ones listed), an unknown or
-            invalid setting, or a matching module that is already normalised (nothing is
-            changed then).
+            invalid setting, a matching module that is already normalised, or a weight that
+            cannot be normalised (all zero, or not finite); nothing is changed then.
         TypeError: ``model`` is not a Module, or bad filters.
 
     Example:
@@ -207,8 +207,16 @@ def apply_norm(model: Module, norm_type: str | None = default("norm_type"),
     if chosen:
         # Check the settings once, before any module changes.
         norm_class(*norm_class.targets(chosen[0][1]), **settings)
-    for _, module in chosen:
-        norm_class.apply(module, **settings)
+    # All or nothing: a module whose weight cannot be normalised (an all-zero weight) undoes
+    # the ones normalised before it.
+    undo = [snapshot(module) for _, module in chosen]
+    try:
+        for _, module in chosen:
+            norm_class.apply(module, **settings)
+    except BaseException:
+        for restore in undo:
+            restore()
+        raise
     return [name for name, _ in chosen]
 
 

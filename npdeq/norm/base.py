@@ -15,10 +15,11 @@ from typing import Any, ClassVar, Sequence
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
+from npdeq.nn._checks import check_int
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 
-__all__ = ["NormBase", "reduce_axes", "norm_except_dim", "as_tensor_operand"]
+__all__ = ["NormBase", "reduce_axes", "norm_except_dim", "as_tensor_operand", "snapshot"]
 
 Targets = tuple[tuple[str, ...], tuple[Any, ...]]
 
@@ -63,9 +64,14 @@ def reduce_axes(ndim: int, dim: int | None) -> tuple[int, ...]:
     """
     if dim is None:
         return tuple(range(ndim))
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
+    original = dim
+    try:
+        dim = check_int("dim", dim)
+    except ValueError:
+        dim = None
+    if dim is None or not -ndim <= dim < ndim:
         raise ValueError(f"dim must be an int in [-{ndim}, {ndim}) or None for a weight of "
-                         f"{ndim} dimensions, got {dim!r}")
+                         f"{ndim} dimensions, got {original!r}")
     dim %= ndim
     return tuple(a for a in range(ndim) if a != dim)
 
@@ -89,6 +95,57 @@ def norm_except_dim(w: Any, dim: int | None) -> Tensor:
     """
     w = as_tensor_operand(w)
     return ops.sqrt(ops.sum(w * w, axis=reduce_axes(w.ndim, dim), keepdims=True))
+
+
+def _as_dims(dims: Any, count: int) -> tuple[Any, ...]:
+    """``dims`` as one entry per name: ints (NumPy integers accepted) or ``None``."""
+    if dims is None:
+        return (None,) * count
+    try:
+        return (check_int("dims", dims),) * count
+    except ValueError:
+        pass
+    try:
+        items = tuple(dims)
+    except TypeError:
+        raise ValueError(f"dims must be an int, None or one of them per name, got "
+                         f"{dims!r}") from None
+    return tuple(None if d is None else _dim(d) for d in items)
+
+
+def _dim(d: Any) -> Any:
+    try:
+        return check_int("dims", d)
+    except ValueError:
+        return d  # reported with the weight's number of dimensions by reduce_axes
+
+
+def snapshot(module: Module) -> Any:
+    """A function that puts ``module``'s registries and attributes back as they are now.
+
+    What :meth:`NormBase.apply` and :func:`~npdeq.norm.apply_norm` undo with when the
+    first computation of a normalised weight fails, so a failed call changes nothing.
+
+    Example:
+        >>> from npdeq.nn import Linear
+        >>> layer = Linear(2, 2, seed=0)
+        >>> restore = snapshot(layer)
+        >>> del layer.bias; restore(); [n for n, _ in layer.named_parameters()]
+        ['weight', 'bias']
+    """
+    parameters, buffers = list(module._parameters.items()), list(module._buffers.items())
+    modules, attributes = list(module._modules.items()), dict(module.__dict__)
+
+    def restore() -> None:
+        for registry, saved in ((module._parameters, parameters), (module._buffers, buffers),
+                                (module._modules, modules)):
+            registry.clear()
+            registry.update(saved)
+        for key in [k for k in module.__dict__ if k not in attributes]:
+            del module.__dict__[key]
+        module.__dict__.update(attributes)
+
+    return restore
 
 
 class NormBase:
@@ -200,7 +257,9 @@ class NormBase:
         Raises:
             TypeError: ``module`` is not an ``npdeq.nn.Module``.
             ValueError: ``module`` is already normalised, its type is not registered and no
-                ``names``/``dims`` are given, or a name is not a Parameter of it.
+                ``names``/``dims`` are given, a name is not a Parameter of it, or the first
+                computation of the weight fails (e.g. an all-zero weight); the module is
+                then left unchanged.
 
         Example:
             >>> from npdeq.nn import Linear
@@ -224,7 +283,7 @@ class NormBase:
             names = found[0] if names is None else names
             dims = found[1] if dims is None else dims
         names = (names,) if isinstance(names, str) else tuple(names)
-        dims = (dims,) * len(names) if dims is None or isinstance(dims, int) else tuple(dims)
+        dims = _as_dims(dims, len(names))
         for name in names:
             if not isinstance(module._parameters.get(name), Parameter):
                 raise ValueError(f"{type(module).__name__}.{name} is not a Parameter, so "
@@ -232,10 +291,17 @@ class NormBase:
         for name, dim in zip(names, dims):
             reduce_axes(module._parameters[name].ndim, dim)  # checks dim before any change
         fn = cls(names, dims, **settings)
-        for name, dim in zip(fn.names, fn.dims):
-            fn._attach(module, name, dim, module._parameters.pop(name))
-        module._deq_norm = fn
-        fn(module)
+        # Undone on any error (a zero weight found by the first computation): the module is
+        # then as it was, parameter order included.
+        restore = snapshot(module)
+        try:
+            for name, dim in zip(fn.names, fn.dims):
+                fn._attach(module, name, dim, module._parameters.pop(name))
+            module._deq_norm = fn
+            fn(module)
+        except BaseException:
+            restore()
+            raise
         return fn
 
     def __call__(self, module: Module) -> None:

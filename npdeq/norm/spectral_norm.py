@@ -20,6 +20,7 @@ from npdeq.autodiff import Tensor
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
 from npdeq.nn import init
+from npdeq.nn._checks import check_int, check_real
 from npdeq.nn.layers import Conv2d, Linear
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
@@ -71,8 +72,11 @@ def power_iteration(matrix: Any, u: Any, v: Any, n_iterations: int = 1,
         matrix: ``M``, a raw ``(h, w)`` array.
         u: unit vector ``(h,)``.
         v: unit vector ``(w,)``.
-        n_iterations: number of steps (>= 0).
-        eps: floor of the norms divided by.
+        n_iterations: number of steps (an int >= 0).
+        eps: floor of the norms divided by (a finite number > 0).
+
+    Raises:
+        ValueError: a bad ``n_iterations`` or ``eps``.
 
     Returns:
         New ``(u, v)`` (the inputs are not modified); ``u @ M @ v`` then approximates
@@ -84,6 +88,8 @@ def power_iteration(matrix: Any, u: Any, v: Any, n_iterations: int = 1,
         >>> round(float(u @ np.diag([3.0, 1.0]) @ v), 6)
         3.0
     """
+    n_iterations = check_int("n_iterations", n_iterations, 0, owner="power_iteration")
+    eps = check_real("eps", eps, 0.0, low_open=True, owner="power_iteration")
     xp = backend.array_namespace(matrix, u, v)
     for _ in range(n_iterations):
         v = _unit(xp, xp.matmul(u, matrix), eps)
@@ -93,7 +99,7 @@ def power_iteration(matrix: Any, u: Any, v: Any, n_iterations: int = 1,
 
 def spectral_normalize(weight: Any, u: Any, v: Any, g: Any = None, *, dim: int = 0,
                        target_norm: float = 1.0, clip: bool = False,
-                       clip_value: float = 1.0) -> Tensor:
+                       clip_value: float = 1.0, _what: str = "spectral_normalize") -> Tensor:
     """``weight * g / sigma`` with ``sigma = u^T M v`` (``M``: :func:`weight_matrix`).
 
     ``u`` and ``v`` are constants (raw arrays) for the tape: the gradient is the one of
@@ -113,6 +119,12 @@ def spectral_normalize(weight: Any, u: Any, v: Any, g: Any = None, *, dim: int =
     Returns:
         The normalised weight, shaped like ``weight``.
 
+    Raises:
+        ValueError: a bad setting, or a ``sigma`` that is not a finite number > 0: an
+            all-zero weight (spectral norm 0, so ``W / sigma`` is undefined; PyTorch silently
+            returns NaN), non-finite entries, or ``u``, ``v`` orthogonal to the weight. One
+            host read per call (once per training step in :class:`SpectralNorm`).
+
     Example:
         >>> import numpy as np
         >>> w = np.diag([4.0, 2.0])
@@ -120,10 +132,20 @@ def spectral_normalize(weight: Any, u: Any, v: Any, g: Any = None, *, dim: int =
         array([[1. , 0. ],
                [0. , 0.5]])
     """
+    _, target_norm, clip, clip_value = check_scale_settings(True, target_norm, clip,
+                                                            clip_value)
     weight = as_tensor_operand(weight)
     u = u.data if isinstance(u, Tensor) else u
     v = v.data if isinstance(v, Tensor) else v
     sigma = ops.sum(ops.matmul(weight_matrix(weight, dim), v) * u)
+    xp = backend.array_namespace(sigma.data)
+    if not backend.to_scalar(xp.all(xp.isfinite(sigma.data) & (sigma.data > 0))):
+        value = backend.to_scalar(sigma.data)
+        reason = ("an all-zero weight has spectral norm 0, so W / sigma is undefined"
+                  if value == 0 else "the estimate must be a finite number > 0")
+        raise ValueError(f"{_what}: sigma = u^T W v is {value!r}: {reason} (a stale u, v "
+                         "after the weight changed are refreshed by a training-mode "
+                         "reset_norm)")
     scale = target_norm if g is None else as_tensor_operand(g)
     factor = scale / sigma
     if clip:
@@ -132,9 +154,7 @@ def spectral_normalize(weight: Any, u: Any, v: Any, g: Any = None, *, dim: int =
 
 
 def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be an int >= 1, got {value!r}")
-    return value
+    return check_int(f"{key} ({CONFIG_KEYS[key]})", value, 1)
 
 
 class SpectralNorm(NormBase):
@@ -161,8 +181,14 @@ class SpectralNorm(NormBase):
         seed: an int or ``numpy.random.Generator`` for the start vectors (default: npdeq's
             default generator, :func:`npdeq.nn.init.manual_seed`).
 
+    An all-zero weight has spectral norm 0 and ``W / 0`` is undefined (PyTorch silently
+    makes it NaN): :meth:`apply` and every recomputation raise ``ValueError`` naming the
+    module and weight instead, before the power-iteration vectors change, and :meth:`apply`
+    then leaves the module as it was.
+
     Raises:
-        ValueError: a bad setting (named with its value), or ``dims`` with ``None``.
+        ValueError: a bad setting (named with its value; NumPy scalars accepted, NaN and
+            infinities refused), or ``dims`` with ``None``.
 
     Example:
         >>> import numpy as np
@@ -186,9 +212,7 @@ class SpectralNorm(NormBase):
         (self.learn_scale, self.target_norm, self.clip,
          self.clip_value) = check_scale_settings(learn_scale, target_norm, clip, clip_value)
         self.n_power_iterations = _positive_int("n_power_iterations", n_power_iterations)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_real("eps", eps, 0.0, low_open=True, owner="SpectralNorm")
         self.generator = init.generator(seed)
 
     @classmethod
@@ -240,6 +264,13 @@ class SpectralNorm(NormBase):
         if not module.training:
             return
         matrix = weight_matrix(module._parameters[name + "_orig"].data, dim)
+        xp = backend.array_namespace(matrix)
+        # Checked before the vectors change: power iteration on a zero (or NaN) weight would
+        # leave u and v zero (or NaN) for good, even once the weight is fixed.
+        if not backend.to_scalar(xp.any(matrix != 0) & xp.all(xp.isfinite(matrix))):
+            raise ValueError(f"SpectralNorm of {type(module).__name__}.{name}_orig: the weight "
+                             "is all zero or holds NaN or an infinity; its spectral norm "
+                             "cannot normalise it")
         u, v = power_iteration(matrix, module._buffers[name + "_u"],
                                module._buffers[name + "_v"], self.n_power_iterations, self.eps)
         module.register_buffer(name + "_u", u)
@@ -256,12 +287,17 @@ class SpectralNorm(NormBase):
 
         Returns:
             The normalised weight (on the tape when grad mode is on).
+
+        Raises:
+            ValueError: ``sigma`` is not a finite number > 0 (an all-zero weight), naming
+                the module and weight.
         """
         g = module._parameters[name + "_g"] if self.learn_scale else None
         return spectral_normalize(module._parameters[name + "_orig"],
                                   module._buffers[name + "_u"], module._buffers[name + "_v"],
                                   g, dim=dim, target_norm=self.target_norm, clip=self.clip,
-                                  clip_value=self.clip_value)
+                                  clip_value=self.clip_value,
+                                  _what=f"SpectralNorm of {type(module).__name__}.{name}_orig")
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, learn_scale={self.learn_scale}, "

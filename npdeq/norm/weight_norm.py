@@ -11,18 +11,20 @@ grow past ``clip_value`` times ``v``. :func:`weight_normalize` is the formula on
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
+from npdeq import backend
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
+from npdeq.nn._checks import check_bool, check_real
 from npdeq.nn.layers import Conv2d, Linear
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 from npdeq.norm.base import NormBase, as_tensor_operand, norm_except_dim
 
-__all__ = ["WeightNorm", "weight_normalize", "check_scale_settings", "CONFIG_KEYS"]
+__all__ = ["WeightNorm", "weight_normalize", "check_scale_settings", "check_norms",
+           "CONFIG_KEYS"]
 
 # The DEQ config key behind each constructor setting, named in errors (apply_norm's users
 # pass the config keys).
@@ -45,6 +47,8 @@ def check_scale_settings(learn_scale: Any, target_norm: Any, clip: Any,
     Returns:
         The settings as ``(bool, float, bool, float)``.
 
+    NumPy scalars are accepted; NaN and infinities are not.
+
     Raises:
         ValueError: a setting of the wrong type or range, named with its value.
 
@@ -52,22 +56,57 @@ def check_scale_settings(learn_scale: Any, target_norm: Any, clip: Any,
         >>> check_scale_settings(True, 1, False, 2)
         (True, 1.0, False, 2.0)
     """
+    flags = []
     for key, value in (("learn_scale", learn_scale), ("clip", clip)):
-        if not isinstance(value, bool):
+        try:
+            flags.append(check_bool(key, value))
+        except TypeError:
             raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be True or False, got "
-                             f"{value!r}")
-    checked = []
-    for key, value in (("target_norm", target_norm), ("clip_value", clip_value)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value > 0):
-            raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be a finite number > 0, got "
-                             f"{value!r}")
-        checked.append(float(value))
-    return learn_scale, checked[0], clip, checked[1]
+                             f"{value!r}") from None
+    checked = [check_real(f"{key} ({CONFIG_KEYS[key]})", value, 0.0, low_open=True)
+               for key, value in (("target_norm", target_norm), ("clip_value", clip_value))]
+    return flags[0], checked[0], flags[1], checked[1]
+
+
+def check_norms(norm: Any, scale: Any, what: str) -> None:
+    """Raise unless every norm divided by is a finite number > 0 and the scale is finite.
+
+    Checked before dividing, with one host read (``backend.to_scalar``); the error path
+    reads more to count the zero norms.
+
+    Args:
+        norm: the raw array of the norms divided by.
+        scale: the raw array of the scale ``g``, or ``None`` for a constant.
+        what: who is normalising what, for the message.
+
+    Raises:
+        ValueError: a zero or non-finite norm, or a non-finite scale.
+
+    Example:
+        >>> import numpy as np
+        >>> check_norms(np.array([0.0, 2.0]), None, 'weight_normalize')
+        Traceback (most recent call last):
+        ...
+        ValueError: weight_normalize: ... 1 of 2 norm(s) divided by are zero ...
+    """
+    xp = backend.array_namespace(norm)
+    good = xp.all(xp.isfinite(norm) & (norm > 0))
+    if scale is not None:
+        good = good & xp.all(xp.isfinite(scale))
+    if backend.to_scalar(good):
+        return
+    zero = int(backend.to_scalar(xp.sum(xp.astype(norm == 0, xp.int64))))
+    if zero:
+        reason = (f"{zero} of {int(norm.size)} norm(s) divided by are zero (an all-zero row "
+                  "or weight has no direction to normalise)")
+    else:
+        reason = "the weight, its scale or its norm holds NaN or an infinity"
+    raise ValueError(f"{what}: the normalised weight would not be finite: {reason}")
 
 
 def weight_normalize(v: Any, g: Any = None, *, dim: int | None = 0, target_norm: float = 1.0,
-                     clip: bool = False, clip_value: float = 1.0) -> Tensor:
+                     clip: bool = False, clip_value: float = 1.0,
+                     _what: str = "weight_normalize") -> Tensor:
     """``v * g / ||v||`` (TorchDEQ's weight norm), recorded on the tape.
 
     Args:
@@ -84,6 +123,13 @@ def weight_normalize(v: Any, g: Any = None, *, dim: int | None = 0, target_norm:
     Returns:
         The normalised weight, shaped like ``v``.
 
+    Raises:
+        ValueError: a bad setting; or a norm ``||v||`` that is zero (a row of zeros: the
+            direction of a zero vector is undefined, and ``0 * g / 0`` would be NaN, as it
+            silently is in PyTorch), or a factor that is not finite for another reason
+            (NaN or infinite entries). Checking costs one host read per call: the weight is
+            normalised once per training step, not per solver iteration.
+
     Example:
         >>> import numpy as np
         >>> weight_normalize(np.array([[3.0, 4.0]]), np.array([[10.0]])).data
@@ -91,9 +137,13 @@ def weight_normalize(v: Any, g: Any = None, *, dim: int | None = 0, target_norm:
         >>> weight_normalize(np.array([[3.0, 4.0]]), np.array([[10.0]]), clip=True).data
         array([[3., 4.]])
     """
+    _, target_norm, clip, clip_value = check_scale_settings(True, target_norm, clip,
+                                                            clip_value)
     v = as_tensor_operand(v)
     scale = target_norm if g is None else as_tensor_operand(g)
-    factor = scale / norm_except_dim(v, dim)
+    norm = norm_except_dim(v, dim)
+    check_norms(norm.data, None if g is None else scale.data, _what)
+    factor = scale / norm
     if clip:
         factor = ops.minimum(factor, clip_value)
     return v * factor
@@ -116,6 +166,11 @@ class WeightNorm(NormBase):
         target_norm: the fixed scale when ``g`` is not learned (``norm_target_norm``).
         clip: clip the factor ``g / ||v||`` at ``clip_value`` (``norm_clip``).
         clip_value: the largest factor (``norm_clip_value``).
+
+    A row (or channel) of ``v`` that is all zero has no direction: its normalised weight
+    ``0 * g / 0`` is undefined (PyTorch silently makes it NaN). :meth:`apply` and every
+    recomputation raise ``ValueError`` naming the module and weight instead, and
+    :meth:`apply` then leaves the module as it was.
 
     Raises:
         ValueError: a bad setting (named with its value).
@@ -182,11 +237,15 @@ class WeightNorm(NormBase):
 
         Returns:
             The normalised weight (on the tape when grad mode is on).
+
+        Raises:
+            ValueError: a zero (or non-finite) norm of ``v``, naming the module and weight.
         """
         g = module._parameters[name + "_g"] if self.learn_scale else None
         return weight_normalize(module._parameters[name + "_v"], g, dim=dim,
                                 target_norm=self.target_norm, clip=self.clip,
-                                clip_value=self.clip_value)
+                                clip_value=self.clip_value,
+                                _what=f"WeightNorm of {type(module).__name__}.{name}_v")
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, learn_scale={self.learn_scale}, "

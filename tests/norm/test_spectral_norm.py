@@ -171,3 +171,69 @@ def test_bad_settings():
     with pytest.raises(ValueError, match="output axis"):
         SpectralNorm.apply(layer, names="weight", dims=[None])
     assert isinstance(layer.weight, npdeq.nn.Parameter)
+
+
+# --- hardening: an all-zero weight is an error, settings finite, NumPy scalars accepted --
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_an_all_zero_weight_is_refused_at_apply_and_the_module_is_unchanged(training):
+    layer = Linear(3, 2, seed=0).train(training)
+    layer.weight.data = np.zeros((2, 3))
+    weight = layer.weight
+    with pytest.raises(ValueError, match="SpectralNorm of Linear.weight_orig.*(all zero|0)"):
+        SpectralNorm.apply(layer, seed=0)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    assert layer.weight is weight and list(layer.named_buffers()) == []
+    assert "_deq_norm" not in layer.__dict__
+
+
+def test_a_weight_that_becomes_zero_is_refused_before_the_vectors_change():
+    layer = Linear(3, 2, seed=0)
+    SpectralNorm.apply(layer, seed=0)
+    u, v, before = layer.weight_u, layer.weight_v, layer.weight
+    layer.weight_orig.data = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="SpectralNorm of Linear.weight_orig.*all zero"):
+        reset_norm(layer)
+    assert layer.weight_u is u and layer.weight_v is v and layer.weight is before
+    layer.eval()
+    with pytest.raises(ValueError, match=r"sigma = u\^T W v is 0"):
+        reset_norm(layer)
+
+
+def test_spectral_normalize_of_a_zero_weight_raises(xp, to_xp):
+    u, v = to_xp(np.array([1.0, 0.0])), to_xp(np.array([1.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="spectral_normalize.*spectral norm 0"):
+        spectral_normalize(to_xp(np.zeros((2, 3))), u, v)
+    with pytest.raises(ValueError, match="spectral_normalize.*finite"):
+        spectral_normalize(to_xp(np.full((2, 3), np.nan)), u, v, clip=True)
+
+
+@pytest.mark.parametrize("bad", [dict(n_power_iterations=NAN), dict(n_power_iterations=2.0),
+                                 dict(n_power_iterations=True), dict(eps=NAN), dict(eps=INF),
+                                 dict(target_norm=NAN), dict(clip_value=INF)])
+def test_non_finite_settings_are_refused(bad):
+    layer = Linear(3, 2, seed=0)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SpectralNorm.apply(layer, **bad)
+    assert isinstance(layer.weight, npdeq.nn.Parameter)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"n_iterations": -1}, "n_iterations"),
+                                           ({"n_iterations": NAN}, "n_iterations"),
+                                           ({"eps": NAN}, "eps"), ({"eps": 0.0}, "eps")])
+def test_power_iteration_checks_its_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        power_iteration(np.eye(2), np.ones(2), np.ones(2), **kwargs)
+
+
+def test_numpy_scalars_are_accepted_as_settings():
+    a, b = Linear(3, 2, seed=0), Linear(3, 2, seed=0)
+    SpectralNorm.apply(a, n_power_iterations=np.int64(5), eps=np.float32(1e-12),
+                       target_norm=np.float64(2.0), seed=0)
+    SpectralNorm.apply(b, n_power_iterations=5, eps=1e-12, target_norm=2.0, seed=0)
+    np.testing.assert_allclose(a.weight.data, b.weight.data, rtol=1e-12)
+    u, _ = power_iteration(np.eye(2), np.ones(2) / 2**0.5, np.ones(2), np.int32(3))
+    assert u.shape == (2,)

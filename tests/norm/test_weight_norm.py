@@ -152,3 +152,82 @@ def test_bad_settings_leave_the_module_alone():
     WeightNorm.apply(layer)
     with pytest.raises(ValueError, match="already normalised"):
         WeightNorm.apply(layer)
+
+
+# --- hardening: a zero direction is an error, settings finite, NumPy scalars accepted ----
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _zero_row_linear():
+    layer = Linear(3, 2, seed=0)
+    w = np.array(layer.weight.data)
+    w[1] = 0.0
+    layer.weight.data = w
+    return layer
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"learn_scale": False}, {"clip": True}],
+                         ids=["learned", "no-scale", "clipped"])
+def test_a_zero_row_is_refused_at_apply_and_the_module_is_unchanged(kwargs):
+    layer = _zero_row_linear()
+    weight, bias = layer.weight, layer.bias
+    with pytest.raises(ValueError, match=r"WeightNorm of Linear.weight_v.*1 of 2 norm\(s\).*zero"):
+        WeightNorm.apply(layer, **kwargs)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    assert layer.weight is weight and layer.bias is bias and "_deq_norm" not in layer.__dict__
+    assert "weight" not in layer.__dict__
+
+
+def test_a_row_that_becomes_zero_is_refused_at_reset():
+    layer = Linear(3, 2, seed=0)
+    WeightNorm.apply(layer)
+    before = layer.weight
+    v = np.array(layer.weight_v.data)
+    v[0] = 0.0
+    layer.weight_v.data = v
+    with pytest.raises(ValueError, match="WeightNorm of Linear.weight_v.*zero"):
+        reset_norm(layer)
+    assert layer.weight is before  # the last good weight stays
+    layer.weight_v.data = np.full((2, 3), np.nan)
+    with pytest.raises(ValueError, match="NaN or an infinity"):
+        reset_norm(layer)
+
+
+def test_weight_normalize_of_a_zero_row_raises(xp, to_xp):
+    with pytest.raises(ValueError, match="weight_normalize.*zero"):
+        weight_normalize(to_xp(np.zeros((2, 3))), to_xp(np.ones((2, 1))))
+    with pytest.raises(ValueError, match="weight_normalize.*zero"):
+        weight_normalize(to_xp(np.zeros((2, 3))), dim=None, clip=True)
+
+
+def test_apply_norm_is_all_or_nothing_when_a_later_weight_is_zero():
+    from npdeq.nn import Sequential
+    from npdeq.norm import apply_norm
+    model = Sequential(Linear(3, 3, seed=0), _zero_row_linear())
+    before = [(n, id(p)) for n, p in model.named_parameters()]
+    with pytest.raises(ValueError, match="zero"):
+        apply_norm(model, "weight_norm")
+    assert [(n, id(p)) for n, p in model.named_parameters()] == before
+    assert all("_deq_norm" not in m.__dict__ for m in model.modules())
+
+
+@pytest.mark.parametrize("bad", [dict(target_norm=INF), dict(clip_value=NAN),
+                                 dict(clip_value=INF), dict(target_norm=True)])
+def test_non_finite_scale_settings_are_refused(bad):
+    layer = Linear(3, 2, seed=0)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        WeightNorm.apply(layer, **bad)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        weight_normalize(np.ones((2, 3)), **bad)
+    assert isinstance(layer.weight, npdeq.nn.Parameter)
+
+
+def test_numpy_scalars_are_accepted_as_settings():
+    a, b = Linear(3, 2, seed=0), Linear(3, 2, seed=0)
+    WeightNorm.apply(a, names="weight", dims=np.int64(0), learn_scale=np.bool_(False),
+                     target_norm=np.float32(2.0), clip=np.bool_(True), clip_value=np.int64(3))
+    WeightNorm.apply(b, names="weight", dims=0, learn_scale=False, target_norm=2.0, clip=True,
+                     clip_value=3)
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    assert reduce_axes(2, np.int64(-1)) == (0,)
