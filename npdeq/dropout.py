@@ -28,6 +28,7 @@ from npdeq.autodiff import Tensor
 from npdeq.autodiff import ops
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
+from npdeq.nn._checks import check_bool, check_real
 from npdeq.nn.module import Module
 
 __all__ = ["VariationalDropout", "VariationalDropout1d", "VariationalDropout2d",
@@ -47,7 +48,9 @@ class _VariationalDropoutNd(Module):
     new batch size, a model moved to the GPU).
 
     Args:
-        dropout: probability p of zeroing an entry (or channel, or token), in ``[0, 1]``.
+        dropout: probability p of zeroing an entry (or channel, or token), in ``[0, 1]``
+            (a NumPy scalar is accepted; NaN is not). ``p = 1`` zeroes everything, a
+            defined result (as PyTorch), without computing ``1 / (1 - p)``.
         token_first: the feature axis is last (``(B, L, C)``) instead of second
             (``(B, C, L)``); ignored by :class:`VariationalDropout`.
         seed: an int or ``numpy.random.Generator`` seeding this layer's stream of masks
@@ -58,7 +61,7 @@ class _VariationalDropoutNd(Module):
             ``1 / (1 - p)``), or ``None`` until the next training-mode call.
 
     Raises:
-        ValueError: ``dropout`` outside ``[0, 1]`` or not a number.
+        ValueError: ``dropout`` outside ``[0, 1]``, NaN, or not a number.
         TypeError: ``token_first`` is not a bool.
 
     Example:
@@ -77,14 +80,8 @@ class _VariationalDropoutNd(Module):
     def __init__(self, dropout: float = 0.5, token_first: bool = False, *,
                  seed: Any = None) -> None:
         super().__init__()
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
-                0.0 <= dropout <= 1.0):
-            raise ValueError(f"dropout probability must be a number in [0, 1], got "
-                             f"{dropout!r}")
-        if not isinstance(token_first, bool):
-            raise TypeError(f"token_first must be True or False, got {token_first!r}")
-        self.dropout = float(dropout)
-        self.token_first = token_first
+        self.dropout = check_real("dropout probability", dropout, 0.0, 1.0)
+        self.token_first = check_bool("token_first", token_first)
         # An int seed starts one stream for this layer (so successive masks differ); with
         # no seed every draw uses the default generator of that moment (manual_seed works).
         self._generator = None if seed is None else init.generator(seed)

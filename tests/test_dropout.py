@@ -182,3 +182,19 @@ def test_bad_input():
     with pytest.raises(TypeError, match="token_first"):
         VariationalDropout1d(0.5, token_first=1)
     assert "dropout=0.25, token_first=True" in repr(VariationalDropout1d(0.25, True))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float64(1.5)])
+def test_non_finite_probability_is_refused(bad):
+    for cls in (VariationalDropout, VariationalDropout2d, VariationalDropToken1d):
+        with pytest.raises(ValueError, match="dropout probability"):
+            cls(bad)
+
+
+def test_numpy_scalars_are_accepted():
+    x = np.ones((3, 4, 5))
+    for p in (np.float32(0.25), np.float64(0.25)):
+        a, b = VariationalDropout1d(p, seed=0), VariationalDropout1d(0.25, seed=0)
+        assert type(a.dropout) is float
+        np.testing.assert_allclose(as_np(a(x)), as_np(b(x)), rtol=1e-7)
+    assert VariationalDropout1d(0.5, token_first=np.bool_(True)).token_first is True
