@@ -53,11 +53,56 @@ def test_base_has_no_training_path_but_evaluates(xp, to_xp, check_array):
     assert bool(npdeq.backend.to_numpy(info["converged"]).all()) and info["backward"] is None
 
 
-def test_forward_and_call_are_the_same(xp, to_xp):
-    deq = DEQIndexing(f_tol=1e-10, f_max_iter=60).eval()
-    a = deq(halving, to_xp(np.zeros((1, 2))))[0][0]
-    b = deq.forward(halving, to_xp(np.zeros((1, 2))), None, False, None)[0][0]
-    assert_close(a, b, rtol=0, atol=0)
+# z -> A z + b per sample: z* = (I - A)^-1 b, and the spectral radius of df/dz is A's.
+A_SYM = np.array([[0.3, 0.1], [0.1, 0.4]])
+B_SHIFT = np.array([[1.0, -2.0], [0.5, 0.0]])
+
+
+@pytest.mark.filterwarnings("ignore::npdeq.ConvergenceWarning")  # the 3-step solves
+@pytest.mark.parametrize("core", [DEQIndexing, DEQSliced])
+def test_call_and_forward_match_the_closed_form_and_the_solver(xp, to_xp, check_array, core):
+    A, b = to_xp(A_SYM), to_xp(B_SHIFT)
+    z0 = to_xp(np.zeros((2, 2)))
+    closed_form = np.linalg.solve(np.eye(2) - A_SYM, B_SHIFT.T).T
+    radius = np.abs(np.linalg.eigvalsh(A_SYM)).max()
+    func = lambda z: z @ A.T + b  # noqa: E731
+    deq = core(f_solver="anderson", f_tol=1e-12, f_max_iter=100).eval()
+    for call in (deq, deq.forward):
+        z_out, info = call(func, z0)
+        check_array(z_out[0], shape=(2, 2), dtype=xp.float64)
+        assert_close(z_out[0], closed_form, rtol=1e-9, atol=1e-10)
+        # positional arguments in TorchDEQ's order: solver_kwargs, sradius_mode, writer
+        z_out, info = call(func, z0, {"f_max_iter": 3, "m": 2}, True, None)
+        assert info["nfe"] == 3
+        np.testing.assert_allclose(npdeq.backend.to_numpy(info["sradius"]), radius, rtol=1e-6)
+        direct, _, _ = anderson_solver(lambda z: z @ A.T + b, z0, max_iter=3, tol=1e-12, m=2)
+        assert_close(z_out[0], direct, rtol=0, atol=0)
+    deq = core(f_solver="anderson", f_tol=1e-12, f_max_iter=100, ift=True, b_tol=1e-12,
+               b_max_iter=200)
+    for call in (deq, deq.forward):   # the writer, fifth, receives the backward statistics
+        written, W = [], npdeq.Tensor(A, requires_grad=True)
+        z_out, info = call(lambda z: z @ W.T + b, z0, None, False, written.append)
+        assert_close(z_out[-1], closed_form, rtol=1e-9, atol=1e-10)
+        z_out[-1].sum().backward()
+        assert written == [info["backward"]] and written[0] is not None
+        # d(sum z*)/dA = (I - A)^-T 1 z*^T summed over samples
+        u = np.linalg.solve((np.eye(2) - A_SYM).T, np.ones(2))
+        assert_close(W.grad, np.outer(u, closed_form.sum(axis=0)), rtol=1e-8, atol=1e-10)
+
+
+def test_the_configs_sradius_mode_is_the_default_of_the_call(xp, to_xp):
+    A, b = to_xp(A_SYM), to_xp(B_SHIFT)
+    z0 = to_xp(np.zeros((2, 2)))
+    radius = np.abs(np.linalg.eigvalsh(A_SYM)).max()
+    deq = DEQIndexing(sradius_mode=True, f_tol=1e-10).eval()
+    for explicit, expected in ((None, radius), (True, radius), (False, 0.0)):
+        _, info = deq(lambda z: z @ A.T + b, z0, sradius_mode=explicit)
+        np.testing.assert_allclose(npdeq.backend.to_numpy(info["sradius"]), expected,
+                                   rtol=1e-6)
+    _, info = DEQIndexing(f_tol=1e-10).eval()(lambda z: z @ A.T + b, z0)
+    assert not npdeq.backend.to_numpy(info["sradius"]).any()
+    with pytest.raises(TypeError, match="sradius_mode must be True, False or None"):
+        deq(lambda z: z @ A.T + b, z0, sradius_mode=1)
 
 
 @pytest.mark.parametrize("core", [DEQIndexing, DEQSliced])
