@@ -113,3 +113,16 @@ def test_mse_loss_rejects_bad_arguments(xp, to_xp):
         npdeq.mse_loss(to_xp(np.zeros(3)), to_xp(np.zeros(1)))
     with pytest.raises(ValueError, match="reduction='max' is not one of"):
         npdeq.mse_loss(to_xp(np.zeros(3)), to_xp(np.zeros(3)), reduction="max")
+
+
+def test_mean_of_an_empty_batch_is_an_error_and_sum_is_zero(xp, to_xp, check_array):
+    logits, labels = to_xp(np.zeros((0, 3))), to_xp(np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"cross_entropy: reduction='mean' of an empty batch"):
+        npdeq.cross_entropy(logits, labels)
+    check_array(npdeq.cross_entropy(logits, labels, reduction="sum"), (), xp.float64)
+    assert npdeq.cross_entropy(logits, labels, reduction="sum").item() == 0.0
+    check_array(npdeq.cross_entropy(logits, labels, reduction="none"), (0,), xp.float64)
+    empty = to_xp(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"mse_loss: reduction='mean' of an empty batch"):
+        npdeq.mse_loss(empty, empty)
+    assert npdeq.mse_loss(empty, empty, reduction="sum").item() == 0.0

@@ -18,8 +18,13 @@ __all__ = ["cross_entropy", "mse_loss"]
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(per_item: Tensor, reduction: str) -> Tensor:
+def _reduce(per_item: Tensor, reduction: str, what: str) -> Tensor:
     if reduction == "mean":
+        if per_item.size == 0:
+            # PyTorch returns NaN, which then silently poisons every parameter it reaches.
+            raise ValueError(f"{what}: reduction='mean' of an empty batch (shape "
+                             f"{tuple(per_item.shape)}) is undefined; use reduction='sum' "
+                             "(0 for no items) or 'none'")
         return mean(per_item)
     if reduction == "sum":
         return sum(per_item)
@@ -47,7 +52,9 @@ def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Tensor:
         Scalar Tensor, or ``(B,)`` for ``reduction='none'``.
 
     Raises:
-        ValueError: wrong shapes, labels out of range, or an unknown ``reduction``.
+        ValueError: wrong shapes, labels out of range, an unknown ``reduction``, or
+            ``reduction='mean'`` of an empty batch (undefined; PyTorch returns NaN, which
+            would silently spread to every parameter; ``'sum'`` gives 0).
         TypeError: non-integer labels.
 
     Example:
@@ -80,7 +87,7 @@ def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Tensor:
         # A raw array on the left of a Tensor operator is not deferred by every namespace.
         logits = Tensor(logits)
     per_item = -sum(log_softmax(logits, axis=1) * onehot, axis=1)
-    return _reduce(per_item, reduction)
+    return _reduce(per_item, reduction, "cross_entropy")
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
@@ -95,7 +102,8 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
         Scalar Tensor, or the elementwise squared errors for ``reduction='none'``.
 
     Raises:
-        ValueError: shapes that differ, or an unknown ``reduction``.
+        ValueError: shapes that differ, an unknown ``reduction``, or ``reduction='mean'``
+            of an empty input (undefined; ``'sum'`` gives 0).
 
     Example:
         >>> import numpy as np, npdeq
@@ -110,4 +118,4 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
         # A raw array on the left of a Tensor operator is not deferred by every namespace.
         input = Tensor(input)
     diff = input - target
-    return _reduce(diff * diff, reduction)
+    return _reduce(diff * diff, reduction, "mse_loss")
