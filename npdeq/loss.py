@@ -15,11 +15,13 @@ Imports the cores (:mod:`npdeq.core.sradius`), the gradient layer
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import Tensor
 from npdeq.core.sradius import power_method
 from npdeq.grad.jacobian import jacobian_frobenius
+from npdeq.nn._checks import check_int, check_real
 
 __all__ = ["jac_reg", "power_method", "fp_correction", "register_weight_func",
            "weight_funcs"]
@@ -37,7 +39,7 @@ def jac_reg(f0: Tensor | Sequence[Tensor], z0: Tensor | Sequence[Tensor],
     Args:
         f0: ``f(z0)``, a ``(B, ...)`` Tensor (or a sequence of them for a tuple state).
         z0: the input(s) ``f0`` was recorded from, Tensor(s) with ``requires_grad=True``.
-        vecs: number of random probes (default 1).
+        vecs: number of random probes (default 1; an int >= 1, NumPy integers accepted).
         create_graph: record the VJPs, so the loss can be trained on.
         seed: ``None`` (fresh probes), an int or a ``numpy.random.Generator``; an int
             holds the probes fixed between calls.
@@ -59,6 +61,8 @@ def jac_reg(f0: Tensor | Sequence[Tensor], z0: Tensor | Sequence[Tensor],
         >>> npdeq.grad(loss, W).shape                                  # reaches W
         (3, 3)
     """
+    if vecs is not None:
+        vecs = check_int("vecs", vecs, 1, owner="jac_reg")
     return jacobian_frobenius(f0, z0, vecs=vecs, create_graph=create_graph, seed=seed,
                               probes=probes)
 
@@ -68,17 +72,19 @@ def jac_reg(f0: Tensor | Sequence[Tensor], z0: Tensor | Sequence[Tensor],
 
 def _exp_weight(n: int, k: int, gamma: float = 0.8) -> float:
     """``gamma ** (n - k - 1)``: the last state weighs 1, earlier ones decay geometrically."""
-    return gamma ** (n - k - 1)
+    return check_real("gamma", gamma, 0.0, owner="fp_correction('exp')") ** (n - k - 1)
 
 
 def _linear_weight(n: int, k: int, gamma: float = 0.9, bias: float = 0.0) -> float:
     """``1 - (n - k - 1) / n * gamma + bias``: rises linearly to ``1 + bias`` at the last."""
+    gamma = check_real("gamma", gamma, owner="fp_correction('linear')")
+    bias = check_real("bias", bias, owner="fp_correction('linear')")
     return 1 - (n - k - 1) / n * gamma + bias
 
 
 def _const_weight(n: int, k: int, c: float = 1.0) -> float:
     """``c`` for every state (TorchDEQ's version builds a CUDA vector; this is a float)."""
-    return c
+    return check_real("c", c, owner="fp_correction('const')")
 
 
 _WEIGHT_FUNCS: dict[str, Callable[..., float]] = {
@@ -155,7 +161,7 @@ def _align(args: Sequence[Any]) -> tuple[list[list[Any] | None], int]:
 
 def _weight(func: Callable[..., float], name: Any, n: int, k: int, kwargs: dict) -> float:
     try:
-        return float(func(n, k, **kwargs))
+        weight = float(func(n, k, **kwargs))
     except TypeError as err:
         # Name the bad keyword rather than leave a bare TypeError from a private function.
         try:
@@ -164,6 +170,11 @@ def _weight(func: Callable[..., float], name: Any, n: int, k: int, kwargs: dict)
             raise TypeError(f"weight_func {name!r} does not accept the keyword arguments "
                             f"{sorted(kwargs)}: {err}") from None
         raise
+    if not math.isfinite(weight):
+        raise ValueError(f"fp_correction: weight_func {name!r} gave the weight {weight!r} to "
+                         f"state {k} of {n} (keyword arguments {kwargs}); weights must be "
+                         "finite")
+    return weight
 
 
 def fp_correction(crit: Callable[..., Any], args: Sequence[Any],
@@ -195,7 +206,10 @@ def fp_correction(crit: Callable[..., Any], args: Sequence[Any],
 
     Raises:
         ValueError: an unknown ``weight_func`` name (the registered ones are listed), no
-            arguments, an empty sequence or sequences of different lengths.
+            arguments, an empty sequence or sequences of different lengths, a keyword
+            argument of a built-in weight function that is not a finite number (``gamma``
+            of ``'exp'`` must also be >= 0), or a weight that is not finite (NaN or an
+            infinity would silently make the loss and every gradient NaN).
         TypeError: ``args`` is not a list or tuple, or keyword arguments the weight function
             does not take.
 

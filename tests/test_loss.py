@@ -172,3 +172,37 @@ def test_fp_correction_errors():
     with pytest.raises(TypeError, match=r"weight_func 'const' does not accept the keyword "
                                         r"arguments \['gamma'\]"):
         fp_correction(crit, ([z, z],), weight_func="const", gamma=0.5)
+
+
+# -- hardening: numeric arguments finite, NumPy scalars accepted ---------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("weight_func, kwargs, match", [
+    ("exp", {"gamma": NAN}, "gamma"), ("exp", {"gamma": INF}, "gamma"),
+    ("exp", {"gamma": -0.5}, "gamma"), ("linear", {"gamma": NAN}, "gamma"),
+    ("linear", {"bias": INF}, "bias"), ("const", {"c": NAN}, r"\bc\b"),
+    (lambda n, k: NAN, {}, r"weight .*nan.*state 0 of 2"),
+    (lambda n, k: float("inf") if k else 1.0, {}, r"weight inf to state 1 of 2"),
+])
+def test_fp_correction_refuses_non_finite_weights(weight_func, kwargs, match):
+    z = npdeq.tensor(1.0)
+    with pytest.raises(ValueError, match=match):
+        fp_correction(lambda a: a, ([z, z],), weight_func=weight_func, **kwargs)
+
+
+def test_fp_correction_accepts_numpy_scalars():
+    assert _weights(3, "exp", gamma=np.float32(0.5)) == _weights(3, "exp", gamma=0.5)
+    assert _weights(2, "const", c=np.int64(2)) == [2.0, 2.0]
+
+
+def test_jac_reg_vecs_checked_and_numpy_integers_accepted():
+    W = npdeq.tensor(0.5 * np.eye(3), requires_grad=True)
+    z = npdeq.tensor(np.ones((2, 3)), requires_grad=True)
+    f0 = z @ W
+    expected = jac_reg(f0, z, vecs=3, seed=0).item()
+    assert jac_reg(f0, z, vecs=np.int64(3), seed=0).item() == expected
+    for bad in (NAN, 2.0, 0, True):
+        with pytest.raises(ValueError, match="vecs"):
+            jac_reg(f0, z, vecs=bad, seed=0)
