@@ -22,19 +22,25 @@ from npdeq.autodiff import (Tensor, concat, defvjp_argnums, enable_grad, getitem
 from npdeq.autodiff.engine import _run
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.nn import Module, init
+from npdeq.nn._checks import check_int
 
 __all__ = ["mixed_init", "mem_gc"]
 
 
 def _check_shape(z_shape: Any) -> tuple[int, ...]:
-    shape = (z_shape,) if isinstance(z_shape, int) else z_shape
+    if not isinstance(z_shape, bool):
+        try:
+            z_shape = (check_int("z_shape", z_shape),)  # one dimension, checked below
+        except ValueError:
+            pass
     try:
-        shape = tuple(shape)
+        shape = tuple(z_shape)
     except TypeError:
         raise TypeError(f"z_shape must be a tuple of ints, got {z_shape!r}") from None
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
-        raise ValueError(f"z_shape must hold non-negative ints, got {z_shape!r}")
-    return shape
+    try:
+        return tuple(check_int("z_shape", s, 0) for s in shape)
+    except ValueError:
+        raise ValueError(f"z_shape must hold non-negative ints, got {z_shape!r}") from None
 
 
 def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = None,
@@ -43,7 +49,7 @@ def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = No
     zeros elsewhere (proposed for path independence, Anil et al. 2022).
 
     Args:
-        z_shape: the shape, e.g. ``(B, C, H, W)``.
+        z_shape: the shape, e.g. ``(B, C, H, W)`` (ints, NumPy integers accepted).
         device: the device (a device object); without ``xp`` and ``like`` anything
             ``Module.to`` accepts (``'cpu'``, ``'cuda'``, a device) picks namespace and device.
         xp: the namespace (default NumPy, or ``like``'s).

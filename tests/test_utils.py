@@ -230,3 +230,13 @@ def test_mem_gc_errors():
         mem_gc(lambda z: z, (z,), params=[np.ones(2)])
     with pytest.raises(TypeError, match="params must be a Module"):
         mem_gc(lambda z: z, (z,), params=z)
+
+
+def test_mixed_init_accepts_numpy_integers_in_the_shape():
+    a = mixed_init((np.int64(2), np.int32(3)), seed=0)
+    b = mixed_init((2, 3), seed=0)
+    np.testing.assert_array_equal(a, b)
+    assert mixed_init(np.int64(4), seed=0).shape == (4,)
+    for bad in (-1, (2, np.int64(-1)), (2, float("nan")), (True, 2)):
+        with pytest.raises(ValueError, match="non-negative ints"):
+            mixed_init(bad)

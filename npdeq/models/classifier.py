@@ -14,6 +14,7 @@ from npdeq.models.common import as_input
 from npdeq.models.layers import Parallel
 from npdeq.models.multiscale import MultiScaleDEQ
 from npdeq.nn import Identity, Linear, Module, Tanh, init
+from npdeq.nn._checks import check_int
 
 __all__ = ["MultiScaleClassifier", "multiscale_classifier"]
 
@@ -49,7 +50,8 @@ class MultiScaleClassifier(Module):
     ``(B, classes)``.
 
     Raises:
-        ValueError: a non-positive size, or a bad DEQ setting.
+        ValueError: a size that is not a positive int (NumPy integers accepted; named), or a
+            bad DEQ setting.
 
     Example:
         >>> import numpy as np
@@ -62,7 +64,13 @@ class MultiScaleClassifier(Module):
     def __init__(self, deq_config: dict[str, Any] | None = None, in_features: int = 64,
                  scales: Sequence[int] = (32, 16), classes: int = 10, seed: Any = 0) -> None:
         super().__init__()
-        sizes = list(scales)
+        owner = "MultiScaleClassifier"
+        in_features = check_int("in_features", in_features, 1, owner=owner)
+        classes = check_int("classes", classes, 1, owner=owner)
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+            raise ValueError(f"{owner}: scales must be a non-empty sequence of positive ints, "
+                             f"got {scales!r}")
+        sizes = [check_int(f"scales[{i}]", s, 1, owner=owner) for i, s in enumerate(scales)]
         rng = init.generator(seed)
         self.injection = Linear(in_features, sizes[0], seed=rng)
         mains: list[Module] = [Parallel(add, Linear(sizes[0], sizes[0], bias=False, seed=rng),

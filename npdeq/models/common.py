@@ -13,6 +13,7 @@ from npdeq.autodiff import Tensor
 from npdeq.core import DEQBase, get_deq
 from npdeq.grad.state import as_state_tuple
 from npdeq.nn import Module
+from npdeq.nn._checks import check_int
 
 __all__ = ["MODEL_DEQ_DEFAULTS", "build_deq", "check_module", "as_input", "per_sample_shape",
            "zero_state", "state_mse"]
@@ -87,6 +88,8 @@ def as_input(x: Any, owner: str) -> Tensor:
 def per_sample_shape(value: Any, name: str) -> tuple[int, ...]:
     """A per-sample shape: an int ``n`` (``(n,)``) or a tuple of positive ints.
 
+    NumPy integers are accepted; bools and floats are not.
+
     Raises:
         ValueError: anything else, naming ``name`` and the value.
 
@@ -94,12 +97,17 @@ def per_sample_shape(value: Any, name: str) -> tuple[int, ...]:
         >>> per_sample_shape(4, 'scales[0]'), per_sample_shape((2, 3, 3), 'scales[1]')
         ((4,), (2, 3, 3))
     """
-    dims = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(dims, (tuple, list)) or not dims
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims)):
-        raise ValueError(f"{name} must be a positive int or a non-empty tuple of positive ints "
-                         f"(a per-sample shape), got {value!r}")
-    return tuple(dims)
+    message = (f"{name} must be a positive int or a non-empty tuple of positive ints "
+               f"(a per-sample shape), got {value!r}")
+    try:
+        return (check_int(name, value, 1),)
+    except ValueError:
+        if not isinstance(value, (tuple, list)) or not value:
+            raise ValueError(message) from None
+    try:
+        return tuple(check_int(name, d, 1) for d in value)
+    except ValueError:
+        raise ValueError(message) from None
 
 
 def zero_state(x: Tensor, shapes: Sequence[tuple[int, ...]]) -> tuple[Tensor, ...]:
@@ -120,7 +128,8 @@ def state_mse(a: Any, b: Any) -> Tensor:
         A 0-d Tensor.
 
     Raises:
-        ValueError: different structures or shapes.
+        ValueError: different structures or shapes, or states without any entry (the mean
+            of nothing is undefined).
     """
     left, right = as_state_tuple(a), as_state_tuple(b)
     if len(left) != len(right):
@@ -133,4 +142,7 @@ def state_mse(a: Any, b: Any) -> Tensor:
         term = (diff * diff).sum()
         total = term if total is None else total + term
         count += diff.size
+    if not count:
+        raise ValueError(f"state_mse: the states have no entries (shapes "
+                         f"{[tuple(p.shape) for p in left]}); their mean is undefined")
     return total / float(count)

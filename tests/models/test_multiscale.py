@@ -208,3 +208,33 @@ def test_classifier_learns_a_few_steps():
             opt.step()
             losses.append(float(loss.data))
     assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"in_features": 64.0}, "in_features"), ({"in_features": float("nan")}, "in_features"),
+    ({"classes": 0}, "classes"), ({"classes": True}, "classes"),
+    ({"scales": (32, float("nan"))}, r"scales\[1\]"), ({"scales": ()}, "scales"),
+    ({"scales": 16}, "scales")])
+def test_classifier_sizes_are_checked_and_named(kwargs, match):
+    with pytest.raises(ValueError, match="MultiScaleClassifier: " + match):
+        multiscale_classifier(**kwargs)
+
+
+def test_numpy_integers_are_accepted_as_sizes_and_scales():
+    a = multiscale_classifier(in_features=np.int64(4), scales=(np.int64(3), np.int32(2)),
+                              classes=np.int64(2))
+    b = multiscale_classifier(in_features=4, scales=(3, 2), classes=2)
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    np.testing.assert_array_equal(a(x)[0].data, b(x)[0].data)
+    from npdeq.models.common import per_sample_shape
+    assert per_sample_shape(np.int64(3), "s") == (3,)
+    assert per_sample_shape((np.int64(2), 3), "s") == (2, 3)
+    with pytest.raises(ValueError, match="s must be a positive int"):
+        per_sample_shape((2, float("nan")), "s")
+
+
+def test_state_mse_of_empty_states_is_an_error():
+    from npdeq.models.common import state_mse
+    empty = npdeq.Tensor(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="no entries"):
+        state_mse(empty, empty)
