@@ -43,8 +43,9 @@ def _checked_grad(param: Parameter, group: int, position: int) -> Any:
     p = param.data
     xp = backend.array_namespace(p)
     if backend.array_namespace(g) is not xp or backend.device(g) != backend.device(p):
-        raise TypeError(f"the gradient of {where} is a {backend.namespace_name(backend.array_namespace(g))} "
-                        f"array on {backend.device(g)}, the parameter a "
+        given = backend.namespace_name(backend.array_namespace(g))
+        raise TypeError(f"the gradient of {where} is a {given} array on {backend.device(g)}, "
+                        f"the parameter a "
                         f"{backend.namespace_name(xp)} array on {backend.device(p)}")
     if g.dtype != p.dtype:
         raise TypeError(f"the gradient of {where} has dtype {g.dtype}, the parameter "
