@@ -29,6 +29,7 @@ __all__ = [
     "namespace_name",
     "default_asarray",
     "check_same_namespace",
+    "ignore_float_errors",
 ]
 
 # array_api_compat's lookup costs a few microseconds; the namespace depends only on the
@@ -257,3 +258,17 @@ def solve_vectors(a: Any, b: Any) -> Any:
     if type(a) is np.ndarray and type(b) is np.ndarray:
         return np.linalg.solve(a, b[..., None])[..., 0]
     return array_namespace(a, b).linalg.solve(a, b[..., None])[..., 0]
+
+
+def ignore_float_errors() -> Any:
+    """A fresh context manager under which floating-point overflow, invalid operations and
+    division by zero raise no warnings, for every namespace: NumPy's ``errstate`` covers NumPy
+    and the libraries that compute through it (``array_api_strict``); CuPy never warns.
+
+    Example:
+        >>> import numpy as np
+        >>> with ignore_float_errors():
+        ...     print(np.float64(1.0) / 0.0)
+        inf
+    """
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")

@@ -25,11 +25,13 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_count, check_flag,
+                                check_number, check_solver_args, solver_entry)
 
 __all__ = ["anderson_solver"]
 
 
+@solver_entry
 def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                     stop_mode: str = "abs", indexing: Sequence[int] | None = None, m: int = 6,
                     lam: float = 1e-4, tau: float = 1.0, return_final: bool = False
@@ -41,7 +43,7 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
             state.
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: maximum number of iterations (= function evaluations).
-        tol: convergence tolerance on the ``stop_mode`` residual.
+        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
         stop_mode: ``'abs'`` or ``'rel'``.
         indexing: iterations (1-based) at which to record the best state so far.
         m: history size (number of past iterates mixed).
@@ -54,9 +56,10 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         lowest-residual evaluated iterate per sample.
 
     Raises:
-        ValueError: ``m < 1``, ``lam < 0``, or a bad shared argument (see
-            :func:`~npdeq.solver.fixed_point_iter`).
-        TypeError: ``func`` returns another namespace, dtype or structure.
+        ValueError: ``m < 1``, ``lam`` negative, NaN or infinite, or a bad shared argument
+            (see :func:`~npdeq.solver.fixed_point_iter`).
+        TypeError: ``return_final`` is not a bool; ``func`` returns another namespace, dtype
+            or structure.
 
     Example:
         >>> import numpy as np
@@ -65,11 +68,11 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         >>> bool(np.allclose(z, np.linalg.solve(np.eye(2) - A, np.ones(2))))
         True
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing, tau)
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"m (the Anderson history size) must be an int >= 1, got {m!r}")
-    if not isinstance(lam, (int, float)) or lam < 0:
-        raise ValueError(f"lam must be a non-negative number, got {lam!r}")
+    max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
+                                                             tau)
+    m = check_count("m (the Anderson history size)", m, 1)
+    lam = check_number("lam", lam, 0.0)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     xp = tracker.xp

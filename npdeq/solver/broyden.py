@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_count, check_flag,
+                                check_solver_args, solver_entry)
 
 __all__ = ["broyden_solver"]
 
@@ -26,6 +27,7 @@ __all__ = ["broyden_solver"]
 LINE_SEARCH_HALVINGS = 4
 
 
+@solver_entry
 def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                    stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                    LBFGS_thres: int | None = None, ls: bool = False,
@@ -37,7 +39,7 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
             state.
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: maximum number of iterations.
-        tol: convergence tolerance on the ``stop_mode`` residual.
+        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
         stop_mode: ``'abs'`` or ``'rel'``.
         indexing: iterations (1-based) at which to record the best state so far.
         LBFGS_thres: number of rank-one updates kept (default ``max_iter``, as TorchDEQ).
@@ -50,7 +52,8 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
 
     Raises:
         ValueError: ``LBFGS_thres < 1`` or a bad shared argument.
-        TypeError: ``func`` returns another namespace, dtype or structure.
+        TypeError: ``ls`` or ``return_final`` is not a bool; ``func`` returns another
+            namespace, dtype or structure.
 
     Example:
         >>> import numpy as np
@@ -59,10 +62,11 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
         >>> bool(np.allclose(z, np.linalg.solve(np.eye(2) - A, np.ones(2))))
         True
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
-    memory = max(max_iter, 1) if LBFGS_thres is None else LBFGS_thres
-    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-        raise ValueError(f"LBFGS_thres must be an int >= 1 or None, got {LBFGS_thres!r}")
+    max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
+    memory = check_count("LBFGS_thres", LBFGS_thres, 1, none_ok=True)
+    memory = max(max_iter, 1) if memory is None else memory
+    check_flag("ls", ls)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_flag, check_solver_args,
+                                solver_entry)
 
 __all__ = ["fixed_point_iter", "simple_fixed_point_iter"]
 
 
+@solver_entry
 def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                      stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                      tau: float = 1.0, return_final: bool = False) -> tuple[Any, list, SolverStat]:
@@ -23,12 +25,19 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     loop ends when every sample has converged (or gone non-finite) or after ``max_iter``
     evaluations.
 
+    As every solver of this package: counts and numbers may be NumPy scalars; NumPy's
+    floating-point warnings are silenced during the solve, ``func``'s included (non-finite
+    values are reported through ``info['nonfinite']`` and one ConvergenceWarning, whose
+    message carries no numbers, so the default filter shows it once per calling line); a
+    float16 state is solved in float32 (``func`` still sees and returns float16, ``z`` comes
+    back float16, the statistics are float32).
+
     Args:
         func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` when ``x0``
             is a tuple of arrays sharing the batch dimension (TorchDEQ's convention).
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: maximum number of iterations (= function evaluations).
-        tol: convergence tolerance on the ``stop_mode`` residual.
+        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
         stop_mode: ``'abs'`` (``||f(z) - z||``) or ``'rel'`` (divided by ``||f(z)||``).
         indexing: iterations (1-based) at which to record the best state so far.
         tau: damping in ``(0, 1]``.
@@ -44,7 +53,8 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     Raises:
         ValueError: a bad ``max_iter``, ``tol``, ``stop_mode``, ``tau`` or ``indexing``; or
             ``func`` returns another shape or device.
-        TypeError: ``func`` returns another namespace, dtype or structure.
+        TypeError: ``return_final`` is not a bool; ``func`` returns another namespace, dtype
+            or structure.
 
     Example:
         >>> import numpy as np
@@ -52,7 +62,9 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
         >>> bool(np.allclose(z, 2.0)), bool(info['converged'].all())
         (True, True)
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing, tau)
+    max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
+                                                             tau)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     for _ in range(max_iter):
@@ -64,6 +76,7 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     return tracker.finish(restore, "fixed_point_iter")
 
 
+@solver_entry
 def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50,
                             tau: float = 1.0, indexing: Sequence[int] | None = None,
                             tol: float | None = None, stop_mode: str = "abs"
@@ -96,7 +109,8 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
         >>> z.tolist()
         [[0.125, 0.125]]
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing, tau)
+    max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
+                                                             tau)
     f, x, restore = packed_map(func, x0)
     recorded = {}
     fx = x

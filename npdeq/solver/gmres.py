@@ -23,12 +23,16 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import REL_EPS, SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_count, check_flag,
+                                check_number, check_solver_args, solver_entry)
 
 __all__ = ["gmres", "gmres_solver"]
 
 # The default budget is 10 * D products, but never more than this many.
 MAX_ITER_CAP = 1000
+# A new column of the rotated Hessenberg matrix below this many epsilons of ||A v_j|| is a
+# direction A maps into the span already built (to rounding).
+COLLINEAR = 16
 
 
 def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-6,
@@ -50,7 +54,8 @@ def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-
         tol: tolerance relative to ``||b_i||`` (``>= 0``).
         max_iter: the most products ``A v`` in all (default ``min(10 * D, 1000)``).
         restart: Krylov dimension of a cycle (capped at ``D``).
-        atol: absolute tolerance (``>= 0``; ``tol`` and ``atol`` are not both zero).
+        atol: absolute tolerance (``>= 0``; with ``tol = atol = 0`` the solve spends its
+            whole budget, and only an exact solution counts as converged).
 
     Returns:
         ``(x, info)``: ``x`` is ``(B, D)`` in ``b``'s namespace and device; ``info`` a dict
@@ -61,10 +66,17 @@ def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-
         never converged), ``nstep`` ``(B,)`` (products spent while the sample was active) and
         ``nmatvec`` (an int, products in all).
 
+    Counts and tolerances may be NumPy scalars. NumPy's floating-point warnings are silenced
+    during the solve (non-finite products are reported in ``info['nonfinite']``). A float16
+    system is solved in float32: ``matvec`` still sees and returns float16, ``x`` comes back
+    float16, the residuals are float32.
+
     Raises:
-        TypeError: ``b`` (or ``x0``) is not a real floating-point array.
+        TypeError: ``b`` (or ``x0``) is not a real floating-point array; ``matvec`` returns
+            something other than an array of ``b``'s namespace and dtype (checked at every
+            product).
         ValueError: ``b`` is not 2-D, ``x0`` has another shape, or a bad ``tol``, ``atol``,
-            ``max_iter`` or ``restart``.
+            ``max_iter`` or ``restart``; ``matvec`` returns another shape or device.
 
     Example:
         >>> import numpy as np
@@ -81,27 +93,72 @@ def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-
             raise ValueError(f"x0 must match b: shape {tuple(b.shape)}, dtype {b.dtype}; got "
                              f"shape {tuple(x0.shape)}, dtype {x0.dtype}")
         backend.check_same_namespace([b, x0], "gmres")
-    for name, value in (("tol", tol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    if tol == 0 and atol == 0:
-        raise ValueError("tol and atol are both 0: no residual would ever be small enough")
+    tol = check_number("tol", tol, 0.0)
+    atol = check_number("atol", atol, 0.0)
     dim = b.shape[1]
+    max_iter = check_count("max_iter", max_iter, 0, none_ok=True)
     if max_iter is None:
         max_iter = min(10 * dim, MAX_ITER_CAP)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative int or None, got {max_iter!r}")
-    check_restart(restart)
+    restart = check_restart(restart)
     xp = backend.array_namespace(b)
-    threshold = xp.maximum(tol * _norm(xp, b), xp.full_like(b[:, 0], float(atol)))
-    return solve_batched(matvec, b, x0, threshold, max_iter, min(restart, max(dim, 1)))
+    half = str(b.dtype) == "float16"
+    if half:  # float16's range overflows the squared norms; linalg has no float16
+        b = xp.astype(b, xp.float32)
+        x0 = None if x0 is None else xp.astype(x0, xp.float32)
+        product = checked_product(matvec, b, "matvec", xp.float16)
+    else:
+        product = checked_product(matvec, b, "matvec")
+    with backend.ignore_float_errors():
+        threshold = xp.maximum(tol * _norm(xp, b), xp.full_like(b[:, 0], atol))
+        x, info = solve_batched(product, b, x0, threshold, max_iter, min(restart, max(dim, 1)))
+    return (xp.astype(x, xp.float16) if half else x), info
 
 
-def check_restart(restart: Any) -> None:
-    """Raise ValueError unless ``restart`` is an int >= 1."""
-    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
-        raise ValueError(f"restart (the Krylov dimension of a cycle) must be an int >= 1, "
-                         f"got {restart!r}")
+def check_restart(restart: Any) -> int:
+    """``restart`` as an int; ValueError unless it is an int >= 1."""
+    return check_count("restart (the Krylov dimension of a cycle)", restart, 1)
+
+
+def checked_product(matvec: Callable[[Any], Any], like: Any, name: str,
+                    dtype: Any = None) -> Callable[[Any], Any]:
+    """``matvec`` with its every result checked against ``like`` (a ``(B, D)`` array): an
+    array of the same namespace, shape, dtype and device, else an error naming ``name``.
+    With ``dtype`` (float16), ``matvec`` is called on and must return that dtype, and its
+    results are cast back to ``like``'s."""
+    xp = backend.array_namespace(like)
+    shape, device = tuple(like.shape), backend.device(like)
+    expected = like.dtype if dtype is None else dtype
+    kind = type(like)
+
+    def product(v: Any) -> Any:
+        out = matvec(v if dtype is None else xp.astype(v, dtype))
+        if type(out) is not kind or tuple(out.shape) != shape or out.dtype != expected:
+            _reject_product(out, name, xp, shape, expected, device)
+        if backend.device(out) != device:
+            raise ValueError(f"{name} returned an array on device {backend.device(out)}; "
+                             f"its input is on {device}")
+        return out if dtype is None else xp.astype(out, like.dtype)
+
+    return product
+
+
+def _reject_product(out: Any, name: str, xp: Any, shape: tuple, dtype: Any,
+                    device: Any) -> None:
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"{name} returned a {type(out).__name__}; expected an array of shape "
+                        f"{shape} and dtype {dtype}")
+    try:
+        ns = backend.array_namespace(out)
+    except TypeError:
+        ns = None
+    if ns is not xp:
+        raise TypeError(f"{name} returned a {type(out).__name__}; expected an array of "
+                        f"{backend.namespace_name(xp)}")
+    if tuple(out.shape) != shape:
+        raise ValueError(f"{name} returned shape {tuple(out.shape)}; expected {shape} (the "
+                         "shape of its input)")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} returned dtype {out.dtype}; expected {dtype}")
 
 
 def _check_operand(a: Any, name: str) -> None:
@@ -235,11 +292,16 @@ def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, acti
             column[i + 1] = cosines[i] * lower - sines[i] * upper
         upper, lower = column[j], column[j + 1]
         radius = xp.hypot(upper, lower)
+        # A v_j in A K_j to rounding (A singular on the Krylov space): the new direction
+        # gains nothing. Rotating the right-hand side's entry down (c = 0, s = 1) keeps the
+        # residual estimate, and the zero diagonal gives the direction no weight, where a
+        # rounding-sized diagonal would give it a huge one.
+        negligible = radius <= COLLINEAR * eps * w_norm  # False for NaN: that propagates
         nonzero = radius > 0
         safe = xp.where(nonzero, radius, 1.0)
-        cosines.append(xp.where(nonzero, upper / safe, 1.0))
-        sines.append(xp.where(nonzero, lower / safe, 0.0))
-        column[j] = radius
+        cosines.append(xp.where(negligible, 0.0, xp.where(nonzero, upper / safe, 1.0)))
+        sines.append(xp.where(negligible, 1.0, xp.where(nonzero, lower / safe, 0.0)))
+        column[j] = xp.where(negligible, 0.0, radius)
         columns_r.append(column[:j + 1])
         rhs.append(-sines[j] * rhs[j])
         rhs[j] = cosines[j] * rhs[j]
@@ -275,6 +337,7 @@ def _correction(xp: Any, basis: list, columns_r: list, rhs: list, columns: Any) 
     return step
 
 
+@solver_entry
 def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                  stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                  restart: int = 20, return_final: bool = False) -> tuple[Any, list, SolverStat]:
@@ -292,7 +355,8 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
             state; affine in the state.
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: the most evaluations of ``func`` (products included).
-        tol: convergence tolerance on the ``stop_mode`` residual ``||f(z) - z||``.
+        tol: convergence tolerance on the ``stop_mode`` residual ``||f(z) - z||`` (``0``: no
+            early stop).
         stop_mode: ``'abs'`` or ``'rel'``.
         indexing: iterations (1-based: ``x0``, then each cycle's end) to record.
         restart: Krylov dimension of a cycle.
@@ -313,8 +377,9 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
         >>> bool(np.allclose(z, np.linalg.solve(np.eye(2) - A, np.ones(2)))), info['nfe']
         (True, 3)
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
-    check_restart(restart)
+    max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
+    restart = check_restart(restart)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     xp = tracker.xp

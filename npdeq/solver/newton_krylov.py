@@ -24,7 +24,8 @@ from npdeq import backend
 from npdeq.solver.gmres import check_restart, flag_nonfinite, solve_batched
 from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import REL_EPS, SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_count, check_flag,
+                                check_number, check_solver_args, solver_entry)
 
 __all__ = ["newton_krylov"]
 
@@ -37,6 +38,7 @@ EW_GAMMA = 0.9
 EW_SAFEGUARD = 0.1
 
 
+@solver_entry
 def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                   stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                   restart: int = 40, inner_tol: float = 0.1, inner_max_iter: int | None = None,
@@ -51,7 +53,7 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: the most Newton iterations (iterates evaluated, ``x0`` included); each
             costs one evaluation plus its GMRES products and line-search evaluations.
-        tol: convergence tolerance on the ``stop_mode`` residual.
+        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
         stop_mode: ``'abs'`` or ``'rel'``.
         indexing: iterations (1-based, ``x0`` is the first) at which to record the best state.
         restart: Krylov dimension of a GMRES cycle (capped at the state size ``D``). Larger
@@ -74,8 +76,8 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
     Raises:
         ValueError: a bad ``restart``, ``inner_tol``, ``inner_max_iter``, ``fd_eps`` or
             shared argument.
-        TypeError: ``line_search`` is not a bool; ``func`` returns another namespace, dtype
-            or structure.
+        TypeError: ``line_search`` or ``return_final`` is not a bool; ``func`` returns another
+            namespace, dtype or structure.
 
     Example:
         >>> import numpy as np
@@ -85,19 +87,13 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
         >>> bool(np.allclose(z, f(z), atol=1e-9)), bool(info['converged'].all())
         (True, True)
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
-    check_restart(restart)
-    if isinstance(inner_tol, bool) or not isinstance(inner_tol, (int, float)) \
-            or not 0 < inner_tol < 1:
-        raise ValueError(f"inner_tol must be in (0, 1), got {inner_tol!r}")
-    if inner_max_iter is not None and (isinstance(inner_max_iter, bool) or not isinstance(
-            inner_max_iter, int) or inner_max_iter < 1):
-        raise ValueError(f"inner_max_iter must be an int >= 1 or None, got {inner_max_iter!r}")
-    if fd_eps is not None and (isinstance(fd_eps, bool) or not isinstance(fd_eps, (int, float))
-                               or not fd_eps > 0):
-        raise ValueError(f"fd_eps must be a positive number or None, got {fd_eps!r}")
-    if not isinstance(line_search, bool):
-        raise TypeError(f"line_search must be a bool, got {type(line_search).__name__}")
+    max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
+    restart = check_restart(restart)
+    inner_tol = check_number("inner_tol", inner_tol, 0.0, 1.0, low_open=True, high_open=True)
+    inner_max_iter = check_count("inner_max_iter", inner_max_iter, 1, none_ok=True)
+    fd_eps = check_number("fd_eps", fd_eps, 0.0, low_open=True, none_ok=True)
+    check_flag("line_search", line_search)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 
 from npdeq.solver.gmres import flag_nonfinite
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import SolverStat, SolveTracker, check_solver_args
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_flag, check_number,
+                                check_solver_args, solver_entry)
 
 __all__ = ["ode_solver", "TABLEAUS"]
 
@@ -68,6 +69,7 @@ TABLEAUS = {
 }
 
 
+@solver_entry
 def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-6,
@@ -86,7 +88,8 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
             state.
         x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
         max_iter: the most iterations: ``z0`` and ``max_iter - 1`` Runge-Kutta steps.
-        tol: tolerance on the ``stop_mode`` fixed-point residual ``||f(z) - z||``.
+        tol: tolerance on the ``stop_mode`` fixed-point residual ``||f(z) - z||`` (``0``: no
+            early stop).
         stop_mode: ``'abs'`` or ``'rel'``.
         indexing: iterations (1-based, ``z0`` is the first) at which to record the state.
         method: ``'dopri5'`` (Dormand-Prince) or ``'tsit5'`` (Tsitouras).
@@ -104,7 +107,8 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
     Raises:
         ValueError: an unknown ``method``, a bad ``rtol``, ``atol``, ``h0`` or shared
             argument.
-        TypeError: ``func`` returns another namespace, dtype or structure.
+        TypeError: ``return_final`` is not a bool; ``func`` returns another namespace, dtype
+            or structure.
 
     Example:
         >>> import numpy as np
@@ -114,16 +118,13 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
         >>> bool(np.allclose(z, f(z), atol=1e-7)), bool(info['converged'].all())
         (True, True)
     """
-    steps = check_solver_args(max_iter, tol, stop_mode, indexing)
-    if method not in TABLEAUS:
+    max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
+    if not isinstance(method, str) or method not in TABLEAUS:
         raise ValueError(f"method must be one of {tuple(TABLEAUS)}, got {method!r}")
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol >= 0:
-        raise ValueError(f"rtol must be a non-negative number, got {rtol!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol > 0:
-        raise ValueError(f"atol must be a positive number, got {atol!r}")
-    if h0 is not None and (isinstance(h0, bool) or not isinstance(h0, (int, float))
-                           or not 0 < h0 < float("inf")):
-        raise ValueError(f"h0 must be a positive number or None, got {h0!r}")
+    rtol = check_number("rtol", rtol, 0.0)
+    atol = check_number("atol", atol, 0.0, low_open=True)
+    h0 = check_number("h0", h0, 0.0, low_open=True, none_ok=True)
+    check_flag("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

@@ -12,13 +12,18 @@ Imports the backend and the shared exceptions.
 
 from __future__ import annotations
 
+import functools
+import operator
+import sys
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
 
-__all__ = ["SolverStat", "SolveTracker", "residual_norms", "check_solver_args", "STOP_MODES"]
+__all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
+           "check_count", "check_number", "check_flag", "solver_entry", "warn_location",
+           "STOP_MODES"]
 
 STOP_MODES = ("abs", "rel")
 # The relative residual's guard against ||f(z)|| = 0, as TorchDEQ.
@@ -71,29 +76,179 @@ def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
     return abs_res, abs_res / (xp.sqrt(xp.vecdot(fx, fx)) + REL_EPS)
 
 
+class SolverArgs(NamedTuple):
+    """The shared solver arguments, checked and converted to Python numbers."""
+
+    max_iter: int
+    tol: float | None
+    stop_mode: str
+    indexing: list[int]
+    tau: float
+
+
 def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
-                      indexing: Any = None, tau: Any = 1.0) -> list[int]:
-    """Validate the arguments the solvers share; return ``indexing`` as a list, in the
-    requested order (repeats kept).
+                      indexing: Any = None, tau: Any = 1.0) -> SolverArgs:
+    """Validate the arguments the solvers share and return them as Python numbers
+    (``indexing`` as a list, in the requested order, repeats kept).
+
+    Counts accept anything :func:`operator.index` accepts (``int``, NumPy integers) but not
+    bools; numbers anything ``float`` accepts (NumPy scalars, 0-d arrays) but not strings,
+    bools or complex values. ``tol = 0`` asks for no early stop: only a sample whose residual
+    is exactly zero converges, and running out of ``max_iter`` is not warned about.
 
     Raises:
-        ValueError: ``max_iter`` not a non-negative int, ``tol <= 0``, an unknown
-            ``stop_mode``, ``tau`` outside ``(0, 1]``, or ``indexing`` entries outside
-            ``1..max_iter``.
+        ValueError: ``max_iter`` not a non-negative int, ``tol`` negative, NaN or infinite,
+            an unknown ``stop_mode``, ``tau`` outside ``(0, 1]``, or ``indexing`` entries
+            that are not ints in ``1..max_iter``.
+
+    Example:
+        >>> import numpy as np
+        >>> check_solver_args(np.int64(5), np.float32(0.5), "rel", [4, 2, 4])
+        SolverArgs(max_iter=5, tol=0.5, stop_mode='rel', indexing=[4, 2, 4], tau=1.0)
     """
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative int, got {max_iter!r}")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if stop_mode not in STOP_MODES:
+    max_iter = check_count("max_iter", max_iter, 0)
+    if tol is not None:
+        tol = check_number("tol", tol, 0.0)
+    if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
         raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    if not (isinstance(tau, (int, float)) and 0 < tau <= 1):
-        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
-    steps = [int(i) for i in (indexing or ())]
-    for i in steps:
-        if not 1 <= i <= max(max_iter, 1):
-            raise ValueError(f"indexing entry {i} is outside the iterations 1..{max_iter}")
-    return steps
+    tau = check_number("tau", tau, 0.0, 1.0, low_open=True)
+    steps = []
+    for i in (indexing or ()):
+        try:
+            step = _as_count(i)
+        except TypeError:
+            raise ValueError(f"indexing entries must be ints (iterations 1..{max_iter}), "
+                             f"got {i!r}") from None
+        if not 1 <= step <= max(max_iter, 1):
+            raise ValueError(f"indexing entry {step} is outside the iterations 1..{max_iter}")
+        steps.append(step)
+    return SolverArgs(max_iter, tol, stop_mode, steps, tau)
+
+
+def _as_count(value: Any) -> int:
+    if isinstance(value, bool) or _dtype_kind(value) == "bool":
+        raise TypeError("a bool is not a count")
+    return operator.index(value)
+
+
+def _dtype_kind(value: Any) -> str:
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return ""
+    name = str(dtype)
+    return "bool" if "bool" in name else "complex" if "complex" in name else name
+
+
+def check_count(name: str, value: Any, minimum: int = 0, none_ok: bool = False) -> int | None:
+    """``value`` as a Python int ``>= minimum`` (``None`` passes when ``none_ok``).
+
+    Raises:
+        ValueError: not an integer (bools and floats are not), or below ``minimum``; the
+            message names ``name``.
+    """
+    if value is None and none_ok:
+        return None
+    expected = f"an int >= {minimum}{' or None' if none_ok else ''}"
+    try:
+        count = _as_count(value)
+    except TypeError:
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+    if count < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return count
+
+
+def check_number(name: str, value: Any, low: float, high: float = float("inf"),
+                 low_open: bool = False, high_open: bool = False,
+                 none_ok: bool = False) -> float | None:
+    """``value`` as a finite Python float in the interval from ``low`` to ``high``
+    (``low_open``/``high_open``: excluding that end; ``None`` passes when ``none_ok``).
+
+    Raises:
+        ValueError: not a real number (strings, bools and complex values are not), NaN,
+            infinite, or outside the interval; the message names ``name``.
+    """
+    if value is None and none_ok:
+        return None
+    interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                if high < float("inf") else f"{'> ' if low_open else '>= '}{low:g}")
+    expected = (f"a finite number {'in ' if high < float('inf') else ''}{interval}"
+                f"{' or None' if none_ok else ''}")
+    number = None
+    if not (isinstance(value, (bool, str, bytes, complex))
+            or _dtype_kind(value) in ("bool", "complex")):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not (low < number if low_open else low <= number) \
+            or not (number < high if high_open else number <= high) \
+            or number == float("inf"):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """Raise TypeError unless ``value`` is a bool (a truthy string such as ``'False'``
+    would silently switch the option on)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def solver_entry(solver: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a fixed-point solver ``solver(func, x0, ...)``: the solve runs with NumPy's
+    floating-point warnings silenced (non-finite values are reported through
+    ``info['nonfinite']`` and one ConvergenceWarning instead, and ``func``'s own overflow
+    warnings, which that report covers, are silenced too), and a float16 state is solved in
+    float32 (float16's range overflows squared norms and ``linalg`` has no float16): ``func``
+    still sees and returns float16, ``z`` and the trajectory come back float16, the statistics
+    are float32."""
+
+    @functools.wraps(solver)
+    def run(func: Callable[..., Any], x0: Any, *args: Any, **kwargs: Any) -> Any:
+        with backend.ignore_float_errors():
+            half = _half_precision_positions(x0)
+            if not half:
+                return solver(func, x0, *args, **kwargs)
+            return _solve_in_float32(solver, func, x0, half, args, kwargs)
+
+    return run
+
+
+def _half_precision_positions(x0: Any) -> set[int]:
+    arrays = list(x0) if isinstance(x0, (tuple, list)) else [x0]
+    half = set()
+    for i, a in enumerate(arrays):
+        if hasattr(a, "dtype") and hasattr(a, "shape") and str(a.dtype) == "float16":
+            half.add(i)
+    return half
+
+
+def _solve_in_float32(solver, func, x0, half, args, kwargs):
+    is_tuple = isinstance(x0, (tuple, list))
+    arrays = list(x0) if is_tuple else [x0]
+    xp = backend.check_same_namespace(arrays, "x0")
+
+    def convert(state, dtype):
+        if not is_tuple:
+            return xp.astype(state, dtype)
+        return tuple(xp.astype(a, dtype) if i in half else a for i, a in enumerate(state))
+
+    def func32(*zs):
+        out = func(*convert(zs, xp.float16)) if is_tuple else func(convert(zs[0], xp.float16))
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if isinstance(out, (tuple, list)) != is_tuple or len(outs) != len(arrays):
+            return out  # the solver's own check names the structure
+        for i in half:
+            if hasattr(outs[i], "dtype") and str(outs[i].dtype) != "float16":
+                where = f" for state {i}" if is_tuple else ""
+                raise TypeError(f"func returned dtype {outs[i].dtype}{where}; its input has "
+                                "dtype float16")
+        return convert(out, xp.float32)
+
+    z, trajectory, info = solver(func32, convert(x0, xp.float32), *args, **kwargs)
+    return (convert(z, xp.float16), [convert(t, xp.float16) for t in trajectory], info)
 
 
 class SolveTracker:
@@ -107,7 +262,8 @@ class SolveTracker:
     Args:
         x0: the packed ``(B, D)`` initial state.
         tol: the tolerance; a sample converges when its ``stop_mode`` residual is ``<= tol``
-            (``None``: never, for solvers without a tolerance).
+            (``None``: never, for solvers without a tolerance; ``0``: only at an exact zero,
+            and not converging is no failure worth a warning).
         stop_mode: ``'abs'`` or ``'rel'``: which residual decides convergence and "best".
         indexing: iterations (1-based, any order, repeats allowed) whose state the
             trajectory returns.
@@ -230,7 +386,8 @@ class SolveTracker:
             nfe=self.nfe,
         )
         if warn and self.iterations > 0:
-            _warn_if_failed(info, xp, solver_name, self.tol is not None)
+            # tol = 0 asks for max_iter iterations: running them all is not a failure.
+            _warn_if_failed(info, xp, solver_name, bool(self.tol))
         return restore(z), [restore(t) for t in trajectory], info
 
 
@@ -241,17 +398,35 @@ def _select_column(xp: Any, column: Any, trace: Any, lowest: Any) -> Any:
     return xp.where(lowest < float("inf"), picked, float("inf"))
 
 
-def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, has_tol: bool) -> None:
+def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, expect_tol: bool) -> None:
+    # The messages carry no numbers (those are in ``info``): Python's default filter then
+    # shows a failing solve once per calling line, not once per call.
     # The usual case, every sample converged, costs one host read.
-    if has_tol and backend.to_scalar(xp.all(info["converged"])):
+    if expect_tol and backend.to_scalar(xp.all(info["converged"])):
         return
     if backend.to_scalar(xp.any(info["nonfinite"])):
-        count = backend.to_scalar(xp.sum(xp.astype(info["nonfinite"], xp.int64)))
-        warnings.warn(f"{solver_name}: f returned non-finite values for {count} sample(s); "
-                      "they keep their best finite iterate (info['nonfinite'])",
-                      ConvergenceWarning, stacklevel=4)
-    elif has_tol:  # not all converged (checked above)
-        worst = backend.to_scalar(xp.max(info["abs_lowest"]))
-        warnings.warn(f"{solver_name}: some samples did not reach tol within max_iter "
-                      f"(largest abs residual {worst:.3e}; see info['converged'])",
-                      ConvergenceWarning, stacklevel=4)
+        message = (f"{solver_name}: f returned non-finite values for some samples; they keep "
+                   "their best finite iterate (see info['nonfinite'])")
+    elif expect_tol:  # not all converged (checked above)
+        message = (f"{solver_name}: some samples did not reach tol within max_iter (see "
+                   "info['converged'] and info['abs_lowest'])")
+    else:
+        return
+    warnings.warn(message, ConvergenceWarning, stacklevel=warn_location())
+
+
+def warn_location() -> int:
+    """The ``stacklevel`` that makes a warning issued by this function's caller point at the
+    first frame outside npdeq: the user's line that started the solve (so the default filter
+    shows it once per such line)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and _in_npdeq(frame):
+        frame = frame.f_back
+        level += 1
+    return level if frame is not None else 1
+
+
+def _in_npdeq(frame: Any) -> bool:
+    name = frame.f_globals.get("__name__", "")
+    return name == "npdeq" or name.startswith("npdeq.")

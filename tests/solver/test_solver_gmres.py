@@ -229,7 +229,7 @@ def test_inputs_are_not_modified(xp, to_xp):
 
 @pytest.mark.parametrize("kw, argument", [
     ({"tol": -1e-3}, "tol"), ({"tol": "1e-3"}, "tol"), ({"tol": True}, "tol"),
-    ({"atol": -1.0}, "atol"), ({"tol": 0.0}, "both 0"),
+    ({"atol": -1.0}, "atol"), ({"atol": float("nan")}, "atol"), ({"tol": float("inf")}, "tol"),
     ({"restart": 0}, "restart"), ({"restart": 2.0}, "restart"), ({"restart": True}, "restart"),
     ({"max_iter": -1}, "max_iter"), ({"max_iter": 2.5}, "max_iter"),
 ])

@@ -307,11 +307,13 @@ def test_tiny_max_iter_on_a_contraction_returns_the_last_step(name, max_iter, xp
 
 
 @pytest.mark.parametrize("kw, argument", [
-    ({"tol": 0.0}, "tol"), ({"tol": -1e-3}, "tol"), ({"tol": "1e-3"}, "tol"),
+    ({"tol": float("nan")}, "tol"), ({"tol": float("inf")}, "tol"), ({"tol": -1e-3}, "tol"),
+    ({"tol": "1e-3"}, "tol"), ({"tol": True}, "tol"),
     ({"max_iter": -1}, "max_iter"), ({"max_iter": 2.5}, "max_iter"),
     ({"max_iter": True}, "max_iter"),
     ({"stop_mode": "max"}, "stop_mode"), ({"stop_mode": None}, "stop_mode"),
     ({"indexing": [0]}, "indexing"), ({"indexing": [3, 11]}, "indexing"),
+    ({"indexing": [2.7]}, "indexing"), ({"indexing": ["3"]}, "indexing"),
 ])
 @pytest.mark.parametrize("name", SOLVER_NAMES)
 def test_bad_shared_arguments_raise_value_error(name, kw, argument, xp, to_xp):
@@ -323,9 +325,9 @@ def test_bad_shared_arguments_raise_value_error(name, kw, argument, xp, to_xp):
 
 
 def test_check_solver_args_returns_indexing_in_request_order():
-    assert check_solver_args(5, 1e-3, "rel", (4, 2, 4), 0.5) == [4, 2, 4]
-    assert check_solver_args(0, None, "abs", None) == []
-    assert check_solver_args(0, None, "abs", [1]) == [1]  # padded with x0 by the tracker
+    assert check_solver_args(5, 1e-3, "rel", (4, 2, 4), 0.5).indexing == [4, 2, 4]
+    assert check_solver_args(0, None, "abs", None).indexing == []
+    assert check_solver_args(0, None, "abs", [1]).indexing == [1]  # padded by the tracker
 
 
 # --- devices, host syncs, purity ------------------------------------------------------------
@@ -425,5 +427,5 @@ def test_tracker_warnings(xp, to_xp):
         tracker.finish(lambda p: p, "test")
     tracker = SolveTracker(x0, 1e-3, "abs", [])
     tracker.observe(x0, to_xp(np.array([[np.inf, 0.0], [0.0, 0.0]])))
-    with pytest.warns(ConvergenceWarning, match="non-finite values for 1 sample"):
+    with pytest.warns(ConvergenceWarning, match="non-finite values for some samples"):
         tracker.finish(lambda p: p, "test")
