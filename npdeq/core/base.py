@@ -31,7 +31,7 @@ from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad.adjoint import LINEAR_SOLVERS
 from npdeq.grad.state import call_state_func
 from npdeq.nn.module import Module
-from npdeq.solver import get_solver
+from npdeq.solver import get_solver, registered_solvers
 
 __all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "check_solver_call",
            "BackwardRecorder"]
@@ -204,6 +204,17 @@ class BackwardRecorder:
             self.writer(stats)
 
 
+def _named_solver(key: str, name: str, extra: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """``get_solver(name)``, its error naming the config key (and the names ``key`` also
+    takes besides the registered solvers)."""
+    try:
+        return get_solver(name)
+    except ValueError as error:
+        extra = tuple(n for n in extra if n not in registered_solvers())
+        also = f" (or {', '.join(repr(n) for n in extra)})" if extra else ""
+        raise ValueError(f"config key {key!r}: {error}{also}") from None
+
+
 def _detached(z: Any) -> Any:
     """A state (a Tensor or a tuple of them) cut from the tape."""
     if isinstance(z, tuple):
@@ -276,9 +287,10 @@ class DEQBase(Module):
         cfg = self.args
         self.f_solver: str = cfg.get("f_solver")
         self.b_solver: str = cfg.get("b_solver")
-        get_solver(self.f_solver)  # unknown names raise here, not at the first call
+        # unknown names raise here, not at the first call (or at backward)
+        _named_solver("f_solver", self.f_solver)
         if self.b_solver not in LINEAR_SOLVERS:  # those the adjoint solve handles itself
-            get_solver(self.b_solver)
+            _named_solver("b_solver", self.b_solver, extra=tuple(LINEAR_SOLVERS))
         no_stat = cfg.get("no_stat")
         self.no_stat: bool = (self.f_solver == "simple_fixed_point_iter"
                               if no_stat is None else no_stat)

@@ -240,7 +240,7 @@ def check_value(key: str, value: Any) -> Any:
     take Python or NumPy numbers and 0-d real arrays, never bools or strings, and must be
     finite. Ranges: ``f_max_iter``, ``b_max_iter``, ``eval_f_max_iter``,
     ``jac_incremental`` >= 0; ``n_states``, ``sn_n_power_iters``, ``indexing`` and
-    ``sup_loc`` entries >= 1; ``grad`` entries >= 0 (>= 1 where PhantomGrad uses them, checked
+    ``sup_loc`` entries >= 1 (``indexing`` strictly increasing); ``grad`` entries >= 0 (>= 1 where PhantomGrad uses them, checked
     by the cores); ``sup_gap`` any int (<= 0: off); ``f_tol``, ``b_tol``, ``gamma``,
     ``jac_loss_weight`` >= 0 (a tolerance of 0 runs the solver to its ``max_iter``);
     ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``, ``norm_clip_value``,
@@ -290,7 +290,12 @@ def check_value(key: str, value: Any) -> Any:
         return None if value is None else _bool(key, value)
     if key in ("ift", "hook_ift", "norm_no_scale", "norm_clip", "sradius_mode"):
         return _bool(key, value)
-    if key in ("indexing", "sup_loc"):
+    if key == "indexing":
+        steps = _int_list(key, value, 1)
+        if steps and any(b <= a for a, b in zip(steps, steps[1:])):
+            raise _bad(key, value, "strictly increasing solver steps >= 1")
+        return steps
+    if key == "sup_loc":
         return _int_list(key, value, 1)
     if key == "grad":
         if value is None or isinstance(value, (list, tuple)) and not value:

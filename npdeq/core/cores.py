@@ -35,7 +35,8 @@ from npdeq.grad.adjoint import ADJOINT_DEFAULTS, LINEAR_SOLVERS
 from npdeq.grad.state import as_state_tuple, raw_arrays
 from npdeq.solver import SolverStat, get_solver
 
-__all__ = ["SampledDEQ", "DEQIndexing", "DEQSliced", "merge_segment_stats"]
+__all__ = ["SampledDEQ", "DEQIndexing", "DEQSliced", "merge_segment_stats",
+           "flag_nonfinite_states"]
 
 GradFunctor = Callable[..., list]
 
@@ -155,7 +156,10 @@ class SampledDEQ(DEQBase):
         ``jacobian_loss`` when the config's ``jac_loss_weight``/``jac_loss_freq`` ask for it
         in this call (:func:`~npdeq.core.solution.jacobian_due`; differentiable in training).
         Building it costs one more call of ``func`` (recorded, plus one VJP, with the
-        Jacobian term).
+        Jacobian term). In training, a sample whose returned states hold a non-finite value
+        (from the gradient functors' own calls of ``func``: PhantomGrad's steps, IFT's
+        ``f(z*)``, or pure unrolling with ``f_max_iter=0``) is flagged in ``info['nonfinite']``
+        and never counted as converged (:func:`flag_nonfinite_states`).
 
         Example:
             >>> import numpy as np, npdeq
@@ -169,6 +173,8 @@ class SampledDEQ(DEQBase):
         recording = is_grad_enabled()
         z_out, info = super().forward(func, z_init, solver_kwargs, sradius_mode,
                                       backward_writer)
+        if self.training:
+            flag_nonfinite_states(z_out, info)
         info["solution"] = solution_record(func, initial_state(z_init), z_out[-1], info,
                                            jacobian=jacobian_due(self.args, self.training),
                                            create_graph=self.training and recording)
@@ -297,6 +303,46 @@ class DEQSliced(SampledDEQ):
             last = raw_arrays(as_state_tuple(outs[-1]))
             z = last if isinstance(z0, tuple) else last[0]
         return z_out, recorder.attach(merge_segment_stats(infos))
+
+
+def flag_nonfinite_states(z_out: Sequence[Any], info: SolverStat) -> None:
+    """Flag the samples whose returned states hold NaN/inf in ``info`` (in place).
+
+    The solver flags what it meets; the gradient functors call ``func`` again after it
+    (PhantomGrad's steps, IFT's ``f(z*)``; with ``f_max_iter=0`` they are the only calls), so
+    their outputs are checked here: ``info['nonfinite']`` gains those samples,
+    ``info['converged']`` loses them, and one
+    :class:`~npdeq.exceptions.ConvergenceWarning` says so when the solve had not flagged them.
+    One host read.
+
+    Args:
+        z_out: the core's returned states (Tensors or tuples of Tensors), each ``(B, ...)``.
+        info: the forward statistics (new arrays are stored; the old ones are not changed).
+
+    Example:
+        >>> import numpy as np, npdeq, warnings
+        >>> info = SolverStat(nonfinite=np.zeros(2, bool), converged=np.ones(2, bool))
+        >>> with warnings.catch_warnings(record=True):
+        ...     flag_nonfinite_states([npdeq.tensor(np.array([[1.0], [np.inf]]))], info)
+        >>> info['nonfinite'].tolist(), info['converged'].tolist()
+        ([False, True], [True, False])
+    """
+    bad = None
+    for z in z_out:
+        for t in as_state_tuple(z):
+            a = t.data
+            xp = backend.array_namespace(a)
+            rows = xp.any(~xp.isfinite(xp.reshape(a, (a.shape[0], -1))), axis=1)
+            bad = rows if bad is None else bad | rows
+    if bad is None:
+        return
+    before = info["nonfinite"]
+    info["nonfinite"] = before | bad
+    info["converged"] = info["converged"] & ~bad
+    if backend.to_scalar(xp.any(bad & ~before)):
+        warnings.warn("DEQ gradient steps (PhantomGrad's unrolled steps or IFT's f(z*)) "
+                      "produced non-finite values for some samples (info['nonfinite'])",
+                      ConvergenceWarning, stacklevel=4)
 
 
 def merge_segment_stats(infos: Sequence[SolverStat]) -> SolverStat:

@@ -88,7 +88,7 @@ def get_deq(args: Any = None, **kwargs: Any) -> DEQBase:
     config.update(**kwargs)
     name = config.get("core")
     if name not in _CORES:
-        raise unknown_key_error(name, _CORES, "DEQ core")
+        raise ValueError(f"config key 'core': {unknown_key_error(name, _CORES, 'DEQ core')}")
     return _CORES[name](config)
 
 

@@ -322,7 +322,7 @@ def test_sliced_warns_once_for_non_finite_inner_segments(xp, to_xp):
 @pytest.mark.parametrize("core", ["indexing", "sliced"])
 @pytest.mark.parametrize("settings, match", [
     (dict(n_states=0), "n_states"),
-    (dict(indexing=[8, 4]), "strictly increasing"),
+    (dict(indexing=[8, 4]), "config key .indexing.: expected strictly increasing"),
     (dict(indexing=[4, 50]), "beyond f_max_iter=40"),
     (dict(n_states=2, indexing=[4]), "not both"),
     (dict(n_states=50), "cannot be spread"),
@@ -330,8 +330,8 @@ def test_sliced_warns_once_for_non_finite_inner_segments(xp, to_xp):
     (dict(grad=[0, 2], n_states=2, ift=True), "PhantomGrad needs >= 1 step for the states"),
     (dict(grad=[1, 2, 3], n_states=2), "grad has 3 entries for 2"),
     (dict(grad=2, sup_loc=[3]), "sup_loc entry 3"),
-    (dict(f_solver="andersen"), "unknown solver 'andersen'"),
-    (dict(b_solver="nope"), "unknown solver 'nope'"),
+    (dict(f_solver="andersen"), "config key 'f_solver': unknown solver 'andersen'"),
+    (dict(b_solver="nope"), "config key 'b_solver': unknown solver 'nope'.*'direct'"),
 ])
 def test_invalid_settings_raise_at_construction(core, settings, match):
     with pytest.raises(ValueError, match=match):
@@ -512,3 +512,35 @@ def test_a_backward_solver_that_cannot_take_the_call_fails_at_construction(monke
         with pytest.warns(npdeq.core.ConfigWarning, match="b_solver"):
             core(b_solver="no_stop_mode", ift=False)       # not the backward solver: unused
         core(ift=True, b_solver="no_indexing")              # the adjoint passes no indexing
+
+
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+@pytest.mark.parametrize("grad_mode", [dict(ift=True), dict(grad=2), dict(grad=1)])
+def test_non_finite_values_from_the_gradient_steps_are_flagged(xp, to_xp, core, grad_mode):
+    """The solve sees finite values; the gradient functors' calls of f (after it) do not."""
+    bad_row = to_xp(np.array([[0.0], [np.inf], [0.0]]))
+    calls = []
+
+    def func(z):
+        calls.append(1)
+        return halving(z) + (bad_row if len(calls) > 3 else 0.0)
+
+    deq = CORES[core](f_max_iter=3, f_tol=0.0, **grad_mode)
+    with pytest.warns(npdeq.ConvergenceWarning, match="gradient steps"):
+        z_out, info = deq(func, to_xp(np.zeros((3, 2))))
+    assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [False, True, False]
+    assert not npdeq.backend.to_numpy(info["converged"]).any()
+    assert info["solution"].retcode[1] == "nonfinite"
+    # with f_max_iter=0 (no solve, pure unrolling) the functors are the only calls of f
+    calls[:] = [1, 1, 1]
+    if core == "sliced":
+        with pytest.warns(npdeq.ConvergenceWarning, match="gradient steps"):
+            _, info = deq(func, to_xp(np.zeros((3, 2))), solver_kwargs={"f_max_iter": 0})
+        assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [False, True, False]
+    # a finite run flags nothing and does not warn
+    calls[:] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", npdeq.ConvergenceWarning)
+        _, info = CORES[core](f_max_iter=30, f_tol=1e-6, **grad_mode)(halving,
+                                                                    to_xp(np.zeros((3, 2))))
+    assert not npdeq.backend.to_numpy(info["nonfinite"]).any()
