@@ -259,7 +259,7 @@ def test_registered_as_ode():
 @pytest.mark.parametrize("kw, argument", [
     ({"method": "rk4"}, "method"), ({"rtol": -1.0}, "rtol"), ({"rtol": "1e-3"}, "rtol"),
     ({"atol": 0.0}, "atol"), ({"atol": True}, "atol"), ({"h0": 0.0}, "h0"),
-    ({"h0": float("inf")}, "h0"), ({"tol": 0.0}, "tol"), ({"indexing": [11]}, "indexing"),
+    ({"h0": float("inf")}, "h0"), ({"tol": -1e-3}, "tol"), ({"indexing": [11]}, "indexing"),
 ])
 def test_bad_arguments_raise_value_error(kw, argument, xp, to_xp):
     calls = counted(lambda z: 0.5 * z)

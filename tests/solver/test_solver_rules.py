@@ -364,6 +364,43 @@ def test_gmres_with_x0_starts_from_its_residual(xp, to_xp):
     assert info["nmatvec"] == products
 
 
+@pytest.mark.parametrize("stop_mode", ["abs", "rel"])
+def test_gmres_solver_cycles_stop_at_the_stop_mode_threshold(stop_mode, xp, to_xp):
+    """Each cycle is GMRES on (I - W) d = f(x) - x from 0, stopping at the first product
+    whose residual is <= tol in stop_mode's units (tol (||f(x)|| + 1e-8) for 'rel')."""
+    func, _, z0, w = affine_problem(to_xp, batch=1, dim=12, norm=0.9, scale=1e4)
+    c = host(func(to_xp(np.zeros((1, 12)))))[0]
+    tol = 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, trajectory, _ = gmres_solver(func, z0, max_iter=40, tol=tol, stop_mode=stop_mode,
+                                        restart=5, indexing=[2, 3], return_final=True)
+    x = host(z0)[0]
+    for k in range(2):
+        fx = w @ x + c
+        r = fx - x
+        threshold = tol * (1.0 if stop_mode == "abs" else np.linalg.norm(fx) + 1e-8)
+        if np.linalg.norm(r) <= threshold:  # converged: frozen
+            np.testing.assert_allclose(host(trajectory[k])[0], x, rtol=1e-8, atol=1e-6)
+            continue
+        for j in range(1, 6):
+            d, estimate = krylov_minimiser(np.eye(12) - w, r, j)
+            if estimate <= threshold:
+                break
+        x = x + d
+        np.testing.assert_allclose(host(trajectory[k])[0], x, rtol=1e-8, atol=1e-6)
+
+
+def test_ties_keep_the_first_best_iterate(xp, to_xp):
+    """f(z) = z + d: every iterate has the same residual; the first one stays the best."""
+    d = to_xp(np.array([[1.0, 2.0]]))
+    z0 = to_xp(np.array([[0.5, -0.5]]))
+    with pytest.warns(ConvergenceWarning):
+        z, _, info = fixed_point_iter(lambda z: z + d, z0, max_iter=5, tol=1e-8)
+    np.testing.assert_array_equal(host(z), host(z0))
+    assert host(info["nstep"]).tolist() == [1]
+
+
 # --- Newton-Krylov ---------------------------------------------------------------------------
 
 
@@ -412,24 +449,49 @@ def test_newton_krylov_difference_step(fd_eps, xp, to_xp):
     np.testing.assert_allclose(rec.inputs[1][0], expected, rtol=1e-12, atol=1e-14)
 
 
-def test_newton_krylov_line_search_asks_for_sufficient_decrease(xp, to_xp):
-    """f(z) = z - (z^3 - 1): g(z) = 1 - z^3 ... a full Newton step from 0.1 overshoots to
-    ~33, is halved until ||g|| falls by at least the Armijo fraction; the accepted point is
-    the first halving of the hand computation that passes (1 - 1e-4 s) ||g||."""
-    xp_ = backend.array_namespace(to_xp(np.zeros(1)))
-    func = recording(lambda z: z + 1.0 - z * z * z)
-    z0 = to_xp(np.array([[0.1]]))
+def _newton_arctan(x):
+    """The Newton step for g(z) = -arctan(z)."""
+    return -np.arctan(x) * (1 + x * x)
+
+
+def _start_with_ratio(ratio):
+    """The x0 near Newton's 2-cycle of arctan (x1 = -x0) at which the full step changes
+    |g| by the factor ``ratio``."""
+    lo, hi = 1.3, 1.5
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if abs(np.arctan(mid + _newton_arctan(mid))) / np.arctan(mid) < ratio:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@pytest.mark.parametrize("ratio", [1 - 0.5 * ARMIJO, 1 + 0.5 * ARMIJO])
+def test_newton_krylov_line_search_asks_for_sufficient_decrease(ratio, xp, to_xp):
+    """g(z) = -arctan(z) from where the full Newton step changes |g| by a factor within
+    ARMIJO of 1 (a decrease too small, or a slight increase): the step is halved."""
+    x0 = _start_with_ratio(ratio)
     with pytest.warns(ConvergenceWarning):
-        _, trajectory, _ = newton_krylov(func, z0, max_iter=2, tol=1e-14, indexing=[2],
-                                         return_final=True)
-    x, g = 0.1, 1.0 - 0.1 ** 3
-    newton = -g / (-3 * x * x)  # J_g = -3 x^2, up to the difference product's error
-    scale = 1.0
-    while abs(1.0 - (x + scale * newton) ** 3) > (1 - ARMIJO * scale) * abs(g):
-        scale /= 2
-    assert scale < 1.0
-    np.testing.assert_allclose(host(trajectory[0])[0, 0], x + scale * newton, rtol=1e-5)
-    del xp_
+        _, trajectory, _ = newton_krylov(lambda z: z - backend.array_namespace(z).atan(z),
+                                         to_xp(np.array([[x0]])), max_iter=2, tol=1e-14,
+                                         indexing=[2], return_final=True)
+    np.testing.assert_allclose(host(trajectory[0])[0, 0], x0 + _newton_arctan(x0) / 2,
+                               atol=1e-6)
+
+
+def test_difference_product_perturbs_by_the_same_size_whatever_v(xp, to_xp):
+    from npdeq.solver.newton_krylov import _difference_product
+
+    func, _, z0, w = affine_problem(to_xp, batch=2, dim=4)
+    rec = recording(func)
+    scale = to_xp(np.array([1e-3, 2e-3]))
+    product = _difference_product(rec, z0, func(z0), scale)
+    v = np.array([[1e3, 0.0, 0.0, 0.0], [0.0, -1e-3, 0.0, 0.0]])
+    out = product(to_xp(v))
+    np.testing.assert_allclose(np.linalg.norm(rec.inputs[0] - host(z0), axis=1), [1e-3, 2e-3],
+                               rtol=1e-8)
+    np.testing.assert_allclose(host(out), v @ (w - np.eye(4)).T, rtol=1e-5, atol=1e-9)
 
 
 # --- ODE -------------------------------------------------------------------------------------
@@ -469,8 +531,13 @@ def test_ode_step_and_step_size_control(method, h0, rtol, atol, xp, to_xp):
         assert np.all(accepted) and np.all(h_next > h)
 
 
-def test_ode_initial_step_follows_hairer_and_wanner(xp, to_xp):
+@pytest.mark.parametrize("start", ["random", "zero"])
+def test_ode_initial_step_follows_hairer_and_wanner(start, xp, to_xp):
+    """h = min(100 h_euler, (0.01 / max(d1, d2))^(1/5)), h_euler = 0.01 d0 / d1 (1e-6 where
+    d0 or d1 < 1e-5: from z0 = 0, where 100 h_euler decides)."""
     func, host_func, z0 = tanh_problem(to_xp, norm=0.9)
+    if start == "zero":
+        z0 = to_xp(np.zeros((2, 5)))
     rec = recording(func)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -480,7 +547,8 @@ def test_ode_initial_step_follows_hairer_and_wanner(xp, to_xp):
     scale = 1e-6 + 1e-3 * np.abs(x)
     rms = lambda a: np.sqrt(np.mean((a / scale) ** 2, axis=1))  # noqa: E731
     d0, d1 = rms(x), rms(k1)
-    h_euler = 0.01 * d0 / d1
+    small = (d0 < 1e-5) | (d1 < 1e-5)
+    h_euler = np.where(small, 1e-6, 0.01 * d0 / np.where(small, 1.0, d1))
     y = x + h_euler[:, None] * k1
     np.testing.assert_allclose(rec.inputs[1], y, rtol=1e-12)
     d2 = rms(host_func(y) - y - k1) / h_euler
