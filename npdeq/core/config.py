@@ -15,6 +15,11 @@ ignores them all):
   unless they look like a misspelled DEQ key (``difflib`` ratio >= 0.9, e.g. ``f_maxiter``,
   ``stop_mode``), which raises as well.
 
+Values are checked by :func:`check_value` (types, finiteness, ranges; NumPy scalars are
+taken as Python numbers). A setting given explicitly that the configuration does not use (for
+example ``tau`` with ``ift=True`` and one state) is accepted, as in TorchDEQ, but the cores
+name it in one :class:`ConfigWarning` when they are built.
+
 Imports only the standard library (``difflib`` lazily, on errors).
 """
 
