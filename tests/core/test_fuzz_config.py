@@ -20,7 +20,7 @@ import warnings
 import array_api_strict
 import numpy as np
 import pytest
-from hypothesis import event, given, strategies as st
+from hypothesis import event, given, settings, strategies as st
 
 import npdeq
 from npdeq import backend
@@ -124,6 +124,8 @@ def _names_an_argument(error, names):
 @pytest.mark.filterwarnings("ignore::npdeq.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore::npdeq.core.ConfigWarning")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # NumPy on the map's own inf
+# Four times the profile's examples: each is cheap (ci: 200 examples, a few seconds).
+@settings(max_examples=4 * settings.default.max_examples)
 @given(data=st.data())
 def test_any_configuration_runs_flagged_or_raises_naming_the_argument(data):
     config, bad_key, solver_kwargs = _config(data)
