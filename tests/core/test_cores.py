@@ -89,6 +89,25 @@ def test_sampling_with_extra_phantom_states(xp, to_xp):
         assert got == [first, first + 2, last]
 
 
+@pytest.mark.parametrize("grad, sup_gap, sup_loc, steps", [   # TorchDEQ's steps in comments
+    (1, 2, None, [1]),              # []: no state at all
+    (4, 3, None, [3, 4]),           # [3]: step k dropped, its z_out[-1] is step 3
+    (3, -1, [3], [3]),              # [3, 3]: step k twice
+    (4, 2, [1], [1, 2, 4]),         # [2, 4]: sup_loc ignored when sup_gap > 0
+    (5, 2, None, [2, 4, 5]),        # [2, 4]
+])
+def test_phantom_supervision_always_ends_with_step_k_once(xp, to_xp, grad, sup_gap, sup_loc,
+                                                          steps):
+    """PhantomGrad's extra states (sup_gap/sup_loc) differ from TorchDEQ's backward_factory
+    on purpose: the last unrolled step k is always returned, exactly once, last."""
+    for name in ("indexing", "sliced"):
+        deq = CORES[name](f_max_iter=6, f_tol=0.0, grad=grad, sup_gap=sup_gap,
+                          sup_loc=sup_loc)
+        z_out, _ = deq(halving, to_xp(np.zeros((1, 2))))
+        # the solve ends at iterate 5 (6 evaluations from x_0), then step j gives x_(5+j)
+        assert [int(iterate_index(z)[0, 0]) - 5 for z in z_out] == steps
+
+
 @quiet
 def test_per_call_f_max_iter_reschedules(xp, to_xp):
     z0 = to_xp(np.zeros((1, 2)))
