@@ -89,10 +89,12 @@ def check_solver_call(solver: Callable[..., Any], name: str, role: str,
             keywords).
 
     Example:
-        >>> check_solver_call(lambda func, x0, max_iter: None, 'mine', 'b_solver',
-        ...                   ('max_iter', 'tol'))
-        Traceback (most recent call last):
-        ValueError: b_solver 'mine' cannot be called as the DEQ core calls it, solver(func, x0, max_iter=..., tol=...): got an unexpected keyword argument 'tol'
+        >>> try:
+        ...     check_solver_call(lambda func, x0, max_iter: None, 'mine', 'b_solver',
+        ...                       ('max_iter', 'tol'))
+        ... except ValueError as error:
+        ...     print(str(error).split(': ')[-1])
+        got an unexpected keyword argument 'tol'
     """
     try:
         signature = inspect.signature(solver)

@@ -245,11 +245,11 @@ def check_value(key: str, value: Any) -> Any:
     take Python or NumPy numbers and 0-d real arrays, never bools or strings, and must be
     finite. Ranges: ``f_max_iter``, ``b_max_iter``, ``eval_f_max_iter``,
     ``jac_incremental`` >= 0; ``n_states``, ``sn_n_power_iters``, ``indexing`` and
-    ``sup_loc`` entries >= 1 (``indexing`` strictly increasing); ``grad`` entries >= 0 (>= 1 where PhantomGrad uses them, checked
-    by the cores); ``sup_gap`` any int (<= 0: off); ``f_tol``, ``b_tol``, ``gamma``,
-    ``jac_loss_weight`` >= 0 (a tolerance of 0 runs the solver to its ``max_iter``);
-    ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``, ``norm_clip_value``,
-    ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``.
+    ``sup_loc`` entries >= 1 (``indexing`` strictly increasing); ``grad`` entries >= 0
+    (>= 1 where PhantomGrad uses them, checked by the cores); ``sup_gap`` any int (<= 0:
+    off); ``f_tol``, ``b_tol``, ``gamma``, ``jac_loss_weight`` >= 0 (a tolerance of 0 runs
+    the solver to its ``max_iter``); ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``,
+    ``norm_clip_value``, ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``.
 
     Args:
         key: a key of :data:`DEFAULTS`.
