@@ -5,21 +5,29 @@
 from zeros; ``'gmres'``: batched GMRES on ``(I - J^T) u = g`` with one VJP per product (the
 equation is linear, so a Krylov method converges where plain iteration is slow); or
 ``'direct'``: build each sample's dense ``J^T`` from ``D`` VJPs and solve exactly (for small
-states). A solve that misses its tolerance or meets a non-finite value is flagged in its
-statistics and raises one :class:`~npdeq.exceptions.ConvergenceWarning`; it never returns
-zeros in place of an answer. Imports the backend and the solvers.
+states). An iterative solver's samples that miss their tolerance (plain iteration diverges where
+``f`` is solvable but not contractive at z*, and stalls where it contracts slowly) are
+solved again by GMRES on the same linear equation, started from their best iterate
+(``fallback='gmres'``, the default; ``fallback=None`` turns it off); the statistics say
+which samples fell back. A solve that still misses its tolerance or meets a non-finite
+value is flagged in its statistics and raises one
+:class:`~npdeq.exceptions.ConvergenceWarning`; it never returns zeros in place of an answer.
+Imports the backend and the solvers.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.solver import SolverStat, get_solver, gmres
+from npdeq.solver.stats import check_number, warn_location
 
-__all__ = ["adjoint_solve", "ADJOINT_DEFAULTS", "DIRECT_MAX_DIM", "LINEAR_SOLVERS"]
+__all__ = ["adjoint_solve", "check_adjoint_args", "ADJOINT_DEFAULTS", "ADJOINT_OPTIONS", "DIRECT_MAX_DIM",
+           "FALLBACKS", "LINEAR_SOLVERS"]
 
 # DEQBase's defaults for the backward pass (b_tol, b_max_iter, b_stop_mode), as TorchDEQ.
 ADJOINT_DEFAULTS = {"tol": 1e-6, "max_iter": 40, "stop_mode": "abs"}
@@ -29,12 +37,71 @@ DIRECT_MAX_DIM = 4096
 # as a fixed point; their arguments are checked here, not by a registered solver.
 # Each with the arguments it takes.
 LINEAR_SOLVERS = {"direct": (), "gmres": ("tol", "max_iter", "stop_mode", "restart")}
+# What an iterative backward solver does with the samples it leaves unconverged.
+FALLBACKS = ("gmres", None)
+# Arguments adjoint_solve takes itself, besides the backward solver's, for any b_solver.
+ADJOINT_OPTIONS = ("fallback",)
 
 _NOT_CONVERGED = ("IFT backward solve did not reach its tolerance for some samples; the "
                   "gradient is approximate (see the backward statistics 'converged'/'abs_lowest'"
-                  "; raise b_max_iter or use b_solver='gmres', 'anderson' or 'direct')")
+                  "; raise b_max_iter or use b_solver='gmres' or 'direct')")
 _NONFINITE = ("IFT backward solve met non-finite values for some samples (see the backward "
               "statistics 'nonfinite'); is the forward map contractive at the fixed point?")
+
+
+def check_adjoint_args(b_solver: Any, b_solver_kwargs: dict | None) -> None:
+    """Check a backward solver and its arguments before any solve, as :func:`adjoint_solve`
+    will use them, so a typo fails at the call that sets up the gradient, not at
+    ``backward()``.
+
+    Args:
+        b_solver: a registered solver name, ``'gmres'`` or ``'direct'``.
+        b_solver_kwargs: its arguments, plus ``fallback`` for a registered solver.
+
+    Raises:
+        ValueError: an unknown solver, an argument it does not take (``'direct'`` takes only
+            the shared ``tol``/``max_iter``/``stop_mode``, which it does not need), or a bad
+            ``fallback``.
+        TypeError: ``b_solver_kwargs`` is not a dict.
+
+    Example:
+        >>> check_adjoint_args('anderson', {'m': 5, 'tol': 1e-8})
+        >>> check_adjoint_args('anderson', {'mm': 5})
+        Traceback (most recent call last):
+        ...
+        ValueError: b_solver_kwargs: b_solver 'anderson' takes no argument 'mm' (it takes indexing, lam, m, max_iter, return_final, stop_mode, tau, tol; and fallback)
+    """
+    if b_solver_kwargs is not None and not isinstance(b_solver_kwargs, dict):
+        raise TypeError(f"b_solver_kwargs must be a dict or None, got "
+                        f"{type(b_solver_kwargs).__name__}")
+    kwargs = dict(b_solver_kwargs or {})
+    if b_solver in LINEAR_SOLVERS:
+        allowed = LINEAR_SOLVERS[b_solver] or tuple(ADJOINT_DEFAULTS)
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            *first, last = allowed
+            raise ValueError(f"b_solver={b_solver!r} takes {', '.join(first)} and {last}"
+                             f"{' (unused)' if not LINEAR_SOLVERS[b_solver] else ''}; got "
+                             f"{', '.join(unknown)}")
+        return
+    solver = get_solver(b_solver)
+    fallback = kwargs.pop("fallback", "gmres")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"b_solver_kwargs: fallback must be one of {FALLBACKS}, got "
+                         f"{fallback!r}")
+    try:
+        signature = inspect.signature(solver)
+    except (TypeError, ValueError):  # no signature to check against (a builtin, say)
+        return
+    try:
+        signature.bind(None, None, **kwargs)
+    except TypeError:
+        params = [p.name for p in list(signature.parameters.values())[2:]
+                  if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        unknown = [k for k in kwargs if k not in params]
+        what = f"no argument {unknown[0]!r}" if unknown else "these arguments"
+        raise ValueError(f"b_solver_kwargs: b_solver {b_solver!r} takes {what} (it takes "
+                         f"{', '.join(sorted(params))}; and fallback)") from None
 
 
 def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_point_iter",
@@ -52,16 +119,22 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
             :data:`ADJOINT_DEFAULTS`. For ``'gmres'``: ``max_iter`` bounds the VJPs,
             ``restart`` (default 20) is the Krylov dimension of a cycle, and the tolerance is
             on ``||g - (I - J^T) u||``, absolute (``stop_mode='abs'``) or relative to
-            ``||g||`` (``'rel'``).
+            ``||g||`` (``'rel'``). For a registered (iterative) solver, ``fallback``
+            (``'gmres'``, the default, or ``None``): what to do with the samples it leaves
+            unconverged (GMRES with the same ``tol``, ``stop_mode`` and ``max_iter``, from
+            their best iterate).
         writer: called with the statistics of the solve.
 
     Returns:
         ``(u, info)``: ``u`` is ``(B, D)`` in ``g``'s namespace and device; ``info`` the
         solver's statistics (per-sample ``converged``, ``nonfinite``, ``abs_lowest``, ...).
+        ``info['fallback']`` ``(B,)`` bool says which samples were solved again by GMRES
+        (never any after ``'direct'`` or ``'gmres'``) (their statistics are GMRES's; ``nfe`` counts the VJPs of
+        both solves).
 
     Raises:
-        ValueError: an unknown solver, ``'direct'`` with ``D > DIRECT_MAX_DIM``, or an
-            argument ``'gmres'`` does not take.
+        ValueError: an unknown solver or ``fallback``, ``'direct'`` with
+            ``D > DIRECT_MAX_DIM``, or an argument ``'gmres'`` does not take.
 
     Example:
         >>> import numpy as np
@@ -71,47 +144,71 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
         >>> bool(np.allclose(u @ (np.eye(2) - J), g)), info['nfe']
         (True, 3)
     """
+    check_adjoint_args(b_solver, b_solver_kwargs)
     kwargs = dict(ADJOINT_DEFAULTS)
     kwargs.update(b_solver_kwargs or {})
+    fallback = kwargs.pop("fallback", "gmres")
     xp = backend.array_namespace(g)
-    if b_solver == "direct":
-        u, info = _direct_solve(vjp_z, g, xp)
-    elif b_solver == "gmres":
-        u, info = _gmres_solve(vjp_z, g, xp, kwargs)
-    else:
-        solver = get_solver(b_solver)
-        with warnings.catch_warnings():
-            # The solver's own warning would say "forward"-ish things; one clear warning
-            # about the backward solve is raised below instead.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            u, _, info = solver(lambda v: vjp_z(v) + g, xp.zeros_like(g), **kwargs)
-    _warn_if_failed(info, xp)
+    # tol = 0 asks for exactly max_iter steps: nothing to fall back from, nothing to warn.
+    run_to_max_iter = b_solver != "direct" and kwargs["tol"] == 0
+    with backend.ignore_float_errors():  # non-finite values are flagged in the statistics
+        if b_solver == "direct":
+            u, info = _direct_solve(vjp_z, g, xp)
+        elif b_solver == "gmres":
+            u, info = _gmres_solve(vjp_z, g, xp, kwargs)
+        else:
+            solver = get_solver(b_solver)
+            with warnings.catch_warnings():
+                # The solver's own warning would say "forward"-ish things; one clear
+                # warning about the backward solve is raised below instead.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                u, _, info = solver(lambda v: vjp_z(v) + g, xp.zeros_like(g), **kwargs)
+            if (fallback == "gmres" and not run_to_max_iter
+                    and not backend.to_scalar(xp.all(info["converged"]))):
+                u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
+    if "fallback" not in info:
+        info["fallback"] = xp.zeros_like(info["converged"])
+    _warn_if_failed(info, xp, run_to_max_iter)
     if writer is not None:
         writer(info)
     return u, info
 
 
-def _warn_if_failed(info: dict, xp: Any) -> None:
+def _warn_if_failed(info: dict, xp: Any, run_to_max_iter: bool) -> None:
+    # The messages carry no numbers (those are in the statistics), so Python's default
+    # filter shows each once per line of user code that ran the backward pass.
     nonfinite = backend.to_scalar(xp.any(info["nonfinite"]))
     if nonfinite:
-        warnings.warn(_NONFINITE, ConvergenceWarning, stacklevel=4)
-    elif not backend.to_scalar(xp.all(info["converged"])):
-        warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=4)
+        warnings.warn(_NONFINITE, ConvergenceWarning, stacklevel=warn_location())
+    elif not run_to_max_iter and not backend.to_scalar(xp.all(info["converged"])):
+        warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=warn_location())
 
 
-def _gmres_solve(vjp_z, g, xp, kwargs):
-    unknown = sorted(set(kwargs) - set(LINEAR_SOLVERS["gmres"]))
-    if unknown:
-        *first, last = LINEAR_SOLVERS["gmres"]
-        raise ValueError(f"b_solver='gmres' takes {', '.join(first)} and {last}; "
-                         f"got {', '.join(unknown)}")
-    tol, stop_mode = kwargs["tol"], kwargs["stop_mode"]
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
+def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
+    """Solve the unconverged samples again by GMRES from their best (finite) iterate.
+
+    Every VJP is over the whole batch anyway, so GMRES runs on all samples; the converged
+    ones start below their tolerance and stop at once, and keep their first answer.
+    """
+    failed = xp.logical_not(info["converged"])
+    start = xp.where(xp.isfinite(u), u, xp.zeros_like(u))
+    gmres_kwargs = {k: kwargs[k] for k in ("tol", "max_iter", "stop_mode")}
+    u_gmres, stats = _gmres_solve(vjp_z, g, xp, gmres_kwargs, x0=start)
+    merged = SolverStat(info)
+    for key in ("abs_lowest", "rel_lowest", "converged", "nonfinite"):
+        merged[key] = xp.where(failed, stats[key], info[key])
+    merged["nstep"] = xp.where(failed, info["nstep"] + stats["nstep"], info["nstep"])
+    merged["nfe"] = info["nfe"] + stats["nfe"]
+    merged["fallback"] = failed
+    return xp.where(failed[:, None], u_gmres, u), merged
+
+
+def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
+    tol, stop_mode = check_number("tol", kwargs["tol"], 0.0), kwargs["stop_mode"]
     if stop_mode not in ("abs", "rel"):
         raise ValueError(f"stop_mode must be 'abs' or 'rel', got {stop_mode!r}")
     tolerances = {"tol": 0.0, "atol": tol} if stop_mode == "abs" else {"tol": tol}
-    u, stats = gmres(lambda v: v - vjp_z(v), g, max_iter=kwargs["max_iter"],
+    u, stats = gmres(lambda v: v - vjp_z(v), g, x0=x0, max_iter=kwargs["max_iter"],
                      restart=kwargs.get("restart", 20), **tolerances)
     # g - (I - J^T) u = (J^T u + g) - u is the fixed-point residual the other backward
     # solvers report. Their relative one divides by ||J^T u + g||, which is ||u|| up to that

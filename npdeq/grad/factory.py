@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import phantom_grad
 from npdeq.grad.state import as_state_tuple, restore
@@ -54,6 +55,7 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
     del ignored, hook_ift
     if grad_type == "ift":
         solver = b_solver or "fixed_point_iter"
+        check_adjoint_args(solver, b_solver_kwargs)  # a typo fails here, not at backward()
         kwargs = dict(b_solver_kwargs or {})
 
         def ift_functor(trainer, func, z_pred, writer=None):

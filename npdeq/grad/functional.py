@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, no_grad
-from npdeq.grad.adjoint import LINEAR_SOLVERS
+from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import phantom_grad
 from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
@@ -52,7 +52,8 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         statistics once a backward pass has run (``None`` before).
 
     Raises:
-        ValueError: an unknown ``grad``, solver or backward solver (before any solve).
+        ValueError: an unknown ``grad``, solver or backward solver, or a backward solver
+            argument it does not take (before any solve).
 
     Example:
         >>> import numpy as np, npdeq
@@ -72,8 +73,8 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
     arrays = raw_arrays(states)
     single = not isinstance(z0, (tuple, list))
     solve = get_solver(solver)
-    if grad == "ift" and b_solver not in LINEAR_SOLVERS:
-        get_solver(b_solver)  # an unknown name fails here, not in the backward pass
+    if grad == "ift":
+        check_adjoint_args(b_solver, b_solver_kwargs)  # fails here, not in backward()
     z_star, _, info = solve(_array_map(func, single), arrays[0] if single else arrays,
                             **(solver_kwargs or {}))
     z_star = as_state_tuple(z_star)

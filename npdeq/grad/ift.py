@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, defvjp, enable_grad, grad, is_grad_enabled, primitive
-from npdeq.grad.adjoint import adjoint_solve
+from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
 from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
 
 __all__ = ["implicit_grad"]
@@ -75,7 +75,8 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
         requires grad, or under ``no_grad()`` (nothing is recorded then), detached values.
 
     Raises:
-        ValueError/TypeError: ``func`` returns a different structure than ``z_star``.
+        ValueError/TypeError: ``func`` returns a different structure than ``z_star``; an
+            unknown ``b_solver`` or an argument it does not take.
 
     Example:
         >>> import numpy as np, npdeq
@@ -83,6 +84,7 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
         >>> f = lambda z: npdeq.tanh(z @ W) + 1.0
         >>> (z,) = implicit_grad(f, (np.zeros((1, 2)),))
     """
+    check_adjoint_args(b_solver, b_solver_kwargs)  # a typo fails here, not at backward()
     if not is_grad_enabled():
         # Under no_grad nothing may be recorded: f(z*) as plain values, no rule attached.
         return tuple(o.detach() for o in

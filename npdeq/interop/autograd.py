@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "(or npdeq's 'autograd' extra)") from exc
 
 from npdeq.exceptions import ConvergenceWarning
-from npdeq.grad.adjoint import adjoint_solve
+from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
 from npdeq.solver import get_solver
 
 __all__ = ["fixed_point", "FORWARD_DEFAULTS", "BACKWARD_DEFAULTS"]
@@ -105,9 +105,11 @@ def _warn_forward(info: dict, z: np.ndarray) -> None:
                       "values; the result is not a fixed point (is f contractive?)",
                       ConvergenceWarning, stacklevel=4)
     elif not bool(np.all(info["converged"])):
+        # No numbers in the message (they are in info): the default filter then shows it
+        # once per calling line instead of once per solve.
         warnings.warn("npdeq.interop.autograd.fixed_point: the forward solve stopped at "
-                      f"max_iter with residual {float(np.max(info['abs_lowest'])):.3e}; the "
-                      "result is approximate (raise max_iter, or is f contractive?)",
+                      "max_iter for some samples; the result is approximate (see "
+                      "info['forward']['abs_lowest']; raise max_iter, or is f contractive?)",
                       ConvergenceWarning, stacklevel=4)
 
 
@@ -213,8 +215,8 @@ def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "and
         :class:`~npdeq.exceptions.ConvergenceWarning` and returns the solver's best iterate.
 
     Raises:
-        ValueError: an unknown solver, or ``f`` returning another structure or shape than
-            ``z0``.
+        ValueError: an unknown solver, a backward solver argument it does not take, or
+            ``f`` returning another structure or shape than ``z0``.
         NotImplementedError: a second derivative through the result.
 
     Example:
@@ -224,6 +226,7 @@ def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "and
         >>> loss = lambda W, b: anp.sum(fixed_point(f, np.zeros(3), W, b) ** 2)
         >>> dW, db = autograd.grad(loss, (0, 1))(W, b)
     """
+    check_adjoint_args(b_solver, b_solver_kwargs)  # a typo fails here, not in the backward
     layout = _Layout(z0)
     problem = _Problem(f, layout, _detached(z0), solver,
                        {**FORWARD_DEFAULTS, **(solver_kwargs or {})}, b_solver,

@@ -20,7 +20,7 @@ from npdeq.testing import check_grads
 from deq_problems import MLPProblem, TwoStateProblem
 
 TIGHT = {"tol": 1e-12, "max_iter": 400}
-INFO_KEYS = {"abs_lowest", "rel_lowest", "abs_trace", "rel_trace", "nstep", "sradius",
+INFO_KEYS = {"abs_lowest", "rel_lowest", "abs_trace", "rel_trace", "nstep", "sradius", "fallback",
              "converged", "nonfinite", "nfe"}
 
 
@@ -110,8 +110,9 @@ def test_deq_cores_accept_gmres(xp, to_xp, core):
     prob = MLPProblem(to_xp, 2)
     grads, stats = {}, {}
     for b_solver in ("direct", "gmres"):
+        b_args = {"b_tol": 1e-12, "b_max_iter": 7, "b_stop_mode": "rel"}
         deq = get_deq(core=core, f_solver="anderson", f_max_iter=200, f_tol=1e-12, ift=True,
-                      b_solver=b_solver, b_tol=1e-12, b_max_iter=7, b_stop_mode="rel")
+                      b_solver=b_solver, **(b_args if b_solver == "gmres" else {}))
         p = _leaves(prob.params, prob.names)
         z_out, info = deq(prob.func(*[p[k] for k in prob.names]), prob.z0)
         with warnings.catch_warnings():
@@ -180,7 +181,7 @@ def test_singular_adjoint_is_flagged_not_nan(xp, to_xp):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"m": 5}, "takes tol, max_iter, stop_mode and restart"), ({"tol": 0.0}, "tol"),
+    ({"m": 5}, "takes tol, max_iter, stop_mode and restart"), ({"tol": float("nan")}, "tol"),
     ({"tol": -1.0}, "tol"), ({"stop_mode": "max"}, "stop_mode"), ({"restart": 0}, "restart"),
     ({"max_iter": -1}, "max_iter"),
 ])

@@ -120,20 +120,31 @@ def test_nothing_requires_grad_gives_detached_result(xp, to_xp):
     assert not z.requires_grad
 
 
-def test_non_contractive_backward_warns_once_and_flags(xp, to_xp):
-    """A map expanding at z* (J = 1.5 I): the adjoint iteration diverges; no hang, no zeros."""
+@pytest.mark.parametrize("fallback", ["gmres", None])
+def test_non_contractive_backward_falls_back_or_warns_once_and_flags(xp, to_xp, fallback):
+    """A map expanding at z* (J = 1.5 I): the adjoint iteration diverges; no hang, no zeros.
+    By default GMRES solves the samples again (u = g / (1 - 1.5) = -2 g, found here through
+    the gradient of the injection b); without the fallback one warning and a flag."""
     a = npdeq.Tensor(to_xp(np.array([1.5])), requires_grad=True)
-    z_star = to_xp(np.zeros((2, 3)))  # f(0) = 0 is a fixed point of z -> 1.5 z
+    b = npdeq.Tensor(to_xp(np.zeros((2, 3))), requires_grad=True)
+    z_star = to_xp(np.zeros((2, 3)))  # f(0) = 0 is a fixed point of z -> 1.5 z + 0
     stats = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        (z,) = implicit_grad(lambda z: z * a, (z_star,), "fixed_point_iter",
-                             {"max_iter": 30, "tol": 1e-8}, writer=stats.append)
+        (z,) = implicit_grad(lambda z: z * a + b, (z_star,), "fixed_point_iter",
+                             {"max_iter": 30, "tol": 1e-8, "fallback": fallback},
+                             writer=stats.append)
         (z + 1.0).sum().backward()
     relevant = [w for w in caught if issubclass(w.category, npdeq.ConvergenceWarning)]
-    assert len(relevant) == 1
-    assert not bool(xp.any(stats[0]["converged"]))
-    assert a.grad is not None
+    if fallback is None:
+        assert len(relevant) == 1
+        assert not bool(xp.any(stats[0]["converged"]))
+        assert a.grad is not None
+    else:
+        assert not relevant
+        assert bool(xp.all(stats[0]["converged"])) and bool(xp.all(stats[0]["fallback"]))
+        np.testing.assert_allclose(npdeq.backend.to_numpy(b.grad.data), -2.0 * np.ones((2, 3)),
+                                   rtol=1e-8)
 
 
 def test_direct_solver_singular_system_is_flagged(xp, to_xp):

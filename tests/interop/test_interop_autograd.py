@@ -169,8 +169,32 @@ def test_unconverged_backward_warns():
     W = 0.95 * np.eye(3)
     f = lambda z, W: anp.dot(z, W) + 1.0  # noqa: E731
     with pytest.warns(ConvergenceWarning, match="backward"):
-        autograd.grad(lambda W: anp.sum(fixed_point(f, np.zeros(3), W, solver_kwargs=TIGHT,
-                                                    b_solver_kwargs={"max_iter": 3})))(W)
+        autograd.grad(lambda W: anp.sum(fixed_point(
+            f, np.zeros(3), W, solver_kwargs=TIGHT,
+            b_solver_kwargs={"max_iter": 3, "fallback": None})))(W)
+
+
+def test_unconverged_backward_falls_back_to_gmres():
+    """The 3 adjoint iterations stall at J = 0.95 I; GMRES finishes the solve: d/dW of
+    sum(z*) with z* = 1 / (1 - 0.95) per entry is exact, and nothing warns."""
+    W = 0.95 * np.eye(3)
+    f = lambda z, W: anp.dot(z, W) + 1.0  # noqa: E731
+    info = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        dW = autograd.grad(lambda W: anp.sum(fixed_point(
+            f, np.zeros(3), W, solver_kwargs=TIGHT, b_solver_kwargs={"max_iter": 3},
+            info=info)))(W)
+    # z* = (I - W^T)^-1 1; dL/dW_ij = z*_i u_j with u = (I - W)^-1 1
+    z_star = np.full(3, 20.0)
+    np.testing.assert_allclose(dW, np.outer(z_star, z_star), rtol=1e-6)
+    assert np.all(info["backward"]["fallback"])
+
+
+def test_backward_arguments_checked_at_the_call():
+    with pytest.raises(ValueError, match="no argument 'mm'"):
+        fixed_point(lambda z, W: anp.dot(z, W), np.zeros(3), 0.5 * np.eye(3),
+                    b_solver="anderson", b_solver_kwargs={"mm": 2})
 
 
 def test_errors():
