@@ -27,6 +27,7 @@ def _as_tuple(x):
 
 def _call_rules(node, ans, g, parents):
     """The cotangents of ``parents`` (``(argnum, Tensor)`` pairs) for output cotangent g."""
+    node.check_saved(ans)
     prim = node.primitive
     if prim.vjp_argnums is not None:
         return prim.vjp_argnums([a for a, _ in parents], g, ans, *node.args, **node.kwargs)

@@ -43,27 +43,53 @@ class Node:
     """One recorded call: the primitive, its arguments, and the parents that need gradients.
 
     ``parents`` is a tuple of ``(argnum, Tensor)`` pairs; ``clock`` the tape clock at
-    recording. After a backward pass without ``retain_graph`` the node is freed: its
+    recording; ``saved`` the arrays the op saw (its arguments' and its output's ``.data``),
+    which :meth:`check_saved` compares with what the Tensors hold at backward time. After a backward pass without ``retain_graph`` the node is freed: its
     arguments are dropped (so their arrays can be collected) and a second backward through
     it raises ``RuntimeError``.
     """
 
-    __slots__ = ("primitive", "args", "kwargs", "parents", "freed", "clock")
+    __slots__ = ("primitive", "args", "kwargs", "parents", "freed", "clock", "saved")
 
     def __init__(self, primitive: "Primitive", args: tuple, kwargs: dict,
-                 parents: tuple) -> None:
+                 parents: tuple, saved: tuple = ()) -> None:
         self.primitive = primitive
         self.args = args
         self.kwargs = kwargs
         self.parents = parents
         self.freed = False
         self.clock = next(_clock)
+        self.saved = saved
 
     def free(self) -> None:
         self.args = None
         self.kwargs = None
         self.parents = ()
+        self.saved = ()
         self.freed = True
+
+    def check_saved(self, ans: Tensor) -> None:
+        """Raise if a Tensor this op used (or its output ``ans``) had its ``.data`` replaced
+        since the op was recorded: the VJP rules read the arrays at backward time, so the
+        gradient would silently belong to other values (PyTorch's version-counter check).
+
+        Raises:
+            RuntimeError: naming the op, the argument and its shape.
+        """
+        if not self.saved:
+            return
+        *inputs, out = self.saved
+        if ans.data is not out:
+            changed = "its output"
+        else:
+            changed = next((f"argument {i}" for i, (a, d) in enumerate(zip(self.args, inputs))
+                            if isinstance(a, Tensor) and a.data is not d), None)
+            if changed is None:
+                return
+        raise RuntimeError(
+            f"{changed} of '{self.primitive.name}' had its .data replaced after the operation "
+            "was recorded, so the gradient would be computed from other values: assign .data "
+            "(e.g. an optimizer step) only after backward(), or record the forward again")
 
 
 class Primitive:
@@ -109,7 +135,9 @@ class Primitive:
                     raise NotImplementedError(
                         f"{self.name}: no VJP rule for argument {argnum}; it cannot be "
                         "differentiated with respect to that argument")
-            return Tensor._from_node(out, Node(self, args, kwargs, tuple(parents)))
+            raw.append(out)  # what the op saw, checked against the Tensors at backward
+            return Tensor._from_node(out, Node(self, args, kwargs, tuple(parents),
+                                               tuple(raw)))
         return Tensor(out)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import npdeq
 from npdeq.autodiff.engine import partial_grad
+from npdeq.backend import to_numpy
 from npdeq.testing.gradcheck import check_grads
 
 
@@ -48,26 +49,29 @@ def test_backward_with_a_cotangent_and_several_outputs(xp, to_xp, check_array, x
     np.testing.assert_allclose(x.grad.numpy(), 2 * X0 + 2 * np.exp(X0), rtol=1e-15)
 
 
-def test_backward_fills_only_leaves_that_require_grad(xp, to_xp, x):
+def test_backward_fills_only_leaves_that_require_grad(xp, to_xp, check_array, x):
     c = npdeq.Tensor(to_xp(np.array([4.0, 5.0, 6.0])))
     y = x * c
     (y * y).sum().backward()
     assert c.grad is None and y.grad is None
+    check_array(x.grad, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(x.grad.numpy(), 2 * X0 * np.array([4.0, 5.0, 6.0]) ** 2)
 
 
-def test_shared_subexpressions_sum_their_cotangents(xp, to_xp, x):
+def test_shared_subexpressions_sum_their_cotangents(xp, to_xp, check_array, x):
     y = x * x
     z = (y + y * y + npdeq.tanh(y)).sum()
     (g,) = npdeq.grad(z, [x])
+    check_array(g, shape=(3,), dtype=xp.float64)
     y0 = X0 * X0
     np.testing.assert_allclose(g.numpy(), (1 + 2 * y0 + 1 - np.tanh(y0) ** 2) * 2 * X0,
                                rtol=1e-14)
 
 
-def test_backward_of_a_scalar_leaf(xp, to_xp):
+def test_backward_of_a_scalar_leaf(xp, to_xp, check_array):
     s = npdeq.Tensor(to_xp(np.array(3.0)), requires_grad=True)
     s.backward()
+    check_array(s.grad, shape=(), dtype=xp.float64)
     assert s.grad.item() == 1.0
 
 
@@ -88,6 +92,8 @@ def test_grad_return_forms_and_grad_outputs(xp, to_xp, check_array, x):
     y = x * w
     u = to_xp(np.array([1.0, -1.0, 0.5]))
     gx, gw = npdeq.grad(y, (x, w), grad_outputs=u, retain_graph=True)
+    check_array(gx, shape=(3,), dtype=xp.float64)
+    check_array(gw, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(gx.numpy(), [2.0, -3.0, 2.0])
     np.testing.assert_array_equal(gw.numpy(), X0 * [1.0, -1.0, 0.5])
     single = npdeq.grad(y, x, grad_outputs=npdeq.Tensor(u), retain_graph=True)
@@ -95,21 +101,24 @@ def test_grad_return_forms_and_grad_outputs(xp, to_xp, check_array, x):
     assert isinstance(npdeq.grad([y.sum()], [x]), tuple)
 
 
-def test_grad_with_respect_to_an_intermediate(xp, to_xp, x):
+def test_grad_with_respect_to_an_intermediate(xp, to_xp, check_array, x):
     h = npdeq.tanh(x)
     out = (h * h).sum()
     gh, gx = npdeq.grad(out, [h, x])
+    check_array(gh, shape=(3,), dtype=xp.float64)
+    check_array(gx, shape=(3,), dtype=xp.float64)
     np.testing.assert_allclose(gh.numpy(), 2 * np.tanh(X0), rtol=1e-15)
     np.testing.assert_allclose(gx.numpy(), 2 * np.tanh(X0) * (1 - np.tanh(X0) ** 2),
                                rtol=1e-15)
 
 
-def test_grad_of_several_outputs_sums_them(xp, to_xp, x):
+def test_grad_of_several_outputs_sums_them(xp, to_xp, check_array, x):
     gx = npdeq.grad([(x * x).sum(), (3.0 * x).sum()], x)
+    check_array(gx, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(gx.numpy(), 2 * X0 + 3.0)
 
 
-def test_unused_input(xp, to_xp, x):
+def test_unused_input(xp, to_xp, check_array, x):
     other = npdeq.Tensor(to_xp(np.ones(2)), requires_grad=True)
     y = (x * x).sum()
     with pytest.raises(RuntimeError, match=r"inputs\[1\] \(shape \(2,\)\) is not in the graph.*"
@@ -117,6 +126,7 @@ def test_unused_input(xp, to_xp, x):
         npdeq.grad(y, [x, other], retain_graph=True)
     gx, gother = npdeq.grad(y, [x, other], allow_unused=True)
     assert gother is None
+    check_array(gx, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(gx.numpy(), 2 * X0)
 
 
@@ -167,16 +177,18 @@ def test_vjp(xp, to_xp, check_array):
         np.testing.assert_allclose(gb.numpy(), a0.T @ (u0 * d), rtol=1e-14)
 
 
-def test_vjp_of_an_unused_primal_is_none(xp, to_xp):
+def test_vjp_of_an_unused_primal_is_none(xp, to_xp, check_array):
     _, vjp_fn = npdeq.vjp(lambda a, b: a * 2.0, to_xp(np.ones(2)), to_xp(np.ones(3)))
     ga, gb = vjp_fn(to_xp(np.ones(2)))
     assert gb is None
+    check_array(ga, shape=(2,), dtype=xp.float64)
     np.testing.assert_array_equal(ga.numpy(), [2.0, 2.0])
 
 
-def test_vjp_records_even_under_no_grad(xp, to_xp):
+def test_vjp_records_even_under_no_grad(xp, to_xp, check_array):
     with npdeq.no_grad():
         _, vjp_fn = npdeq.vjp(npdeq.exp, to_xp(np.zeros(2)))
+    check_array(vjp_fn(to_xp(np.ones(2)))[0], shape=(2,), dtype=xp.float64)
     np.testing.assert_array_equal(vjp_fn(to_xp(np.ones(2)))[0].numpy(), [1.0, 1.0])
 
 
@@ -195,10 +207,12 @@ def test_gradient_of_a_gradient(xp, to_xp, check_array, x):
     np.testing.assert_allclose(t.numpy(), [6.0, 6.0, 6.0])
 
 
-def test_backward_with_create_graph_gives_a_differentiable_grad(xp, to_xp, x):
+def test_backward_with_create_graph_gives_a_differentiable_grad(xp, to_xp, check_array, x):
     npdeq.tanh(x).sum().backward(create_graph=True)
     assert x.grad.requires_grad
     (h,) = npdeq.grad(x.grad.sum(), [x])
+    check_array(x.grad, shape=(3,), dtype=xp.float64)
+    check_array(h, shape=(3,), dtype=xp.float64)
     t = np.tanh(X0)
     np.testing.assert_allclose(h.numpy(), -2 * t * (1 - t ** 2), rtol=1e-14)
 
@@ -213,10 +227,12 @@ def test_hessian_vector_product_against_finite_differences(xp, to_xp):
     check_grads(f, to_xp(rng.standard_normal(3)), order=3, modes=("rev", "fwd"), rtol=1e-5)
 
 
-def test_partial_grad_stops_at_its_inputs(xp, to_xp, x):
+def test_partial_grad_stops_at_its_inputs(xp, to_xp, check_array, x):
     h = x * 2.0
     out = (h * x).sum()
     gh, gx = partial_grad(out, [h, x], None)
+    check_array(gh, shape=(3,), dtype=xp.float64)
+    check_array(gx, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(gh.numpy(), X0)   # d out / d h holding x fixed
     np.testing.assert_array_equal(gx.numpy(), 2 * X0)  # the path through h is excluded
     (total,) = npdeq.grad(out, [x])  # the graph was retained
@@ -226,12 +242,13 @@ def test_partial_grad_stops_at_its_inputs(xp, to_xp, x):
 # --- deep graphs and graph lifetime ------------------------------------------------------
 
 
-def test_deep_graph_has_no_recursion_limit(xp, to_xp):
+def test_deep_graph_has_no_recursion_limit(xp, to_xp, check_array):
     x = npdeq.Tensor(to_xp(np.array([0.3, -0.2])), requires_grad=True)
     y = x
     for _ in range(20000):
         y = y * 0.9999 + 0.0001
     (g,) = npdeq.grad(y.sum(), [x], retain_graph=True)
+    check_array(g, shape=(2,), dtype=xp.float64)
     np.testing.assert_allclose(g.numpy(), [0.9999 ** 20000] * 2, rtol=1e-10)
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.9999 ** 20000] * 2, rtol=1e-10)
@@ -299,3 +316,37 @@ def test_graph_is_freed_without_the_cycle_collector(xp, to_xp):
         assert all(r() is None for r in refs)
     finally:
         gc.enable()
+
+
+# --- arrays replaced between forward and backward -----------------------------------------
+
+
+def test_replacing_data_of_an_input_before_backward_is_an_error(xp, to_xp, x):
+    """The rules read the arrays at backward time: W.data replaced after the forward (an
+    optimizer step between forward and backward, say) would give the gradient at other
+    values. It is an error naming the op, as PyTorch's version counter makes it."""
+    w = npdeq.Tensor(to_xp(np.array([2.0, 3.0, 4.0])), requires_grad=True)
+    loss = (npdeq.tanh(x * w)).sum()
+    w.data = w.data * 2.0
+    with pytest.raises(RuntimeError, match=r"argument 1 of 'mul' had its \.data replaced"):
+        loss.backward()
+
+
+def test_replacing_data_of_an_intermediate_or_output_is_an_error(xp, to_xp, x):
+    h = npdeq.exp(x)
+    loss = (h * h).sum()
+    h.data = h.data + 1.0          # h is the output of exp (its rule reads ans) and an input
+    with pytest.raises(RuntimeError, match="had its .data replaced"):
+        loss.backward()
+
+
+def test_replacing_data_after_backward_is_fine(xp, to_xp, check_array, x):
+    """A training step (forward, backward, then the optimizer replaces .data) is not
+    affected, nor is a new forward after the replacement."""
+    w = npdeq.Tensor(to_xp(np.array([2.0, 3.0, 4.0])), requires_grad=True)
+    (x * w).sum().backward()
+    w.data = w.data - 0.1 * w.grad.data
+    x.grad = None
+    (x * w).sum().backward()
+    check_array(x.grad, shape=(3,), dtype=xp.float64)
+    np.testing.assert_allclose(to_numpy(x.grad.data), [1.9, 3.2, 3.95], rtol=1e-14)
