@@ -13,7 +13,7 @@ models in :mod:`npdeq.models`.
 
 from npdeq.autodiff import *  # noqa: F401,F403
 from npdeq.autodiff import __all__ as _autodiff_all
-from npdeq.exceptions import ConvergenceWarning
+from npdeq.exceptions import ConfigWarning, ConvergenceWarning
 from npdeq import solver  # noqa: F401
 from npdeq import grad  # noqa: F401,E402  (the package; callable as the tape's grad)
 from npdeq.grad import backward_factory, fixed_point
@@ -27,6 +27,6 @@ from npdeq import loss, utils  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "__version__", "fixed_point", "backward_factory", "solver",
+__all__ = ["ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory", "solver",
            "core", "nn", "optim", "norm", "dropout", "loss", "utils", "models", "get_deq", "reset_deq", "register_deq", "DEQBase", "DEQIndexing",
            "DEQSliced", "DEQConfig", "add_deq_args", *_autodiff_all]

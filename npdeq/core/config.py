@@ -33,6 +33,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Iterator
 
+from npdeq.exceptions import ConfigWarning
+
 __all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
            "is_default", "is_set", "check_value", "unknown_key_error"]
 
@@ -61,20 +63,6 @@ DEFAULTS: dict[str, Any] = {k: v for group in GROUPS.values() for k, v in group.
 # close to a DEQ key are taken for misspellings.
 NEAR_MISS_RATIO = 0.9
 STOP_MODES = ("abs", "rel")
-
-
-class ConfigWarning(UserWarning):
-    """A DEQ setting was given explicitly but has no effect in this configuration.
-
-    For example ``tau`` (PhantomGrad's damping) with ``ift=True`` and a single sampled state,
-    which IFT differentiates, or ``b_tol`` with ``ift=False``. TorchDEQ silently ignores these;
-    npdeq keeps accepting them (configs ported from TorchDEQ often carry them) but says so
-    once, when the core is built. Filter it like any warning::
-
-        import warnings
-        from npdeq.core import ConfigWarning
-        warnings.simplefilter("ignore", ConfigWarning)
-    """
 
 
 class _Default:
