@@ -350,3 +350,12 @@ def test_replacing_data_after_backward_is_fine(xp, to_xp, check_array, x):
     (x * w).sum().backward()
     check_array(x.grad, shape=(3,), dtype=xp.float64)
     np.testing.assert_allclose(to_numpy(x.grad.data), [1.9, 3.2, 3.95], rtol=1e-14)
+
+
+def test_replacing_data_of_the_output_itself_is_an_error(xp, to_xp, x):
+    """exp's rule reads its output (d exp(x) = exp(x) dx): replacing the output's array
+    would change the gradient even though no input changed."""
+    y = npdeq.exp(x)
+    y.data = y.data * 0.0
+    with pytest.raises(RuntimeError, match="its output of 'exp' had its .data replaced"):
+        y.backward(to_xp(np.ones(3)))

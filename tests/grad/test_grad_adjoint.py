@@ -167,3 +167,16 @@ def test_backward_arguments_checked_at_the_call(xp, to_xp, b_solver, kwargs, mat
     with pytest.raises(ValueError, match=match):
         backward_factory("ift", b_solver=b_solver, b_solver_kwargs=kwargs)
     assert not calls
+
+
+@pytest.mark.parametrize("b_solver", ITERATIVE + ("gmres",))
+def test_zero_tolerance_runs_to_max_iter_without_fallback_or_warning(xp, to_xp, b_solver):
+    """tol = 0 asks for exactly max_iter steps (TorchDEQ's meaning): no GMRES fallback,
+    no warning for not stopping early."""
+    jt, g, vjp, g_xp = _system(to_xp, dim=24)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        u, info = adjoint_solve(vjp, g_xp, b_solver, {"tol": 0, "max_iter": 12})
+    assert not np.any(to_numpy(info["fallback"]))
+    assert info["nfe"] <= 13          # max_iter VJPs (GMRES: plus its true-residual product)
+    assert not np.any(to_numpy(info["converged"]))

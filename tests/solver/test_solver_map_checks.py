@@ -61,3 +61,16 @@ def test_tuple_state_checked_at_every_call(xp, to_xp, solver):
     with pytest.raises(ValueError, match=r"func returned shape \(1, 2, 2\) for state 1 at call 3"):
         get_solver(solver)(func, (to_xp(np.zeros((3, 4))), to_xp(np.zeros((3, 2, 2)))),
                            max_iter=50, tol=1e-10)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_tuple_state_structure_checked_at_every_call(xp, to_xp, solver):
+    calls = []
+
+    def func(z, y):
+        calls.append(1)
+        out = (xp.tanh(0.5 * z + 1.0), xp.tanh(0.5 * y + 1.0))
+        return out[:1] if len(calls) > 2 else out
+    with pytest.raises(TypeError, match="func returned a tuple of 1 arrays at call 3"):
+        get_solver(solver)(func, (to_xp(np.zeros((3, 4))), to_xp(np.zeros((3, 2, 2)))),
+                           max_iter=50, tol=1e-10)
