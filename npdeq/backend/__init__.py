@@ -10,9 +10,12 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.namespace`: namespace and device lookup, the host-sync helpers;
 - :mod:`~npdeq.backend.windows`: im2col/col2im and scatter-add;
 - :mod:`~npdeq.backend.random`: random numbers on any device;
-- :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files.
+- :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
+- :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values.
 """
 
+from npdeq.backend.checks import *  # noqa: F401,F403
+from npdeq.backend.checks import __all__ as _checks_all
 from npdeq.backend.namespace import *  # noqa: F401,F403
 from npdeq.backend.namespace import __all__ as _namespace_all
 from npdeq.backend.namespace import _NAMESPACE_BY_TYPE, _numpy_namespace  # noqa: F401
@@ -23,4 +26,4 @@ from npdeq.backend.transfer import __all__ as _transfer_all
 from npdeq.backend.windows import *  # noqa: F401,F403
 from npdeq.backend.windows import __all__ as _windows_all
 
-__all__ = [*_namespace_all, *_windows_all, *_random_all, *_transfer_all]
+__all__ = [*_checks_all, *_namespace_all, *_windows_all, *_random_all, *_transfer_all]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from npdeq import backend
+
 __all__ = ["sample_steps", "segment_lengths", "pair_grad_steps"]
 
 
@@ -46,8 +48,7 @@ def sample_steps(f_max_iter: int, n_states: int = 1, indexing: Sequence[int] | N
         >>> sample_steps(24, n_states=2), sample_steps(24, indexing=[6, 18])
         ([12, 24], [6, 18, 24])
     """
-    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 1:
-        raise ValueError(f"n_states must be an int >= 1, got {n_states!r}")
+    n_states = backend.check_count("n_states", n_states, 1)
     indexing = list(indexing or ())
     if n_states > 1 and indexing:
         raise ValueError(f"give n_states ({n_states}) or indexing ({indexing}), not both "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq import backend
 from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import phantom_grad
@@ -63,7 +64,8 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
             return [restore(states, z_pred)]
 
         return ift_functor
-    if isinstance(grad_type, bool) or not isinstance(grad_type, int) or grad_type < 1:
+    steps = backend.as_count(grad_type)
+    if steps is None or steps < 1:
         raise ValueError(
             f"grad_type must be 'ift' or a positive int (PhantomGrad steps), got {grad_type!r}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from npdeq import backend
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
@@ -65,8 +66,8 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         >>> A.grad is not None and b.grad is not None
         True
     """
-    if not (grad is None or grad == "ift" or
-            (isinstance(grad, int) and not isinstance(grad, bool) and grad >= 1)):
+    steps = None if grad is None or isinstance(grad, str) else backend.as_count(grad)
+    if not (grad is None or grad == "ift" or (steps is not None and steps >= 1)):
         raise ValueError(f"grad must be 'ift', a positive int (PhantomGrad steps) or None, "
                          f"got {grad!r}")
     states = as_state_tuple(z0)

@@ -39,9 +39,7 @@ def _check_vecs(vecs: Any, probes: Any) -> int:
         return len(probes)
     if vecs is None:
         return 1
-    if isinstance(vecs, bool) or not isinstance(vecs, int) or vecs < 1:
-        raise ValueError(f"vecs must be an int >= 1, got {vecs!r}")
-    return vecs
+    return backend.check_count("vecs", vecs, 1)
 
 
 def _probe_arrays(probe: Any, outs: tuple[Tensor, ...], k: int) -> list[Any]:

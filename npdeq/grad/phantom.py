@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq import backend
 from npdeq.autodiff import (Tensor, defvjp_argnums, enable_grad, is_grad_enabled, no_grad,
                             primitive)
 from npdeq.autodiff.engine import partial_grad
@@ -117,10 +118,11 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
     Raises:
         ValueError: ``k < 1`` or ``tau`` outside ``(0, 1]``.
     """
-    if not isinstance(k, int) or k < 1:
+    steps_k = backend.as_count(k)
+    if steps_k is None or steps_k < 1:
         raise ValueError(f"PhantomGrad needs k >= 1 unrolled steps, got {k!r}")
-    if not 0.0 < tau <= 1.0:
-        raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+    k = steps_k
+    tau = backend.check_number("tau", tau, 0.0, 1.0, low_open=True)
     steps = supervised_steps(k, sup_gap, sup_loc)
     if not is_grad_enabled():
         # Under no_grad nothing may be recorded: the same k steps on plain values.

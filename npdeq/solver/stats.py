@@ -13,12 +13,12 @@ Imports the backend and the shared exceptions.
 from __future__ import annotations
 
 import functools
-import operator
 import sys
 import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 from npdeq import backend
+from npdeq.backend.checks import _as_count, check_count, check_flag, check_number
 from npdeq.exceptions import ConvergenceWarning
 
 __all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
@@ -123,77 +123,6 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
             raise ValueError(f"indexing entry {step} is outside the iterations 1..{max_iter}")
         steps.append(step)
     return SolverArgs(max_iter, tol, stop_mode, steps, tau)
-
-
-def _as_count(value: Any) -> int:
-    if isinstance(value, bool) or _dtype_kind(value) == "bool":
-        raise TypeError("a bool is not a count")
-    return operator.index(value)
-
-
-def _dtype_kind(value: Any) -> str:
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        return ""
-    name = str(dtype)
-    return "bool" if "bool" in name else "complex" if "complex" in name else name
-
-
-def check_count(name: str, value: Any, minimum: int = 0, none_ok: bool = False) -> int | None:
-    """``value`` as a Python int ``>= minimum`` (``None`` passes when ``none_ok``).
-
-    Raises:
-        ValueError: not an integer (bools and floats are not), or below ``minimum``; the
-            message names ``name``.
-    """
-    if value is None and none_ok:
-        return None
-    expected = f"an int >= {minimum}{' or None' if none_ok else ''}"
-    try:
-        count = _as_count(value)
-    except TypeError:
-        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return count
-
-
-def check_number(name: str, value: Any, low: float, high: float = float("inf"),
-                 low_open: bool = False, high_open: bool = False,
-                 none_ok: bool = False) -> float | None:
-    """``value`` as a finite Python float in the interval from ``low`` to ``high``
-    (``low_open``/``high_open``: excluding that end; ``None`` passes when ``none_ok``).
-
-    Raises:
-        ValueError: not a real number (strings, bools and complex values are not), NaN,
-            infinite, or outside the interval; the message names ``name``.
-    """
-    if value is None and none_ok:
-        return None
-    interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                if high < float("inf") else f"{'> ' if low_open else '>= '}{low:g}")
-    expected = (f"a finite number {'in ' if high < float('inf') else ''}{interval}"
-                f"{' or None' if none_ok else ''}")
-    number = None
-    if not (isinstance(value, (bool, str, bytes, complex))
-            or _dtype_kind(value) in ("bool", "complex")):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            pass
-    if number is None or not (low < number if low_open else low <= number) \
-            or not (number < high if high_open else number <= high) \
-            or number == float("inf"):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return number
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """Raise TypeError unless ``value`` is a bool (a truthy string such as ``'False'``
-    would silently switch the option on)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
 
 
 def solver_entry(solver: Callable[..., Any]) -> Callable[..., Any]:

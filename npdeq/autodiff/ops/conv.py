@@ -47,9 +47,10 @@ defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints as a pair, each at least ``minimum``."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
-                                 for v in pair):
+    single = backend.as_count(value)
+    pair = (single, single) if single is not None else (
+        tuple(backend.as_count(v) for v in value) if isinstance(value, (tuple, list)) else ())
+    if len(pair) != 2 or None in pair:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -128,8 +129,10 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
     if len(weight.shape) != 4:
         raise ValueError(f"conv2d: weight must have shape (C_out, C_in // groups, kh, kw), "
                          f"got shape {tuple(weight.shape)}")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+    count = backend.as_count(groups)
+    if count is None or count < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    groups = count
     b, c_in = x.shape[0], x.shape[1]
     c_out, c_group, kh, kw = weight.shape
     if c_in % groups or c_out % groups:

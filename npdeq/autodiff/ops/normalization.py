@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from npdeq import backend
 from npdeq.autodiff.ops.elementwise import sqrt
 from npdeq.autodiff.ops.reductions import mean, var
 from npdeq.autodiff.ops.shape import reshape
@@ -71,12 +72,13 @@ def group_norm(x: Any, num_groups: int, weight: Any = None, bias: Any = None,
     if len(shape) < 2:
         raise ValueError(f"group_norm: input must have shape (B, C, *), got shape {shape}")
     c = shape[1]
-    if (not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1
-            or c % num_groups):
+    count = backend.as_count(num_groups)
+    if count is None or count < 1 or c % count:
         raise ValueError(f"group_norm: num_groups={num_groups!r} must be a positive divisor of "
                          f"the {c} channels of input shape {shape}")
     _check_affine(weight, (c,), "weight", "group_norm")
     _check_affine(bias, (c,), "bias", "group_norm")
+    num_groups = count
     grouped = reshape(x, (shape[0], num_groups, -1))
     y = reshape(_standardize(grouped, (2,), eps), shape)
     return _affine(y, weight, bias, (1, c) + (1,) * (len(shape) - 2))
