@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.solver.state import packed_map
+from npdeq.solver.state import check_result, packed_map
 from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_count, check_flag,
                                 check_number, check_solver_args, solver_entry)
 
@@ -132,33 +132,12 @@ def checked_product(matvec: Callable[[Any], Any], like: Any, name: str,
 
     def product(v: Any) -> Any:
         out = matvec(v if dtype is None else xp.astype(v, dtype))
-        if type(out) is not kind or tuple(out.shape) != shape or out.dtype != expected:
-            _reject_product(out, name, xp, shape, expected, device)
-        if backend.device(out) != device:
-            raise ValueError(f"{name} returned an array on device {backend.device(out)}; "
-                             f"its input is on {device}")
+        if (type(out) is not kind or tuple(out.shape) != shape or out.dtype != expected
+                or backend.device(out) != device):
+            check_result(out, shape, expected, xp, device, name)
         return out if dtype is None else xp.astype(out, like.dtype)
 
     return product
-
-
-def _reject_product(out: Any, name: str, xp: Any, shape: tuple, dtype: Any,
-                    device: Any) -> None:
-    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
-        raise TypeError(f"{name} returned a {type(out).__name__}; expected an array of shape "
-                        f"{shape} and dtype {dtype}")
-    try:
-        ns = backend.array_namespace(out)
-    except TypeError:
-        ns = None
-    if ns is not xp:
-        raise TypeError(f"{name} returned a {type(out).__name__}; expected an array of "
-                        f"{backend.namespace_name(xp)}")
-    if tuple(out.shape) != shape:
-        raise ValueError(f"{name} returned shape {tuple(out.shape)}; expected {shape} (the "
-                         "shape of its input)")
-    if out.dtype != dtype:
-        raise TypeError(f"{name} returned dtype {out.dtype}; expected {dtype}")
 
 
 def _check_operand(a: Any, name: str) -> None:

@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 
-__all__ = ["pack_states", "unpack_states", "state_shapes", "packed_map", "is_state_tuple"]
+__all__ = ["pack_states", "unpack_states", "state_shapes", "packed_map", "is_state_tuple",
+           "check_result"]
 
 
 def is_state_tuple(x: Any) -> bool:
@@ -146,7 +147,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         >>> f(z0)
         Traceback (most recent call last):
         ...
-        ValueError: func returned shape (1, 2) at call 2; its input has shape (3, 2)
+        ValueError: func returned shape (1, 2) at call 2; expected (3, 2) (the shape of its input)
     """
     is_tuple = is_state_tuple(x0)
     arrays = list(x0) if is_tuple else [x0]
@@ -182,22 +183,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
                             f"{_describe(x0)}; it must return the same structure")
         for i, (o, a) in enumerate(zip(outs, inputs)):
             where = f" for state {i}" if is_tuple else ""
-            if not hasattr(o, "shape") or not hasattr(o, "dtype"):
-                raise TypeError(f"func returned a {type(o).__name__}{where}{at}; expected an "
-                                "array")
-            ns = backend.array_namespace(o)
-            if ns is not xp:
-                raise TypeError(f"func returned an array of {backend.namespace_name(ns)}"
-                                f"{where}{at}; its input is {backend.namespace_name(xp)}")
-            if tuple(o.shape) != tuple(a.shape):
-                raise ValueError(f"func returned shape {tuple(o.shape)}{where}{at}; its input "
-                                 f"has shape {tuple(a.shape)}")
-            if o.dtype != a.dtype:
-                raise TypeError(f"func returned dtype {o.dtype}{where}{at}; its input has "
-                                f"dtype {a.dtype}")
-            if backend.device(o) != device:
-                raise ValueError(f"func returned an array on device {backend.device(o)}"
-                                 f"{where}{at}; its input is on {device}")
+            check_result(o, tuple(a.shape), a.dtype, xp, device, "func", where + at)
         checked_type[0] = type(outs[0])
 
     if not is_tuple:
@@ -227,6 +213,46 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         return pack_states(out)
 
     return call, z0, restore
+
+
+def check_result(out: Any, shape: tuple[int, ...], dtype: Any, xp: Any, device: Any,
+                 name: str, where: str = "") -> None:
+    """Raise unless ``out`` (what the user's callable ``name`` returned) is an array of
+    ``xp`` with this shape, dtype and device: the one check behind :func:`packed_map` and
+    the products of :func:`~npdeq.solver.gmres.gmres`.
+
+    Raises:
+        TypeError: not an array, another namespace or another dtype.
+        ValueError: another shape or device.
+
+    Example:
+        >>> import numpy as np
+        >>> from npdeq import backend
+        >>> xp = backend.array_namespace(np.zeros(1))
+        >>> check_result(np.zeros((2, 2)), (2, 3), np.float64, xp, 'cpu', 'matvec')
+        Traceback (most recent call last):
+        ...
+        ValueError: matvec returned shape (2, 2); expected (2, 3) (the shape of its input)
+    """
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise TypeError(f"{name} returned a {type(out).__name__}{where}; expected an array "
+                        f"of shape {shape} and dtype {dtype}")
+    try:
+        ns = backend.array_namespace(out)
+    except TypeError:
+        ns = None
+    if ns is not xp:
+        found = backend.namespace_name(ns) if ns is not None else type(out).__name__
+        raise TypeError(f"{name} returned an array of {found}{where}; expected an array of "
+                        f"{backend.namespace_name(xp)}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} returned shape {tuple(out.shape)}{where}; expected "
+                         f"{tuple(shape)} (the shape of its input)")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} returned dtype {out.dtype}{where}; expected {dtype}")
+    if backend.device(out) != device:
+        raise ValueError(f"{name} returned an array on device {backend.device(out)}{where}; "
+                         f"expected {device}")
 
 
 def _describe(x: Any) -> str:
