@@ -28,7 +28,7 @@ from npdeq.autodiff import Tensor
 from npdeq.autodiff import ops
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
-from npdeq.nn._checks import check_bool, check_real
+from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn.module import Module
 
 __all__ = ["VariationalDropout", "VariationalDropout1d", "VariationalDropout2d",

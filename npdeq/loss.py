@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from npdeq.autodiff import Tensor
 from npdeq.core.sradius import power_method
 from npdeq.grad.jacobian import jacobian_frobenius
-from npdeq.nn._checks import check_int, check_real
+from npdeq.backend.checks import check_int, check_real
 
 __all__ = ["jac_reg", "power_method", "fp_correction", "register_weight_func",
            "weight_funcs"]

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from npdeq import backend
 from npdeq.autodiff.tensor import Tensor
-from npdeq.nn._checks import check_bool, check_int, check_real
+from npdeq.backend.checks import check_bool, check_int, check_real
 from npdeq.nn.parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "CosineAnnealingLR"]

@@ -22,7 +22,7 @@ from npdeq.autodiff import (Tensor, concat, defvjp_argnums, enable_grad, getitem
 from npdeq.autodiff.engine import _run
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.nn import Module, init
-from npdeq.nn._checks import check_int
+from npdeq.backend.checks import check_int
 
 __all__ = ["mixed_init", "mem_gc"]
 

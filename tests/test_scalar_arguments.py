@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import npdeq
-from npdeq.backend import as_count, check_count, check_number
+from npdeq.backend import as_count, check_int, check_real
 from npdeq.core.sampling import sample_steps
 from npdeq.core.sradius import power_method
 from npdeq.grad import backward_factory, fixed_point, phantom_grad
@@ -25,13 +25,13 @@ def test_as_count(value, expected):
 
 
 def test_check_count_and_number_name_the_argument():
-    assert check_count("n", np.int64(2), 1) == 2
+    assert check_int("n", np.int64(2), 1) == 2
     with pytest.raises(ValueError, match=r"n must be an int >= 1, got 0"):
-        check_count("n", 0, 1)
-    assert type(check_number("tol", np.float32(0.5), 0.0)) is float
+        check_int("n", 0, 1)
+    assert type(check_real("tol", np.float32(0.5), 0.0)) is float
     for bad in (float("nan"), float("inf"), -1.0, True, "1", 1j):
         with pytest.raises(ValueError, match="tol must be a finite number"):
-            check_number("tol", bad, 0.0)
+            check_real("tol", bad, 0.0)
 
 
 def _map():

@@ -1,18 +1,38 @@
-"""Checks of scalar arguments shared by every layer: counts and numbers as Python values.
+"""Checks of scalar arguments, for every layer: counts, numbers and flags as Python values.
 
-Counts accept anything :func:`operator.index` accepts (``int``, NumPy integers, 0-d integer
-arrays) but not bools; numbers anything ``float`` accepts (NumPy scalars, 0-d arrays) but
-not strings, bools or complex values, and never NaN or infinities. Each check returns the
-Python value, so a NumPy float64 setting cannot promote a float32 computation. Imports
-nothing from npdeq.
+Every number a user passes (a solver's ``max_iter`` or ``tol``, an optimizer's ``lr``, a
+layer's size, a norm's ``eps``, a config value) goes through one of these. Counts accept
+anything :func:`operator.index` accepts (``int``, NumPy integers, 0-d integer arrays) but not
+bools; numbers anything ``float`` accepts (NumPy scalars, 0-d arrays) but not strings, bools
+or complex values, and never NaN or infinities. Comparisons are written ``not x >= low`` so
+that NaN fails them. Each check returns the Python value, so a NumPy float64 setting cannot
+promote a float32 computation. Errors are ``ValueError`` (``TypeError`` for a flag that is
+not ``True``/``False``) naming the argument, the value and what was expected. Imports nothing
+from npdeq.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
-__all__ = ["as_count", "check_count", "check_number", "check_flag"]
+__all__ = ["as_count", "check_int", "check_real", "check_bool", "check_int_or_pair"]
+
+
+def _is_bool(value: Any) -> bool:
+    # NumPy's bool (scalar or 0-d array) is neither a Python bool nor a numbers.Number.
+    return isinstance(value, bool) or "bool" in str(getattr(value, "dtype", ""))
+
+
+def _where(owner: str | None) -> str:
+    return f"{owner}: " if owner else ""
+
+
+def _as_count(value: Any) -> int:
+    if _is_bool(value):
+        raise TypeError("a bool is not a count")
+    return operator.index(value)
 
 
 def as_count(value: Any) -> int | None:
@@ -29,72 +49,141 @@ def as_count(value: Any) -> int | None:
         return None
 
 
-def _as_count(value: Any) -> int:
-    if isinstance(value, bool) or _dtype_kind(value) == "bool":
-        raise TypeError("a bool is not a count")
-    return operator.index(value)
+def check_int(name: str, value: Any, minimum: int | None = None, *,
+              owner: str | None = None, none_ok: bool = False) -> int | None:
+    """``value`` as a Python int (NumPy integers accepted), at least ``minimum``.
 
+    Args:
+        name: the argument's name, for the message.
+        value: the value given.
+        minimum: the smallest value allowed (``None``: no bound).
+        owner: the class or function, for the message.
+        none_ok: let ``None`` through.
 
-def _dtype_kind(value: Any) -> str:
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        return ""
-    name = str(dtype)
-    return "bool" if "bool" in name else "complex" if "complex" in name else name
-
-
-def check_count(name: str, value: Any, minimum: int = 0, none_ok: bool = False) -> int | None:
-    """``value`` as a Python int ``>= minimum`` (``None`` passes when ``none_ok``).
+    Returns:
+        The value as an ``int`` (or ``None``).
 
     Raises:
-        ValueError: not an integer (bools and floats are not), or below ``minimum``; the
-            message names ``name``.
+        ValueError: a bool, a non-integer (a float included) or a value below ``minimum``.
+
+    Example:
+        >>> check_int('n_iters', 3, 1)
+        3
+        >>> check_int('max_iter', 2.0, 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_iter must be an int >= 0, got 2.0
     """
     if value is None and none_ok:
         return None
-    expected = f"an int >= {minimum}{' or None' if none_ok else ''}"
-    try:
-        count = _as_count(value)
-    except TypeError:
-        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return count
-
-
-def check_number(name: str, value: Any, low: float, high: float = float("inf"),
-                 low_open: bool = False, high_open: bool = False,
-                 none_ok: bool = False) -> float | None:
-    """``value`` as a finite Python float in the interval from ``low`` to ``high``
-    (``low_open``/``high_open``: excluding that end; ``None`` passes when ``none_ok``).
-
-    Raises:
-        ValueError: not a real number (strings, bools and complex values are not), NaN,
-            infinite, or outside the interval; the message names ``name``.
-    """
-    if value is None and none_ok:
-        return None
-    interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                if high < float("inf") else f"{'> ' if low_open else '>= '}{low:g}")
-    expected = (f"a finite number {'in ' if high < float('inf') else ''}{interval}"
+    expected = (f"an int{'' if minimum is None else f' >= {minimum}'}"
                 f"{' or None' if none_ok else ''}")
+    try:
+        number = _as_count(value)
+    except TypeError:
+        raise ValueError(f"{_where(owner)}{name} must be {expected}, got {value!r}") from None
+    if minimum is not None and not number >= minimum:
+        raise ValueError(f"{_where(owner)}{name} must be {expected}, got {value!r}")
+    return number
+
+
+def check_real(name: str, value: Any, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False, owner: str | None = None,
+               none_ok: bool = False) -> float | None:
+    """``value`` as a finite Python float (ints and NumPy scalars accepted), in a range.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value given.
+        low, high: the bounds (``None``: unbounded on that side).
+        low_open, high_open: exclude the bound itself.
+        owner: the class or function, for the message.
+        none_ok: let ``None`` through.
+
+    Returns:
+        The value as a ``float`` (or ``None``).
+
+    Raises:
+        ValueError: a bool, a non-number, NaN, an infinity or a value out of range.
+
+    Example:
+        >>> check_real('lr', 0.1, 0.0)
+        0.1
+        >>> check_real('p', float('nan'), 0.0, 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: p must be a finite number in [0, 1], got nan
+    """
+    if value is None and none_ok:
+        return None
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    if low is not None and high is not None:
+        wanted = f"a finite number in {left}{low:g}, {high:g}{right}"
+    elif low is not None:
+        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        wanted = f"a finite number {'<' if high_open else '<='} {high:g}"
+    else:
+        wanted = "a finite number"
+    message = (f"{_where(owner)}{name} must be {wanted}{' or None' if none_ok else ''}, "
+               f"got {value!r}")
     number = None
-    if not (isinstance(value, (bool, str, bytes, complex))
-            or _dtype_kind(value) in ("bool", "complex")):
+    if not (_is_bool(value) or isinstance(value, (str, bytes, complex))
+            or "complex" in str(getattr(value, "dtype", ""))):
         try:
             number = float(value)
         except (TypeError, ValueError):
             pass
-    if number is None or not (low < number if low_open else low <= number) \
-            or not (number < high if high_open else number <= high) \
-            or number == float("inf"):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if number is None or not math.isfinite(number):
+        raise ValueError(message)
+    if low is not None and not (number > low if low_open else number >= low):
+        raise ValueError(message)
+    if high is not None and not (number < high if high_open else number <= high):
+        raise ValueError(message)
     return number
 
 
-def check_flag(name: str, value: Any) -> bool:
-    """Raise TypeError unless ``value`` is a bool (a truthy string such as ``'False'``
-    would silently switch the option on)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
+def check_bool(name: str, value: Any, *, owner: str | None = None) -> bool:
+    """``value`` as a Python bool (NumPy's bool accepted; ``0``/``1`` and strings such as
+    ``'False'``, which is truthy, are not).
+
+    Raises:
+        TypeError: anything else.
+
+    Example:
+        >>> check_bool('bias', True)
+        True
+    """
+    if not _is_bool(value):
+        raise TypeError(f"{_where(owner)}{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_int_or_pair(name: str, value: Any, minimum: int, *,
+                      owner: str | None = None) -> int | tuple[int, int]:
+    """An int or a pair of ints (NumPy integers accepted), each at least ``minimum``.
+
+    Returns:
+        A Python int for a scalar, a tuple of two Python ints for a pair.
+
+    Raises:
+        ValueError: anything else.
+
+    Example:
+        >>> check_int_or_pair('stride', (1, 2), 1)
+        (1, 2)
+    """
+    message = (f"{_where(owner)}{name} must be an int or a pair of ints >= {minimum}, "
+               f"got {value!r}")
+    if as_count(value) is not None or _is_bool(value):
+        return check_int(name, value, minimum, owner=owner)
+    try:
+        pair = tuple(value) if not isinstance(value, (str, bytes)) else ()
+    except TypeError:
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(message)
+    try:
+        return tuple(check_int(name, v, minimum, owner=owner) for v in pair)  # type: ignore
+    except ValueError:
+        raise ValueError(message) from None

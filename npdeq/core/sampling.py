@@ -48,7 +48,7 @@ def sample_steps(f_max_iter: int, n_states: int = 1, indexing: Sequence[int] | N
         >>> sample_steps(24, n_states=2), sample_steps(24, indexing=[6, 18])
         ([12, 24], [6, 18, 24])
     """
-    n_states = backend.check_count("n_states", n_states, 1)
+    n_states = backend.check_int("n_states", n_states, 1)
     indexing = list(indexing or ())
     if n_states > 1 and indexing:
         raise ValueError(f"give n_states ({n_states}) or indexing ({indexing}), not both "

@@ -58,7 +58,7 @@ def power_method(f0: Tensor | Sequence[Tensor], z0: Tensor | Sequence[Tensor],
         >>> np.round(rho.numpy(), 6).tolist()
         [0.9, 0.9]
     """
-    n_iters = backend.check_count("n_iters", n_iters, 1)
+    n_iters = backend.check_int("n_iters", n_iters, 1)
     outs, ins = as_state_tuple(f0), as_state_tuple(z0)
     if len(outs) != len(ins) or any(tuple(o.shape) != tuple(i.shape) for o, i in zip(outs, ins)):
         raise ValueError("the power method needs a square Jacobian: f0 and z0 must have the "

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.solver import SolverStat, get_solver, gmres
-from npdeq.solver.stats import check_number, warn_location
+from npdeq.solver.stats import check_real, warn_location
 
 __all__ = ["adjoint_solve", "check_adjoint_args", "ADJOINT_DEFAULTS", "ADJOINT_OPTIONS", "DIRECT_MAX_DIM",
            "FALLBACKS", "LINEAR_SOLVERS"]
@@ -204,7 +204,7 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
 
 
 def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
-    tol, stop_mode = check_number("tol", kwargs["tol"], 0.0), kwargs["stop_mode"]
+    tol, stop_mode = check_real("tol", kwargs["tol"], 0.0), kwargs["stop_mode"]
     if stop_mode not in ("abs", "rel"):
         raise ValueError(f"stop_mode must be 'abs' or 'rel', got {stop_mode!r}")
     tolerances = {"tol": 0.0, "atol": tol} if stop_mode == "abs" else {"tol": tol}

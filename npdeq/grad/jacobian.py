@@ -39,7 +39,7 @@ def _check_vecs(vecs: Any, probes: Any) -> int:
         return len(probes)
     if vecs is None:
         return 1
-    return backend.check_count("vecs", vecs, 1)
+    return backend.check_int("vecs", vecs, 1)
 
 
 def _probe_arrays(probe: Any, outs: tuple[Tensor, ...], k: int) -> list[Any]:

@@ -122,7 +122,7 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
     if steps_k is None or steps_k < 1:
         raise ValueError(f"PhantomGrad needs k >= 1 unrolled steps, got {k!r}")
     k = steps_k
-    tau = backend.check_number("tau", tau, 0.0, 1.0, low_open=True)
+    tau = backend.check_real("tau", tau, 0.0, 1.0, low_open=True)
     steps = supervised_steps(k, sup_gap, sup_loc)
     if not is_grad_enabled():
         # Under no_grad nothing may be recorded: the same k steps on plain values.

@@ -14,7 +14,7 @@ from npdeq.models.common import as_input
 from npdeq.models.layers import Parallel
 from npdeq.models.multiscale import MultiScaleDEQ
 from npdeq.nn import Identity, Linear, Module, Tanh, init
-from npdeq.nn._checks import check_int
+from npdeq.backend.checks import check_int
 
 __all__ = ["MultiScaleClassifier", "multiscale_classifier"]
 

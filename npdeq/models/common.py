@@ -13,7 +13,7 @@ from npdeq.autodiff import Tensor
 from npdeq.core import DEQBase, get_deq
 from npdeq.grad.state import as_state_tuple
 from npdeq.nn import Module
-from npdeq.nn._checks import check_int
+from npdeq.backend.checks import check_int
 
 __all__ = ["MODEL_DEQ_DEFAULTS", "build_deq", "check_module", "as_input", "per_sample_shape",
            "zero_state", "state_mse"]

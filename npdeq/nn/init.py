@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from npdeq import backend
-from npdeq.nn._checks import check_int, check_real
+from npdeq.backend.checks import check_int, check_real
 
 __all__ = ["manual_seed", "generator", "uniform", "kaiming_uniform", "fan_in",
            "new_array", "zeros", "ones"]

@@ -17,7 +17,7 @@ from npdeq.autodiff import ops
 from npdeq.autodiff.ops.conv import _padding, _pair
 from npdeq.autodiff.tensor import Tensor
 from npdeq.nn import init
-from npdeq.nn._checks import check_bool, check_int, check_int_or_pair, check_real
+from npdeq.backend.checks import check_bool, check_int, check_int_or_pair, check_real
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Sequence
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
-from npdeq.nn._checks import check_int
+from npdeq.backend.checks import check_int
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 

@@ -20,7 +20,7 @@ from npdeq.autodiff import Tensor
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
 from npdeq.nn import init
-from npdeq.nn._checks import check_int, check_real
+from npdeq.backend.checks import check_int, check_real
 from npdeq.nn.layers import Conv2d, Linear
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter

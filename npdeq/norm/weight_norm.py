@@ -17,7 +17,7 @@ from npdeq import backend
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.autodiff import ops
 from npdeq.core.config import DEQConfig
-from npdeq.nn._checks import check_bool, check_real
+from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn.layers import Conv2d, Linear
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter

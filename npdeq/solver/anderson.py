@@ -25,8 +25,8 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_count, check_flag,
-                                check_number, check_solver_args, solver_entry)
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_int, check_bool,
+                                check_real, check_solver_args, solver_entry)
 
 __all__ = ["anderson_solver"]
 
@@ -70,9 +70,9 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     """
     max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
                                                              tau)
-    m = check_count("m (the Anderson history size)", m, 1)
-    lam = check_number("lam", lam, 0.0)
-    check_flag("return_final", return_final)
+    m = check_int("m (the Anderson history size)", m, 1)
+    lam = check_real("lam", lam, 0.0)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     xp = tracker.xp

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_count, check_flag,
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_int, check_bool,
                                 check_solver_args, solver_entry)
 
 __all__ = ["broyden_solver"]
@@ -63,10 +63,10 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
         True
     """
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
-    memory = check_count("LBFGS_thres", LBFGS_thres, 1, none_ok=True)
+    memory = check_int("LBFGS_thres", LBFGS_thres, 1, none_ok=True)
     memory = max(max_iter, 1) if memory is None else memory
-    check_flag("ls", ls)
-    check_flag("return_final", return_final)
+    check_bool("ls", ls)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_flag, check_solver_args,
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_bool, check_solver_args,
                                 solver_entry)
 
 __all__ = ["fixed_point_iter", "simple_fixed_point_iter"]
@@ -64,7 +64,7 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     """
     max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
                                                              tau)
-    check_flag("return_final", return_final)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     for _ in range(max_iter):

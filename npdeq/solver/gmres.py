@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.state import check_result, packed_map
-from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_count, check_flag,
-                                check_number, check_solver_args, solver_entry)
+from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_int, check_bool,
+                                check_real, check_solver_args, solver_entry)
 
 __all__ = ["gmres", "gmres_solver"]
 
@@ -93,10 +93,10 @@ def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-
             raise ValueError(f"x0 must match b: shape {tuple(b.shape)}, dtype {b.dtype}; got "
                              f"shape {tuple(x0.shape)}, dtype {x0.dtype}")
         backend.check_same_namespace([b, x0], "gmres")
-    tol = check_number("tol", tol, 0.0)
-    atol = check_number("atol", atol, 0.0)
+    tol = check_real("tol", tol, 0.0)
+    atol = check_real("atol", atol, 0.0)
     dim = b.shape[1]
-    max_iter = check_count("max_iter", max_iter, 0, none_ok=True)
+    max_iter = check_int("max_iter", max_iter, 0, none_ok=True)
     if max_iter is None:
         max_iter = min(10 * dim, MAX_ITER_CAP)
     restart = check_restart(restart)
@@ -116,7 +116,7 @@ def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-
 
 def check_restart(restart: Any) -> int:
     """``restart`` as an int; ValueError unless it is an int >= 1."""
-    return check_count("restart (the Krylov dimension of a cycle)", restart, 1)
+    return check_int("restart (the Krylov dimension of a cycle)", restart, 1)
 
 
 def checked_product(matvec: Callable[[Any], Any], like: Any, name: str,
@@ -358,7 +358,7 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
     """
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
     restart = check_restart(restart)
-    check_flag("return_final", return_final)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     xp = tracker.xp

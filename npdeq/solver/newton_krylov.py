@@ -24,8 +24,8 @@ from npdeq import backend
 from npdeq.solver.gmres import check_restart, flag_nonfinite, solve_batched
 from npdeq.solver.line_search import backtrack
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_count, check_flag,
-                                check_number, check_solver_args, solver_entry)
+from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_int, check_bool,
+                                check_real, check_solver_args, solver_entry)
 
 __all__ = ["newton_krylov"]
 
@@ -89,11 +89,11 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
     """
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
     restart = check_restart(restart)
-    inner_tol = check_number("inner_tol", inner_tol, 0.0, 1.0, low_open=True, high_open=True)
-    inner_max_iter = check_count("inner_max_iter", inner_max_iter, 1, none_ok=True)
-    fd_eps = check_number("fd_eps", fd_eps, 0.0, low_open=True, none_ok=True)
-    check_flag("line_search", line_search)
-    check_flag("return_final", return_final)
+    inner_tol = check_real("inner_tol", inner_tol, 0.0, 1.0, low_open=True, high_open=True)
+    inner_max_iter = check_int("inner_max_iter", inner_max_iter, 1, none_ok=True)
+    fd_eps = check_real("fd_eps", fd_eps, 0.0, low_open=True, none_ok=True)
+    check_bool("line_search", line_search)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

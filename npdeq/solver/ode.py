@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq.solver.gmres import flag_nonfinite
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_flag, check_number,
+from npdeq.solver.stats import (SolverStat, SolveTracker, check_bool, check_real,
                                 check_solver_args, solver_entry)
 
 __all__ = ["ode_solver", "TABLEAUS"]
@@ -121,10 +121,10 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
     if not isinstance(method, str) or method not in TABLEAUS:
         raise ValueError(f"method must be one of {tuple(TABLEAUS)}, got {method!r}")
-    rtol = check_number("rtol", rtol, 0.0)
-    atol = check_number("atol", atol, 0.0, low_open=True)
-    h0 = check_number("h0", h0, 0.0, low_open=True, none_ok=True)
-    check_flag("return_final", return_final)
+    rtol = check_real("rtol", rtol, 0.0)
+    atol = check_real("atol", atol, 0.0, low_open=True)
+    h0 = check_real("h0", h0, 0.0, low_open=True, none_ok=True)
+    check_bool("return_final", return_final)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
     if max_iter == 0:

@@ -18,11 +18,11 @@ import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 from npdeq import backend
-from npdeq.backend.checks import _as_count, check_count, check_flag, check_number
+from npdeq.backend.checks import _as_count, check_int, check_bool, check_real
 from npdeq.exceptions import ConvergenceWarning
 
 __all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
-           "check_count", "check_number", "check_flag", "solver_entry", "warn_location",
+           "check_int", "check_real", "check_bool", "solver_entry", "warn_location",
            "STOP_MODES"]
 
 STOP_MODES = ("abs", "rel")
@@ -106,12 +106,12 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
         >>> check_solver_args(np.int64(5), np.float32(0.5), "rel", [4, 2, 4])
         SolverArgs(max_iter=5, tol=0.5, stop_mode='rel', indexing=[4, 2, 4], tau=1.0)
     """
-    max_iter = check_count("max_iter", max_iter, 0)
+    max_iter = check_int("max_iter", max_iter, 0)
     if tol is not None:
-        tol = check_number("tol", tol, 0.0)
+        tol = check_real("tol", tol, 0.0)
     if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
         raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    tau = check_number("tau", tau, 0.0, 1.0, low_open=True)
+    tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
     steps = []
     for i in (indexing or ()):
         try:
