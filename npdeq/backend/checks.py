@@ -21,8 +21,13 @@ __all__ = ["as_count", "check_int", "check_real", "check_bool", "check_int_or_pa
 
 
 def _is_bool(value: Any) -> bool:
-    # NumPy's bool (scalar or 0-d array) is neither a Python bool nor a numbers.Number.
-    return isinstance(value, bool) or "bool" in str(getattr(value, "dtype", ""))
+    """A Python or NumPy bool scalar (NumPy's is neither a Python bool nor a number)."""
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
+
+
+def _has_bool_dtype(value: Any) -> bool:
+    """A bool scalar, or an array of bools (a 0-d one included), which is not a number."""
+    return _is_bool(value) or "bool" in str(getattr(value, "dtype", ""))
 
 
 def _where(owner: str | None) -> str:
@@ -30,7 +35,7 @@ def _where(owner: str | None) -> str:
 
 
 def _as_count(value: Any) -> int:
-    if _is_bool(value):
+    if _has_bool_dtype(value):
         raise TypeError("a bool is not a count")
     return operator.index(value)
 
@@ -128,8 +133,9 @@ def check_real(name: str, value: Any, low: float | None = None, high: float | No
     message = (f"{_where(owner)}{name} must be {wanted}{' or None' if none_ok else ''}, "
                f"got {value!r}")
     number = None
-    if not (_is_bool(value) or isinstance(value, (str, bytes, complex))
-            or "complex" in str(getattr(value, "dtype", ""))):
+    if not (_has_bool_dtype(value) or isinstance(value, (str, bytes, complex))
+            or "complex" in str(getattr(value, "dtype", ""))
+            or getattr(value, "shape", ()) != ()):  # a 0-d array is a number, (1,) is not
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -175,7 +181,7 @@ def check_int_or_pair(name: str, value: Any, minimum: int, *,
     """
     message = (f"{_where(owner)}{name} must be an int or a pair of ints >= {minimum}, "
                f"got {value!r}")
-    if as_count(value) is not None or _is_bool(value):
+    if as_count(value) is not None or _has_bool_dtype(value):
         return check_int(name, value, minimum, owner=owner)
     try:
         pair = tuple(value) if not isinstance(value, (str, bytes)) else ()

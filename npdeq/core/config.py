@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
-import operator
 import sys
 from collections.abc import Mapping
 from typing import Any, Iterator
 
+from npdeq.backend.checks import as_count, check_bool, check_real
 from npdeq.exceptions import ConfigWarning
 
 __all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
@@ -152,25 +151,17 @@ def _bad(key: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"config key {key!r}: expected {expected}, got {value!r}")
 
 
-def _is_bool(value: Any) -> bool:
-    """Python and NumPy booleans (``numpy.bool_`` is neither an int nor a ``numbers`` type)."""
-    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
-
-
 def _int(key: str, value: Any, minimum: int | None = None) -> int:
     """An integer count: Python/NumPy ints, integral floats (``12.0``); never bools/strings."""
     expected = "an int" if minimum is None else f"an int >= {minimum}"
-    if _is_bool(value) or isinstance(value, (str, bytes)):
-        raise _bad(key, value, expected)
-    try:
-        out = operator.index(value)
-    except TypeError:
+    out = as_count(value)
+    if out is None:  # an integral float (a parsed 12.0) is a count too
         try:
-            number = float(value) if isinstance(value, numbers.Real) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number) or not number.is_integer():
+            number = check_real(key, value)
+        except ValueError:
             raise _bad(key, value, expected) from None
+        if not number.is_integer():
+            raise _bad(key, value, expected)
         out = int(number)
     if minimum is not None and not out >= minimum:
         raise _bad(key, value, expected)
@@ -187,27 +178,18 @@ def _number(key: str, value: Any, low: float = -math.inf, high: float = math.inf
         expected += f" > {low:g}" if high == math.inf else f" in ({low:g}, {high:g}]"
     elif low > -math.inf:
         expected += f" >= {low:g}" if high == math.inf else f" in [{low:g}, {high:g}]"
-    if _is_bool(value) or isinstance(value, (str, bytes, complex)):
-        raise _bad(key, value, expected)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-    elif getattr(value, "shape", None) == () and "bool" not in str(getattr(value, "dtype", "")):
-        try:
-            number = float(value)  # a 0-d real array
-        except (TypeError, ValueError):
-            raise _bad(key, value, expected) from None
-    else:
-        raise _bad(key, value, expected)
-    in_range = (number > low if low_open else number >= low) and number <= high
-    if not math.isfinite(number) or not in_range:
-        raise _bad(key, value, expected)
-    return number
+    try:
+        return check_real(key, value, None if low == -math.inf else low,
+                          None if high == math.inf else high, low_open=low_open)
+    except ValueError:
+        raise _bad(key, value, expected) from None
 
 
 def _bool(key: str, value: Any) -> bool:
-    if not _is_bool(value):
-        raise _bad(key, value, "True or False")
-    return bool(value)
+    try:
+        return check_bool(key, value)
+    except TypeError:
+        raise _bad(key, value, "True or False") from None
 
 
 def _name(key: str, value: Any) -> str:
