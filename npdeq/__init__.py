@@ -15,18 +15,36 @@ from npdeq.autodiff import *  # noqa: F401,F403
 from npdeq.autodiff import __all__ as _autodiff_all
 from npdeq.exceptions import ConfigWarning, ConvergenceWarning
 from npdeq import solver  # noqa: F401
+from npdeq.solver import get_solver, register_solver
 from npdeq import grad  # noqa: F401,E402  (the package; callable as the tape's grad)
 from npdeq.grad import backward_factory, fixed_point
 from npdeq import core  # noqa: F401,E402
 from npdeq.core import (DEQBase, DEQConfig, DEQIndexing, DEQSliced, add_deq_args, get_deq,
-                        register_deq, reset_deq)
+                        register_deq, reset_deq, solver_stat_from_final_step)
 from npdeq import nn, optim  # noqa: F401,E402
 from npdeq import norm, dropout  # noqa: F401,E402
 from npdeq import models  # noqa: F401
 from npdeq import loss, utils  # noqa: F401
+# TorchDEQ's top-level names (torchdeq/__init__.py), where its users import them from.
+from npdeq.dropout import (VariationalDropout, VariationalDropout1d, VariationalDropout2d,
+                           VariationalDropout3d, VariationalDropToken1d, VariationalDropToken2d,
+                           VariationalDropToken3d, reset_dropout)
+from npdeq.loss import fp_correction, jac_reg, power_method, register_weight_func
+from npdeq.norm import (apply_norm, register_norm, register_norm_module, remove_norm,
+                        reset_norm)
+from npdeq.utils import mem_gc, mixed_init
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory", "solver",
-           "core", "nn", "optim", "norm", "dropout", "loss", "utils", "models", "get_deq", "reset_deq", "register_deq", "DEQBase", "DEQIndexing",
-           "DEQSliced", "DEQConfig", "add_deq_args", *_autodiff_all]
+__all__ = list(dict.fromkeys([
+    "ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory",
+    "nn", "optim", "models", "DEQBase", "DEQIndexing", "DEQSliced", "DEQConfig",
+    # TorchDEQ 0.1.0's top-level exports (tests/test_import.py holds the list)
+    "VariationalDropToken1d", "VariationalDropToken2d", "VariationalDropToken3d",
+    "VariationalDropout", "VariationalDropout1d", "VariationalDropout2d", "VariationalDropout3d",
+    "add_deq_args", "apply_norm", "fp_correction", "get_deq", "get_solver", "jac_reg",
+    "mem_gc", "mixed_init", "power_method", "register_deq", "register_norm",
+    "register_norm_module", "register_solver", "register_weight_func", "remove_norm",
+    "reset_deq", "reset_dropout", "reset_norm", "solver_stat_from_final_step",
+    "core", "grad", "solver", "norm", "dropout", "loss", "utils",
+    *_autodiff_all]))

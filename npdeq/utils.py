@@ -1,4 +1,4 @@
-"""TorchDEQ's ``torchdeq.utils`` for npdeq: ``mixed_init`` and ``mem_gc``.
+"""TorchDEQ's ``torchdeq.utils`` for npdeq: ``mixed_init``, ``mem_gc`` and ``add_deq_args``.
 
 - :func:`mixed_init`: the "mixed" initial state of path-independent DEQs (half the entries
   standard normal, the rest zero), created in any namespace and on any device;
@@ -6,8 +6,10 @@
   and the tensors the function closes over), not the function's inner graph; the backward
   recomputes the function with recording and pulls the cotangent through it.
 
-TorchDEQ's ``add_deq_args`` is :func:`npdeq.core.add_deq_args` (the cores sit above this
-module). Imports the tape, the gradient layer's closure discovery
+- :func:`add_deq_args`: :func:`npdeq.core.add_deq_args`, here too because TorchDEQ's docs
+  and the deq-zoo scripts import it from ``utils``.
+
+Imports the cores (for ``add_deq_args``), the tape, the gradient layer's closure discovery
 (:mod:`npdeq.grad.externals`), parameter initialisation (:mod:`npdeq.nn`) and the backend.
 """
 
@@ -23,8 +25,9 @@ from npdeq.autodiff.engine import _run
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.nn import Module, init
 from npdeq.backend.checks import check_int
+from npdeq.core import add_deq_args
 
-__all__ = ["mixed_init", "mem_gc"]
+__all__ = ["mixed_init", "mem_gc", "add_deq_args"]
 
 
 def _check_shape(z_shape: Any) -> tuple[int, ...]:

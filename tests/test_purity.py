@@ -41,7 +41,8 @@ ALLOWED_LAYERS = {
     "norm": {"core", "nn", "autodiff", "backend", "exceptions"},
     "dropout": {"core", "nn", "autodiff", "backend", "exceptions"},
     "loss": {"core", "grad", "nn", "autodiff", "backend", "exceptions"},
-    "utils": {"grad", "nn", "autodiff", "backend", "exceptions"},
+    # utils re-exports the cores' add_deq_args, where TorchDEQ's users import it from.
+    "utils": {"core", "grad", "nn", "autodiff", "backend", "exceptions"},
     "models": {"core", "grad", "solver", "norm", "dropout", "loss", "utils", "nn", "autodiff",
                "backend", "exceptions"},
     "testing": {"autodiff", "backend", "exceptions"},

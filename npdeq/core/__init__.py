@@ -20,9 +20,10 @@ from npdeq.core.config import DEFAULTS, ConfigWarning, DEQConfig
 from npdeq.core.cores import DEQIndexing, DEQSliced
 from npdeq.core.registry import (get_deq, register_deq, register_reset_hook, registered_deqs,
                                  reset_deq)
-from npdeq.core.solution import DEQSolution
+from npdeq.core.solution import DEQSolution, solver_stat_from_final_step
 from npdeq.core.sradius import power_method, spectral_radius
 
 __all__ = ["DEQBase", "DEQIndexing", "DEQSliced", "get_deq", "register_deq", "reset_deq",
            "registered_deqs", "register_reset_hook", "DEQConfig", "add_deq_args", "DEFAULTS",
-           "power_method", "spectral_radius", "DEQSolution", "ConfigWarning"]
+           "power_method", "spectral_radius", "DEQSolution", "ConfigWarning",
+           "solver_stat_from_final_step"]

@@ -23,8 +23,9 @@ from npdeq.grad.jacobian import jacobian_frobenius
 from npdeq.grad.state import as_state_tuple, call_state_func, raw_arrays, restore
 from npdeq.nn import init
 from npdeq.solver import SolverStat, pack_states, residual_norms
+from npdeq.solver import solver_stat_from_final_step as _stat_from_arrays
 
-__all__ = ["DEQSolution", "RETCODES", "jacobian_due", "solution_record"]
+__all__ = ["DEQSolution", "RETCODES", "jacobian_due", "solution_record", "solver_stat_from_final_step"]
 
 # Per-sample return codes, in the order they are decided (a non-finite sample never counts
 # as converged; the solvers guarantee that).
@@ -213,3 +214,19 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
         u0=restore(tuple(Tensor(a) for a in as_state_tuple(z0)), z0),
         residual_of=residual, jacobian_loss=jac, nfe=info.get("nfe"),
         stats=SolverStat({k: v for k, v in info.items() if k not in _NOT_STATS}))
+
+
+def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float | None = None,
+                                stop_mode: str = "abs") -> SolverStat:
+    """TorchDEQ's ``solver_stat_from_final_step`` on Tensors or arrays (the statistics are not
+    differentiable: Tensors are read, detached). See
+    :func:`npdeq.solver.solver_stat_from_final_step`, which takes arrays only.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> z = npdeq.tensor(np.ones((2, 3)), requires_grad=True)
+        >>> npdeq.solver_stat_from_final_step(z, 0.5 * z, nstep=3, tol=1.0)["converged"].tolist()
+        [True, True]
+    """
+    unwrap = (lambda s: raw_arrays(s) if isinstance(s, (tuple, list)) else raw_arrays([s])[0])
+    return _stat_from_arrays(unwrap(z), unwrap(fz), nstep, tol=tol, stop_mode=stop_mode)

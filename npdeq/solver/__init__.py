@@ -19,12 +19,12 @@ from npdeq.solver.newton_krylov import newton_krylov
 from npdeq.solver.ode import ode_solver
 from npdeq.solver.registry import get_solver, register_solver, registered_solvers
 from npdeq.solver.state import pack_states, state_shapes, unpack_states
-from npdeq.solver.stats import SolverStat, residual_norms
+from npdeq.solver.stats import SolverStat, residual_norms, solver_stat_from_final_step
 
 __all__ = [
     "fixed_point_iter", "simple_fixed_point_iter", "anderson_solver", "broyden_solver",
     "newton_krylov", "ode_solver", "gmres_solver", "gmres",
     "get_solver", "register_solver", "registered_solvers",
     "pack_states", "unpack_states", "state_shapes",
-    "SolverStat", "residual_norms",
+    "SolverStat", "residual_norms", "solver_stat_from_final_step",
 ]

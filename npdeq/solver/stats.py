@@ -20,8 +20,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 from npdeq import backend
 from npdeq.backend.checks import _as_count, check_int, check_bool, check_real
 from npdeq.exceptions import ConvergenceWarning
+from npdeq.solver.state import pack_states
 
 __all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
+           "solver_stat_from_final_step",
            "check_int", "check_real", "check_bool", "solver_entry", "warn_location",
            "STOP_MODES"]
 
@@ -74,6 +76,59 @@ def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
     g = fx - x
     abs_res = xp.sqrt(xp.vecdot(g, g))
     return abs_res, abs_res / (xp.sqrt(xp.vecdot(fx, fx)) + REL_EPS)
+
+
+def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float | None = None,
+                                stop_mode: str = "abs") -> SolverStat:
+    """The statistics of a solve known only by its last iterate, as TorchDEQ's function.
+
+    For code that finds ``z`` some other way (an unrolled loop, a closed form) and wants the
+    record a solver would return.
+
+    Args:
+        z: the final estimate, a ``(B, ...)`` array or a tuple of them (packed as the solvers
+            pack states).
+        fz: ``f(z)``, the same structure.
+        nstep: the steps taken to reach ``z`` (reported per sample, and as ``nfe``).
+        tol: if given, ``converged`` is ``residual <= tol`` in ``stop_mode`` (and finite);
+            without it no sample is reported converged, since nothing says what was asked.
+        stop_mode: ``'abs'`` or ``'rel'``, the residual ``tol`` applies to.
+
+    Returns:
+        A :class:`SolverStat` with traces of one column.
+
+    Raises:
+        ValueError, TypeError: ``nstep``, ``tol`` or ``stop_mode`` out of range; ``z`` and
+            ``fz`` of different shapes or namespaces.
+
+    Example:
+        >>> import numpy as np
+        >>> info = solver_stat_from_final_step(np.ones((2, 3)), np.zeros((2, 3)), nstep=5)
+        >>> info["abs_lowest"].tolist(), info["nstep"].tolist(), info["converged"].tolist()
+        ([1.7320508075688772, 1.7320508075688772], [5, 5], [False, False])
+    """
+    owner = "solver_stat_from_final_step"
+    nstep = check_int("nstep", nstep, 0, owner=owner)
+    tol = check_real("tol", tol, 0.0, owner=owner, none_ok=True)
+    if stop_mode not in STOP_MODES:
+        raise ValueError(f"{owner}: stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    z, fz = pack_states(z), pack_states(fz)
+    if z.shape != fz.shape:
+        raise ValueError(f"{owner}: z and fz must have the same (packed) shape, got {tuple(z.shape)} "
+                         f"and {tuple(fz.shape)}")
+    xp = backend.array_namespace(z, fz)
+    abs_res, rel_res = residual_norms(fz, z)
+    batch, dev = z.shape[0], backend.device(z)
+    nonfinite = ~xp.isfinite(abs_res)
+    residual = abs_res if stop_mode == "abs" else rel_res
+    converged = (xp.zeros((batch,), dtype=xp.bool, device=dev) if tol is None
+                 else ~nonfinite & (residual <= tol))
+    return SolverStat(
+        abs_lowest=abs_res, rel_lowest=rel_res,
+        abs_trace=abs_res[:, None], rel_trace=rel_res[:, None],
+        nstep=xp.full((batch,), nstep, dtype=xp.int64, device=dev),
+        sradius=xp.zeros((batch,), dtype=z.dtype, device=dev),
+        converged=converged, nonfinite=nonfinite, nfe=nstep)
 
 
 class SolverArgs(NamedTuple):

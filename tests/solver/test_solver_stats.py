@@ -429,3 +429,61 @@ def test_tracker_warnings(xp, to_xp):
     tracker.observe(x0, to_xp(np.array([[np.inf, 0.0], [0.0, 0.0]])))
     with pytest.warns(ConvergenceWarning, match="non-finite values for some samples"):
         tracker.finish(lambda p: p, "test")
+
+
+# --- solver_stat_from_final_step (TorchDEQ's record of a solve known by its last step) ---
+
+
+def test_stat_from_final_step_matches_closed_form(xp, to_xp, check_array):
+    from npdeq.solver import solver_stat_from_final_step
+
+    rng = np.random.default_rng(0)
+    z, fz = rng.standard_normal((3, 2, 2)), rng.standard_normal((3, 2, 2))
+    fz[1] = z[1] + 1e-9                       # one sample within any tolerance below
+    fz[2, 0, 0] = np.nan                       # one non-finite sample
+    info = solver_stat_from_final_step(to_xp(z), to_xp(fz), nstep=4, tol=1e-6)
+    abs_res = np.linalg.norm((fz - z).reshape(3, -1), axis=1)
+    rel_res = abs_res / (np.linalg.norm(fz.reshape(3, -1), axis=1) + 1e-8)
+    for key, expected in [("abs_lowest", abs_res), ("rel_lowest", rel_res)]:
+        check_array(info[key], shape=(3,), dtype=xp.float64)
+        np.testing.assert_allclose(host(info[key]), expected, rtol=1e-12)
+    for key, expected in [("abs_trace", abs_res), ("rel_trace", rel_res)]:
+        check_array(info[key], shape=(3, 1), dtype=xp.float64)
+        np.testing.assert_allclose(host(info[key])[:, 0], expected, rtol=1e-12)
+    check_array(info["nstep"], shape=(3,), dtype=xp.int64)
+    assert host(info["nstep"]).tolist() == [4, 4, 4] and info["nfe"] == 4
+    assert host(info["converged"]).tolist() == [False, True, False]
+    assert host(info["nonfinite"]).tolist() == [False, False, True]
+
+
+def test_stat_from_final_step_tuple_states_stop_mode_and_no_tol():
+    from npdeq.solver import solver_stat_from_final_step
+
+    z = (np.ones((2, 3)), np.ones((2, 1)))
+    fz = (np.ones((2, 3)), np.full((2, 1), 1.5))
+    info = solver_stat_from_final_step(z, fz, tol=0.4, stop_mode="rel")
+    np.testing.assert_allclose(info["abs_lowest"], [0.5, 0.5])
+    assert info["converged"].tolist() == [True, True]          # 0.5 / sqrt(5.25) < 0.4
+    assert not solver_stat_from_final_step(z, fz, tol=0.4)["converged"].any()   # abs: 0.5
+    assert not solver_stat_from_final_step(z, fz)["converged"].any()           # no tol given
+
+
+def test_stat_from_final_step_top_level_takes_tensors():
+    import npdeq
+
+    z = npdeq.tensor(np.ones((2, 3)), requires_grad=True)
+    info = npdeq.solver_stat_from_final_step(z, 0.5 * z, nstep=2)
+    np.testing.assert_allclose(info["abs_lowest"], [0.5 * np.sqrt(3)] * 2)
+    assert isinstance(info["abs_lowest"], np.ndarray)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"nstep": -1}, "nstep"), ({"nstep": 1.5}, "nstep"), ({"tol": -1e-3}, "tol"),
+    ({"stop_mode": "relative"}, "stop_mode"), ({"fz": np.ones((2, 4))}, r"same \(packed\) shape"),
+])
+def test_stat_from_final_step_rejects_bad_arguments(kwargs, match):
+    from npdeq.solver import solver_stat_from_final_step
+
+    args = {"z": np.ones((2, 3)), "fz": np.ones((2, 3)), **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        solver_stat_from_final_step(**args)
