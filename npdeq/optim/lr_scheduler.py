@@ -1,0 +1,445 @@
+"""Learning-rate schedules, PyTorch's ``torch.optim.lr_scheduler``: ``LambdaLR``, ``StepLR``,
+``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR`` and ``ReduceLROnPlateau``.
+
+As PyTorch: building a schedule records each group's ``'initial_lr'`` and sets the rate of
+step 0; :meth:`LRScheduler.step` (once per epoch, after ``optimizer.step()``) advances
+``last_epoch`` and sets every group's ``lr``; :meth:`~LRScheduler.get_last_lr` lists the
+rates last set; ``state_dict()``/``load_state_dict()`` save and restore everything but the
+optimizer. ``StepLR``, ``MultiStepLR`` and ``ExponentialLR`` multiply the groups' current
+rates (PyTorch's chainable form: two schedules on one optimizer compose). Every rate a
+schedule sets is checked (finite, >= 0), so a ``lr_lambda`` returning NaN raises at the
+step that computes it. Imports the optimizer base class and the backend.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+from npdeq import backend
+from npdeq.autodiff.tensor import Tensor
+from npdeq.backend.checks import check_int, check_real
+from npdeq.optim.optimizer import Optimizer
+
+__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
+           "CosineAnnealingLR", "ReduceLROnPlateau"]
+
+
+def _check_optimizer(optimizer: Any, owner: str) -> Optimizer:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{owner}: optimizer must be an npdeq.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
+    return optimizer
+
+
+class LRScheduler:
+    """Base class of the epoch-driven schedules (PyTorch's ``LRScheduler``).
+
+    Subclasses define :meth:`get_lr`, the groups' rates at ``last_epoch``.
+
+    Args:
+        optimizer: the optimizer whose groups' ``lr`` to set.
+        last_epoch: the index of the last epoch when resuming (``-1``: start afresh; else
+            every group must hold ``'initial_lr'``, as PyTorch).
+
+    Raises:
+        TypeError: ``optimizer`` is not an :class:`~npdeq.optim.Optimizer`.
+        ValueError: a bad ``last_epoch``, or resuming without ``'initial_lr'``.
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        owner = type(self).__name__
+        self.optimizer = _check_optimizer(optimizer, owner)
+        last_epoch = check_int("last_epoch", last_epoch, -1, owner=owner)
+        for index, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise ValueError(f"{owner}: last_epoch={last_epoch} resumes a schedule, but "
+                                 f"parameter group {index} has no 'initial_lr' (build the "
+                                 "schedule with last_epoch=-1 first, or set it)")
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self.step()
+
+    def get_lr(self) -> list[float]:
+        """The rate of each group at ``last_epoch``."""
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list[float]:
+        """The rates the last :meth:`step` (or the constructor) set, one per group."""
+        return list(self._last_lr)
+
+    def step(self) -> None:
+        """Advance one epoch and set every group's ``lr``.
+
+        Raises:
+            ValueError: a computed rate that is negative or not finite (nothing is set).
+        """
+        self.last_epoch += 1
+        owner = type(self).__name__
+        lrs = [check_real(f"the learning rate of group {i}", lr, 0.0, owner=owner)
+               for i, lr in enumerate(self.get_lr())]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the optimizer (PyTorch's convention)."""
+        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.__dict__.update(state_dict)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self._last_lr})"
+
+
+def _per_group(value: Any, optimizer: Optimizer, name: str, owner: str) -> list[Any]:
+    groups = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != groups:
+            raise ValueError(f"{owner}: expected {groups} {name} (one per parameter group), "
+                             f"got {len(value)}")
+        return list(value)
+    return [value] * groups
+
+
+class LambdaLR(LRScheduler):
+    """``lr = initial_lr * lr_lambda(epoch)``, one function or one per group.
+
+    Args:
+        optimizer: the optimizer.
+        lr_lambda: a function of the epoch index, or a list of them (one per group).
+        last_epoch: see :class:`LRScheduler`.
+
+    ``state_dict()`` keeps ``lr_lambda`` objects that carry state (callable objects) and
+    leaves out plain functions and lambdas, as PyTorch.
+
+    Raises:
+        TypeError: a ``lr_lambda`` that is not callable.
+        ValueError: a list of the wrong length.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = LambdaLR(opt, lambda epoch: 0.5 ** epoch)
+        >>> opt.step(); sched.step(); sched.get_last_lr()
+        [0.5]
+    """
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Any],
+                 last_epoch: int = -1) -> None:
+        _check_optimizer(optimizer, "LambdaLR")
+        lambdas = _per_group(lr_lambda, optimizer, "lr_lambdas", "LambdaLR")
+        for index, fn in enumerate(lambdas):
+            if not callable(fn):
+                raise TypeError(f"LambdaLR: lr_lambda {index} must be callable, got "
+                                f"{type(fn).__name__}")
+        self.lr_lambdas = lambdas
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * fn(self.last_epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas)]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+                               for fn in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("lr_lambdas", [None] * len(self.lr_lambdas))
+        self.__dict__.update(state)
+        for fn, fields in zip(self.lr_lambdas, saved):
+            if fields is not None:
+                fn.__dict__.update(fields)
+
+
+class StepLR(LRScheduler):
+    """Multiply every group's rate by ``gamma`` every ``step_size`` epochs.
+
+    Args:
+        optimizer: the optimizer.
+        step_size: epochs between decays (an int >= 1).
+        gamma: the factor (finite, >= 0).
+        last_epoch: see :class:`LRScheduler`.
+
+    Raises:
+        ValueError: a bad ``step_size`` or ``gamma`` (named with its value).
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = StepLR(opt, step_size=2, gamma=0.1)
+        >>> [(sched.step(), round(sched.get_last_lr()[0], 6))[1] for _ in range(4)]
+        [1.0, 0.1, 0.1, 0.01]
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.step_size = check_int("step_size", step_size, 1, owner="StepLR")
+        self.gamma = check_real("gamma", gamma, 0.0, owner="StepLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0 or self.last_epoch % self.step_size:
+            return [group["lr"] for group in groups]
+        return [group["lr"] * self.gamma for group in groups]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply every group's rate by ``gamma`` at each epoch listed in ``milestones``
+    (a milestone listed twice decays twice, as PyTorch).
+
+    Args:
+        optimizer: the optimizer.
+        milestones: epoch indices (ints >= 0).
+        gamma: the factor (finite, >= 0).
+        last_epoch: see :class:`LRScheduler`.
+
+    Raises:
+        ValueError: a bad milestone or ``gamma``.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = MultiStepLR(opt, milestones=[1, 3], gamma=0.5)
+        >>> [(sched.step(), sched.get_last_lr()[0])[1] for _ in range(4)]
+        [0.5, 0.5, 0.25, 0.25]
+    """
+
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.milestones = Counter(check_int(f"milestones[{i}]", m, 0, owner="MultiStepLR")
+                                  for i, m in enumerate(milestones))
+        self.gamma = check_real("gamma", gamma, 0.0, owner="MultiStepLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        factor = self.gamma ** self.milestones.get(self.last_epoch, 0)
+        return [group["lr"] * factor for group in self.optimizer.param_groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply every group's rate by ``gamma`` every epoch.
+
+    Args:
+        optimizer: the optimizer.
+        gamma: the factor (finite, >= 0).
+        last_epoch: see :class:`LRScheduler`.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = ExponentialLR(opt, gamma=0.5)
+        >>> sched.step(); sched.step(); sched.get_last_lr()
+        [0.25]
+    """
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = check_real("gamma", gamma, 0.0, owner="ExponentialLR")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine schedule: ``lr_t = eta_min + (lr_0 - eta_min)(1 + cos(pi t/T_max))/2``.
+
+    Call :meth:`step` once per epoch (or per batch, with ``T_max`` counted in batches).
+    Unlike PyTorch's, whose rate climbs back up after ``T_max`` (it is periodic), the rate
+    stays at ``eta_min`` after ``T_max`` steps (use :class:`LambdaLR` for restarts).
+    Optional linear warm-up over the first ``warmup`` steps (an npdeq addition; 0: none,
+    PyTorch's schedule).
+
+    Args:
+        optimizer: the optimizer whose groups' ``lr`` to set.
+        T_max: steps in one half cosine period (an int >= 1).
+        eta_min: the final learning rate (finite, >= 0).
+        last_epoch: see :class:`LRScheduler`.
+        warmup: steps of linear warm-up from ``lr_0 / warmup`` (an int >= 0; keyword only).
+
+    Raises:
+        ValueError: ``T_max < 1``, a negative ``warmup``, an ``eta_min`` that is negative or
+            not finite, or any of them of the wrong type (named with its value).
+        TypeError: ``optimizer`` is not an :class:`~npdeq.optim.Optimizer`.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = CosineAnnealingLR(opt, T_max=2)
+        >>> [(sched.step(), round(sched.get_last_lr()[0], 3))[1] for _ in range(3)]
+        [0.5, 0.0, 0.0]
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
+                 last_epoch: int = -1, *, warmup: int = 0) -> None:
+        owner = "CosineAnnealingLR"
+        _check_optimizer(optimizer, owner)
+        self.T_max = check_int("T_max", T_max, 1, owner=owner)
+        self.warmup = check_int("warmup", warmup, 0, owner=owner)
+        self.eta_min = check_real("eta_min", eta_min, 0.0, owner=owner)
+        super().__init__(optimizer, last_epoch)
+
+    @property
+    def last_step(self) -> int:
+        """``last_epoch`` (this schedule's earlier name for it)."""
+        return self.last_epoch
+
+    def get_lr(self) -> list[float]:
+        t = self.last_epoch
+        if t < self.warmup:
+            return [base * (t + 1) / self.warmup for base in self.base_lrs]
+        t = min(t - self.warmup, self.T_max)
+        scale = (1 + math.cos(math.pi * t / self.T_max)) / 2
+        return [self.eta_min + (base - self.eta_min) * scale for base in self.base_lrs]
+
+
+def _metric(value: Any) -> float:
+    """A scalar metric (Python or NumPy number, 0-d or one-element array or Tensor)."""
+    data = value.data if isinstance(value, Tensor) else value
+    if isinstance(data, (bool, str)) or data is None:
+        raise TypeError(f"ReduceLROnPlateau.step: metrics must be a number, got "
+                        f"{type(value).__name__}")
+    try:
+        xp = backend.array_namespace(data)
+    except TypeError:
+        try:
+            return float(data)
+        except (TypeError, ValueError):
+            raise TypeError(f"ReduceLROnPlateau.step: metrics must be a number, got "
+                            f"{type(value).__name__}") from None
+    size = math.prod(data.shape)
+    if size != 1:
+        raise ValueError(f"ReduceLROnPlateau.step: metrics must be one number, got an array "
+                         f"of shape {tuple(data.shape)}")
+    return float(backend.to_scalar(xp.reshape(data, ())))
+
+
+class ReduceLROnPlateau:
+    """Reduce every group's rate by ``factor`` once a metric stops improving (PyTorch's
+    rule, arguments and defaults).
+
+    After each :meth:`step` with the epoch's metric: a metric better than the best so far
+    (by ``threshold``) resets the count of bad epochs; more than ``patience`` bad epochs in a
+    row multiply each rate by ``factor`` (not below ``min_lr``; changes smaller than ``eps``
+    are skipped) and start ``cooldown`` epochs during which bad epochs are not counted. A
+    NaN metric is never better, so it counts as a bad epoch.
+
+    Args:
+        optimizer: the optimizer.
+        mode: ``'min'`` (a loss) or ``'max'`` (an accuracy).
+        factor: the reduction factor, in ``[0, 1)``.
+        patience: bad epochs tolerated before reducing (an int >= 0).
+        threshold: the least improvement that counts (finite, >= 0).
+        threshold_mode: ``'rel'`` (better than ``best * (1 -/+ threshold)``) or ``'abs'``
+            (better than ``best -/+ threshold``).
+        cooldown: epochs to wait after a reduction (an int >= 0).
+        min_lr: a floor for every rate, or a list of one per group (finite, >= 0).
+        eps: the smallest change of rate applied (finite, >= 0).
+
+    Raises:
+        ValueError: a bad argument (named with its value).
+        TypeError: ``optimizer`` is not an :class:`~npdeq.optim.Optimizer`.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> opt = npdeq.optim.SGD([npdeq.nn.Parameter(np.zeros(1))], lr=1.0)
+        >>> sched = ReduceLROnPlateau(opt, patience=1, factor=0.5)
+        >>> for loss in [3.0, 2.0, 2.0, 2.0, 2.0]:
+        ...     sched.step(loss)
+        >>> sched.get_last_lr()
+        [0.5]
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float | Sequence[float] = 0.0,
+                 eps: float = 1e-8) -> None:
+        owner = "ReduceLROnPlateau"
+        self.optimizer = _check_optimizer(optimizer, owner)
+        if mode not in ("min", "max"):
+            raise ValueError(f"{owner}: mode={mode!r} is not 'min' or 'max'")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"{owner}: threshold_mode={threshold_mode!r} is not 'rel' or "
+                             "'abs'")
+        self.factor = check_real("factor", factor, 0.0, 1.0, high_open=True, owner=owner)
+        self.min_lrs = [check_real(f"min_lr[{i}]" if isinstance(min_lr, (list, tuple))
+                                   else "min_lr", m, 0.0, owner=owner)
+                        for i, m in enumerate(_per_group(min_lr, optimizer, "min_lr", owner))]
+        self.patience = check_int("patience", patience, 0, owner=owner)
+        self.cooldown = check_int("cooldown", cooldown, 0, owner=owner)
+        self.threshold = check_real("threshold", threshold, 0.0, owner=owner)
+        self.eps = check_real("eps", eps, 0.0, owner=owner)
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def is_better(self, a: float, best: float) -> bool:
+        """Whether metric ``a`` improves on ``best`` by the threshold."""
+        if self.mode == "min":
+            bound = best * (1 - self.threshold) if self.threshold_mode == "rel" else \
+                best - self.threshold
+            return a < bound
+        bound = best * (1 + self.threshold) if self.threshold_mode == "rel" else \
+            best + self.threshold
+        return a > bound
+
+    @property
+    def in_cooldown(self) -> bool:
+        """Whether bad epochs are being ignored after a reduction."""
+        return self.cooldown_counter > 0
+
+    def step(self, metrics: Any) -> None:
+        """Record the epoch's metric and reduce the rates if it has stopped improving.
+
+        Args:
+            metrics: a number (a Python or NumPy scalar, or a one-element array or Tensor;
+                reading it from a GPU array is a host synchronisation).
+
+        Raises:
+            TypeError, ValueError: ``metrics`` is not one number.
+        """
+        current = _metric(metrics)
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, floor in zip(self.optimizer.param_groups, self.min_lrs):
+                old = float(group["lr"])
+                new = max(old * self.factor, floor)
+                if old - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        """The groups' rates after the last :meth:`step`."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the optimizer (PyTorch's convention)."""
+        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.__dict__.update(state_dict)
