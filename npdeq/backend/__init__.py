@@ -9,11 +9,14 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 
 - :mod:`~npdeq.backend.namespace`: namespace and device lookup, the host-sync helpers;
 - :mod:`~npdeq.backend.windows`: im2col/col2im and scatter-add;
+- :mod:`~npdeq.backend.arrayfuncs`: einsum, index-add along an axis, sparse-dense products;
 - :mod:`~npdeq.backend.random`: random numbers on any device;
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
 - :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values.
 """
 
+from npdeq.backend.arrayfuncs import *  # noqa: F401,F403
+from npdeq.backend.arrayfuncs import __all__ as _arrayfuncs_all
 from npdeq.backend.checks import *  # noqa: F401,F403
 from npdeq.backend.checks import __all__ as _checks_all
 from npdeq.backend.namespace import *  # noqa: F401,F403
@@ -26,4 +29,4 @@ from npdeq.backend.transfer import __all__ as _transfer_all
 from npdeq.backend.windows import *  # noqa: F401,F403
 from npdeq.backend.windows import __all__ as _windows_all
 
-__all__ = [*_checks_all, *_namespace_all, *_windows_all, *_random_all, *_transfer_all]
+__all__ = [*_arrayfuncs_all, *_checks_all, *_namespace_all, *_windows_all, *_random_all, *_transfer_all]

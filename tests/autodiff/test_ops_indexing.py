@@ -1,17 +1,19 @@
 """getitem and its adjoint index_add_zeros: basic slicing and integer-array indexing (repeated
 indices add up in the VJP) against NumPy, HIPS autograd and finite differences, including
-the second order through the scatter-add rule; Tensor indexing forms."""
+the second order through the scatter-add rule; Tensor indexing forms. NumPy's take,
+take_along_axis and sort (argsort) the same way, their gradients adding at the indices."""
 
 from __future__ import annotations
 
+import autograd.numpy as anp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npdeq
 
-from op_harness import SHAPES, Example, OpCase, arrays, check_op
+from op_harness import SHAPES, Example, OpCase, arrays, check_op, grid, unary
 
 NON_EMPTY = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 
@@ -164,3 +166,111 @@ def test_out_of_range_index_is_an_error(xp, to_xp):
     a = npdeq.Tensor(to_xp(np.zeros((2, 3))), requires_grad=True)
     with pytest.raises(IndexError):
         a[2]
+
+
+# --- take, take_along_axis, sort ---------------------------------------------------------
+
+
+@st.composite
+def _take_examples(draw):
+    shape = draw(NON_EMPTY)
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    n = int(np.prod(shape)) if axis is None else shape[axis]
+    index_shape = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    indices = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1)))
+    return Example((draw(arrays(shape)),), {"indices": indices, "axis": axis})
+
+
+def _take_reference(a, indices, axis):
+    # autograd has no VJP for take; its indexing VJP adds at repeated indices.
+    if axis is None:
+        a, axis = anp.ravel(a), 0
+    return a[(slice(None),) * (axis % a.ndim) + (indices,)]
+
+
+@st.composite
+def _take_along_examples(draw):
+    shape = draw(NON_EMPTY)
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    # The other axes of the indices are the array's or 1 (they broadcast).
+    index_shape = tuple(draw(st.integers(1, 4)) if i == axis % len(shape)
+                        else draw(st.sampled_from([1, s])) for i, s in enumerate(shape))
+    n = shape[axis]
+    indices = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1)))
+    return Example((draw(arrays(shape)),), {"indices": indices, "axis": axis})
+
+
+def _take_along_reference(a, indices, axis):
+    axis %= a.ndim
+    shape = np.broadcast_shapes(indices.shape, a.shape[:axis] + (1,) + a.shape[axis + 1:])
+    key = list(np.ogrid[tuple(slice(n) for n in shape)])
+    key[axis] = np.broadcast_to(indices, shape)
+    return a[tuple(key)]
+
+
+def _sort_reference(a, axis):
+    # autograd sorts 1-d arrays only: gather by the sorting permutation instead.
+    if axis is None:
+        a, axis = anp.ravel(a), 0
+    return _take_along_reference(a, anp.argsort(a, axis=axis), axis)
+
+
+def _sort_axis(shape):
+    n = len(shape)
+    return st.fixed_dictionaries({"axis": st.one_of(st.none(), st.integers(-n, n - 1))
+                                  if n else st.none()})
+
+
+GATHER_CASES = [
+    OpCase("take", _take_examples(), npdeq.take, _take_reference),
+    # Squared: the second order runs through the index-add rule.
+    OpCase("take_squared", _take_examples(), lambda a, **kw: npdeq.take(a, **kw) ** 2,
+           lambda a, **kw: _take_reference(a, **kw) ** 2, order=2),
+    OpCase("take_along_axis_squared", _take_along_examples(),
+           lambda a, **kw: npdeq.take_along_axis(a, **kw) ** 2,
+           lambda a, **kw: _take_along_reference(a, **kw) ** 2, order=2),
+    OpCase("sort_squared", unary(grid(), kwargs=_sort_axis, unique=True),  # no near-ties
+           lambda a, axis: npdeq.sort(a, axis=axis) ** 2,
+           lambda a, axis: _sort_reference(a, axis) ** 2, order=2),
+]
+
+
+@pytest.mark.parametrize("case", GATHER_CASES, ids=str)
+@settings(max_examples=12)
+@given(data=st.data())
+def test_gather(xp, to_xp, check_array, case, data):
+    check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
+
+
+def test_take_gradient_adds_at_repeated_indices(xp, to_xp, check_array):
+    a = npdeq.Tensor(to_xp(np.arange(6.0).reshape(2, 3)), requires_grad=True)
+    out = npdeq.take(a, to_xp(np.array([2, 0, 2, -1])), axis=1)
+    check_array(out, shape=(2, 4), dtype=xp.float64)
+    (g,) = npdeq.grad(out.sum(), [a])
+    np.testing.assert_array_equal(g.numpy(), [[1.0, 0.0, 3.0]] * 2)
+    perm = npdeq.argsort(to_xp(np.array([[3.0, 1.0, 2.0]])), axis=1)
+    check_array(perm, shape=(1, 3), dtype=xp.int64)
+    assert not perm.requires_grad
+    np.testing.assert_array_equal(perm.numpy(), [[1, 2, 0]])
+    s = npdeq.take_along_axis(a[:1], perm, axis=1)
+    (g,) = npdeq.grad((s * to_xp(np.array([[1.0, 10.0, 100.0]]))).sum(), [a])
+    np.testing.assert_array_equal(g.numpy(), [[100.0, 1.0, 10.0], [0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda a, xp: npdeq.take(a, [0, 3], axis=1), IndexError,
+     "take: an index is out of bounds for an axis of length 3"),
+    (lambda a, xp: npdeq.take(a, [0.5], axis=1), TypeError, "take: indices must be integers"),
+    (lambda a, xp: npdeq.take(a, xp.asarray([0.0]), axis=1), TypeError,
+     "take: indices must be an integer array"),
+    (lambda a, xp: npdeq.take(a, [0], axis=2), ValueError, "take: axis=2 is out of range"),
+    (lambda a, xp: npdeq.take_along_axis(a, xp.asarray([0]), axis=1), ValueError,
+     r"take_along_axis: indices of shape \(1,\) need as many dimensions"),
+    (lambda a, xp: npdeq.take_along_axis(a, xp.asarray([[-4]]), axis=1), IndexError,
+     "take_along_axis: an index is out of bounds"),
+    (lambda a, xp: npdeq.sort(a, axis=-3), ValueError, "sort: axis=-3 is out of range"),
+])
+def test_gather_errors(xp, to_xp, call, error, message):
+    a = npdeq.Tensor(to_xp(np.zeros((2, 3))), requires_grad=True)
+    with pytest.raises(error, match=message):
+        call(a, xp)

@@ -1,6 +1,7 @@
 """Shape ops: forward against NumPy, VJP against HIPS autograd and finite differences for
 transpose/permute/swapaxes, reshape, flatten, broadcast_to, expand_dims, squeeze, concat,
-stack, split and pad; Tensor methods; argument errors."""
+stack, split and pad, and (to second order) NumPy's flip, roll, tile, repeat, triu, tril and
+diagonal; Tensor methods; argument errors."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import math
 import autograd.numpy as anp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npdeq
 
-from op_harness import SHAPES, Example, OpCase, arrays, check_op, unary
+from op_harness import SHAPES, Example, OpCase, arrays, axis_arg, check_op, unary
 
 NON_EMPTY = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 
@@ -246,3 +247,143 @@ def test_concat_and_stack_of_mixed_tensors_and_arrays(xp, to_xp, check_array):
     check_array(out, shape=(2, 3), dtype=xp.float64)
     (g,) = npdeq.grad(out[:, 1].sum(), [a])
     np.testing.assert_array_equal(g.numpy(), [[0.0, 0.0], [1.0, 1.0]])
+
+
+# --- NumPy's rearrangements: flip, roll, tile, repeat, triu, tril, diagonal ----------------
+
+MATRICES = hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=4)
+
+
+def _flip_axis(shape):
+    return st.fixed_dictionaries({"axis": axis_arg(len(shape))})
+
+
+def _flip_reference(a, axis):
+    axes = range(a.ndim) if axis is None else [x % a.ndim for x in (
+        (axis,) if isinstance(axis, int) else axis)]
+    return a[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(a.ndim))]
+
+
+def _roll_args(shape):
+    n = len(shape)
+    single = st.fixed_dictionaries({"shift": st.integers(-5, 5), "axis": st.one_of(
+        st.none(), st.integers(-n, n - 1))})
+    pair = st.tuples(st.integers(-n, n - 1), st.integers(-n, n - 1), st.integers(-3, 3),
+                     st.integers(-3, 3)).map(lambda t: {"shift": t[2:], "axis": t[:2]})
+    return st.one_of(single, pair)
+
+
+def _roll_reference(a, shift, axis):
+    if isinstance(shift, int):
+        return anp.roll(a, shift, axis)
+    for s, ax in zip(shift, axis):  # autograd's roll takes one axis at a time
+        a = anp.roll(a, s, ax)
+    return a
+
+
+def _tile_reps(shape):
+    return st.fixed_dictionaries({"reps": st.one_of(
+        st.integers(1, 3), st.lists(st.integers(1, 3), min_size=1, max_size=4).map(tuple))})
+
+
+def _tile_reference(a, reps):
+    # Copies concatenated axis by axis (autograd's tile has a broken VJP).
+    reps = (reps,) if isinstance(reps, int) else reps
+    n = max(a.ndim, len(reps))
+    a = anp.reshape(a, (1,) * (n - a.ndim) + a.shape)
+    for axis, r in enumerate((1,) * (n - len(reps)) + tuple(reps)):
+        a = anp.concatenate([a] * r, axis=axis)
+    return a
+
+
+def _repeat_args(shape):
+    n = len(shape)
+    counts = st.integers(0, 3)
+    if not n:
+        return st.fixed_dictionaries({"repeats": counts, "axis": st.none()})
+    return st.one_of(
+        st.fixed_dictionaries({"repeats": counts, "axis": st.one_of(
+            st.none(), st.integers(-n, n - 1))}),
+        st.integers(-n, n - 1).flatmap(lambda ax: st.fixed_dictionaries({
+            "repeats": st.lists(counts, min_size=shape[ax], max_size=shape[ax]).map(tuple),
+            "axis": st.just(ax)})))
+
+
+def _repeat_reference(a, repeats, axis):
+    if axis is None:
+        a, axis = anp.ravel(a), 0
+    index = np.repeat(np.arange(a.shape[axis]), repeats)
+    return a[(slice(None),) * (axis % a.ndim) + (index,)]
+
+
+def _k(shape):
+    return st.fixed_dictionaries({"k": st.integers(-3, 3)})
+
+
+def _diagonal_args(shape):
+    n = len(shape)
+    axes = st.tuples(st.integers(-n, n - 1), st.integers(-n, n - 1)).filter(
+        lambda t: t[0] % n != t[1] % n)
+    return st.tuples(st.integers(-4, 4), axes).map(
+        lambda t: {"offset": t[0], "axis1": t[1][0], "axis2": t[1][1]})
+
+
+def diagonal_reference(a, offset, axis1, axis2):
+    """``numpy.diagonal`` by fancy indexing (autograd's ``diagonal`` has only offset 0)."""
+    ax1, ax2 = axis1 % a.ndim, axis2 % a.ndim
+    rest = [i for i in range(a.ndim) if i not in (ax1, ax2)]
+    moved = anp.transpose(a, rest + [ax1, ax2])
+    n, m = a.shape[ax1], a.shape[ax2]
+    rows = np.arange(max(0, -offset), max(0, min(n, m - offset)))
+    return moved[..., rows, rows + offset]
+
+
+ARRAY_CASES = [
+    OpCase("flip", unary(kwargs=_flip_axis), npdeq.flip, _flip_reference, order=2),
+    OpCase("roll", unary(shapes=NON_EMPTY, kwargs=_roll_args), npdeq.roll, _roll_reference,
+           order=2),
+    OpCase("tile", unary(kwargs=_tile_reps), npdeq.tile, _tile_reference, order=2),
+    OpCase("repeat", unary(kwargs=_repeat_args), npdeq.repeat, _repeat_reference, order=2),
+    OpCase("triu", unary(shapes=MATRICES, kwargs=_k), npdeq.triu, anp.triu, order=2),
+    OpCase("tril", unary(shapes=MATRICES, kwargs=_k), npdeq.tril, anp.tril, order=2),
+    OpCase("diagonal", unary(shapes=MATRICES, kwargs=_diagonal_args), npdeq.diagonal,
+           diagonal_reference, order=2),
+]
+
+
+@pytest.mark.parametrize("case", ARRAY_CASES, ids=str)
+@settings(max_examples=12)
+@given(data=st.data())
+def test_array_function(xp, to_xp, check_array, case, data):
+    check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
+
+
+def test_flip_and_diagonal_methods(xp, to_xp, check_array):
+    a0 = np.arange(24.0).reshape(2, 3, 4)
+    a = npdeq.Tensor(to_xp(a0), requires_grad=True)
+    for out, expected in [(a.flip(0), np.flip(a0, 0)), (a.flip((1, 2)), np.flip(a0, (1, 2))),
+                          (a.diagonal(), np.diagonal(a0)),
+                          (a.diagonal(1, 1, 2), np.diagonal(a0, 1, 1, 2))]:
+        check_array(out, shape=expected.shape, dtype=xp.float64)
+        np.testing.assert_array_equal(out.numpy(), expected)
+        assert out.requires_grad
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda a: npdeq.flip(a, 3), "flip: axis=3 is out of range"),
+    (lambda a: npdeq.tile(a, 1.5), "tile: reps must be an int, got 1.5"),
+    (lambda a: npdeq.tile(a, (2, -1)), "tile: reps must be >= 0, got -1"),
+    (lambda a: npdeq.repeat(a, -1), "repeat: repeats must be >= 0, got -1"),
+    (lambda a: npdeq.repeat(a, [1, 2], axis=1), "repeat: 2 counts in repeats for an axis of "
+                                                "length 3"),
+    (lambda a: npdeq.repeat(a, 2, axis=2), "repeat: axis=2 is out of range"),
+    (lambda a: npdeq.triu(a[0]), r"triu: needs an array of at least 2 dimensions, got shape "
+                                 r"\(3,\)"),
+    (lambda a: npdeq.diagonal(a, axis1=1, axis2=-1), "diagonal: axis1=1 and axis2=-1 are the "
+                                                     "same axis"),
+    (lambda a: npdeq.diagonal(a, axis2=2), "diagonal: axis2=2 is out of range"),
+])
+def test_array_function_errors(xp, to_xp, call, message):
+    a = npdeq.Tensor(to_xp(np.zeros((2, 3))))
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(a)

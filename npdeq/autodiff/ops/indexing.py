@@ -1,6 +1,7 @@
 """Indexing: ``getitem`` (basic slicing and integer-array indexing) and its adjoint
-``index_add_zeros`` (scatter the cotangent back, adding at repeated indices). Each is the
-other's VJP, so gradients of any order work."""
+``index_add_zeros`` (scatter the cotangent back, adding at repeated indices); NumPy's
+``take``, ``take_along_axis`` and ``sort`` (with ``argsort``), whose adjoints add values in at
+the indices. Each gather is its scatter's VJP and back, so gradients of any order work."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from npdeq.autodiff.ops._util import ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["getitem", "index_add_zeros"]
+__all__ = ["getitem", "index_add_zeros", "take", "take_along_axis", "sort", "argsort"]
 
 
 def _normalize_key(key: Any, like: Any) -> Any:
@@ -80,3 +81,156 @@ index_add_zeros = primitive(_index_add_zeros, name="index_add_zeros")
 
 defvjp(getitem_, lambda g, ans, a, key: index_add_zeros(g, tuple(a.shape), key))
 defvjp(index_add_zeros, lambda g, ans, v, shape, key: getitem_(g, key))
+
+
+# --- take, take_along_axis, sort ---------------------------------------------------------
+
+
+def _index_array(indices: Any, like: Any, name: str) -> Any:
+    """``indices`` (a Tensor, array, list or int) as an integer array of ``like``'s namespace
+    on its device."""
+    xp = ns(like)
+    indices = raw(indices)
+    if not hasattr(indices, "shape"):
+        if isinstance(indices, float) or (isinstance(indices, list) and any(
+                isinstance(i, float) for i in indices)):
+            raise TypeError(f"{name}: indices must be integers, got {indices!r}")
+        indices = xp.asarray(indices, dtype=xp.int64, device=backend.device(like))
+    elif not xp.isdtype(indices.dtype, "integral"):
+        raise TypeError(f"{name}: indices must be an integer array, got dtype {indices.dtype}")
+    return indices
+
+
+def _wrap_negative(indices: Any, length: int, name: str) -> Any:
+    # NumPy's rule: -length <= i < length, negatives count from the end. One host check.
+    xp = ns(indices)
+    if backend.to_scalar(xp.any((indices < -length) | (indices >= length))):
+        raise IndexError(f"{name}: an index is out of bounds for an axis of length {length}")
+    return xp.where(indices < 0, indices + length, indices)
+
+
+def _axis(axis: Any, ndim: int, name: str) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"{name}: axis={axis!r} is out of range for an array of {ndim} "
+                         "dimensions")
+    return axis % max(ndim, 1)
+
+
+take_ = primitive(lambda a, indices, axis: ns(a).take(a, indices, axis=axis), name="take")
+index_add_ = primitive(lambda v, indices, axis, length: backend.index_add(v, indices, axis,
+                                                                           length),
+                       name="index_add")
+"""Zeros with ``v`` added at ``indices`` along ``axis`` (the adjoint of ``take``)."""
+defvjp(take_, lambda g, ans, a, indices, axis: index_add_(g, indices, axis, a.shape[axis]))
+defvjp(index_add_, lambda g, ans, v, indices, axis, length: take_(g, indices, axis))
+
+
+def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
+    """Elements of ``a`` at integer ``indices`` along ``axis`` (of the flattened array when
+    None), as ``numpy.take``: the result has shape
+    ``a.shape[:axis] + indices.shape + a.shape[axis + 1:]``. Negative indices count from
+    the end; the gradient adds up at repeated indices.
+
+    Raises:
+        TypeError: indices that are not integers.
+        ValueError: an axis out of range.
+        IndexError: an index out of bounds.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> npdeq.take(np.array([[1., 2.], [3., 4.]]), np.array([1, 1, 0]), axis=1).numpy()
+        array([[2., 2., 1.],
+               [4., 4., 3.]])
+    """
+    a_raw = raw(a)
+    if axis is None:
+        from npdeq.autodiff.ops.shape import reshape
+
+        a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
+    axis = _axis(axis, a_raw.ndim, "take")
+    if a_raw.ndim == 0:
+        raise ValueError("take: a 0-d array has no axis to take from")
+    indices = _index_array(indices, a_raw, "take")
+    flat = ns(indices).reshape(_wrap_negative(indices, a_raw.shape[axis], "take"), (-1,))
+    out = take_(a, flat, axis)
+    shape = tuple(a_raw.shape[:axis]) + tuple(indices.shape) + tuple(a_raw.shape[axis + 1:])
+    if tuple(out.shape) == shape:
+        return out
+    from npdeq.autodiff.ops.shape import reshape
+
+    return reshape(out, shape)
+
+
+take_along_axis_ = primitive(
+    lambda a, indices, axis: ns(a).take_along_axis(a, indices, axis=axis),
+    name="take_along_axis")
+add_along_axis_ = primitive(
+    lambda v, indices, axis, length: backend.add_along_axis(v, indices, axis, length),
+    name="add_along_axis")
+"""Zeros with ``v`` added at ``indices`` along ``axis`` (the adjoint of take_along_axis)."""
+defvjp(take_along_axis_, lambda g, ans, a, indices, axis: add_along_axis_(
+    g, indices, axis, a.shape[axis]))
+defvjp(add_along_axis_, lambda g, ans, v, indices, axis, length: take_along_axis_(
+    g, indices, axis))
+
+
+def take_along_axis(a: Any, indices: Any, axis: int | None = -1) -> Tensor:
+    """Pick values of ``a`` at ``indices`` along ``axis``, as ``numpy.take_along_axis``:
+    ``indices`` has ``a``'s number of dimensions (the other axes broadcast), e.g. the result
+    of ``argsort``; ``axis=None`` works on the flattened array with 1-d ``indices``.
+
+    Raises:
+        TypeError: indices that are not integers.
+        ValueError: an axis out of range, or indices of another number of dimensions.
+        IndexError: an index out of bounds.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> a = np.array([[3., 1., 2.]])
+        >>> npdeq.take_along_axis(a, npdeq.argsort(a, axis=1), axis=1).numpy()
+        array([[1., 2., 3.]])
+    """
+    a_raw = raw(a)
+    if axis is None:
+        from npdeq.autodiff.ops.shape import reshape
+
+        a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
+    axis = _axis(axis, a_raw.ndim, "take_along_axis")
+    indices = _index_array(indices, a_raw, "take_along_axis")
+    if indices.ndim != a_raw.ndim:
+        raise ValueError(f"take_along_axis: indices of shape {tuple(indices.shape)} need as "
+                         f"many dimensions as the array of shape {tuple(a_raw.shape)}")
+    return take_along_axis_(a, _wrap_negative(indices, a_raw.shape[axis], "take_along_axis"),
+                            axis)
+
+
+def argsort(a: Any, axis: int | None = -1, *, stable: bool = True) -> Tensor:
+    """The indices that sort ``a`` along ``axis`` (the flattened array when None), as
+    ``numpy.argsort``; ties keep their order. An integer Tensor, not differentiable."""
+    a_raw = raw(a)
+    xp = ns(a_raw)
+    if axis is None:
+        a_raw, axis = xp.reshape(a_raw, (-1,)), 0
+    axis = _axis(axis, a_raw.ndim, "argsort")
+    if a_raw.ndim == 0:
+        return Tensor(xp.zeros((), dtype=xp.int64, device=backend.device(a_raw)))
+    return Tensor(xp.argsort(a_raw, axis=axis, stable=stable))
+
+
+def sort(a: Any, axis: int | None = -1) -> Tensor:
+    """``a`` sorted along ``axis`` (the flattened array when None), as ``numpy.sort``; the
+    gradient follows the permutation (each input gets the cotangent of the place it moved
+    to).
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> npdeq.sort(np.array([3., 1., 2.])).numpy()
+        array([1., 2., 3.])
+    """
+    a_raw = raw(a)
+    if axis is None or a_raw.ndim == 0:
+        from npdeq.autodiff.ops.shape import reshape
+
+        a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
+    axis = _axis(axis, a_raw.ndim, "sort")
+    return take_along_axis_(a, argsort(a_raw, axis=axis).data, axis)
