@@ -18,10 +18,36 @@ import sys
 import tempfile
 from typing import Callable, NoReturn, Sequence
 
-__all__ = ["Parser", "integer", "real", "SEED", "POSITIVE_INT", "NON_NEGATIVE_INT",
+__all__ = ["Parser", "HelpFormatter", "integer", "real", "SEED", "POSITIVE_INT", "NON_NEGATIVE_INT",
            "output_dir", "output_file", "one_line_error"]
 
 SEED_MAX = 2 ** 32 - 1  # scikit-learn's and NumPy's legacy seeding accept [0, 2**32 - 1]
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` that gives every option's default and every fixed set of values.
+
+    An option's help gets ``(one of: a, b, c; default: a)`` appended: the choices unless its
+    text already names them all, the default unless its text already mentions one (an option
+    whose default is ``None`` must say in words what happens without it). A flag's default
+    reads ``off``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if text == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+            return text
+        notes = []
+        choices = [str(c) for c in action.choices or ()]
+        if choices and not all(c in text for c in choices):
+            notes.append("one of: " + ", ".join(c.replace("%", "%%") for c in choices))
+        if action.option_strings and "default" not in text and action.nargs != 0:
+            if action.default not in (None, argparse.SUPPRESS):
+                notes.append("default: %(default)s")
+        elif action.option_strings and "default" not in text and \
+                isinstance(action, argparse._StoreTrueAction):
+            notes.append("default: off")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,7 +55,8 @@ class Parser(argparse.ArgumentParser):
 
     argparse's own error prints the (multi-line) usage first; this one prints only
     ``PROG: error: MESSAGE (see PROG --help)``, and for an unknown option lists the valid
-    ones. Abbreviated options are refused (``--epoch`` is not ``--epochs``), so a later
+    ones. ``--help`` states every option's default and choices (:class:`HelpFormatter`).
+    Abbreviated options are refused (``--epoch`` is not ``--epochs``), so a later
     option cannot silently change what an old command line means. Sub-command parsers
     made with ``add_subparsers`` are of this class too.
 
@@ -42,6 +69,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:  # type: ignore[override]

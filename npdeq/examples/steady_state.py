@@ -323,18 +323,18 @@ def parser() -> argparse.ArgumentParser:
         description="Fit diffusion, decay and production rates of a reaction-diffusion "
                     "model to a noisy observed steady state, with IFT gradients.")
     p.add_argument("--grid", type=options.integer(4, GRID_MAX), default=64,
-                   help=f"grid side N, in [4, {GRID_MAX}] (default 64)")
+                   help=f"grid side N, in [4, {GRID_MAX}]")
     p.add_argument("--steps", type=options.NON_NEGATIVE_INT, default=40,
-                   help="gradient steps, >= 0 (default 40)")
+                   help="gradient steps, >= 0")
     p.add_argument("--noise", type=options.real(0), default=0.01,
-                   help="observation noise relative to the field's maximum, >= 0 "
-                        "(default 0.01)")
+                   help="observation noise relative to the field's maximum, >= 0")
     p.add_argument("--seed", type=options.SEED, default=0,
                    help=f"seed of the sources and the noise, in [0, {options.SEED_MAX}]")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu runs on NumPy, gpu on CuPy")
     # No default here: argparse would check it even with --no-plot (main checks it then).
     p.add_argument("--out", type=options.output_file(".png"), default=None,
-                   help=f"PNG path for the figure (default {DEFAULT_FIGURE})")
+                   help=f"PNG path for the figure (default: {DEFAULT_FIGURE})")
     p.add_argument("--no-plot", action="store_true", help="do not save the figure")
     return p
 
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print_summary(result)
     if not args.no_plot:
         if save_figure(result, args.out):
-            print(f"figure saved to {args.out}")
+            print(f"wrote {args.out}")
         else:
             print("matplotlib is not installed: no figure (pip install matplotlib)")
     return 0

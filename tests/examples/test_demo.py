@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
@@ -11,7 +13,31 @@ pytest.importorskip("sklearn")
 import npdeq  # noqa: E402
 from npdeq import backend, cli  # noqa: E402
 
-TINY = ["--epochs", "1", "--train-size", "120", "--batch-size", "40", "--no-progress"]
+# No --no-progress: under pytest stdout and stderr are not terminals, so no bar is drawn.
+TINY = ["--epochs", "1", "--train-size", "120", "--batch-size", "40"]
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): loss \d+\.\d{4}, train accuracy [01]\.\d{4}, "
+                        r"test accuracy [01]\.\d{4}, forward iterations \d+\.\d, "
+                        r"residual \d\.\de[-+]\d\d, \d+\.\d\d s$")
+BAR_MARKS = ("\r", "it/s", "s/it", "█", "|")
+
+
+def _assert_plain_lines(out, err, epochs=1):
+    """One result line per epoch on stdout, no progress bar anywhere."""
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [EPOCH_LINE.match(line).group(1, 2) for line in lines] == \
+        [(str(e), str(epochs)) for e in range(1, epochs + 1)], out
+    for mark in BAR_MARKS:
+        assert mark not in out + err, (mark, out, err)
+
+
+def _assert_last_line_names_the_files(out, out_dir):
+    last = out.rstrip("\n").splitlines()[-1]
+    assert last.startswith("wrote "), last
+    written = last[len("wrote "):].split(", ")
+    assert sorted(os.path.basename(p) for p in written) == \
+        ["metrics.json", "model.npz", "training.png"]
+    for path in written:
+        assert os.path.dirname(path) == str(out_dir) and os.path.isfile(path), path
 KEYS = {"test_accuracy", "seconds_per_epoch", "mean_forward_iterations",
         "mean_backward_iterations", "convergence_rate", "test_convergence_rate", "history",
         "settings"}
@@ -31,8 +57,10 @@ def _metrics(out_dir):
 ], ids=["mlp-ift", "conv", "multiscale", "phantom", "spectral-float32"])
 def test_a_short_run_writes_metrics_and_figure(tmp_path, capsys, options):
     assert cli.main(["demo", *TINY, *options, "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "test accuracy (final epoch)" in out and "mean forward iterations" in out
+    _assert_plain_lines(out, err)
+    _assert_last_line_names_the_files(out, tmp_path)
     metrics = _metrics(tmp_path)
     assert KEYS <= set(metrics)
     assert 0.0 <= metrics["test_accuracy"] <= 1.0

@@ -23,6 +23,7 @@ def test_main_runs_and_reports(tmp_path, capsys):
         assert "matplotlib is not installed" in text and not out.exists()
     else:
         assert out.exists() and out.stat().st_size > 0
+        assert text.rstrip("\n").splitlines()[-1] == f"wrote {out}"  # the last line
 
 
 def test_run_decreases_the_loss_and_checks_gradients():

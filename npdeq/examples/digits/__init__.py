@@ -3,12 +3,14 @@
 Defaults: an MLP-DEQ with weight norm, Anderson forward solver, IFT backward (implicit
 gradients), AdamW with a cosine schedule. ``--model conv`` trains a small convolutional
 DEQ, ``--model multiscale`` a multi-scale DEQ (:mod:`npdeq.models`); ``--grad phantom --k 5
---tau 0.8`` uses PhantomGrad instead of IFT; ``--device gpu`` runs on CuPy. Prints a
-progress bar per epoch and a final table, and writes ``metrics.json``, ``training.png`` and
-the trained weights ``model.npz`` to ``--out``. Every option is checked before any work starts:
+--tau 0.8`` uses PhantomGrad instead of IFT; ``--device gpu`` runs on CuPy. Prints one line
+per epoch (and, on a terminal, a progress bar during it) and a final table, and writes
+``metrics.json``, ``training.png`` and the trained weights ``model.npz`` to ``--out``; its
+last line names every file written. Every option is checked before any work starts:
 a bad one exits with one line on stderr and status 2, never a traceback.
 
-Needs the ``examples`` extra (scikit-learn, tqdm, matplotlib). May import anything.
+Needs scikit-learn; tqdm (bars) and matplotlib (the figure) are optional (all three are the
+``examples`` extra). May import anything.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["main", "run", "deq_config", "parser"]
 
 DEVICES = ("cpu", "gpu")
 MODEL_NAMES = ("mlp", "conv", "multiscale")
-OUTPUT_FILES = ("metrics.json", "model.npz", "training.png")
+OUTPUT_FILES = ("metrics.json", "training.png", "model.npz")
 PHANTOM_DEFAULTS = {"k": 5, "tau": 0.8}
 
 
@@ -43,42 +45,48 @@ def parser() -> argparse.ArgumentParser:
 
     p = options.Parser(
         prog="npdeq demo",
-        description="Train a DEQ classifier on scikit-learn's 8x8 digits (no download).")
+        description="Train a DEQ classifier on scikit-learn's 8x8 digits (no download). "
+                    "Prints one line per epoch (a progress bar too on a terminal) and a "
+                    "final table; writes metrics.json, training.png (needs matplotlib) and "
+                    "the trained weights model.npz to --out.")
     p.add_argument("--model", choices=MODEL_NAMES, default="mlp",
-                   help="mlp (default), conv or multiscale")
+                   help="the classifier: an MLP-DEQ, a small convolutional DEQ or a "
+                        "multi-scale DEQ")
     p.add_argument("--grad", choices=("ift", "phantom"), default="ift",
-                   help="backward: implicit differentiation (default) or PhantomGrad")
+                   help="backward pass: implicit differentiation or PhantomGrad")
     p.add_argument("--k", type=options.POSITIVE_INT, default=None,
-                   help=f"PhantomGrad steps, >= 1 (only with --grad phantom; default "
+                   help=f"PhantomGrad steps, >= 1, only with --grad phantom (default: "
                         f"{PHANTOM_DEFAULTS['k']})")
     p.add_argument("--tau", type=options.real(0, 1, low_open=True), default=None,
-                   help=f"PhantomGrad damping in (0, 1] (only with --grad phantom; default "
+                   help=f"PhantomGrad damping in (0, 1], only with --grad phantom (default: "
                         f"{PHANTOM_DEFAULTS['tau']})")
     p.add_argument("--f-solver", choices=_forward_solvers(), default="anderson",
-                   metavar="SOLVER",
-                   help=f"forward solver: {', '.join(_forward_solvers())} (default anderson)")
+                   metavar="SOLVER", help="forward solver")
     p.add_argument("--norm", choices=("weight_norm", "spectral_norm", "none"),
                    default="weight_norm", help="normalisation of the DEQ's weights")
     p.add_argument("--jac-reg", type=options.real(0), default=None, metavar="WEIGHT",
-                   help="Jacobian regularisation weight >= 0 (default 0, and 1.0 for --model "
-                        "conv): adds WEIGHT * ||df/dz||_F^2 / numel at z* to the loss")
-    p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (NumPy) or gpu (CuPy)")
-    p.add_argument("--epochs", type=options.POSITIVE_INT, default=20, help=">= 1 (default 20)")
+                   help="Jacobian regularisation weight >= 0: adds WEIGHT * ||df/dz||_F^2 / "
+                        "numel at z* to the loss (default: 1.0 for --model conv, else 0)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="cpu runs on NumPy, gpu on CuPy")
+    p.add_argument("--epochs", type=options.POSITIVE_INT, default=20, help="epochs, >= 1")
     p.add_argument("--batch-size", type=options.POSITIVE_INT, default=64,
-                   help=">= 1 (default 64)")
+                   help="training batch size, >= 1")
     p.add_argument("--lr", type=options.real(0, low_open=True), default=3e-3,
-                   help="learning rate > 0 (default 3e-3)")
+                   help="AdamW's learning rate, > 0, then a cosine schedule")
     p.add_argument("--seed", type=options.SEED, default=0,
                    help=f"seed of the split, the initialisation and the batches, in "
-                        f"[0, {options.SEED_MAX}] (default 0)")
+                        f"[0, {options.SEED_MAX}]")
     p.add_argument("--train-size", type=options.integer(10, TRAIN_IMAGES), default=None,
                    help=f"use only this many training images, in [10, {TRAIN_IMAGES}] "
-                        f"(default all {TRAIN_IMAGES})")
-    p.add_argument("--float32", action="store_true", help="train in float32 (default float64)")
+                        f"(default: all {TRAIN_IMAGES})")
+    p.add_argument("--float32", action="store_true", help="train in float32, not float64")
     p.add_argument("--out", type=options.output_dir(OUTPUT_FILES), default="npdeq-demo",
-                   help="directory for metrics.json, training.png and model.npz, created if "
-                        "needed (default npdeq-demo)")
-    p.add_argument("--no-progress", action="store_true", help="one line per epoch, no bars")
+                   metavar="DIR",
+                   help=f"directory for {', '.join(OUTPUT_FILES)}, created if needed")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, even on a terminal; bars are never drawn into a "
+                        "file, a pipe or CI's log, and the line per epoch is always printed")
     return p
 
 
@@ -136,14 +144,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics["wall_seconds"] = time.perf_counter() - start
     report.table(metrics)
     os.makedirs(args.out, exist_ok=True)
-    report.write_json(metrics, os.path.join(args.out, "metrics.json"))
-    # The trained weights, for npdeq.nn.load(path, into=a model built with the same options).
-    npdeq.nn.save(model, os.path.join(args.out, "model.npz"))
+    written = [os.path.join(args.out, "metrics.json")]
+    report.write_json(metrics, written[-1])
     figure = os.path.join(args.out, "training.png")
     if report.write_figure(history, figure, title=f"npdeq demo: {args.model} DEQ on digits"):
-        print(f"wrote {os.path.join(args.out, 'metrics.json')} and {figure}")
-    else:
-        print(f"wrote {os.path.join(args.out, 'metrics.json')} (install matplotlib for the figure)")
+        written.append(figure)
+    # The trained weights, for npdeq.nn.load(path, into=a model built with the same options).
+    written.append(os.path.join(args.out, "model.npz"))
+    npdeq.nn.save(model, written[-1])
+    note = "" if figure in written else " (no training.png: pip install matplotlib)"
+    print(f"wrote {', '.join(written)}{note}")
     return metrics
 
 

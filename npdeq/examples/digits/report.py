@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from npdeq.examples.digits.training import History
 
-__all__ = ["summary", "table", "write_json", "write_figure"]
+__all__ = ["summary", "table", "write_json", "write_figure", "figure", "loss_scale"]
 
 
 def summary(history: History, settings: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +62,12 @@ def write_json(metrics: dict[str, Any], path: str) -> None:
         json.dump(metrics, handle, indent=2)
 
 
+def loss_scale(losses: Sequence[float]) -> str:
+    """``'log'`` when the positive finite losses span at least a decade, else ``'linear'``."""
+    values = [v for v in losses if math.isfinite(v) and v > 0]
+    return "log" if values and max(values) >= 10 * min(values) else "linear"
+
+
 def write_figure(history: History, path: str, title: str = "") -> bool:
     """Training curves and residual traces as a PNG; ``False`` when matplotlib is missing."""
     try:
@@ -70,14 +76,34 @@ def write_figure(history: History, path: str, title: str = "") -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    fig = figure(history, title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def figure(history: History, title: str = "") -> Any:
+    """The matplotlib figure of :func:`write_figure`: loss (log scale only when it spans a
+    decade), train and test accuracy against whole epochs, and the forward residual traces.
+    Needs matplotlib."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.arange(1, len(history.train_loss) + 1)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     axes[0].plot(epochs, history.train_loss, marker="o")
-    axes[0].set(xlabel="epoch", ylabel="training loss", title="loss", yscale="log")
+    axes[0].set(xlabel="epoch", ylabel="training loss (cross entropy)", title="loss",
+                yscale=loss_scale(history.train_loss))
+    if loss_scale(history.train_loss) == "linear":
+        axes[0].set_ylim(bottom=0)
     axes[1].plot(epochs, history.train_accuracy, marker="o", label="train")
     axes[1].plot(epochs, history.test_accuracy, marker="s", label="test")
-    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    axes[1].legend()
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    axes[1].legend(loc="lower right")
+    for axis in axes[:2]:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlim(0.5, len(epochs) + 0.5)
     traces = history.residual_traces
     if traces is not None:
         steps = np.arange(1, traces.shape[1] + 1)
@@ -89,10 +115,8 @@ def write_figure(history: History, path: str, title: str = "") -> bool:
                          alpha=0.25, lw=1)
     axes[2].set(xlabel="solver iteration", ylabel="||f(z) - z||", yscale="log",
                 title="forward residual per test sample (final model)")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig

@@ -2,13 +2,18 @@
 
 One step: ``reset_deq`` (fresh normalised weights and dropout masks), forward solve, cross
 entropy, backward (IFT or PhantomGrad), optimizer step. After each epoch the model is
-evaluated on the held-out set in eval mode. Everything the report needs is collected in
-:class:`History`. Imports numpy, npdeq and (optionally) tqdm.
+evaluated on the held-out set in eval mode, and one line reports the epoch (loss, train and
+test accuracy, forward iterations, residual, time). A progress bar (tqdm, optional) runs
+during an epoch only when both stdout and stderr are terminals with a nonzero width; in a
+file, a pipe, CI or a 0-column terminal only the per-epoch lines are printed. Everything the
+report needs is collected in :class:`History`. Imports numpy, npdeq and (optionally) tqdm.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 import warnings
 from typing import Any, Callable
@@ -20,7 +25,7 @@ from npdeq import backend, optim
 from npdeq.autodiff import cross_entropy, no_grad
 from npdeq.examples.digits.data import Digits, batches
 
-__all__ = ["Settings", "History", "train", "evaluate"]
+__all__ = ["Settings", "History", "train", "evaluate", "epoch_line", "terminal_width"]
 
 
 @dataclasses.dataclass
@@ -32,7 +37,7 @@ class Settings:
     lr: float = 3e-3
     weight_decay: float = 0.05
     seed: int = 0
-    progress: bool = True
+    progress: bool = True  # a bar during each epoch, if the terminal can show one
 
 
 @dataclasses.dataclass
@@ -99,9 +104,10 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
     Args:
         model: the classifier (already on ``xp``/``device``).
         data: the split (host arrays).
-        settings: epochs, batch size, learning rate, weight decay, seed, progress bar.
+        settings: epochs, batch size, learning rate, weight decay, seed, progress bar
+            (shown only when :func:`terminal_width` is nonzero for stdout and stderr).
         xp, device: where the model lives (default NumPy).
-        log: where the per-epoch line goes when there is no progress bar.
+        log: where the per-epoch line goes (always printed, with or without a bar).
 
     Returns:
         The :class:`History`.
@@ -119,7 +125,7 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
     steps = -(-n // settings.batch_size)
     for epoch in range(settings.epochs):
         start = time.perf_counter()
-        losses, correct, fwd, bwd, residual, converged = [], 0, [], [], [], 0
+        losses, correct, seen, fwd, bwd, residual, converged = [], 0, 0, [], [], [], 0
         bar = _progress(settings.progress, steps, f"epoch {epoch + 1}/{settings.epochs}")
         with warnings.catch_warnings():
             # Early in training some samples miss the tolerance: that is reported in the
@@ -139,13 +145,15 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                 losses.append(loss.item())
                 predicted = backend.to_numpy(logits.data).argmax(axis=1)
                 correct += int((predicted == data.y_train[index]).sum())
+                seen += index.shape[0]
                 fwd.append(float(backend.to_numpy(info["nstep"]).mean()))
                 residual.append(float(backend.to_numpy(info["abs_lowest"]).mean()))
                 converged += int(backend.to_numpy(info["converged"]).sum())
                 if info.get("backward") is not None:
                     bwd.append(float(backend.to_numpy(info["backward"]["nstep"]).mean()))
                 if bar is not None:
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{correct / n:.3f}",
+                    # Accuracy so far in this epoch (over the samples seen), not progress.
+                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{correct / seen:.3f}",
                                     fwd=f"{fwd[-1]:.1f}", res=f"{residual[-1]:.1e}")
                     bar.update(1)
         schedule.step()
@@ -161,14 +169,20 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
         history.converged_fraction.append(converged / n)
         history.test_converged_fraction.append(test_converged)
         history.residual_traces = traces
-        line = (f"epoch {epoch + 1}: loss {history.train_loss[-1]:.4f}, test accuracy "
-                f"{accuracy:.4f}, forward iterations {history.forward_iterations[-1]:.1f}")
         if bar is not None:
-            bar.set_postfix_str(line.split(": ", 1)[1])
-            bar.close()
-        else:
-            log(line)
+            bar.close()  # leave=False: the epoch's line below takes the bar's place
+        log(epoch_line(history, epoch, settings.epochs))
     return history
+
+
+def epoch_line(history: History, epoch: int, epochs: int) -> str:
+    """The one-line result of epoch ``epoch`` (0-based) of ``epochs``."""
+    return (f"epoch {epoch + 1}/{epochs}: loss {history.train_loss[epoch]:.4f}, "
+            f"train accuracy {history.train_accuracy[epoch]:.4f}, "
+            f"test accuracy {history.test_accuracy[epoch]:.4f}, "
+            f"forward iterations {history.forward_iterations[epoch]:.1f}, "
+            f"residual {history.forward_residual[epoch]:.1e}, "
+            f"{history.epoch_seconds[epoch]:.2f} s")
 
 
 def _jacobian_weight(model: npdeq.nn.Module) -> float:
@@ -179,11 +193,25 @@ def _jacobian_weight(model: npdeq.nn.Module) -> float:
     return 0.0
 
 
+def terminal_width(stream: Any) -> int:
+    """The width in columns of the terminal ``stream`` writes to; 0 when it is not a terminal
+    (a file, a pipe, CI's log) or the terminal reports no width (a fresh pseudo-terminal)."""
+    try:
+        if not stream.isatty():
+            return 0
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # closed, replaced or fileno-less streams
+        return 0
+
+
 def _progress(enabled: bool, total: int, description: str) -> Any:
-    if not enabled:
+    """A tqdm bar on stderr, or ``None``: not asked for, no terminal to draw it on, or no
+    tqdm (an optional extra). The per-epoch lines go to stdout, so both must be terminals."""
+    if not enabled or not (terminal_width(sys.stdout) and terminal_width(sys.stderr)):
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:  # tqdm is an extra: without it the demo prints one line per epoch
         return None
-    return tqdm(total=total, desc=description, leave=True, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, leave=False, dynamic_ncols=True,
+                file=sys.stderr)
