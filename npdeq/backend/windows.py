@@ -13,7 +13,7 @@ import numpy as np
 
 from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
 
-__all__ = ["sliding_windows", "fold_windows", "scatter_add"]
+__all__ = ["sliding_windows", "fold_windows", "scatter_add", "add_rows"]
 
 
 def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
@@ -123,3 +123,29 @@ def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
     return xp.reshape(xp.reshape(values, (-1,)) @ onehot, shape)
 
 
+
+
+def add_rows(num_rows: int, index: Any, values: Any) -> Any:
+    """Rows added up by index (an embedding's gradient): ``out[index[i]] += values[i]``.
+
+    Args:
+        num_rows: rows of the result.
+        index: 1-D integer array of row numbers in ``[0, num_rows)``, repeats allowed.
+        values: array of shape ``(len(index), ...)``.
+
+    Returns:
+        Array of shape ``(num_rows, ...)`` with ``values``' dtype, namespace and device.
+    """
+    xp = array_namespace(values)
+    shape = (num_rows,) + tuple(values.shape[1:])
+    if is_numpy(xp) or is_cupy(xp):
+        return scatter_add(shape, (index,), values)
+    # Portable fallback: a one-hot (num_rows, len(index)) matrix product, O(num_rows * len)
+    # memory (the standard has no scatter); fine for tests and small vocabularies.
+    rows = xp.arange(num_rows, dtype=index.dtype, device=device(values))
+    onehot = xp.astype(rows[:, None] == index[None, :], values.dtype)
+    width = 1
+    for s in shape[1:]:
+        width *= s
+    flat = xp.reshape(values, (values.shape[0], width))  # not -1: there may be no rows
+    return xp.reshape(onehot @ flat, shape)

@@ -8,8 +8,11 @@ Imports the tape (:mod:`npdeq.autodiff`) and the backend; the optimizers are in
 from npdeq.nn import init
 from npdeq.nn.containers import ModuleList, Sequential
 from npdeq.nn.init import manual_seed
-from npdeq.nn.layers import (GELU, AvgPool2d, Conv2d, Flatten, GroupNorm, Identity, LayerNorm,
-                             Linear, ReLU, Sigmoid, Tanh)
+from npdeq.nn.conv import Conv1d, Conv2d
+from npdeq.nn.embedding import Embedding
+from npdeq.nn.layers import GELU, Flatten, Identity, Linear, ReLU, Sigmoid, Tanh
+from npdeq.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from npdeq.nn.pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 from npdeq.nn.serialization import load, save
@@ -17,3 +20,5 @@ from npdeq.nn.serialization import load, save
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d", "GroupNorm",
            "LayerNorm", "ReLU", "Tanh", "GELU", "Sigmoid", "Identity", "Flatten", "AvgPool2d",
            "init", "manual_seed", "save", "load"]
+__all__ += ["Conv1d", "AvgPool1d", "MaxPool1d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d",
+            "Embedding"]

@@ -2,7 +2,8 @@
 ``apply_norm``, ``reset_norm``, ``remove_norm``) and the registries behind them.
 
 ``apply_norm`` walks ``model.named_modules()`` and normalises every module of a registered
-type (``Linear`` and ``Conv2d`` by default, :func:`register_norm_module` adds more) with the
+type (``Linear``, ``Conv1d`` and ``Conv2d`` by default, as TorchDEQ; :func:`register_norm_module`
+adds more, e.g. ``Embedding``, whose rows TorchDEQ leaves alone) with the
 norm named by ``norm_type`` (``'weight_norm'``, ``'spectral_norm'``, :func:`register_norm`
 adds more). Importing this module registers :func:`reset_norm`'s per-module step with
 :func:`npdeq.core.registry.register_reset_hook`, so ``reset_deq(model)`` recomputes the
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 from npdeq.core.config import DEQConfig, GROUPS, default, is_default
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
+from npdeq.nn.conv import Conv1d
 from npdeq.nn.module import Module
 from npdeq.norm.base import NormBase, _as_dims, snapshot
 from npdeq.norm.spectral_norm import SpectralNorm
@@ -133,7 +135,7 @@ def apply_norm(model: Module, norm_type: str | None = default("norm_type"),
     """Normalise the weights of every registered module in ``model`` (TorchDEQ's function).
 
     A module is normalised when its type (or a base class) is registered for the norm
-    (``Linear`` and ``Conv2d`` by default), its weights are Parameters, its name does not
+    (``Linear``, ``Conv1d`` and ``Conv2d`` by default), its weights are Parameters, its name does not
     start with a prefix in ``prefix_filter_out`` and contains no string of ``filter_out``.
     Afterwards ``module.weight`` is recomputed by :func:`reset_norm` or ``reset_deq``,
     which a training loop calls once per step (and after moving or loading the model).
@@ -289,3 +291,9 @@ def _reset_module(module: Any) -> None:
 
 
 register_reset_hook(_reset_module)
+
+# TorchDEQ's default module types beyond the norms' own tables (Linear, Conv2d): one norm per
+# output channel of a (C_out, C_in / groups, k) weight.
+for _norm in ("weight_norm", "spectral_norm"):
+    register_norm_module(Conv1d, _norm, "weight", 0)
+del _norm

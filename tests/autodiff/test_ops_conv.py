@@ -1,4 +1,4 @@
-"""conv2d and avg_pool2d (and their im2col primitives): explicit-loop references, HIPS
+"""conv1d, conv2d and avg_pool2d (and their im2col primitives): explicit-loop references, HIPS
 autograd, finite differences of order 1 and 2, argument checking."""
 
 from __future__ import annotations
@@ -204,3 +204,54 @@ def test_avg_pool2d_rejects_bad_arguments(xp, to_xp):
         npdeq.avg_pool2d(x, 0)
     with pytest.raises(ValueError, match="does not fit"):
         npdeq.avg_pool2d(x, 5)
+
+
+# --- conv1d --------------------------------------------------------------------------------
+
+
+@given(case=conv_cases())
+def test_conv1d_matches_loop_reference_and_finite_differences(xp, to_xp, check_array, case):
+    """conv1d against conv2d's loop reference on a unit height axis (one kernel row)."""
+    x, w, b = _conv_arrays(case)
+    x, w = x[:, :, 0], w[:, :, 0]
+    s, p, d = case["stride"][1], case["padding"][1], case["dilation"][1]
+    assume(x.shape[2] + 2 * p >= d * (w.shape[2] - 1) + 1)
+    expected = conv2d_reference(x[:, :, None], w[:, :, None], b, (1, s), (0, p), (1, d),
+                                case["groups"])[:, :, 0]
+    kwargs = {"stride": s, "padding": (p,), "dilation": d, "groups": case["groups"]}
+    args = [to_xp(x), to_xp(w)] + ([] if b is None else [to_xp(b)])
+    out = npdeq.conv1d(*args, **kwargs)
+    check_array(out, shape=expected.shape, dtype=xp.float64)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    check_grads(lambda *a: npdeq.conv1d(*a, **kwargs), *args, order=2, rtol=1e-5, atol=1e-6,
+                seed=case["seed"])
+
+
+def test_conv1d_same_padding_pads_the_odd_extra_after(xp, to_xp, check_array):
+    rng = np.random.default_rng(1)
+    x0, w0 = rng.standard_normal((2, 2, 7)), rng.standard_normal((3, 2, 4))
+    same = npdeq.conv1d(to_xp(x0), to_xp(w0), padding="same")
+    check_array(same, shape=(2, 3, 7), dtype=xp.float64)
+    xpad = np.pad(x0, ((0, 0), (0, 0), (1, 2)))
+    expected = conv2d_reference(xpad[:, :, None], w0[:, :, None], None, (1, 1), (0, 0), (1, 1),
+                                1)[:, :, 0]
+    np.testing.assert_allclose(same.numpy(), expected, rtol=1e-12, atol=1e-12)
+    valid = npdeq.conv1d(to_xp(x0), to_xp(w0), padding="valid")
+    np.testing.assert_allclose(valid.numpy(), npdeq.conv1d(to_xp(x0), to_xp(w0)).numpy())
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, match", [
+    ((1, 3, 5), (2, 2, 3), {}, r"conv1d: input shape \(1, 3, 5\) has 3 channels.*\(2, 2, 3\)"),
+    ((1, 4, 5), (3, 2, 3), {"groups": 2}, r"conv1d: groups=2 must divide.*3"),
+    ((1, 3, 5, 5), (2, 3, 3), {}, r"input must have shape \(B, C, L\).*\(1, 3, 5, 5\)"),
+    ((1, 3, 5), (2, 3, 3, 3), {}, r"weight must have shape \(C_out, C_in // groups, k\)"),
+    ((1, 3, 2), (2, 3, 3), {}, r"kernel size 3 with dilation 1 does not fit.*\(1, 3, 2\)"),
+    ((1, 3, 5), (2, 3, 3), {"stride": 0}, "conv1d: stride must be >= 1"),
+    ((1, 3, 5), (2, 3, 3), {"padding": (1, 1)}, "padding must be an int or a 1-tuple"),
+    ((1, 3, 5), (2, 3, 3), {"padding": "full"}, "'valid' or 'same'"),
+    ((1, 3, 5), (2, 3, 3), {"padding": "same", "stride": 2}, "needs stride 1, got stride 2"),
+    ((1, 3, 5), (2, 3, 3), {"dilation": 1.5}, "dilation must be an int"),
+])
+def test_conv1d_rejects_bad_arguments(xp, to_xp, x_shape, w_shape, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        npdeq.conv1d(to_xp(np.zeros(x_shape)), to_xp(np.zeros(w_shape)), **kwargs)

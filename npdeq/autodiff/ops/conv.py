@@ -1,10 +1,11 @@
-"""2-D convolution and average pooling through im2col, with PyTorch's argument conventions.
+"""1-D and 2-D convolution through im2col, with PyTorch's argument conventions.
 
 Two primitives carry the work: ``_windows`` gathers the sliding windows of a padded image
 batch (``backend.sliding_windows``) and ``_fold`` sums windows back into an image
 (``backend.fold_windows``). They are each other's adjoint, so each is the other's VJP and
 gradients of any order work. ``conv2d`` is then a reshape and one batched matmul (groups
-become a batch axis), ``avg_pool2d`` a mean over the window axes; both are composites.
+become a batch axis), a composite. ``conv1d`` runs the same windows and matmul on a unit height
+axis. The pooling ops (:mod:`npdeq.autodiff.ops.pooling`) reuse the windows.
 
 May import: ``npdeq.backend`` and the other op modules (no NumPy).
 """
@@ -15,12 +16,11 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff.ops.linalg import matmul
-from npdeq.autodiff.ops.reductions import mean
 from npdeq.autodiff.ops.shape import pad, reshape
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["conv2d", "avg_pool2d"]
+__all__ = ["conv1d", "conv2d"]
 
 Pair = int | tuple[int, int]
 
@@ -94,6 +94,28 @@ def _check_image(x: Any, what: str) -> None:
                          f"{tuple(x.shape)}")
 
 
+def _check_channels(x: Any, weight: Any, bias: Any, groups: Any, what: str) -> int:
+    """``groups`` as an int after checking it against the channels of ``x``, ``weight`` and
+    ``bias`` (``what`` names the op in the messages)."""
+    count = backend.as_count(groups)
+    if count is None or count < 1:
+        raise ValueError(f"{what}: groups must be a positive int, got {groups!r}")
+    groups = count
+    c_in, c_out, c_group = x.shape[1], weight.shape[0], weight.shape[1]
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"{what}: groups={groups} must divide both input channels ({c_in}, "
+                         f"input shape {tuple(x.shape)}) and output channels ({c_out}, "
+                         f"weight shape {tuple(weight.shape)})")
+    if c_group * groups != c_in:
+        raise ValueError(
+            f"{what}: input shape {tuple(x.shape)} has {c_in} channels but weight shape "
+            f"{tuple(weight.shape)} with groups={groups} expects {c_group * groups}")
+    if bias is not None and tuple(bias.shape) != (c_out,):
+        raise ValueError(f"{what}: bias must have shape ({c_out},) for weight shape "
+                         f"{tuple(weight.shape)}, got shape {tuple(bias.shape)}")
+    return groups
+
+
 def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
            padding: Pair | str = 0, dilation: Pair = 1, groups: int = 1) -> Tensor:
     """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
@@ -129,23 +151,9 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
     if len(weight.shape) != 4:
         raise ValueError(f"conv2d: weight must have shape (C_out, C_in // groups, kh, kw), "
                          f"got shape {tuple(weight.shape)}")
-    count = backend.as_count(groups)
-    if count is None or count < 1:
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
-    groups = count
-    b, c_in = x.shape[0], x.shape[1]
+    groups = _check_channels(x, weight, bias, groups, "conv2d")
+    b = x.shape[0]
     c_out, c_group, kh, kw = weight.shape
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"conv2d: groups={groups} must divide both input channels ({c_in}, "
-                         f"input shape {tuple(x.shape)}) and output channels ({c_out}, "
-                         f"weight shape {tuple(weight.shape)})")
-    if c_group * groups != c_in:
-        raise ValueError(
-            f"conv2d: input shape {tuple(x.shape)} has {c_in} channels but weight shape "
-            f"{tuple(weight.shape)} with groups={groups} expects {c_group * groups}")
-    if bias is not None and tuple(bias.shape) != (c_out,):
-        raise ValueError(f"conv2d: bias must have shape ({c_out},) for weight shape "
-                         f"{tuple(weight.shape)}, got shape {tuple(bias.shape)}")
     stride_ = _pair(stride, "conv2d: stride", 1)
     dilation_ = _pair(dilation, "conv2d: dilation", 1)
     kernel = (kh, kw)
@@ -162,35 +170,82 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
     return out
 
 
-def avg_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None,
-               padding: Pair = 0) -> Tensor:
-    """2-D average pooling, as ``torch.nn.functional.avg_pool2d`` with
-    ``count_include_pad=True`` and ``ceil_mode=False`` (padded zeros count in the average).
+def _single(value: Any, name: str, minimum: int) -> int:
+    """An int or a 1-sequence of ints (PyTorch's ``(s,)``) as an int, at least ``minimum``."""
+    single = backend.as_count(value)
+    if single is None and isinstance(value, (tuple, list)) and len(value) == 1:
+        single = backend.as_count(value[0])
+    if single is None:
+        raise ValueError(f"{name} must be an int or a 1-tuple of ints, got {value!r}")
+    if single < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return single
+
+
+def _check_sequence(x: Any, what: str) -> None:
+    if len(x.shape) != 3:
+        raise ValueError(f"{what}: input must have shape (B, C, L), got shape {tuple(x.shape)}")
+
+
+def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
+           padding: int | tuple[int] | str = 0, dilation: int | tuple[int] = 1,
+           groups: int = 1) -> Tensor:
+    """1-D cross-correlation, as ``torch.nn.functional.conv1d``.
+
+    ``out[b, o, i] = bias[o] + sum_{c, p} weight[o, c, p] * xpad[b, g*Cg + c, i*s + p*d]``
+    with ``g`` the group of output channel ``o``.
 
     Args:
-        x: ``(B, C, H, W)`` Tensor or array.
-        kernel_size: int or ``(kh, kw)``.
-        stride: int or ``(sh, sw)``; default ``kernel_size``.
-        padding: int or ``(ph, pw)``, at most half the kernel size.
+        x: ``(B, C_in, L)`` Tensor or array.
+        weight: ``(C_out, C_in // groups, k)``.
+        bias: ``(C_out,)`` or None.
+        stride: int or ``(s,)``, >= 1.
+        padding: int or ``(p,)`` zeros added on both sides, or ``'valid'`` (none) or
+            ``'same'`` (output length equals input length; stride 1 only).
+        dilation: int or ``(d,)``, >= 1.
+        groups: number of channel groups; divides both ``C_in`` and ``C_out``.
 
     Returns:
-        ``(B, C, Ho, Wo)`` Tensor with ``Ho = (H + 2 ph - kh) // sh + 1`` (likewise ``Wo``).
+        ``(B, C_out, Lo)`` Tensor with ``Lo = (L + 2 p - d (k - 1) - 1) // s + 1``, in ``x``'s
+        namespace and on its device.
 
     Raises:
-        ValueError: a wrong rank, bad sizes, padding over half the kernel, or a kernel larger
-            than the padded input.
+        ValueError: wrong ranks, channel counts that do not match ``groups``, a bias of the
+            wrong shape, bad stride/padding/dilation, or a kernel longer than the padded input.
 
     Example:
         >>> import numpy as np, npdeq
-        >>> npdeq.avg_pool2d(np.ones((1, 1, 4, 4)), 2).shape
-        (1, 1, 2, 2)
+        >>> npdeq.conv1d(np.ones((2, 3, 7)), np.ones((4, 3, 3)), padding=1).shape
+        (2, 4, 7)
     """
-    _check_image(x, "avg_pool2d")
-    kernel = _pair(kernel_size, "avg_pool2d: kernel_size", 1)
-    stride_ = kernel if stride is None else _pair(stride, "avg_pool2d: stride", 1)
-    ph, pw = _pair(padding, "avg_pool2d: padding", 0)
-    if 2 * ph > kernel[0] or 2 * pw > kernel[1]:
-        raise ValueError(f"avg_pool2d: padding {(ph, pw)} must be at most half the kernel "
-                         f"size {kernel}")
-    cols = _padded_windows(x, kernel, stride_, (1, 1), ((ph, ph), (pw, pw)), "avg_pool2d")
-    return mean(cols, axis=(2, 3))
+    _check_sequence(x, "conv1d")
+    if len(weight.shape) != 3:
+        raise ValueError(f"conv1d: weight must have shape (C_out, C_in // groups, k), got "
+                         f"shape {tuple(weight.shape)}")
+    groups = _check_channels(x, weight, bias, groups, "conv1d")
+    s = _single(stride, "conv1d: stride", 1)
+    d = _single(dilation, "conv1d: dilation", 1)
+    b, c, n = x.shape
+    o, cg, k = weight.shape
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"conv1d: padding must be an int, a 1-tuple, 'valid' or 'same', "
+                             f"got {padding!r}")
+        if padding == "same" and s != 1:
+            raise ValueError(f"conv1d: padding='same' needs stride 1, got stride {stride!r}")
+        total = 0 if padding == "valid" else d * (k - 1)
+        before, after = total // 2, total - total // 2  # an odd total pads more after
+    else:
+        before = after = _single(padding, "conv1d: padding", 0)
+    if n + before + after < d * (k - 1) + 1:
+        raise ValueError(f"conv1d: kernel size {k} with dilation {d} does not fit the input of "
+                         f"shape {tuple(x.shape)} padded by {padding!r} (padded length "
+                         f"{n + before + after})")
+    cols = _padded_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (1, d),
+                           ((0, 0), (before, after)), "conv1d")
+    lo = cols.shape[5]
+    cols = reshape(cols, (b, groups, cg * k, lo))
+    out = reshape(matmul(reshape(weight, (1, groups, o // groups, cg * k)), cols), (b, o, lo))
+    if bias is not None:
+        out = out + reshape(bias, (1, o, 1))
+    return out
