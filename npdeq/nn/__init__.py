@@ -22,3 +22,10 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d"
            "init", "manual_seed", "save", "load"]
 __all__ += ["Conv1d", "AvgPool1d", "MaxPool1d", "MaxPool2d", "BatchNorm1d", "BatchNorm2d",
             "Embedding"]
+
+# PyTorch's torch.nn.functional, torch.nn.utils (gradient clipping), Dropout and the losses.
+from npdeq.nn import functional, utils  # noqa: E402
+from npdeq.nn.dropout import Dropout  # noqa: E402
+from npdeq.nn.loss import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss  # noqa: E402
+
+__all__ += ["functional", "utils", "Dropout", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss"]
