@@ -25,6 +25,7 @@ from npdeq import nn, optim  # noqa: F401,E402
 from npdeq import norm, dropout  # noqa: F401,E402
 from npdeq import models  # noqa: F401
 from npdeq import loss, utils  # noqa: F401
+from npdeq import linalg  # noqa: F401,E402  (numpy.linalg's functions on the tape)
 # TorchDEQ's top-level names (torchdeq/__init__.py), where its users import them from.
 from npdeq.dropout import (VariationalDropout, VariationalDropout1d, VariationalDropout2d,
                            VariationalDropout3d, VariationalDropToken1d, VariationalDropToken2d,

@@ -7,6 +7,7 @@ on it; :mod:`npdeq.autodiff` imports this module once, after the ops.
 from __future__ import annotations
 
 from npdeq.autodiff import ops
+from npdeq.autodiff.ops import linalg_functions
 from npdeq.autodiff.tensor import Tensor
 
 
@@ -71,6 +72,8 @@ _METHODS = {
     "broadcast_to": ops.broadcast_to, "expand": ops.broadcast_to,
     "permute": _permute, "transpose": _transpose, "swapaxes": ops.swapaxes,
     "matmul": ops.matmul,
+    "norm": linalg_functions.tensor_norm, "trace": ops.trace, "diagonal": ops.diagonal,
+    "flip": ops.flip,
     "T": property(lambda self: ops.permute(self, None)),
     "mT": property(lambda self: ops.swapaxes(self, -1, -2)),
 }
