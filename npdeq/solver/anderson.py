@@ -34,7 +34,8 @@ __all__ = ["anderson_solver"]
 @solver_entry
 def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                     stop_mode: str = "abs", indexing: Sequence[int] | None = None, m: int = 6,
-                    lam: float = 1e-4, tau: float = 1.0, return_final: bool = False
+                    lam: float = 1e-4, tau: float = 1.0, return_final: bool = False,
+                    per_sample: bool = True
                     ) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` with Anderson acceleration, per sample.
 
@@ -50,6 +51,10 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         lam: regularisation, relative to the mean squared residual norm in the history.
         tau: mixing (damping) parameter ``beta`` in ``(0, 1]``.
         return_final: return the last evaluated iterate instead of the best one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`: ``z`` is the
@@ -73,8 +78,9 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     m = check_int("m (the Anderson history size)", m, 1)
     lam = check_real("lam", lam, 0.0)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     xp = tracker.xp
     batch, dim = x.shape
     dev = backend.device(x)

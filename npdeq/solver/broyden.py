@@ -31,7 +31,8 @@ LINE_SEARCH_HALVINGS = 4
 def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                    stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                    LBFGS_thres: int | None = None, ls: bool = False,
-                   return_final: bool = False) -> tuple[Any, list, SolverStat]:
+                   return_final: bool = False,
+                   per_sample: bool = True) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` with limited-memory Broyden's method, per sample.
 
     Args:
@@ -45,6 +46,10 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
         LBFGS_thres: number of rank-one updates kept (default ``max_iter``, as TorchDEQ).
         ls: per-sample backtracking line search on ``||f(z) - z||``.
         return_final: return the last evaluated iterate instead of the best one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -67,8 +72,9 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
     memory = max(max_iter, 1) if memory is None else memory
     check_bool("ls", ls)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     if max_iter == 0:
         return tracker.finish(restore, "broyden_solver")
     xp = tracker.xp

@@ -17,7 +17,8 @@ __all__ = ["fixed_point_iter", "simple_fixed_point_iter"]
 @solver_entry
 def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                      stop_mode: str = "abs", indexing: Sequence[int] | None = None,
-                     tau: float = 1.0, return_final: bool = False) -> tuple[Any, list, SolverStat]:
+                     tau: float = 1.0, return_final: bool = False,
+                     per_sample: bool = True) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` by damped fixed-point iteration, per sample.
 
     Each iteration evaluates ``f`` once at the current iterate ``x_k`` and moves to
@@ -42,6 +43,10 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
         indexing: iterations (1-based) at which to record the best state so far.
         tau: damping in ``(0, 1]``.
         return_final: return the last evaluated iterate instead of the best one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)``: ``z`` has ``x0``'s structure and is, per sample, the
@@ -65,8 +70,9 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
                                                              tau)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     for _ in range(max_iter):
         fx = f(x)
         tracker.nfe += 1

@@ -319,7 +319,8 @@ def _correction(xp: Any, basis: list, columns_r: list, rhs: list, columns: Any) 
 @solver_entry
 def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                  stop_mode: str = "abs", indexing: Sequence[int] | None = None,
-                 restart: int = 20, return_final: bool = False) -> tuple[Any, list, SolverStat]:
+                 restart: int = 20, return_final: bool = False,
+                 per_sample: bool = True) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` for an **affine** ``func`` (``z -> A z + c``) by restarted GMRES
     on ``(I - A) z = c``, per sample.
 
@@ -340,6 +341,10 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
         indexing: iterations (1-based: ``x0``, then each cycle's end) to record.
         restart: Krylov dimension of a cycle.
         return_final: return the last evaluated iterate instead of the best one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -359,8 +364,9 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
     restart = check_restart(restart)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     xp = tracker.xp
     m = min(restart, max(x.shape[1], 1))
     if max_iter > 0:

@@ -43,7 +43,8 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
                   stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                   restart: int = 40, inner_tol: float = 0.1, inner_max_iter: int | None = None,
                   fd_eps: float | None = None, line_search: bool = True,
-                  return_final: bool = False) -> tuple[Any, list, SolverStat]:
+                  return_final: bool = False,
+                  per_sample: bool = True) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` by inexact Newton steps on ``f(z) - z`` with GMRES inner solves,
     per sample.
 
@@ -66,6 +67,10 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
         fd_eps: relative difference step (default the square root of the dtype's epsilon).
         line_search: backtrack per sample until the residual falls enough.
         return_final: return the last evaluated iterate instead of the best one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -94,8 +99,9 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
     fd_eps = check_real("fd_eps", fd_eps, 0.0, low_open=True, none_ok=True)
     check_bool("line_search", line_search)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     if max_iter == 0:
         return tracker.finish(restore, "newton_krylov")
     xp = tracker.xp

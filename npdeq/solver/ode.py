@@ -73,7 +73,8 @@ TABLEAUS = {
 def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float = 1e-3,
                stop_mode: str = "abs", indexing: Sequence[int] | None = None,
                method: str = "dopri5", rtol: float = 1e-3, atol: float = 1e-6,
-               h0: float | None = None, return_final: bool = False
+               h0: float | None = None, return_final: bool = False,
+               per_sample: bool = True
                ) -> tuple[Any, list, SolverStat]:
     """Solve ``z = func(z)`` as the steady state of ``dz/dt = func(z) - z``, per sample.
 
@@ -98,6 +99,10 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
         h0: initial step size for every sample (default: estimated per sample from two
             evaluations, Hairer and Wanner's rule).
         return_final: return the last accepted state instead of the lowest-residual one.
+        per_sample: ``True`` (default): a sample stops moving once it has converged.
+            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
+            all have converged (or ``max_iter``); the best iterate is still returned per
+            sample.
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -125,8 +130,9 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
     atol = check_real("atol", atol, 0.0, low_open=True)
     h0 = check_real("h0", h0, 0.0, low_open=True, none_ok=True)
     check_bool("return_final", return_final)
+    check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final)
+    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     if max_iter == 0:
         return tracker.finish(restore, "ode_solver")
     xp = tracker.xp

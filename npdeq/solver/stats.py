@@ -252,10 +252,13 @@ class SolveTracker:
         indexing: iterations (1-based, any order, repeats allowed) whose state the
             trajectory returns.
         return_final: record (and return) the last evaluated iterate instead of the best.
+        per_sample: freeze a sample once it has converged (``False``: TorchDEQ's batch-wise
+            loop, every finite sample keeps moving until all have converged; ``active`` then
+            means "not non-finite" and the stop test reads the unconverged ones).
     """
 
     def __init__(self, x0: Any, tol: float | None, stop_mode: str, indexing: Sequence[int],
-                 return_final: bool = False) -> None:
+                 return_final: bool = False, per_sample: bool = True) -> None:
         xp = backend.array_namespace(x0)
         self.xp = xp
         batch = x0.shape[0]
@@ -264,6 +267,7 @@ class SolveTracker:
         self.use_abs = stop_mode == "abs"
         self.indexing = list(indexing)
         self.return_final = return_final
+        self.per_sample = per_sample
         self.best = x0
         self.last = x0
         self.lowest = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
@@ -300,18 +304,19 @@ class SolveTracker:
         # NaN or inf anywhere in f(x) (or x) makes the residual non-finite.
         self.nonfinite = self.nonfinite | (active & ~xp.isfinite(abs_res))
         stopped = self.nonfinite if self.tol is None else self.nonfinite | (self.lowest <= self.tol)
-        self.active = ~stopped
+        pending = ~stopped
+        self.active = pending if self.per_sample else ~self.nonfinite
         any_active = True
         if sync and self.large:
             # On large states a (B, D) selection costs more than reading two more flags in
             # the same host transfer; usually every sample improved and is still active.
             any_active, every_improved, self.all_active = backend.host_flags(
-                xp.any(self.active), xp.all(improved), xp.all(self.active))
+                xp.any(pending), xp.all(improved), xp.all(self.active))
             self.best = x if every_improved else xp.where(improved[:, None], x, self.best)
         else:
             self.best = xp.where(improved[:, None], x, self.best)
             if sync:
-                any_active = backend.to_scalar(backend.any_true(self.active))
+                any_active = backend.to_scalar(backend.any_true(pending))
         if self.return_final:
             # The evaluated iterate, except where it produced non-finite values.
             self.last = xp.where(self.nonfinite[:, None], self.best, x)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+import npdeq.solver
 from npdeq import ConvergenceWarning, backend
 from npdeq.solver import SolverStat, pack_states, residual_norms
 from npdeq.solver.stats import SolveTracker, check_solver_args
@@ -487,3 +488,60 @@ def test_stat_from_final_step_rejects_bad_arguments(kwargs, match):
     args = {"z": np.ones((2, 3)), "fz": np.ones((2, 3)), **kwargs}
     with pytest.raises((ValueError, TypeError), match=match):
         solver_stat_from_final_step(**args)
+
+
+# --- per_sample=False: TorchDEQ's batch-wise loop -----------------------------------------
+
+
+def test_tracker_batchwise_keeps_converged_samples_moving(xp, to_xp):
+    x0 = to_xp(np.zeros((3, 2)))
+    tracker = SolveTracker(x0, 0.5, "abs", [], per_sample=False)
+    fx = to_xp(np.array([[0.1, 0.0], [1.0, 1.0], [np.nan, 0.0]]))
+    assert tracker.observe(x0, fx) is True  # sample 1 has not converged
+    proposal = to_xp(np.full((3, 2), 7.0))
+    # The converged sample 0 moves on; only the non-finite sample 2 is frozen.
+    np.testing.assert_array_equal(host(tracker.next_iterate(proposal)),
+                                  [[7.0, 7.0], [7.0, 7.0], [0.0, 0.0]])
+    # Once every finite sample has converged, the loop stops.
+    assert tracker.observe(x0, to_xp(np.array([[0.1, 0.0], [0.2, 0.0], [np.nan, 0.0]]))) is False
+
+
+ALL_SOLVERS = {**SOLVERS, "ode_solver": npdeq.solver.ode_solver,
+               "newton_krylov": npdeq.solver.newton_krylov}
+
+
+@pytest.mark.parametrize("name", list(ALL_SOLVERS))
+def test_batchwise_solve_keeps_iterating_converged_samples(name, xp, to_xp, check_array):
+    # Sample 0 starts within tol of its fixed point, sample 1 far from its own: per sample,
+    # sample 0 is frozen at its first iterate; batch-wise (TorchDEQ) it keeps improving
+    # until sample 1 has converged too.
+    scale = np.array([[0.05], [0.9]])
+    z_star = np.ones((2, 3))
+    for _ in range(500):
+        z_star = scale * np.tanh(z_star) + 1.0
+    start = np.concatenate([z_star[:1] + 3e-7, np.zeros((1, 3))])
+    scale_xp = to_xp(scale)
+
+    def func(z):
+        return scale_xp * xp.tanh(z) + 1.0
+
+    tol = 1e-6
+    solver = ALL_SOLVERS[name]
+    _, _, frozen = solver(func, to_xp(start), tol=tol, max_iter=400)
+    _, _, moving = solver(func, to_xp(start), tol=tol, max_iter=400, per_sample=False)
+    for info in (frozen, moving):
+        check_info(info, check_array, xp, 2)
+        assert host(info["converged"]).tolist() == [True, True]
+    frozen_steps, moving_steps = host(frozen["nstep"]), host(moving["nstep"])
+    assert moving_steps[0] > frozen_steps[0]
+    assert host(moving["abs_lowest"])[0] < host(frozen["abs_lowest"])[0]
+    # Frozen: the converged sample's trace repeats; batch-wise it keeps changing.
+    frozen_trace = host(frozen["abs_trace"])[0, frozen_steps[0]:]
+    assert np.all(frozen_trace == frozen_trace[0])
+
+
+def test_batchwise_flag_is_checked():
+    from npdeq.solver import anderson_solver
+
+    with pytest.raises(TypeError, match="per_sample"):
+        anderson_solver(lambda z: z, np.zeros((1, 2)), per_sample=1)
