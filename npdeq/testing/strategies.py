@@ -297,6 +297,14 @@ def deq_configs(draw, *, max_iter: int = 30, solvers: Sequence[str] | None = Non
     if known is not None:
         config = {k: v for k, v in config.items() if k in known}
     if partial:
-        keep = draw(st.lists(st.sampled_from(sorted(config)), unique=True))
+        keep = set(draw(st.lists(st.sampled_from(sorted(config)), unique=True)))
+        # A kept value stays consistent only with the values it was drawn against.
+        for key in sorted(keep):
+            keep.update(k for k in _DRAWN_AGAINST.get(key, ()) if k in config)
         config = {k: config[k] for k in sorted(keep)}
     return config
+
+
+# The keys whose drawn values each key's value was made consistent with.
+_DRAWN_AGAINST = {"sup_loc": ("grad",), "indexing": ("f_max_iter", "n_states"),
+                  "n_states": ("f_max_iter",)}

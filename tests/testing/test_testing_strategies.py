@@ -99,6 +99,20 @@ def test_partial_configs_draw_subsets(config, full):
     assert set(config) <= set(full)
 
 
+@given(config=deq_configs(max_iter=50))
+def test_partial_configs_stay_consistent_with_the_defaults(config):
+    # A kept sup_loc keeps the grad it was drawn within, an indexing its f_max_iter.
+    from npdeq.core.config import DEFAULTS
+
+    full = {**DEFAULTS, **config}
+    if full["sup_loc"] is not None:
+        grads = full["grad"] if isinstance(full["grad"], list) else [full["grad"]]
+        assert all(1 <= i <= min(grads) for i in full["sup_loc"])
+    if full["indexing"] is not None:
+        assert all(1 <= i <= full["f_max_iter"] for i in full["indexing"])
+        assert full["n_states"] == 1
+
+
 def test_importing_npdeq_does_not_import_hypothesis():
     code = ("import sys, npdeq, npdeq.testing; "
             "assert 'hypothesis' not in sys.modules, 'hypothesis imported'; "
