@@ -1,5 +1,5 @@
 """avg_pool1d, max_pool1d, max_pool2d and embedding: explicit-loop NumPy references, VJPs
-against finite differences (order 2 for the linear-in-the-input ones), max pooling's one
+against finite differences (order 2 through embedding's pair of primitives), max pooling's one
 winner per window, the embedding gradient's scatter-add, and argument checking."""
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ def test_max_pool2d_matches_loop_and_finite_differences(xp, to_xp, check_array, 
     out = npdeq.max_pool2d(to_xp(x), kernel, stride, padding, dilation)
     check_array(out, shape=expected.shape, dtype=xp.float64)
     np.testing.assert_array_equal(out.numpy(), expected)
+    # Order 1: max pooling is piecewise linear (its second derivative is zero), and the
+    # window primitives' order-2 rules are checked in test_ops_conv.py.
     check_grads(lambda a: npdeq.max_pool2d(a, kernel, stride, padding, dilation), to_xp(x),
-                order=2, seed=seed)
+                order=1, seed=seed)
 
 
 @given(n=st.integers(1, 7), k=sizes, s=st.none() | sizes, p=st.integers(0, 1),
@@ -67,19 +69,19 @@ def test_1d_pools_match_references_and_finite_differences(xp, to_xp, check_array
                                                           d, seed):
     p = min(p, k // 2)
     assume(n + 2 * p >= d * (k - 1) + 1)
-    x = distinct(np.random.default_rng(seed), (2, 3, n))
+    x = distinct(np.random.default_rng(seed), (1, 2, n))
     stride = k if s is None else s
     expected = max_pool2d_reference(x[:, :, None], (1, k), (1, stride), (0, p), (1, d))[:, :, 0]
     assume(np.isfinite(expected).all())  # a dilated window can fall wholly in the padding
     out = npdeq.max_pool1d(to_xp(x), k, s, p, d)
     check_array(out, shape=expected.shape, dtype=xp.float64)
     np.testing.assert_array_equal(out.numpy(), expected)
-    check_grads(lambda a: npdeq.max_pool1d(a, k, s, p, d), to_xp(x), order=2, seed=seed)
+    check_grads(lambda a: npdeq.max_pool1d(a, k, s, p, d), to_xp(x), order=1, seed=seed)
     expected = avg_pool1d_reference(x, k, stride, p)
     out = npdeq.avg_pool1d(to_xp(x), (k,), None if s is None else (s,), (p,))
     check_array(out, shape=expected.shape, dtype=xp.float64)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
-    check_grads(lambda a: npdeq.avg_pool1d(a, k, s, p), to_xp(x), order=2, seed=seed)
+    check_grads(lambda a: npdeq.avg_pool1d(a, k, s, p), to_xp(x), order=1, seed=seed)
 
 
 def test_max_pool_gradient_goes_to_one_winner_on_ties(xp, to_xp, check_array):
@@ -142,8 +144,15 @@ def test_embedding_picks_rows_and_scatter_adds_gradients(xp, to_xp, check_array,
     check_array(weight.grad, shape=table.shape, dtype=xp.float64)
     np.testing.assert_allclose(weight.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
     # The padding row's gradient is zero by design, so finite differences run without it.
-    check_grads(lambda w: npdeq.embedding(to_xp(index), w) ** 2, to_xp(table), order=2,
+    check_grads(lambda w: npdeq.embedding(to_xp(index), w) ** 2, to_xp(table), order=1,
                 seed=seed)
+
+
+def test_embedding_second_order_through_the_scatter_add(xp, to_xp):
+    # The gradient of the gradient runs the scatter-add's own rule (a gather).
+    table = np.random.default_rng(0).standard_normal((3, 2))
+    index = to_xp(np.array([[0, 2], [2, 2]]))
+    check_grads(lambda w: npdeq.embedding(index, w) ** 3, to_xp(table), order=2, seed=0)
 
 
 def test_embedding_rejects_bad_inputs(xp, to_xp):
