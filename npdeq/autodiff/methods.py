@@ -64,6 +64,7 @@ _METHODS = {
     "__gt__": _compare("__gt__"), "__ge__": _compare("__ge__"),
     "__eq__": _compare("__eq__"), "__ne__": _compare("__ne__"),
     "sum": ops.sum, "mean": ops.mean, "var": ops.var, "max": ops.max, "min": ops.min,
+    "std": ops.std, "prod": ops.prod, "cumsum": ops.cumsum, "cumprod": ops.cumprod,
     "logsumexp": ops.logsumexp, "softmax": ops.softmax, "log_softmax": ops.log_softmax,
     "exp": ops.exp, "log": ops.log, "sqrt": ops.sqrt, "abs": ops.abs, "tanh": ops.tanh,
     "sigmoid": ops.sigmoid, "relu": ops.relu, "clip": ops.clip,

@@ -7,7 +7,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd.scipy.special import expit
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npdeq
@@ -104,6 +104,28 @@ def test_op(xp, to_xp, check_array, case, data):
     check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
 
 
+# The logarithm/exponential family and simple powers, with a quarter of the profile's examples.
+MATH_CASES = [
+    OpCase("log1p", unary(floats(-0.5, 3.0)), npdeq.log1p, anp.log1p, order=2, rtol=1e-5),
+    OpCase("expm1", unary(), npdeq.expm1, anp.expm1, order=2, rtol=1e-5),
+    OpCase("log2", unary(floats(0.2, 5.0)), npdeq.log2, anp.log2, order=2, rtol=1e-5),
+    OpCase("log10", unary(floats(0.2, 5.0)), npdeq.log10, anp.log10, order=2, rtol=1e-5),
+    OpCase("exp2", unary(), npdeq.exp2, anp.exp2, order=2, rtol=1e-5),
+    OpCase("logaddexp", nary(floats(-5.0, 5.0), floats(-5.0, 5.0)), npdeq.logaddexp,
+           anp.logaddexp, order=2, rtol=1e-5),
+    OpCase("square", unary(), npdeq.square, anp.square, order=2),
+    OpCase("reciprocal", unary(away_from_zero(0.5, 3.0)), npdeq.reciprocal, anp.reciprocal,
+           order=2, rtol=1e-5),
+]
+
+
+@pytest.mark.parametrize("case", MATH_CASES, ids=str)
+@settings(max_examples=max(5, settings().max_examples // 4))
+@given(data=st.data())
+def test_math_op(xp, to_xp, check_array, case, data):
+    check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
+
+
 # --- Python scalars and constants on either side -----------------------------------------
 
 
@@ -125,6 +147,18 @@ def test_binary_op_with_python_scalar_on_either_side(xp, to_xp, check_array, op,
         check_grads(fun, to_xp(a0), order=2)
 
 
+def test_logaddexp_with_python_scalar_and_large_arguments(xp, to_xp, check_array):
+    a0 = np.array([-800.0, -1.0, 0.0, 2.5, 800.0])
+    a = npdeq.Tensor(to_xp(a0), requires_grad=True)
+    for out, expected in [(npdeq.logaddexp(a, 0.5), np.logaddexp(a0, 0.5)),
+                          (npdeq.logaddexp(0.5, a), np.logaddexp(0.5, a0))]:
+        check_array(out, shape=a0.shape, dtype=xp.float64)
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-15)
+        (g,) = npdeq.grad(out.sum(), [a])
+        with np.errstate(over="ignore"):
+            np.testing.assert_allclose(g.numpy(), 1.0 / (1.0 + np.exp(0.5 - a0)), rtol=1e-14)
+
+
 def test_constant_array_operand_gets_no_gradient(xp, to_xp, check_array):
     a = npdeq.Tensor(to_xp(np.array([1.0, 2.0])), requires_grad=True)
     c = to_xp(np.array([3.0, -1.0]))
@@ -139,7 +173,8 @@ def test_float32_stays_float32(xp, to_xp, check_array):
     a = npdeq.Tensor(to_xp(np.array([0.5, 1.5], dtype=np.float32)), requires_grad=True)
     for op in (npdeq.exp, npdeq.tanh, npdeq.sigmoid, npdeq.relu, npdeq.softplus, npdeq.sqrt,
                lambda t: t * 2.0, lambda t: 1.0 / t, lambda t: t ** 2, lambda t: npdeq.clip(
-                   t, 0.0, 1.0)):
+                   t, 0.0, 1.0), npdeq.log1p, npdeq.expm1, npdeq.log2, npdeq.log10, npdeq.exp2,
+               npdeq.square, npdeq.reciprocal, lambda t: npdeq.logaddexp(t, t * 2.0)):
         out = op(a)
         check_array(out, shape=(2,), dtype=xp.float32)
         (g,) = npdeq.grad(out.sum(), [a])

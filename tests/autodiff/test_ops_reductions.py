@@ -7,12 +7,14 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import npdeq
 
-from op_harness import (OpCase, axis_arg, check_op, floats, grid, reduced_count,
-                        reduction_kwargs, unary)
+from npdeq.testing.gradcheck import check_grads
+
+from op_harness import (OpCase, away_from_zero, axis_arg, check_op, floats, grid,
+                        reduced_count, reduction_kwargs, unary)
 
 NON_EMPTY = st.integers(1, 3).flatmap(
     lambda n: st.lists(st.integers(1, 4), min_size=n, max_size=n).map(tuple))
@@ -66,7 +68,90 @@ def test_op(xp, to_xp, check_array, case, data):
     check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
 
 
-@pytest.mark.parametrize("name", ["sum", "mean", "var", "max", "min", "logsumexp"])
+def _std_kwargs(shape):
+    # At least two distinct values per output: a zero deviation has an infinite gradient.
+    return _var_kwargs(shape).filter(lambda kw: reduced_count(shape, kw["axis"]) > 1)
+
+
+def _cumulative_kwargs(shape):
+    return st.fixed_dictionaries({"axis": st.one_of(st.none(), st.integers(
+        -len(shape), len(shape) - 1)) if shape else st.none()})
+
+
+def _cumprod_reference(a, axis=None):
+    # autograd has no rule for cumprod: the signs times exp of the cumulative log-magnitudes.
+    sign = np.cumprod(np.sign(a), axis=axis)
+    return sign * anp.exp(anp.cumsum(anp.log(anp.abs(a)), axis=axis))
+
+
+TWO_OR_MORE = st.integers(1, 3).flatmap(
+    lambda n: st.lists(st.integers(2, 4), min_size=n, max_size=n).map(tuple))
+
+# The new reductions, with a quarter of the profile's examples.
+MORE_CASES = [
+    OpCase("std", unary(grid(0.125, n=40), shapes=TWO_OR_MORE, kwargs=_std_kwargs,
+                        unique=True), npdeq.std,
+           lambda a, axis, keepdims, correction: anp.std(a, axis=axis, keepdims=keepdims,
+                                                         ddof=correction), order=2, rtol=1e-5),
+    OpCase("prod", unary(away_from_zero(0.5, 1.5), kwargs=reduction_kwargs), npdeq.prod,
+           anp.prod, order=2, rtol=1e-5),
+    OpCase("cumsum", unary(kwargs=_cumulative_kwargs), npdeq.cumsum, anp.cumsum, order=2),
+    OpCase("cumprod", unary(away_from_zero(0.5, 1.5), kwargs=_cumulative_kwargs),
+           npdeq.cumprod, _cumprod_reference, order=2, rtol=1e-5),
+]
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=str)
+@settings(max_examples=max(5, settings().max_examples // 4))
+@given(data=st.data())
+def test_more_op(xp, to_xp, check_array, case, data):
+    check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([2.0, 0.0, 3.0, 4.0], [0.0, 24.0, 0.0, 0.0]),   # one zero: the product of the others
+    ([0.0, 2.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]),    # two zeros: all 0
+    ([0.5, -2.0, 3.0, 4.0], [-24.0, 6.0, -4.0, -3.0]),
+])
+def test_prod_gradient_with_zeros(xp, to_xp, check_array, values, expected):
+    a = npdeq.Tensor(to_xp(np.array([values, [1.0, 2.0, 3.0, 4.0]])), requires_grad=True)
+    out = npdeq.prod(a, axis=1)
+    np.testing.assert_array_equal(out.numpy(), [np.prod(values), 24.0])
+    (g,) = npdeq.grad(out.sum(), [a])
+    check_array(g, shape=(2, 4), dtype=xp.float64)
+    np.testing.assert_allclose(g.numpy(), [expected, [24.0, 12.0, 8.0, 6.0]], rtol=1e-15)
+    # Gradients of gradients are exact with at most one zero per slice.
+    if values.count(0.0) <= 1:
+        check_grads(lambda t: npdeq.prod(t, axis=1), a.data, order=2)
+
+
+@pytest.mark.parametrize("values", [[2.0, 0.0, 3.0, -1.5], [0.0, 2.0, 0.0, 3.0],
+                                    [0.0, 0.0, 0.0, 1.0], [1.5, 2.0, 3.0, 0.0]])
+def test_cumprod_gradient_with_zeros(xp, to_xp, check_array, values):
+    a = to_xp(np.array([values, values[::-1]]))
+    out = npdeq.cumprod(npdeq.Tensor(a), axis=1)
+    np.testing.assert_array_equal(out.numpy(), np.cumprod([values, values[::-1]], axis=1))
+    # A polynomial: finite differences are exact enough at zeros too.
+    check_grads(lambda t: npdeq.cumprod(t, axis=1), a, order=1)
+    if values.count(0.0) <= 1:
+        check_grads(lambda t: npdeq.cumprod(t, axis=1), a, order=2)
+
+
+def test_cumulative_axis_none_flattens_and_bad_axis_is_an_error(xp, to_xp, check_array):
+    a = npdeq.Tensor(to_xp(np.arange(1.0, 7.0).reshape(2, 3)), requires_grad=True)
+    for op, reference in [(npdeq.cumsum, np.cumsum), (npdeq.cumprod, np.cumprod)]:
+        out = op(a)
+        check_array(out, shape=(6,), dtype=xp.float64)
+        np.testing.assert_array_equal(out.numpy(), reference(np.arange(1.0, 7.0)))
+        check_array(op(npdeq.Tensor(to_xp(np.array(2.5)))), shape=(1,), dtype=xp.float64)
+        with pytest.raises(ValueError, match="axis 2 is out of range"):
+            op(a, axis=2)
+        with pytest.raises(TypeError, match=r"axis must be an int or None, got \(0, 1\)"):
+            op(a, axis=(0, 1))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "max", "min", "prod",
+                                  "logsumexp"])
 def test_tensor_methods_match_functions(xp, to_xp, name):
     a = npdeq.Tensor(to_xp(np.arange(6.0).reshape(2, 3)))
     for kwargs in ({}, {"axis": 1}, {"axis": 0, "keepdims": True}):
@@ -109,11 +194,22 @@ def test_softmax_sums_to_one(xp, to_xp, x):
     np.testing.assert_allclose(np.sum(s.numpy(), axis=axis), 1.0, rtol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["cumsum", "cumprod"])
+def test_cumulative_methods_match_functions(xp, to_xp, name):
+    a = npdeq.Tensor(to_xp(np.arange(6.0).reshape(2, 3)))
+    for kwargs in ({}, {"axis": 1}, {"axis": -2}):
+        np.testing.assert_array_equal(getattr(a, name)(**kwargs).numpy(),
+                                      getattr(npdeq, name)(a, **kwargs).numpy())
+
+
 def test_reductions_keep_float32(xp, to_xp, check_array):
-    a = npdeq.Tensor(to_xp(np.ones((2, 3), dtype=np.float32)), requires_grad=True)
-    for op in (npdeq.sum, npdeq.mean, npdeq.var, npdeq.max, npdeq.logsumexp):
+    a = npdeq.Tensor(to_xp(np.arange(1.0, 7.0, dtype=np.float32).reshape(2, 3)),
+                     requires_grad=True)
+    for op in (npdeq.sum, npdeq.mean, npdeq.var, npdeq.std, npdeq.max, npdeq.logsumexp,
+               npdeq.prod, npdeq.cumsum, npdeq.cumprod):
         out = op(a, axis=0)
-        check_array(out, shape=(3,), dtype=xp.float32)
+        check_array(out, shape=(2, 3) if op in (npdeq.cumsum, npdeq.cumprod) else (3,),
+                    dtype=xp.float32)
         (g,) = npdeq.grad(out.sum(), [a])
         check_array(g, shape=(2, 3), dtype=xp.float32)
 

@@ -6,7 +6,7 @@ the package top level (``npdeq.tanh``, ``npdeq.conv2d``, ...).
 """
 
 from npdeq.autodiff.ops import (activations, conv, elementwise, indexing, linalg, losses,
-                                normalization, reductions, shape)
+                                normalization, reductions, shape, trigonometric)
 from npdeq.autodiff.ops import lookup, pooling
 from npdeq.autodiff.ops.activations import *  # noqa: F401,F403
 from npdeq.autodiff.ops.conv import *  # noqa: F401,F403
@@ -19,7 +19,9 @@ from npdeq.autodiff.ops.normalization import *  # noqa: F401,F403
 from npdeq.autodiff.ops.pooling import *  # noqa: F401,F403
 from npdeq.autodiff.ops.reductions import *  # noqa: F401,F403
 from npdeq.autodiff.ops.shape import *  # noqa: F401,F403
+from npdeq.autodiff.ops.trigonometric import *  # noqa: F401,F403
 
 __all__ = [name for module in (elementwise, reductions, shape, linalg, indexing, activations,
-                               conv, normalization, losses) for name in module.__all__]
+                               conv, normalization, losses, trigonometric)
+           for name in module.__all__]
 __all__ += [name for module in (pooling, lookup) for name in module.__all__]

@@ -14,6 +14,7 @@ from npdeq.autodiff.primitive import defvjp, primitive
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
     "relu", "leaky_relu", "softplus", "maximum", "minimum", "where", "clip", "sign",
+    "log1p", "expm1", "log2", "log10", "exp2", "logaddexp", "square", "reciprocal",
 ]
 
 add = primitive(lambda a, b: a + b, name="add")
@@ -50,6 +51,46 @@ defvjp(exp, lambda g, ans, a: g * ans)
 
 log = primitive(lambda a: ns(a).log(a), name="log")
 defvjp(log, lambda g, ans, a: g / a)
+
+log1p = primitive(lambda a: ns(a).log1p(a), name="log1p")
+defvjp(log1p, lambda g, ans, a: g / (1.0 + a))
+
+expm1 = primitive(lambda a: ns(a).expm1(a), name="expm1")
+defvjp(expm1, lambda g, ans, a: g * (ans + 1.0))
+
+log2 = primitive(lambda a: ns(a).log2(a), name="log2")
+defvjp(log2, lambda g, ans, a: g / (a * math.log(2.0)))
+
+log10 = primitive(lambda a: ns(a).log10(a), name="log10")
+defvjp(log10, lambda g, ans, a: g / (a * math.log(10.0)))
+
+
+def _exp2(a):
+    xp = ns(a)
+    # The array API standard has no exp2 (array_api_strict lacks it): a power of 2 there.
+    return xp.exp2(a) if hasattr(xp, "exp2") else xp.pow(xp.full_like(a, 2.0), a)
+
+
+exp2 = primitive(_exp2, name="exp2")
+defvjp(exp2, lambda g, ans, a: g * ans * math.log(2.0))
+
+logaddexp = primitive(lambda a, b: ns(a, b).logaddexp(a, b), name="logaddexp")
+defvjp(logaddexp,
+       lambda g, ans, a, b: g * exp(a - ans),
+       lambda g, ans, a, b: g * exp(b - ans))
+
+square = primitive(lambda a: ns(a).square(a), name="square")
+defvjp(square, lambda g, ans, a: g * (2.0 * a))
+
+
+def _reciprocal(a):
+    xp = ns(a)
+    # reciprocal entered the array API standard in 2025.12; older namespaces divide.
+    return xp.reciprocal(a) if hasattr(xp, "reciprocal") else 1.0 / a
+
+
+reciprocal = primitive(_reciprocal, name="reciprocal")
+defvjp(reciprocal, lambda g, ans, a: -g * ans * ans)
 
 sqrt = primitive(lambda a: ns(a).sqrt(a), name="sqrt")
 defvjp(sqrt, lambda g, ans, a: g / (2.0 * ans))
