@@ -68,7 +68,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(data=st.data())
 def test_op(xp, to_xp, check_array, case, data):
     check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)

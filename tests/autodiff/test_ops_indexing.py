@@ -236,7 +236,7 @@ GATHER_CASES = [
 
 
 @pytest.mark.parametrize("case", GATHER_CASES, ids=str)
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(data=st.data())
 def test_gather(xp, to_xp, check_array, case, data):
     check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)

@@ -196,7 +196,7 @@ LINALG_CASES = [
 
 
 @pytest.mark.parametrize("case", LINALG_CASES, ids=str)
-@settings(max_examples=12)
+@settings(max_examples=8)
 @given(data=st.data())
 def test_linalg(xp, to_xp, check_array, case, data):
     check_op(case, data.draw(case.examples, label="example"), xp, to_xp, check_array)
