@@ -110,7 +110,8 @@ def test_every_shell_command_names_what_exists(tmp_path, monkeypatch):
 
 def _inline_demo_options():
     """Inline code spans that are ``npdeq demo ...`` or start with a demo option."""
-    spans = re.findall(r"(?<!`)`([^`\n]+)`(?!`)", TEXT)
+    prose = FENCE.sub("", TEXT)
+    spans = [" ".join(s.split()) for s in re.findall(r"`([^`]+)`", prose)]  # across lines too
     return [s.split()[2:] if s.startswith("npdeq demo") else s.split() for s in spans
             if s.startswith("npdeq demo") or re.match(r"--[a-z]", s)]
 

@@ -193,9 +193,12 @@ def test_the_figure_has_whole_epochs_and_labelled_axes():
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
             assert axis.get_xlabel() == "epoch" and axis.get_ylabel()
         assert residual.get_xlabel() and residual.get_ylabel()
+        assert accuracy.get_ylim()[0] <= 0.3 and accuracy.get_ylim()[1] >= 1
     finally:
         plt.close(fig)
-    history.train_loss = [2.0, 0.1, 0.01]
+    history = training.History(train_loss=[2.0, 0.1, 0.01], train_accuracy=[0.8, 0.99, 1.0],
+                               test_accuracy=[0.85, 0.97, 0.98])
     fig = report.figure(history)
     assert fig.axes[0].get_yscale() == "log"
+    assert fig.axes[1].get_ylim()[0] == pytest.approx(0.7)  # not from 0: the curves are apart
     plt.close(fig)

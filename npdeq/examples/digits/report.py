@@ -99,7 +99,11 @@ def figure(history: History, title: str = "") -> Any:
         axes[0].set_ylim(bottom=0)
     axes[1].plot(epochs, history.train_accuracy, marker="o", label="train")
     axes[1].plot(epochs, history.test_accuracy, marker="s", label="test")
-    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    accuracies = [v for v in (*history.train_accuracy, *history.test_accuracy)
+                  if math.isfinite(v)]
+    # From the tenth below the lowest accuracy (not from 0: late epochs differ by < 1 %).
+    low = max(0.0, math.floor(10 * min(accuracies, default=0.0) - 0.2) / 10)
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(low, 1.005))
     axes[1].legend(loc="lower right")
     for axis in axes[:2]:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
