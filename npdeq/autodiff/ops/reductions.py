@@ -113,6 +113,8 @@ def prod(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
         >>> npdeq.grad(npdeq.prod(x), [x])[0].numpy()
         array([0., 6., 0.])
     """
+    if axis is not None:
+        normalize_axis(axis, a.ndim)  # a clear error before the namespace's own
     return _prod(a, axis=axis, keepdims=keepdims)
 
 
