@@ -58,11 +58,15 @@ def info(out: Callable[[str], None] = print) -> int:
 def _parser() -> argparse.ArgumentParser:
     from npdeq.examples.options import Parser
 
-    parser = Parser(prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.")
+    parser = Parser(prog="npdeq", description="Deep Equilibrium models on NumPy and CuPy.",
+                    epilog="'npdeq COMMAND --help' gives a command's options, their valid "
+                           "values and their defaults.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="train a DEQ classifier on the 8x8 digits "
                         "(npdeq demo --help for its options)", add_help=False)
-    commands.add_parser("info", help="versions, array backends, GPU presence")
+    commands.add_parser("info", help="versions, array backends, GPU presence",
+                        description="Print the versions of npdeq and its dependencies, the "
+                                    "array backends and whether CuPy sees a GPU.")
     example = commands.add_parser(
         "example", help="run an example (its own options follow its name)",
         description="Run one of npdeq's examples; options after the name go to the example.")

@@ -333,7 +333,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="cpu runs on NumPy, gpu on CuPy")
     # No default here: argparse would check it even with --no-plot (main checks it then).
-    p.add_argument("--out", type=options.output_file(".png"), default=None,
+    p.add_argument("--out", type=options.output_file(".png"), default=None, metavar="PNG",
                    help=f"PNG path for the figure (default: {DEFAULT_FIGURE})")
     p.add_argument("--no-plot", action="store_true", help="do not save the figure")
     return p
