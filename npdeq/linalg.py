@@ -2,7 +2,8 @@
 ``npdeq.linalg.X``.
 
 Norms (``norm``, ``vector_norm``, ``matrix_norm``, with gradient 0 at the zero vector),
-``solve`` (batched, vectors or matrices on the right), ``inv``, ``det``, ``slogdet``, and the
+``solve`` (batched, vectors or matrices on the right), ``inv``, ``det``, ``slogdet``, the
+decompositions ``cholesky``, ``eigh`` and ``eigvalsh``, and the
 products and views NumPy also lists here (``matmul``, ``outer``, ``matrix_transpose``,
 ``diagonal`` and ``trace`` of the last two axes). Every function accepts Tensors or raw
 arrays of any supported namespace and returns Tensors; gradients of any order work. As in
@@ -17,10 +18,12 @@ Example:
     array([0., 0., 0.])
 """
 
+from npdeq.autodiff.ops.decompositions import EighResult, cholesky, eigh, eigvalsh
 from npdeq.autodiff.ops.linalg import matmul, outer
 from npdeq.autodiff.ops.linalg_functions import (SlogdetResult, det, diagonal, inv,
                                                  matrix_norm, matrix_transpose, norm, slogdet,
                                                  solve, trace, vector_norm)
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "solve", "inv", "det", "slogdet",
-           "SlogdetResult", "matmul", "outer", "matrix_transpose", "diagonal", "trace"]
+           "SlogdetResult", "cholesky", "eigh", "eigvalsh", "EighResult", "matmul", "outer",
+           "matrix_transpose", "diagonal", "trace"]

@@ -1,7 +1,7 @@
 """matmul: forward against NumPy, VJP against HIPS autograd, first and second order against
 finite differences for vectors, matrices and broadcast batches; operators; shape errors.
 npdeq.linalg the same way: vector and matrix norms (gradient 0 at zero, to second order),
-solve, inv, det, slogdet; argument errors."""
+solve, inv, det, slogdet, cholesky, eigh, eigvalsh; argument errors."""
 
 from __future__ import annotations
 
@@ -167,6 +167,20 @@ def _solve_reference(a, b):
     return anp.matmul(anp.linalg.inv(a), b)
 
 
+@st.composite
+def _symmetric(draw):
+    # Eigenvalues near 1, 3, 6 (gaps of about 2): eigenvectors' gradients are well defined.
+    n = draw(st.integers(1, 3))
+    lead = tuple(draw(st.lists(st.integers(1, 2), max_size=1)))
+    return Example((np.diag([1.0, 3.0, 6.0][:n]) + draw(arrays(lead + (n, n),
+                                                               floats(-0.3, 0.3))),))
+
+
+def _sym(a, lib):
+    # lib.add, not +: a raw array_api_strict array does not add a Tensor.
+    return lib.add(a, lib.swapaxes(a, -1, -2)) * 0.5
+
+
 LINALG_CASES = [
     # Distinct magnitudes, none near 0: one winner for the inf-norms, no kink of |x|.
     OpCase("vector_norm", unary(grid(0.37, 0.2), shapes=SMALL, kwargs=_vector_norm_args,
@@ -192,6 +206,15 @@ LINALG_CASES = [
                                                                 -1.0, 1.0),)), _square()),
            lambda a: npdeq.linalg.slogdet(a).logabsdet, lambda a: anp.linalg.slogdet(a)[1],
            order=2, rtol=1e-5),
+    # The decompositions read one triangle: checked through symmetric functions of the input.
+    OpCase("cholesky", st.builds(lambda a: Example((a,)), _square()),
+           lambda a: npdeq.linalg.cholesky(npdeq.matmul(a, npdeq.swapaxes(a, -1, -2))),
+           lambda a: anp.linalg.cholesky(a @ anp.swapaxes(a, -1, -2)), order=2, rtol=1e-5),
+    OpCase("eigvalsh", _symmetric(), lambda a: npdeq.linalg.eigvalsh(_sym(a, npdeq)),
+           lambda a: anp.linalg.eigh(_sym(a, anp))[0], order=2, rtol=1e-5),
+    OpCase("eigh_vectors", _symmetric(),
+           lambda a: npdeq.linalg.eigh(_sym(a, npdeq)).eigenvectors ** 2,  # sign-free
+           lambda a: anp.linalg.eigh(_sym(a, anp))[1] ** 2, order=2, rtol=1e-5),
 ]
 
 
