@@ -12,11 +12,11 @@ gives the steady state as the fixed point of a nonlinear Jacobi sweep
 
 written in plain npdeq ops and solved with Anderson acceleration. Its Lipschitz constant is
 at most ``(4 D + 0.65 a) / (4 D + k)`` (0.65 bounds the slope of the Hill term), so it is a
-contraction whenever ``k > 0.65 a``. Two experiments (two source patterns) are observed with noise; the three
-parameters are fitted in log space by gradient descent (BFGS-preconditioned, with a line
-search), each gradient an implicit
-(IFT) one through :func:`npdeq.grad.fixed_point`: no solver iteration is ever
-back-propagated. The gradient is checked against finite differences first.
+contraction whenever ``k > 0.65 a``. Two experiments (two source patterns) are observed
+with noise; the three parameters are fitted in log space by gradient descent
+(BFGS-preconditioned, with a line search), each gradient an implicit (IFT) one through
+:func:`npdeq.grad.fixed_point`: no solver iteration is ever back-propagated. The gradient
+is checked against finite differences first.
 
 Run ``python -m npdeq.examples.steady_state [--grid 64] [--steps 40] [--device gpu]`` (or
 ``npdeq example steady-state``; ``--help`` lists the options and their valid values).

@@ -154,7 +154,8 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                 if bar is not None:
                     # Accuracy so far in this epoch (over the samples seen), not progress.
                     bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{correct / seen:.3f}",
-                                    fwd=f"{fwd[-1]:.1f}", res=f"{residual[-1]:.1e}")
+                                    fwd=f"{fwd[-1]:.1f}", res=f"{residual[-1]:.1e}",
+                                    refresh=False)  # drawn by update, with this batch's count
                     bar.update(1)
         schedule.step()
         seconds = time.perf_counter() - start
