@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 from npdeq import backend
@@ -17,6 +16,8 @@ from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["matmul", "einsum", "outer", "trace"]
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # (no import of string)
 
 
 def _matmul(a, b):
@@ -98,7 +99,7 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple[list[str], str]:
                          f"got {len(shapes)}")
     for term in terms + ([output] if explicit else []):
         letters = term.replace("...", "")
-        if not all(c in string.ascii_letters for c in letters) or term.count("...") > 1:
+        if not all(c in _LETTERS for c in letters) or term.count("...") > 1:
             raise ValueError(f"einsum: subscripts {subscripts!r} may hold letters, one '...' "
                              "per operand, ',' and '->'")
     used = "".join(t.replace("...", "") for t in terms)
@@ -109,7 +110,7 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple[list[str], str]:
             raise ValueError(f"einsum: subscript '{term}' does not fit an operand of shape "
                              f"{tuple(shape)}")
         n_ellipsis = max(n_ellipsis, len(shape) - named)
-    free = [c for c in string.ascii_letters if c not in used]
+    free = [c for c in _LETTERS if c not in used]
     if n_ellipsis > len(free):
         raise ValueError(f"einsum: too many dimensions under '...' ({n_ellipsis})")
     ell = "".join(free[:n_ellipsis])
