@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import warnings
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,8 @@ def _files(root):
 def test_python_block_runs_on_its_own_and_writes_only_what_it_says(line, code, tmp_path,
                                                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, f"README.md, block at line {line}", "exec"), {"__name__": "__main__"})
+    with warnings.catch_warnings():  # a block may set warning filters: they stay in it
+        exec(compile(code, f"README.md, block at line {line}", "exec"), {"__name__": "__main__"})
     assert _files(tmp_path) == set(WRITES.findall(code)), \
         "a README block writes files into the current directory without saying so " \
         "('# writes NAME')"
