@@ -110,10 +110,10 @@ def _wrap_negative(indices: Any, length: int, name: str) -> Any:
 
 
 def _axis(axis: Any, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < max(ndim, 1):
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(f"{name}: axis={axis!r} is out of range for an array of {ndim} "
                          "dimensions")
-    return axis % max(ndim, 1)
+    return axis % ndim
 
 
 take_ = primitive(lambda a, indices, axis: ns(a).take(a, indices, axis=axis), name="take")
@@ -148,8 +148,6 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
 
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "take")
-    if a_raw.ndim == 0:
-        raise ValueError("take: a 0-d array has no axis to take from")
     indices = _index_array(indices, a_raw, "take")
     flat = ns(indices).reshape(_wrap_negative(indices, a_raw.shape[axis], "take"), (-1,))
     out = take_(a, flat, axis)
@@ -212,8 +210,6 @@ def argsort(a: Any, axis: int | None = -1, *, stable: bool = True) -> Tensor:
     if axis is None:
         a_raw, axis = xp.reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "argsort")
-    if a_raw.ndim == 0:
-        return Tensor(xp.zeros((), dtype=xp.int64, device=backend.device(a_raw)))
     return Tensor(xp.argsort(a_raw, axis=axis, stable=stable))
 
 
@@ -228,7 +224,7 @@ def sort(a: Any, axis: int | None = -1) -> Tensor:
         array([1., 2., 3.])
     """
     a_raw = raw(a)
-    if axis is None or a_raw.ndim == 0:
+    if axis is None:
         from npdeq.autodiff.ops.shape import reshape
 
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
