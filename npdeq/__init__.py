@@ -13,6 +13,7 @@ models in :mod:`npdeq.models`.
 
 from npdeq.autodiff import *  # noqa: F401,F403
 from npdeq.autodiff import __all__ as _autodiff_all
+from npdeq.backend.dtypes import default_dtype, get_default_dtype, set_default_dtype
 from npdeq.exceptions import ConfigWarning, ConvergenceWarning
 from npdeq import solver  # noqa: F401
 from npdeq.solver import get_solver, register_solver
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = list(dict.fromkeys([
     "ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory",
     "nn", "optim", "models", "DEQBase", "DEQIndexing", "DEQSliced", "DEQConfig",
+    "set_default_dtype", "get_default_dtype", "default_dtype",
     # TorchDEQ 0.1.0's top-level exports (tests/test_import.py holds the list)
     "VariationalDropToken1d", "VariationalDropToken2d", "VariationalDropToken3d",
     "VariationalDropout", "VariationalDropout1d", "VariationalDropout2d", "VariationalDropout3d",

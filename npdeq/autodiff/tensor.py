@@ -16,6 +16,27 @@ from npdeq import backend
 __all__ = ["Tensor", "tensor", "as_tensor", "zeros_like", "ones_like"]
 
 
+_PYTHON_DATA = (bool, int, float, complex, list, tuple)
+
+
+def _from_python(data: Any, dtype: Any, xp: Any, device: Any) -> Any:
+    """A Python scalar or nested list as an array of ``xp`` (NumPy by default); without a
+    ``dtype``, floats take the default dtype (complex numbers its complex counterpart),
+    ints and bools keep int64 and bool, as in PyTorch."""
+    if xp is None:
+        array = backend.default_asarray(data, dtype=dtype)
+    else:
+        kwargs = {} if device is None else {"device": device}
+        array = xp.asarray(data, dtype=dtype, **kwargs)
+    if dtype is None and backend.get_default_dtype() != "float64":
+        ns = backend.array_namespace(array)
+        if array.dtype == ns.float64:
+            array = ns.astype(array, backend.get_default_dtype(ns))
+        elif array.dtype == ns.complex128:
+            array = ns.astype(array, ns.complex64)
+    return array
+
+
 def _is_floating(xp: Any, dtype: Any) -> bool:
     return xp.isdtype(dtype, ("real floating", "complex floating"))
 
@@ -26,7 +47,7 @@ class Tensor:
     Args:
         data: an array of any supported library (NumPy, CuPy, array_api_strict, ...), a
             Tensor (its array is shared, not copied), or a Python scalar / nested list
-            (converted to NumPy).
+            (converted to NumPy; floats take :func:`npdeq.get_default_dtype`).
         requires_grad: whether gradients with respect to this tensor are wanted.
 
     Raises:
@@ -48,8 +69,8 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        elif type(data) in (bool, int, float, list, tuple):
-            data = backend.default_asarray(data)
+        elif type(data) in _PYTHON_DATA:
+            data = _from_python(data, None, None, None)
         self.data = data
         self.grad: Tensor | None = None
         self._node = None
@@ -140,6 +161,15 @@ class Tensor:
     def __int__(self) -> int:
         return int(self.data)
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        # np.asarray(tensor) used to build an object array of 0-d Tensors through __len__ and
+        # __iter__; an implicit conversion would also hide a device copy (CuPy) and drop the
+        # tape. PyTorch converts silently (and fails for CUDA tensors or requires_grad).
+        raise TypeError(
+            "a Tensor is not converted to a NumPy array implicitly (np.asarray / np.array): "
+            "use tensor.numpy() for a NumPy copy on the host, or tensor.data for the array "
+            "in its own namespace")
+
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         ns = backend.namespace_name(backend.array_namespace(self.data))
@@ -178,8 +208,9 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any
 
     Args:
         data: array, Tensor, Python scalar or nested list.
-        dtype: dtype of the result (in the target namespace); default keeps ``data``'s, and
-            Python floats become float64.
+        dtype: dtype of the result (in the target namespace); default keeps an array's
+            dtype, and Python floats (scalars, lists) take :func:`npdeq.get_default_dtype`
+            (float64 unless set; complex numbers the matching complex dtype).
         requires_grad: whether to record operations on it.
         xp: namespace to create the array in; default is ``data``'s own, or NumPy.
         device: device to create it on; default is ``data``'s.
@@ -212,17 +243,11 @@ def as_tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: 
     return _make(data, dtype, requires_grad, xp, device, copy=None)
 
 
-_PYTHON_DATA = (bool, int, float, list, tuple)
-
-
 def _make(data, dtype, requires_grad, xp, device, copy):
     if isinstance(data, Tensor):
         data = data.data
     if type(data) in _PYTHON_DATA:
-        if xp is None:
-            return Tensor(backend.default_asarray(data, dtype=dtype), requires_grad=requires_grad)
-        kwargs = {} if device is None else {"device": device}
-        return Tensor(xp.asarray(data, dtype=dtype, **kwargs), requires_grad=requires_grad)
+        return Tensor(_from_python(data, dtype, xp, device), requires_grad=requires_grad)
     source = backend.array_namespace(data)
     target = source if xp is None else xp
     if target is not source:

@@ -12,13 +12,16 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.arrayfuncs`: einsum, index-add along an axis, sparse-dense products;
 - :mod:`~npdeq.backend.random`: random numbers on any device;
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
-- :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values.
+- :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values;
+- :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays.
 """
 
 from npdeq.backend.arrayfuncs import *  # noqa: F401,F403
 from npdeq.backend.arrayfuncs import __all__ as _arrayfuncs_all
 from npdeq.backend.checks import *  # noqa: F401,F403
 from npdeq.backend.checks import __all__ as _checks_all
+from npdeq.backend.dtypes import *  # noqa: F401,F403
+from npdeq.backend.dtypes import __all__ as _dtypes_all
 from npdeq.backend.namespace import *  # noqa: F401,F403
 from npdeq.backend.namespace import __all__ as _namespace_all
 from npdeq.backend.namespace import _NAMESPACE_BY_TYPE, _numpy_namespace  # noqa: F401
@@ -29,4 +32,5 @@ from npdeq.backend.transfer import __all__ as _transfer_all
 from npdeq.backend.windows import *  # noqa: F401,F403
 from npdeq.backend.windows import __all__ as _windows_all
 
-__all__ = [*_arrayfuncs_all, *_checks_all, *_namespace_all, *_windows_all, *_random_all, *_transfer_all]
+__all__ = [*_arrayfuncs_all, *_checks_all, *_dtypes_all, *_namespace_all, *_windows_all,
+           *_random_all, *_transfer_all]

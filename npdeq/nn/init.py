@@ -51,11 +51,19 @@ def generator(seed: Any = None) -> Any:
 
 def new_array(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
               device: Any = None) -> Any:
-    """Zeros of ``shape`` in namespace ``xp`` (NumPy by default), ``dtype`` (float64 by
-    default) on ``device``: the array whose place and dtype initial values take."""
+    """Zeros of ``shape`` in namespace ``xp`` (NumPy by default), ``dtype`` (by default
+    :func:`npdeq.get_default_dtype`, float64 unless set) on ``device``: the array whose place
+    and dtype initial values take.
+
+    Example:
+        >>> import npdeq
+        >>> with npdeq.default_dtype('float32'):
+        ...     print(new_array((2,)).dtype)
+        float32
+    """
     xp = backend.default_namespace() if xp is None else backend.resolve_target(xp)[0]
-    dtype = xp.float64 if dtype is None else (getattr(xp, dtype) if isinstance(dtype, str)
-                                              else dtype)
+    dtype = backend.get_default_dtype(xp) if dtype is None else (
+        getattr(xp, dtype) if isinstance(dtype, str) else dtype)
     if device is None:
         return xp.zeros(shape, dtype=dtype)
     return xp.zeros(shape, dtype=dtype, device=device)
