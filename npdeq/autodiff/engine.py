@@ -6,6 +6,17 @@ parents that need a gradient, and ``grad(..., inputs)`` prunes the walk to the p
 graph that reaches ``inputs``. Rules run under ``no_grad`` unless ``create_graph=True``, in
 which case the backward pass is itself recorded (gradients of gradients). Summing a
 broadcast cotangent down to its input's shape happens here, once, for every op.
+
+Dtypes. An op mixing float32 and float64 operands computes in float64, the array API and
+NumPy promotion rule (a Python scalar never promotes: ``float32 tensor * 2.0`` stays
+float32; a 0-d array or Tensor is an array and does, as in NumPy 2 and the array API, unlike
+PyTorch, so write ``x * 2.0`` or make the constant in ``x.dtype``). Gradients do not
+follow the promotion: every cotangent handed to an input is cast to that input's dtype, here,
+where it is summed down to the input's shape (PyTorch does the same), so a leaf's ``.grad``
+always has the leaf's dtype and a float32 parameter used with a float64 operand gets a
+float32 gradient. Only real floating dtypes are cast (float32 and float64); a cotangent
+that is complex, or meant for a complex input, is passed on unchanged, and integer inputs
+never receive one (only floating-point tensors can require gradients).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor, ones_like
 
 __all__ = ["backward", "grad", "vjp", "partial_grad"]
@@ -88,6 +100,23 @@ def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     return reshape(g, tuple(shape)) if tuple(g.shape) != tuple(shape) else g
 
 
+# The cast of a cotangent to its input's dtype, recorded under create_graph like any rule.
+_cast = primitive(lambda a, dtype: backend.array_namespace(a).astype(a, dtype), name="astype")
+defvjp(_cast, lambda g, ans, a, dtype: _cast(g, dtype=a.dtype))
+
+
+def cast_to_input(g: Tensor, parent: Tensor) -> Tensor:
+    """``g`` in ``parent``'s dtype when both are real floating and differ (float64
+    cotangent of a float32 input, from an op that promoted); otherwise ``g`` itself."""
+    dtype = parent.data.dtype
+    if g.data.dtype == dtype:
+        return g
+    xp = backend.array_namespace(g.data)
+    if xp.isdtype(dtype, "real floating") and xp.isdtype(g.data.dtype, "real floating"):
+        return _cast(g, dtype=dtype)
+    return g
+
+
 def _check_grad_output(out: Tensor, g: Any, index: int) -> Tensor:
     if g is None:
         if out.size != 1:
@@ -99,7 +128,7 @@ def _check_grad_output(out: Tensor, g: Any, index: int) -> Tensor:
     if tuple(g.shape) != tuple(out.shape):
         raise ValueError(
             f"grad_outputs[{index}] has shape {g.shape} but output {index} has shape {out.shape}")
-    return g
+    return cast_to_input(g, out)
 
 
 def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inputs=False):
@@ -157,7 +186,7 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
                 pid = id(parent)
                 if not isinstance(contribution, Tensor):
                     contribution = Tensor(contribution)
-                contribution = unbroadcast(contribution, parent.shape)
+                contribution = cast_to_input(unbroadcast(contribution, parent.shape), parent)
                 prev = cotangents.get(pid)
                 cotangents[pid] = contribution if prev is None else prev + contribution
                 if parent._node is None:
