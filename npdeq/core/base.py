@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, is_grad_enabled, no_grad
+from npdeq.core.dtypes import call_checking_dtypes
 from npdeq.core.config import (ConfigWarning, DEQConfig, check_value, default, is_default,
                                is_set, unknown_key_error)
 from npdeq.core.sradius import spectral_radius
@@ -56,7 +57,7 @@ def solver_parameters(solver: Callable[..., Any]) -> frozenset[str] | None:
     Example:
         >>> from npdeq.solver import fixed_point_iter
         >>> sorted(solver_parameters(fixed_point_iter))
-        ['return_final', 'stop_mode', 'tau', 'tol']
+        ['per_sample', 'return_final', 'stop_mode', 'tau', 'tol']
     """
     try:
         params = inspect.signature(solver).parameters.values()
@@ -109,11 +110,15 @@ def check_solver_call(solver: Callable[..., Any], name: str, role: str,
                          f"solver({call}): {error}") from None
 
 
-def array_map(func: Callable[..., Any], z: Any) -> Callable[..., Any]:
+def array_map(func: Callable[..., Any], z: Any,
+              check_dtypes: bool | None = None) -> Callable[..., Any]:
     """``func`` on Tensors as a map on raw arrays for the solvers; nothing is recorded.
 
-    The first call (and every call) checks that ``func`` returns the structure and shapes of
-    its input (:func:`npdeq.grad.state.call_state_func`).
+    Every call checks that ``func`` returns the structure and shapes of its input
+    (:func:`npdeq.grad.state.call_state_func`). With ``check_dtypes`` the first call is
+    recorded, to check that no parameter has a lower precision than the state
+    (:func:`npdeq.core.dtypes.call_checking_dtypes`); by default it is when grad mode is on
+    at that call (a training forward: the eval path and ``no_grad`` record nothing).
 
     Args:
         func: ``func(z)`` or ``func(*zs)`` on Tensors.
@@ -128,10 +133,16 @@ def array_map(func: Callable[..., Any], z: Any) -> Callable[..., Any]:
         (1, 2)
     """
     single = not isinstance(z, tuple)
+    first = [check_dtypes is not False]
 
     def mapped(*zs: Any) -> Any:
-        with no_grad():
-            out = call_state_func(func, tuple(Tensor(a) for a in zs))
+        states = tuple(Tensor(a) for a in zs)
+        if first[0] and (check_dtypes or is_grad_enabled()):
+            out = call_checking_dtypes(func, states)
+        else:
+            with no_grad():
+                out = call_state_func(func, states)
+        first[0] = False
         return out[0].data if single else tuple(o.data for o in out)
 
     return mapped
@@ -417,7 +428,8 @@ class DEQBase(Module):
                 z_out = [_detached(z) for z in z_out]
             return z_out, info
         budget = self.eval_f_max_iter if budget is None else budget
-        z_star, _, info = self._solve(array_map(func, z0), z0, budget, None, kwargs)
+        z_star, _, info = self._solve(array_map(func, z0, check_dtypes=False), z0, budget,
+                                      None, kwargs)
         if sradius_mode:
             info["sradius"] = spectral_radius(func, z_star)
         BackwardRecorder(None).attach(info)

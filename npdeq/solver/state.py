@@ -249,10 +249,24 @@ def check_result(out: Any, shape: tuple[int, ...], dtype: Any, xp: Any, device: 
         raise ValueError(f"{name} returned shape {tuple(out.shape)}{where}; expected "
                          f"{tuple(shape)} (the shape of its input)")
     if out.dtype != dtype:
-        raise TypeError(f"{name} returned dtype {out.dtype}{where}; expected {dtype}")
+        raise TypeError(f"{name} returned dtype {out.dtype}{where}; expected {dtype}"
+                        + _dtype_hint(xp, out.dtype, dtype, name))
     if backend.device(out) != device:
         raise ValueError(f"{name} returned an array on device {backend.device(out)}{where}; "
                          f"expected {device}")
+
+
+def _dtype_hint(xp: Any, got: Any, expected: Any, name: str) -> str:
+    """Where a real floating dtype other than the input's most likely comes from."""
+    if not (xp.isdtype(got, "real floating") and xp.isdtype(expected, "real floating")):
+        return f" (the dtype of its input); {name} must return its input's dtype"
+    if xp.finfo(got).bits > xp.finfo(expected).bits:
+        return (f" (the dtype of its input): an operand of dtype {got} inside {name} (a "
+                "parameter or input made in that dtype, e.g. a layer created before "
+                "set_default_dtype, or a NumPy array of that dtype) promotes the result; cast "
+                f"it, or call model.to(dtype=...) so that {name} computes in its input's dtype")
+    return (f" (the dtype of its input): {name} computes in a lower precision than its "
+            f"input; cast its result, or give the state (z_init) the dtype {got}")
 
 
 def _describe(x: Any) -> str:

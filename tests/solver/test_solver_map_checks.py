@@ -46,8 +46,20 @@ def test_changed_output_is_an_error_naming_func(xp, to_xp, solver, after, change
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_changed_dtype_is_an_error(xp, to_xp, solver):
     func = _changing(xp, to_xp, 2, lambda out: xp.astype(out, xp.float32))
-    with pytest.raises(TypeError, match=r"func returned dtype \S*float32 at call 3"):
+    with pytest.raises(TypeError, match=r"func returned dtype \S*float32 at call 3; expected "
+                                        r"\S*float64 .*lower precision than its input"):
         get_solver(solver)(func, to_xp(np.zeros((3, 4))), max_iter=50, tol=1e-10)
+
+
+def test_promoted_dtype_names_its_likely_source(xp, to_xp):
+    """A float64 operand inside func turns a float32 state's image float64: the message says
+    where such an operand comes from and how to fix it."""
+    weight = to_xp(np.full(4, 0.5))                                 # float64
+    with pytest.raises(TypeError, match=r"func returned dtype \S*float64 at call 1; expected "
+                                        r"\S*float32 .*set_default_dtype.*promotes the result"
+                                        r".*model\.to\(dtype="):
+        get_solver("anderson")(lambda z: weight * z, to_xp(np.zeros((3, 4)), np.float32),
+                               max_iter=5)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
