@@ -6,7 +6,11 @@ on it; :mod:`npdeq.autodiff` imports this module once, after the ops.
 
 from __future__ import annotations
 
+import math
+
+from npdeq import backend
 from npdeq.autodiff import ops
+from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.ops import linalg_functions
 from npdeq.autodiff.tensor import Tensor
 
@@ -81,3 +85,235 @@ _METHODS = {
 
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn if isinstance(_fn, property) or _name in _PLAIN else _method(_fn))
+
+
+# --- PyTorch habits ------------------------------------------------------------------------
+# Names a porting PyTorch user reaches for. Where npdeq follows NumPy instead (max/min/var
+# with dim=, squeeze of a non-unit axis), the error says what to write.
+
+def _dim_alias(op, what):
+    """``op`` also taking PyTorch's ``dim=``/``keepdim=`` for ``axis=``/``keepdims=`` (same
+    meaning)."""
+    def method(self, *args, dim=None, keepdim=None, **kwargs):
+        for torch_name, name, value in (("dim", "axis", dim), ("keepdim", "keepdims", keepdim)):
+            if value is None:
+                continue
+            if name in kwargs or (name == "axis" and args):
+                raise TypeError(f"{what}: give {name}= or {torch_name}=, not both")
+            kwargs[name] = value
+        return op(self, *args, **kwargs)
+    method.__name__ = what.rsplit(".", 1)[-1]
+    method.__doc__ = (f"{getattr(op, '__doc__', None) or ''}\n\n"
+                      "``dim=``/``keepdim=`` (PyTorch's names) are accepted for "
+                      "``axis=``/``keepdims=``.")
+    return method
+
+
+def _numpy_only(op, what, advice):
+    """``op`` refusing PyTorch's ``dim=``/``keepdim=``, whose meaning differs here."""
+    def method(self, *args, dim=None, keepdim=None, **kwargs):
+        if dim is not None or keepdim is not None:
+            raise TypeError(f"{what} follows NumPy, not PyTorch: {advice}")
+        return op(self, *args, **kwargs)
+    method.__name__ = what.rsplit(".", 1)[-1]
+    method.__doc__ = f"{getattr(op, '__doc__', None) or ''}\n\nPyTorch users: {advice}"
+    return method
+
+
+_EXTREME = ("write axis= (and keepdims=); it returns the values only, not PyTorch's "
+            "(values, indices) pair (t.max(1) is NumPy's t.max(axis=1), so 'v, i = t.max(1)' "
+            "would unpack rows): use t.max(axis=d) and t.argmax(axis=d)")
+_VARIANCE = ("write axis= (and keepdims=); the default is the population variance "
+             "(correction=0), PyTorch's the sample variance: pass correction=1 for PyTorch's "
+             "value")
+
+
+def _arg_extreme(name):
+    def method(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
+        """Indices of the extreme values along ``axis`` (NumPy's; ``dim``/``keepdim``
+        accepted), an integer Tensor outside the tape."""
+        axis = axis if dim is None else dim
+        keepdims = keepdims if keepdim is None else keepdim
+        xp = backend.array_namespace(self.data)
+        return Tensor(getattr(xp, name)(self.data, axis=axis, keepdims=keepdims))
+    method.__name__ = name
+    return method
+
+
+class _Size(int):
+    """The element count (NumPy's ``size``), callable for PyTorch's ``t.size()`` (the shape)
+    and ``t.size(d)`` (the length of axis ``d``)."""
+
+    def __new__(cls, value: int, shape: tuple[int, ...] = ()) -> "_Size":
+        size = super().__new__(cls, value)
+        size.shape = shape
+        return size
+
+    def __call__(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def __reduce__(self):
+        return int, (int(self),)
+
+
+def _size(self) -> _Size:
+    """The number of elements, as NumPy (an int). Calling it is PyTorch's ``size()``:
+    ``t.size()`` is the shape and ``t.size(d)`` the length of axis ``d``."""
+    return _Size(math.prod(self.data.shape), tuple(self.data.shape))
+
+
+def _transpose_torch(self, *axes):
+    """Permute axes as NumPy (``t.transpose()`` reverses them, ``t.transpose((1, 0, 2))``
+    permutes), except that exactly two ints swap those two axes, as PyTorch's
+    ``t.transpose(0, 1)`` (NumPy would read them as a full permutation: the identity or an
+    error, never what a PyTorch user means)."""
+    if len(axes) == 2 and all(isinstance(a, int) for a in axes):
+        for a in axes:
+            if not -self.ndim <= a < self.ndim:
+                raise ValueError(f"transpose: axis {a} is out of range for a tensor of "
+                                 f"{self.ndim} dimensions")
+        return ops.swapaxes(self, *axes)
+    return _transpose(self, *axes)
+
+
+def _chunk(self, chunks, axis=0, *, dim=None):
+    """Split into ``chunks`` pieces along ``axis`` (``dim`` accepted) as ``torch.chunk``:
+    pieces of ``ceil(n / chunks)``, the last smaller, possibly fewer than ``chunks``.
+    Returns a tuple of Tensors (views on the tape)."""
+    axis = axis if dim is None else dim
+    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    if not -self.ndim <= axis < max(self.ndim, 1) or self.ndim == 0:
+        raise ValueError(f"chunk: axis {axis} is out of range for a tensor of shape "
+                         f"{self.shape}")
+    axis %= self.ndim
+    n = self.shape[axis]
+    step = max(-(-n // chunks), 1)
+    head = (slice(None),) * axis
+    return tuple(ops.getitem(self, head + (slice(lo, lo + step),))
+                 for lo in range(0, max(n, 1), step))
+
+
+def _clone_raw(a):
+    return backend.array_namespace(a).asarray(a, copy=True)
+
+
+_clone = primitive(_clone_raw, name="clone")
+defvjp(_clone, lambda g, ans, a: g)
+
+
+def _move_raw(a, xp=None, device=None, dtype=None):
+    out = a if xp is None else backend.move_array(a, xp, device)
+    if dtype is not None and out.dtype != dtype:
+        out = backend.array_namespace(out).astype(out, dtype)
+    return out
+
+
+# The move back to the input's namespace, device and dtype is the same op.
+_move = primitive(_move_raw, name="to")
+defvjp(_move, lambda g, ans, a, xp=None, device=None, dtype=None: _move(
+    g, xp=backend.array_namespace(a.data), device=backend.device(a.data), dtype=a.data.dtype))
+
+_DEVICE_NAMES = ("cpu", "numpy", "gpu", "cuda")
+
+
+def _is_target(arg) -> bool:
+    """A namespace, device, array or device name (else ``arg`` is taken as a dtype)."""
+    if isinstance(arg, str):
+        return arg.lower() in _DEVICE_NAMES or arg.lower().startswith("cuda:")
+    if hasattr(arg, "asarray") or type(arg).__name__ == "Device":
+        return True
+    try:
+        backend.array_namespace(arg)
+    except TypeError:
+        return False
+    return True
+
+
+def _dtype_in(xp, dtype):
+    name = dtype if isinstance(dtype, str) else (
+        getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype))
+    found = getattr(xp, str(name).rsplit(".", 1)[-1], None)
+    try:
+        valid = found is not None and xp.isdtype(found, ("bool", "numeric"))
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"to: unknown dtype {dtype!r} for {backend.namespace_name(xp)}")
+    return found
+
+
+def _to(self, *args, dtype=None, device=None, xp=None, copy=False, non_blocking=False):
+    """Move and/or cast, as PyTorch's ``Tensor.to``: ``t.to('cuda')``, ``t.to('cpu')``,
+    ``t.to(dtype)``, ``t.to(device, dtype)``, ``t.to(other)`` (``other``'s namespace,
+    device and dtype), plus npdeq's targets (a namespace module, ``'gpu'``, a device
+    object; see :meth:`npdeq.nn.Module.to`). Dtypes may be given by name (``'float32'``)
+    or as any library's dtype. Recorded on the tape for floating results (the gradient
+    moves back); ``non_blocking`` is accepted and ignored.
+
+    Returns:
+        ``self`` when nothing changes (and ``copy`` is False), else a new Tensor.
+
+    Raises:
+        RuntimeError: a GPU target without CuPy or a GPU.
+        ValueError, TypeError: an unknown target or dtype.
+    """
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most a target and a dtype, got {len(args)} arguments")
+    target = device if device is not None else xp
+    for arg in args:
+        if isinstance(arg, Tensor):
+            target, dtype = arg.data, arg.data.dtype
+        elif _is_target(arg):
+            target = arg
+            if hasattr(arg, "dtype") and hasattr(arg, "shape"):
+                dtype = arg.dtype
+        else:
+            dtype = arg
+    here = backend.array_namespace(self.data)
+    ns, where = (None, None) if target is None else backend.resolve_target(target)
+    if dtype is not None:
+        dtype = _dtype_in(here if ns is None else ns, dtype)
+    moved = ns is not None and (ns is not here or (where is not None
+                                                   and where != backend.device(self.data)))
+    if not moved and (dtype is None or dtype == self.data.dtype) and not copy:
+        return self
+    kinds = ("real floating", "complex floating")
+    if (here.isdtype(self.data.dtype, kinds) if dtype is None
+            else (here if ns is None else ns).isdtype(dtype, kinds)):
+        out = _move(self, xp=ns if moved else None, device=where, dtype=dtype)
+    else:
+        out = Tensor(_move_raw(self.data, ns if moved else None, where, dtype))
+    if copy and out.data is self.data:
+        return _clone(out)
+    return out
+
+
+def _cast(dtype_name):
+    def method(self):
+        return _to(self, dtype_name)
+    method.__name__ = {"float32": "float", "float64": "double", "int64": "long"}[dtype_name]
+    method.__doc__ = (f"``self.to('{dtype_name}')``: same namespace and device (differentiable "
+                      "for floating results).")
+    return method
+
+
+_TORCH = {
+    "sum": _dim_alias(ops.sum, "Tensor.sum"), "mean": _dim_alias(ops.mean, "Tensor.mean"),
+    "logsumexp": _dim_alias(ops.logsumexp, "Tensor.logsumexp"),
+    "softmax": _dim_alias(ops.softmax, "Tensor.softmax"),
+    "log_softmax": _dim_alias(ops.log_softmax, "Tensor.log_softmax"),
+    "squeeze": _dim_alias(ops.squeeze, "Tensor.squeeze"),
+    "max": _numpy_only(ops.max, "Tensor.max", _EXTREME),
+    "min": _numpy_only(ops.min, "Tensor.min", _EXTREME.replace("max", "min")),
+    "var": _numpy_only(ops.var, "Tensor.var", _VARIANCE),
+    "argmax": _arg_extreme("argmax"), "argmin": _arg_extreme("argmin"),
+    "size": property(_size), "numel": lambda self: int(_size(self)),
+    "dim": lambda self: self.ndim, "transpose": _transpose_torch, "chunk": _chunk,
+    "clone": lambda self: _clone(self), "to": _to,
+    "cpu": lambda self: _to(self, "cpu"), "cuda": lambda self: _to(self, "cuda"),
+    "float": _cast("float32"), "double": _cast("float64"), "long": _cast("int64"),
+}
+
+for _name, _fn in _TORCH.items():
+    setattr(Tensor, _name, _fn)

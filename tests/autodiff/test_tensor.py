@@ -222,3 +222,105 @@ def test_zeros_like_and_ones_like(xp, to_xp, check_array, a0, make, value):
         assert not out.requires_grad
         np.testing.assert_array_equal(out.numpy(), np.full((2, 3), value))
     assert make(to_xp(a0), requires_grad=True).requires_grad
+
+
+# --- PyTorch habits: the methods a porting user reaches for ---------------------------------
+
+
+def test_size_is_numpys_count_and_callable_as_pytorchs_shape(a0):
+    t = npdeq.Tensor(a0)
+    assert t.size == 6 and isinstance(t.size, int) and t.numel() == 6 and t.dim() == 2
+    assert t.size() == (2, 3) and t.size(1) == 3 and t.size(-2) == 2
+    assert [0] * t.size == [0] * 6 and type(t.size + 1) is int
+
+
+def test_dim_is_accepted_where_it_means_axis(xp, to_xp, check_array, a0):
+    t = npdeq.Tensor(to_xp(a0), requires_grad=True)
+    for name in ("sum", "mean", "logsumexp"):
+        out = getattr(t, name)(dim=1, keepdim=True)
+        check_array(out, shape=(2, 1), dtype=xp.float64)
+        np.testing.assert_array_equal(out.numpy(), getattr(t, name)(axis=1, keepdims=True).numpy())
+    np.testing.assert_array_equal(t.softmax(dim=0).numpy(), npdeq.softmax(t, axis=0).numpy())
+    assert t.log_softmax(dim=1).shape == (2, 3) and t.sum(dim=(0, 1)).shape == ()
+    assert npdeq.Tensor(to_xp(a0[:, :1])).squeeze(dim=1).shape == (2,)
+    with pytest.raises(TypeError, match="axis= or dim="):
+        t.sum(1, dim=0)
+
+
+@pytest.mark.parametrize("name, match", [("max", r"\(values, indices\).*argmax"),
+                                         ("min", "argmin"), ("var", "correction=1")])
+def test_dim_raises_where_numpys_meaning_differs(a0, name, match):
+    t = npdeq.Tensor(a0)
+    with pytest.raises(TypeError, match="follows NumPy.*axis=.*" + match):
+        getattr(t, name)(dim=1)
+    assert "PyTorch users" in getattr(npdeq.Tensor, name).__doc__
+    assert getattr(t, name)(axis=1).shape == (2,)
+
+
+def test_argmax_and_argmin(xp, to_xp, check_array):
+    t = npdeq.Tensor(to_xp(np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]])))
+    np.testing.assert_array_equal(t.argmax(dim=1).numpy(), [1, 0])
+    np.testing.assert_array_equal(t.argmin(axis=0, keepdims=True).numpy(), [[0, 1, 0]])
+    check_array(t.argmax(), shape=())
+
+
+def test_transpose_with_two_ints_swaps_them_as_pytorch(a0):
+    t = npdeq.Tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    assert t.transpose(0, 2).shape == (4, 3, 2) and t.transpose(-1, 0).shape == (4, 3, 2)
+    assert npdeq.Tensor(a0).transpose(0, 1).shape == (3, 2)  # NumPy: the identity
+    assert t.transpose().shape == (4, 3, 2) and t.transpose((1, 0, 2)).shape == (3, 2, 4)
+    assert t.transpose(1, 2, 0).shape == (3, 4, 2)
+    t.transpose(0, 1).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), np.ones((2, 3, 4)))
+    with pytest.raises(ValueError, match="axis 3 is out of range"):
+        t.transpose(0, 3)
+
+
+def test_chunk_follows_pytorch(xp, to_xp, check_array):
+    t = npdeq.Tensor(to_xp(np.arange(12.0).reshape(2, 6)), requires_grad=True)
+    parts = t.chunk(4, dim=1)  # pieces of ceil(6 / 4) = 2: three of them, as torch.chunk
+    assert isinstance(parts, tuple) and [p.shape for p in parts] == [(2, 2)] * 3
+    assert [p.shape for p in t.chunk(4, 1)] == [(2, 2)] * 3
+    assert [p.shape for p in t.chunk(2)] == [(1, 6)] * 2
+    assert [p.shape[1] for p in npdeq.Tensor(np.zeros((1, 5))).chunk(3, axis=-1)] == [2, 2, 1]
+    check_array(parts[2], shape=(2, 2), dtype=xp.float64)
+    (parts[0].sum() + 2 * parts[2].sum()).backward()
+    np.testing.assert_array_equal(t.grad.numpy(), [[1, 1, 0, 0, 2, 2]] * 2)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="chunks"):
+            t.chunk(bad)
+
+
+def test_clone_is_a_differentiable_copy(xp, to_xp, check_array, a0):
+    t = npdeq.Tensor(to_xp(a0), requires_grad=True)
+    c = t.clone()
+    check_array(c, shape=(2, 3), dtype=xp.float64)
+    assert c.data is not t.data and not c.is_leaf
+    (c * c).sum().backward()
+    np.testing.assert_array_equal(t.grad.numpy(), 2 * a0)
+    d = t.detach()
+    assert d.is_leaf and not d.requires_grad and d.data is t.data
+
+
+def test_to_casts_and_moves_on_the_tape(xp, xp_device, to_xp, check_array, a0):
+    t = npdeq.Tensor(np.asarray(a0), requires_grad=True)
+    moved = t.to(to_xp(np.zeros(1, dtype=np.float32)))  # another array: its place and dtype
+    check_array(moved, shape=(2, 3), dtype=xp.float32)
+    (moved * moved).sum().backward()
+    assert isinstance(t.grad.data, np.ndarray) and t.grad.dtype == np.float64
+    np.testing.assert_allclose(t.grad.numpy(), 2 * a0)
+    assert t.to("cpu") is t and t.to(np.float64) is t and t.to("float64", copy=True) is not t
+    assert t.float().dtype == np.float32 and t.double().dtype == np.float64
+    assert t.to(dtype="float32", non_blocking=True).dtype == np.float32
+    labels = t.long()
+    assert labels.dtype == np.int64 and not labels.requires_grad
+    back = npdeq.Tensor(to_xp(a0), requires_grad=True).cpu()
+    assert isinstance(back.data, np.ndarray)
+    with pytest.raises(ValueError, match="unknown dtype"):
+        t.to("float33")
+
+
+def test_cuda_without_a_gpu_names_cupy(a0, monkeypatch):
+    monkeypatch.setattr(backend, "cupy_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CuPy"):
+        npdeq.Tensor(a0).cuda()
