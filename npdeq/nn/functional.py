@@ -28,7 +28,11 @@ from typing import Any, Sequence
 from npdeq import backend
 from npdeq.autodiff import ops
 from npdeq.autodiff.ops._util import as_operand, raw
+from npdeq.autodiff.ops.conv import conv1d
+from npdeq.autodiff.ops.linalg_functions import vector_norm
+from npdeq.autodiff.ops.lookup import embedding
 from npdeq.autodiff.ops.losses import _check_reduction, _reduce
+from npdeq.autodiff.ops.pooling import avg_pool1d, max_pool1d, max_pool2d
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn import init
@@ -36,7 +40,9 @@ from npdeq.nn._classification import _no_legacy, cross_entropy, nll_loss
 
 __all__ = ["relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "softmax",
            "log_softmax", "normalize", "dropout", "linear", "conv2d", "avg_pool2d", "pad",
-           "nll_loss", "cross_entropy", "mse_loss", "l1_loss", "dropout_mask"]
+           "nll_loss", "cross_entropy", "mse_loss", "l1_loss", "dropout_mask",
+           # npdeq's ops, already under PyTorch's names and signatures:
+           "conv1d", "avg_pool1d", "max_pool1d", "max_pool2d", "embedding"]
 
 
 def _no_inplace(inplace: Any, what: str) -> None:
@@ -127,8 +133,8 @@ def normalize(input: Any, p: float = 2.0, dim: int | Sequence[int] = 1,
               eps: float = 1e-12) -> Tensor:
     """``input / max(||input||_p, eps)`` over ``dim``, as ``torch.nn.functional.normalize``.
 
-    The denominator is computed as ``max(sum |x|**p, eps**p)**(1/p)`` (the same number), so
-    the gradient at a zero vector is finite (zero), not NaN.
+    The norm is :func:`npdeq.linalg.vector_norm` (whose gradient at a zero vector is 0), so
+    the gradient at a zero vector is ``1 / eps``, not NaN.
 
     Args:
         input: floating-point Tensor or array.
@@ -149,13 +155,10 @@ def normalize(input: Any, p: float = 2.0, dim: int | Sequence[int] = 1,
     if p != math.inf:
         p = check_real("p", p, 0.0, low_open=True, owner="normalize")
     x = as_operand(input)
-    size = ops.abs(x)
-    if p == math.inf:
-        norm = ops.maximum(ops.max(size, axis=dim, keepdims=True), eps)
-    else:
-        powered = size * size if p == 2.0 else size ** p
-        total = ops.maximum(ops.sum(powered, axis=dim, keepdims=True), eps ** p)
-        norm = ops.sqrt(total) if p == 2.0 else total ** (1.0 / p)
+    norm = vector_norm(x, axis=dim, keepdims=True, ord=p)
+    # Below eps the denominator is the constant eps: its gradient (0 at zero) does not reach
+    # the norm's.
+    norm = ops.maximum(norm, eps)
     return x / norm
 
 

@@ -236,10 +236,11 @@ def test_size_is_numpys_count_and_callable_as_pytorchs_shape(a0):
 
 def test_dim_is_accepted_where_it_means_axis(xp, to_xp, check_array, a0):
     t = npdeq.Tensor(to_xp(a0), requires_grad=True)
-    for name in ("sum", "mean", "logsumexp"):
-        out = getattr(t, name)(dim=1, keepdim=True)
-        check_array(out, shape=(2, 1), dtype=xp.float64)
-        np.testing.assert_array_equal(out.numpy(), getattr(t, name)(axis=1, keepdims=True).numpy())
+    for name in ("sum", "mean", "logsumexp", "prod", "cumsum"):
+        kwargs = {} if name == "cumsum" else {"keepdims": True}
+        out = getattr(t, name)(dim=1, **({"keepdim": True} if kwargs else {}))
+        check_array(out, shape=(2, 3) if name == "cumsum" else (2, 1), dtype=xp.float64)
+        np.testing.assert_array_equal(out.numpy(), getattr(t, name)(axis=1, **kwargs).numpy())
     np.testing.assert_array_equal(t.softmax(dim=0).numpy(), npdeq.softmax(t, axis=0).numpy())
     assert t.log_softmax(dim=1).shape == (2, 3) and t.sum(dim=(0, 1)).shape == ()
     assert npdeq.Tensor(to_xp(a0[:, :1])).squeeze(dim=1).shape == (2,)
@@ -248,7 +249,8 @@ def test_dim_is_accepted_where_it_means_axis(xp, to_xp, check_array, a0):
 
 
 @pytest.mark.parametrize("name, match", [("max", r"\(values, indices\).*argmax"),
-                                         ("min", "argmin"), ("var", "correction=1")])
+                                         ("min", "argmin"), ("var", "correction=1"),
+                                         ("std", "correction=1")])
 def test_dim_raises_where_numpys_meaning_differs(a0, name, match):
     t = npdeq.Tensor(a0)
     with pytest.raises(TypeError, match="follows NumPy.*axis=.*" + match):
