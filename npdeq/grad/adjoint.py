@@ -69,7 +69,7 @@ def check_adjoint_args(b_solver: Any, b_solver_kwargs: dict | None) -> None:
         >>> check_adjoint_args('anderson', {'mm': 5})
         Traceback (most recent call last):
         ...
-        ValueError: b_solver_kwargs: b_solver 'anderson' takes no argument 'mm' (it takes indexing, lam, m, max_iter, return_final, stop_mode, tau, tol; and fallback)
+        ValueError: b_solver_kwargs: b_solver 'anderson' takes no argument 'mm' (it takes indexing, lam, m, max_iter, per_sample, return_final, stop_mode, tau, tol; and fallback)
     """
     if b_solver_kwargs is not None and not isinstance(b_solver_kwargs, dict):
         raise TypeError(f"b_solver_kwargs must be a dict or None, got "
