@@ -289,6 +289,12 @@ def _to(self, *args, dtype=None, device=None, xp=None, copy=False, non_blocking=
     return out
 
 
+def _cuda(self, device=None, non_blocking=False):
+    """``self.to('cuda')`` (CuPy's current device), or ``self.to('cuda:N')`` for
+    ``device=N``, as PyTorch's ``Tensor.cuda``."""
+    return _to(self, "cuda" if device is None else f"cuda:{int(device)}")
+
+
 def _cast(dtype_name):
     def method(self):
         return _to(self, dtype_name)
@@ -314,7 +320,7 @@ _TORCH = {
     "size": property(_size), "numel": lambda self: int(_size(self)),
     "dim": lambda self: self.ndim, "transpose": _transpose_torch, "chunk": _chunk,
     "clone": lambda self: _clone(self), "to": _to,
-    "cpu": lambda self: _to(self, "cpu"), "cuda": lambda self: _to(self, "cuda"),
+    "cpu": lambda self: _to(self, "cpu"), "cuda": _cuda,
     "float": _cast("float32"), "double": _cast("float64"), "long": _cast("int64"),
 }
 

@@ -326,3 +326,5 @@ def test_cuda_without_a_gpu_names_cupy(a0, monkeypatch):
     monkeypatch.setattr(backend, "cupy_available", lambda: False)
     with pytest.raises(RuntimeError, match="CuPy"):
         npdeq.Tensor(a0).cuda()
+    with pytest.raises(RuntimeError, match="'cuda:1'"):
+        npdeq.Tensor(a0).cuda(1)
