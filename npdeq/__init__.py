@@ -27,6 +27,7 @@ from npdeq import norm, dropout  # noqa: F401,E402
 from npdeq import models  # noqa: F401
 from npdeq import loss, utils  # noqa: F401
 from npdeq import linalg  # noqa: F401,E402  (numpy.linalg's functions on the tape)
+from npdeq import sparse  # noqa: F401,E402  (torch.sparse's mm on the tape)
 # TorchDEQ's top-level names (torchdeq/__init__.py), where its users import them from.
 from npdeq.dropout import (VariationalDropout, VariationalDropout1d, VariationalDropout2d,
                            VariationalDropout3d, VariationalDropToken1d, VariationalDropToken2d,
@@ -40,7 +41,8 @@ __version__ = "0.1.0"
 
 __all__ = list(dict.fromkeys([
     "ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory",
-    "nn", "optim", "models", "DEQBase", "DEQIndexing", "DEQSliced", "DEQConfig",
+    "nn", "optim", "models", "linalg", "sparse", "DEQBase", "DEQIndexing", "DEQSliced",
+    "DEQConfig",
     "set_default_dtype", "get_default_dtype", "default_dtype",
     # TorchDEQ 0.1.0's top-level exports (tests/test_import.py holds the list)
     "VariationalDropToken1d", "VariationalDropToken2d", "VariationalDropToken3d",

@@ -271,3 +271,7 @@ def ones_like(t: Tensor | Any, requires_grad: bool = False) -> Tensor:
     data = t.data if isinstance(t, Tensor) else t
     xp = backend.array_namespace(data)
     return Tensor(xp.ones_like(data), requires_grad=requires_grad)
+
+
+# The solvers (below the tape) read a Tensor given to them as its array.
+backend.register_array_wrapper(Tensor, lambda t: t.data)

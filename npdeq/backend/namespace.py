@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import array_api_compat
 import numpy as np
@@ -30,6 +30,8 @@ __all__ = [
     "default_asarray",
     "check_same_namespace",
     "ignore_float_errors",
+    "register_array_wrapper",
+    "unwrap_array",
 ]
 
 # array_api_compat's lookup costs a few microseconds; the namespace depends only on the
@@ -104,6 +106,40 @@ def _lookup_namespace(a: Any) -> Any:
             ) from exc
     _NAMESPACE_BY_TYPE[type(a)] = ns
     return ns
+
+
+# Types that hold an array (the tape's Tensor) and how to read it: the layers below the tape
+# (the solvers) accept them without importing the tape.
+_ARRAY_WRAPPERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def register_array_wrapper(cls: type, unwrap: Callable[[Any], Any]) -> None:
+    """Declare ``cls`` a wrapper of an array that ``unwrap(obj)`` returns (detached).
+
+    :mod:`npdeq.autodiff` registers :class:`~npdeq.Tensor` this way, so the raw-array layers
+    (the solvers) take Tensors without importing the tape.
+    """
+    _ARRAY_WRAPPERS[cls] = unwrap
+
+
+def unwrap_array(x: Any) -> Any:
+    """The array inside ``x`` if ``x``'s type is a registered wrapper, else ``x`` itself.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.ones(2)
+        >>> unwrap_array(a) is a
+        True
+    """
+    unwrap = _ARRAY_WRAPPERS.get(type(x))
+    if unwrap is None:
+        for cls, found in list(_ARRAY_WRAPPERS.items()):
+            if isinstance(x, cls):  # a subclass (nn.Parameter): remembered by its type
+                _ARRAY_WRAPPERS[type(x)] = unwrap = found
+                break
+        else:
+            return x
+    return unwrap(x)
 
 
 def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:

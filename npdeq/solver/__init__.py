@@ -8,7 +8,9 @@ sample, freezing each sample once it converges, and return ``(z, trajectory, inf
 given as a product ``v -> A v``. States are one ``(B, ...)`` array or a tuple of arrays
 sharing the batch dimension (:func:`pack_states`/:func:`unpack_states` convert to and from
 the packed ``(B, D)`` form).
-No Tensors inside the loops. Imports only the backend and the shared exceptions.
+No Tensors inside the loops: a Tensor given as the initial state or returned by ``func`` (one
+written with npdeq's ops) is read as its array, so the solvers do not differentiate; for
+gradients use :func:`npdeq.fixed_point` or a DEQ core. Imports only the backend and the shared exceptions.
 """
 
 from npdeq.solver.anderson import anderson_solver

@@ -37,7 +37,8 @@ def state_shapes(states: Any) -> list[tuple[int, ...]]:
     for i, shape in enumerate(shapes):
         if len(shape) == 0:
             raise ValueError(f"state {i} is 0-dimensional; states need a batch dimension "
-                             "(shape (B, ...))")
+                             "(shape (B, ...)): for one scalar unknown, pass it with shape "
+                             "(1,) (z[None]), or (B,) for a batch of them")
         if shape[0] != shapes[0][0]:
             raise ValueError(f"states share the batch dimension: state 0 has batch size "
                              f"{shapes[0][0]}, state {i} has shape {shape}")
@@ -123,7 +124,9 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
 
     Args:
         func: ``func(z) -> z'`` for one array state, ``func(*zs) -> tuple`` for a tuple state.
-        x0: the initial state (one array or a tuple/list of arrays).
+            Tensors it returns are read as their arrays.
+        x0: the initial state (one array or a tuple/list of arrays; Tensors are read as their
+            arrays, detached).
 
     Returns:
         ``(f, z0, restore)``: ``f`` maps ``(B, D)`` to ``(B, D)``; ``z0`` is ``x0`` packed;
@@ -150,6 +153,8 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         ValueError: func returned shape (1, 2) at call 2; expected (3, 2) (the shape of its input)
     """
     is_tuple = is_state_tuple(x0)
+    # Tensors (in x0 or from func) are read as their arrays: the solvers do not differentiate.
+    x0 = tuple(backend.unwrap_array(a) for a in x0) if is_tuple else backend.unwrap_array(x0)
     arrays = list(x0) if is_tuple else [x0]
     for i, a in enumerate(arrays):
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
@@ -173,18 +178,21 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
     calls = [0]
     checked_type = [None]
 
-    def check(out: Any, inputs: list[Any]) -> None:
+    def check(out: Any, inputs: list[Any]) -> Any:
         """The full check: structure, then each array's type, namespace, shape, dtype and
-        device, with a message naming ``func`` and what it returned."""
+        device, with a message naming ``func`` and what it returned. Returns ``out`` with
+        Tensors read as their arrays."""
         at = f" at call {calls[0]}"
         outs = list(out) if is_state_tuple(out) else [out]
         if is_tuple != is_state_tuple(out) or len(outs) != len(inputs):
             raise TypeError(f"func returned {_describe(out)}{at} for a state of "
                             f"{_describe(x0)}; it must return the same structure")
+        outs = [backend.unwrap_array(o) for o in outs]
         for i, (o, a) in enumerate(zip(outs, inputs)):
             where = f" for state {i}" if is_tuple else ""
             check_result(o, tuple(a.shape), a.dtype, xp, device, "func", where + at)
         checked_type[0] = type(outs[0])
+        return tuple(outs) if is_tuple else outs[0]
 
     if not is_tuple:
         shape, dtype = arrays[0].shape, arrays[0].dtype
@@ -198,7 +206,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
             # anything unusual gets the full one, which raises or passes.
             if type(out) is not checked_type[0] or out.shape != state.shape or \
                     out.dtype is not dtype:
-                check(out, [state])
+                out = check(out, [state])
             return out if packed_is_state else pack_states(out)
         return call, z0, restore
 
@@ -209,7 +217,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         if (not isinstance(out, (tuple, list)) or len(out) != len(inputs)
                 or any(type(o) is not checked_type[0] or o.shape != a.shape
                        or o.dtype is not a.dtype for o, a in zip(out, inputs))):
-            check(out, list(inputs))
+            out = check(out, list(inputs))
         return pack_states(out)
 
     return call, z0, restore

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from npdeq.solver import get_solver
+from solver_problems import host
 
 SOLVERS = ["fixed_point_iter", "simple_fixed_point_iter", "anderson", "broyden",
            "newton_krylov", "ode", "gmres"]
@@ -86,3 +87,50 @@ def test_tuple_state_structure_checked_at_every_call(xp, to_xp, solver):
     with pytest.raises(TypeError, match="func returned a tuple of 1 arrays at call 3"):
         get_solver(solver)(func, (to_xp(np.zeros((3, 4))), to_xp(np.zeros((3, 2, 2)))),
                            max_iter=50, tol=1e-10)
+
+
+# --- Tensors: read as their arrays (the solvers do not differentiate) ---------------------
+
+
+@pytest.mark.parametrize("name", ["fixed_point_iter", "anderson_solver", "broyden_solver"])
+def test_solvers_read_tensors_as_arrays(name, xp, to_xp, check_array):
+    import npdeq
+    from npdeq import solver
+
+    W = npdeq.tensor(to_xp(0.3 * np.eye(3)), requires_grad=True)   # a parameter inside func
+    b = to_xp(np.ones((2, 3)))
+
+    def func(z):                      # written with npdeq's ops: returns a Tensor
+        return npdeq.tanh(npdeq.matmul(z, W) + b)
+
+    for z0 in (to_xp(np.zeros((2, 3))), npdeq.tensor(to_xp(np.zeros((2, 3))))):
+        z, _, info = getattr(solver, name)(func, z0, tol=1e-10, max_iter=200)
+        assert not isinstance(z, npdeq.Tensor)
+        check_array(z, shape=(2, 3), dtype=xp.float64)
+        expected = np.tanh(np.asarray(host(z)) @ (0.3 * np.eye(3)) + 1.0)
+        np.testing.assert_allclose(host(z), expected, atol=1e-8)
+        assert host(info["converged"]).all()
+
+
+def test_tuple_states_read_tensors_and_parameters():
+    import npdeq
+    from npdeq import nn, solver
+
+    p = nn.Parameter(np.full((2, 1), 0.5))          # a Tensor subclass
+
+    def func(a, c):
+        return npdeq.tensor(a) * 0.5 + 1.0, p * c
+
+    (a, c), _, info = solver.anderson_solver(func, (p, np.ones((2, 1))), tol=1e-12)
+    assert type(a) is np.ndarray and type(c) is np.ndarray
+    np.testing.assert_allclose(a, 2.0, atol=1e-9)
+    np.testing.assert_allclose(c, 0.0, atol=1e-9)
+
+
+def test_scalar_state_error_says_what_shape_to_pass():
+    from npdeq import solver
+
+    with pytest.raises(ValueError, match=r"shape \(1,\)"):
+        solver.anderson_solver(lambda z: 0.5 * (z + 2 / z), np.array(1.0))
+    z, _, _ = solver.anderson_solver(lambda z: 0.5 * (z + 2 / z), np.array([1.0]), tol=1e-10)
+    np.testing.assert_allclose(z, [np.sqrt(2.0)])
