@@ -29,6 +29,7 @@ from npdeq.autodiff import ops
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
 from npdeq.backend.checks import check_bool, check_real
+from npdeq.nn.functional import dropout_mask
 from npdeq.nn.module import Module
 
 __all__ = ["VariationalDropout", "VariationalDropout1d", "VariationalDropout2d",
@@ -128,15 +129,8 @@ class _VariationalDropoutNd(Module):
             True
         """
         data = x.data if isinstance(x, Tensor) else x
-        xp = backend.array_namespace(data)
-        shape = self.mask_shape(tuple(data.shape))
-        if self.dropout >= 1.0:
-            mask = xp.zeros(shape, dtype=data.dtype, device=backend.device(data))
-        else:
-            seed = init.generator(None) if self._generator is None else self._generator
-            uniform = backend.random_uniform(shape, like=data, seed=seed)
-            # P(uniform >= p) = 1 - p; kept entries are scaled so the mean is unchanged.
-            mask = xp.astype(uniform >= self.dropout, data.dtype) / (1.0 - self.dropout)
+        mask = dropout_mask(data, self.mask_shape(tuple(data.shape)), self.dropout,
+                            self._generator)
         self.mask = mask
         return mask
 

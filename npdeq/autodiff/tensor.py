@@ -120,13 +120,6 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        n = 1
-        for s in self.data.shape:
-            n *= s
-        return n
-
-    @property
     def device(self) -> Any:
         return backend.device(self.data)
 
