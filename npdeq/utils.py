@@ -56,7 +56,8 @@ def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = No
         device: the device (a device object); without ``xp`` and ``like`` anything
             ``Module.to`` accepts (``'cpu'``, ``'cuda'``, a device) picks namespace and device.
         xp: the namespace (default NumPy, or ``like``'s).
-        dtype: a floating dtype of ``xp`` or its name (default float64, or ``like``'s).
+        dtype: a floating dtype of ``xp`` or its name (default ``like``'s, or
+            :func:`npdeq.get_default_dtype`, float64 unless set).
         like: an array or Tensor whose namespace, device and dtype to take by default.
         seed: an int or ``numpy.random.Generator``; ``None`` draws from npdeq's default
             generator (reset by :func:`npdeq.nn.init.manual_seed`, like ``torch.manual_seed``).

@@ -6,8 +6,8 @@ re-exported here, so ``from npdeq.nn.layers import Conv2d`` keeps working.
 Weights are initialised as PyTorch's defaults (Kaiming-uniform with ``a = sqrt(5)``, biases
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms' scale 1 and shift 0), drawn from ``seed`` or
 npdeq's default generator (:func:`npdeq.nn.init.manual_seed`). ``xp``, ``dtype`` and
-``device`` say where parameters are created (NumPy float64 by default; ``Module.to`` moves
-them later). Imports the tape's ops and this package's ``module``, ``parameter``, ``init``.
+``device`` say where parameters are created (NumPy, in :func:`npdeq.get_default_dtype`, by
+default; ``Module.to`` moves them later). Imports the tape's ops and this package's ``module``, ``parameter``, ``init``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class Linear(Module):
         bias: learn an additive bias.
         seed: an int or ``numpy.random.Generator`` for the initial values (default: npdeq's
             default generator).
-        xp, dtype, device: where the parameters are created (NumPy float64 by default).
+        xp, dtype, device: where the parameters are created (NumPy and
+            :func:`npdeq.get_default_dtype`, float64 unless set, by default).
 
     Shapes: ``(B, ..., in_features) -> (B, ..., out_features)``; ``weight`` is
     ``(out_features, in_features)``.
