@@ -1,0 +1,257 @@
+"""NumPy's array rearrangements missing from :mod:`npdeq.autodiff.ops.shape`: ``ravel``,
+``moveaxis``, ``atleast_1d/2d/3d``, ``fliplr``, ``flipud``, ``rot90``, ``diag``, ``diff``,
+``array_split``, ``hsplit``, ``vsplit``, ``dsplit``.
+
+All are compositions of the shape primitives (reshape, permute, flip, pad, getitem, sub), so
+their gradients, of any order, come from those ops' rules. Raw arrays in give Tensors out.
+
+Example:
+    >>> import numpy as np, npdeq
+    >>> npdeq.diag(np.array([1.0, 2.0]), k=1).numpy()
+    array([[0., 1., 0.],
+           [0., 0., 2.],
+           [0., 0., 0.]])
+    >>> [p.shape for p in npdeq.array_split(np.arange(7.0), 3)]
+    [(3,), (2,), (2,)]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from npdeq.autodiff.ops._util import as_operand, raw
+from npdeq.autodiff.ops.elementwise import sub
+from npdeq.autodiff.ops.indexing import getitem
+from npdeq.autodiff.ops.shape import diagonal, flip, pad, permute, reshape, split
+from npdeq.autodiff.tensor import Tensor
+
+__all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",
+           "rot90", "diag", "diff", "array_split", "hsplit", "vsplit", "dsplit"]
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(raw(a).shape)
+
+
+def _int(name: str, what: str, value: Any) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or hasattr(value, "shape"):
+        raise TypeError(f"{name}: {what} must be an int, got {value!r}")
+    return int(value)
+
+
+def _axis(name: str, what: str, value: Any, ndim: int) -> int:
+    value = _int(name, what, value)
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{name}: {what}={value} is out of range for an array of {ndim} "
+                         "dimensions")
+    return value % ndim
+
+
+def ravel(a: Any) -> Tensor:
+    """The elements as a 1-d Tensor, in C order, as ``numpy.ravel``."""
+    return reshape(a, (-1,))
+
+
+def moveaxis(a: Any, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+    """Move axes to new positions, the others keeping their order, as ``numpy.moveaxis``.
+
+    Raises:
+        ValueError: an axis out of range, repeated axes, or ``source`` and ``destination``
+            of different lengths.
+    """
+    nd = len(_shape(a))
+    src = [source] if not isinstance(source, (tuple, list)) else list(source)
+    dst = [destination] if not isinstance(destination, (tuple, list)) else list(destination)
+    if len(src) != len(dst):
+        raise ValueError(f"moveaxis: source={source!r} and destination={destination!r} must "
+                         "have the same number of elements")
+    src = [_axis("moveaxis", "source", s, nd) for s in src]
+    dst = [_axis("moveaxis", "destination", d, nd) for d in dst]
+    for name, axes, given in (("source", src, source), ("destination", dst, destination)):
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"moveaxis: repeated axis in {name}={given!r}")
+    order = [i for i in range(nd) if i not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return permute(a, tuple(order))
+
+
+def _atleast(arys: tuple, ndim: int, name: str):
+    if not arys:
+        raise TypeError(f"{name}: needs at least one array")
+    out = []
+    for a in arys:
+        a = a if hasattr(raw(a), "shape") else as_operand(a)  # Python numbers and lists
+        shape = _shape(a)
+        if len(shape) < ndim:
+            if ndim == 3 and len(shape) == 1:
+                shape = (1,) + shape + (1,)
+            elif ndim == 3 and len(shape) == 2:
+                shape = shape + (1,)
+            else:
+                shape = (1,) * (ndim - len(shape)) + shape
+        out.append(reshape(a, shape))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def atleast_1d(*arys: Any):
+    """Each input with at least one dimension (a 0-d array becomes shape ``(1,)``); one
+    Tensor for one input, a tuple otherwise, as ``numpy.atleast_1d``."""
+    return _atleast(arys, 1, "atleast_1d")
+
+
+def atleast_2d(*arys: Any):
+    """Each input with at least two dimensions (``(N,)`` becomes ``(1, N)``), as
+    ``numpy.atleast_2d``."""
+    return _atleast(arys, 2, "atleast_2d")
+
+
+def atleast_3d(*arys: Any):
+    """Each input with at least three dimensions (``(N,)`` becomes ``(1, N, 1)``, ``(M, N)``
+    becomes ``(M, N, 1)``), as ``numpy.atleast_3d``."""
+    return _atleast(arys, 3, "atleast_3d")
+
+
+def fliplr(m: Any) -> Tensor:
+    """Reverse the columns (axis 1), as ``numpy.fliplr``.
+
+    Raises:
+        ValueError: fewer than 2 dimensions.
+    """
+    if len(_shape(m)) < 2:
+        raise ValueError(f"fliplr: m must have at least 2 dimensions, got shape {_shape(m)}")
+    return flip(m, 1)
+
+
+def flipud(m: Any) -> Tensor:
+    """Reverse the rows (axis 0), as ``numpy.flipud``.
+
+    Raises:
+        ValueError: a 0-d input.
+    """
+    if len(_shape(m)) < 1:
+        raise ValueError("flipud: m must have at least 1 dimension, got shape ()")
+    return flip(m, 0)
+
+
+def rot90(m: Any, k: int = 1, axes: Sequence[int] = (0, 1)) -> Tensor:
+    """Rotate by 90 degrees ``k`` times in the plane of ``axes``, from the first axis towards
+    the second, as ``numpy.rot90``.
+
+    Raises:
+        ValueError: ``axes`` not two distinct axes in range.
+        TypeError: ``k`` not an int.
+    """
+    k = _int("rot90", "k", k) % 4
+    nd = len(_shape(m))
+    axes = tuple(axes)
+    if len(axes) != 2:
+        raise ValueError(f"rot90: axes must be two axes, got {axes!r}")
+    a0, a1 = (_axis("rot90", "axes", a, nd) for a in axes)
+    if a0 == a1:
+        raise ValueError(f"rot90: axes={axes!r} must be two different axes")
+    if k == 0:
+        return reshape(m, _shape(m))
+    if k == 2:
+        return flip(flip(m, a0), a1)
+    order = list(range(nd))
+    order[a0], order[a1] = order[a1], order[a0]
+    if k == 1:
+        return permute(flip(m, a1), tuple(order))
+    return flip(permute(m, tuple(order)), a1)
+
+
+def diag(v: Any, k: int = 0) -> Tensor:
+    """The ``k``-th diagonal of a 2-d input, or a square matrix with a 1-d input on its
+    ``k``-th diagonal (``k`` > 0 above the main one), as ``numpy.diag``.
+
+    Raises:
+        ValueError: an input of another number of dimensions.
+    """
+    k = _int("diag", "k", k)
+    shape = _shape(v)
+    if len(shape) == 2:
+        return diagonal(v, offset=k)
+    if len(shape) != 1:
+        raise ValueError(f"diag: v must be 1-d or 2-d, got shape {shape}")
+    n = shape[0]
+    # Each element followed by n zeros, flattened and cut to n*n: the n x n diagonal matrix;
+    # then padded into the (n+|k|) square at the offset.
+    spaced = pad(reshape(v, (n, 1)), [(0, 0), (0, n)])
+    square = reshape(getitem(reshape(spaced, (-1,)), slice(0, n * n)), (n, n))
+    if k == 0:
+        return square
+    width = [(0, k), (k, 0)] if k > 0 else [(-k, 0), (0, -k)]
+    return pad(square, width)
+
+
+def diff(a: Any, n: int = 1, axis: int = -1) -> Tensor:
+    """The ``n``-th forward difference along ``axis``, ``out[i] = a[i+1] - a[i]`` applied
+    ``n`` times, as ``numpy.diff`` (without ``prepend``/``append``).
+
+    Raises:
+        ValueError: a negative ``n``, an axis out of range, or a 0-d input.
+    """
+    n = _int("diff", "n", n)
+    if not n >= 0:
+        raise ValueError(f"diff: n must be >= 0, got {n}")
+    nd = len(_shape(a))
+    if nd == 0:
+        raise ValueError("diff: a must have at least 1 dimension, got shape ()")
+    axis = _axis("diff", "axis", axis, nd)
+    head = (slice(None),) * axis
+    out = reshape(a, _shape(a))
+    for _ in range(n):
+        out = sub(getitem(out, head + (slice(1, None),)), getitem(out, head + (slice(None, -1),)))
+    return out
+
+
+def array_split(ary: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> list:
+    """Split along ``axis`` into ``N`` nearly equal parts (an int: the first
+    ``length % N`` parts one longer) or at the given indices, as ``numpy.array_split``.
+
+    Raises:
+        ValueError: a number of sections below 1, or an axis out of range.
+    """
+    nd = len(_shape(ary))
+    if nd == 0:
+        raise ValueError("array_split: ary must have at least 1 dimension, got shape ()")
+    axis = _axis("array_split", "axis", axis, nd)
+    if isinstance(indices_or_sections, (tuple, list)):
+        return split(ary, [_int("array_split", "each index", i) for i in indices_or_sections],
+                     axis=axis)
+    sections = _int("array_split", "indices_or_sections", indices_or_sections)
+    if not sections >= 1:
+        raise ValueError(f"array_split: indices_or_sections must be >= 1 sections, got "
+                         f"{sections}")
+    length = _shape(ary)[axis]
+    size, extra = divmod(length, sections)
+    bounds = [0]
+    for i in range(sections):
+        bounds.append(bounds[-1] + size + (1 if i < extra else 0))
+    head = (slice(None),) * axis
+    return [getitem(ary, head + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _split_along(ary: Any, indices_or_sections: Any, axis: int, need: int, name: str) -> list:
+    if len(_shape(ary)) < need:
+        raise ValueError(f"{name}: ary must have at least {need} dimensions, got shape "
+                         f"{_shape(ary)}")
+    return split(ary, indices_or_sections, axis=axis)
+
+
+def hsplit(ary: Any, indices_or_sections: int | Sequence[int]) -> list:
+    """Split along axis 1 (axis 0 for a 1-d input) into equal parts or at indices, as
+    ``numpy.hsplit``."""
+    axis = 1 if len(_shape(ary)) > 1 else 0
+    return _split_along(ary, indices_or_sections, axis, 1, "hsplit")
+
+
+def vsplit(ary: Any, indices_or_sections: int | Sequence[int]) -> list:
+    """Split along axis 0 of an input of at least 2 dimensions, as ``numpy.vsplit``."""
+    return _split_along(ary, indices_or_sections, 0, 2, "vsplit")
+
+
+def dsplit(ary: Any, indices_or_sections: int | Sequence[int]) -> list:
+    """Split along axis 2 of an input of at least 3 dimensions, as ``numpy.dsplit``."""
+    return _split_along(ary, indices_or_sections, 2, 3, "dsplit")
