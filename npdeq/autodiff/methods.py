@@ -326,3 +326,17 @@ _TORCH = {
 
 for _name, _fn in _TORCH.items():
     setattr(Tensor, _name, _fn)
+
+
+# --- NumPy's ndarray methods and the array functions PyTorch also has as methods ----------
+# (``t % 2`` is NumPy's and PyTorch's remainder: the sign of the divisor.)
+_NUMPY_METHODS = {
+    "__mod__": ops.mod, "__rmod__": _reflect(ops.mod),
+    "dot": ops.dot, "ravel": ops.ravel, "inner": ops.inner, "kron": ops.kron,
+    "moveaxis": ops.moveaxis, "fliplr": ops.fliplr, "flipud": ops.flipud, "rot90": ops.rot90,
+    "diff": ops.diff, "diag": ops.diag, "nan_to_num": ops.nan_to_num, "sinc": ops.sinc,
+    "fmax": ops.fmax, "fmin": ops.fmin, "remainder": ops.mod, "logaddexp2": ops.logaddexp2,
+}
+
+for _name, _fn in _NUMPY_METHODS.items():
+    setattr(Tensor, _name, _fn if _name == "__rmod__" else _method(_fn))

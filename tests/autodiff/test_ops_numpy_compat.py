@@ -261,3 +261,22 @@ def test_sinc_series_matches_numpy_at_the_switch():
     # Both sides of |pi x| = 0.1, where the series hands over to sin(t)/t.
     x = np.array([0.1 / math.pi * (1 - 1e-12), 0.1 / math.pi * (1 + 1e-12), 0.1 / math.pi])
     np.testing.assert_allclose(npdeq.sinc(x).numpy(), np.sinc(x), rtol=2e-16)
+
+
+def test_tensor_methods_and_the_mod_operator(xp, to_xp, check_array):
+    a0 = np.array([[5.5, -5.5], [1.25, 3.0]])
+    t = npdeq.Tensor(to_xp(a0), requires_grad=True)
+    for got, expected in [
+        (t % 2.0, np.mod(a0, 2.0)), (7.0 % t, np.mod(7.0, a0)), (t % t.T, np.mod(a0, a0.T)),
+        (t.dot(t), a0 @ a0), (t.ravel(), a0.ravel()), (t.inner(t), np.inner(a0, a0)),
+        (t.kron(t), np.kron(a0, a0)), (t.moveaxis(0, 1), a0.T), (t.fliplr(), a0[:, ::-1]),
+        (t.flipud(), a0[::-1]), (t.rot90(), np.rot90(a0)), (t.diff(), np.diff(a0)),
+        (t.diag(), np.diag(a0)), (t.nan_to_num(), a0), (t.sinc(), np.sinc(a0)),
+        (t.fmax(2.0), np.fmax(a0, 2.0)), (t.fmin(2.0), np.fmin(a0, 2.0)),
+        (t.remainder(2.0), np.mod(a0, 2.0)), (t.logaddexp2(t), np.logaddexp2(a0, a0)),
+    ]:
+        assert got.requires_grad
+        check_array(got, shape=expected.shape, dtype=xp.float64)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-13)
+    (g,) = npdeq.grad((7.0 % t).sum(), [t])
+    np.testing.assert_array_equal(g.numpy(), -np.floor(7.0 / a0))
