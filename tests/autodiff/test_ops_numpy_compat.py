@@ -121,6 +121,11 @@ CASES = [
         {"k": _k(-2, 2)})), npdeq.diag, np.diag, order=2, autograd=False),
     OpCase("diff", unary(shapes=ND, kwargs=lambda s: st.fixed_dictionaries(
         {"n": _k(0, 2), "axis": _k(-len(s), len(s) - 1)})), npdeq.diff, anp.diff, order=2),
+    OpCase("diff_prepend_append",
+           fixed((((3, 4), (3, 1)), {"axis": 1}), (((2, 3), (1, 3)), {"axis": 0})),
+           lambda a, b, axis: npdeq.diff(a, axis=axis, prepend=1.5, append=b),
+           lambda a, b, axis: np.diff(a, axis=axis, prepend=1.5, append=b), order=2,
+           autograd=False),
     OpCase("moveaxis", unary(shapes=hnp.array_shapes(min_dims=3, max_dims=3, max_side=3),
                              kwargs=lambda s: st.sampled_from([
                                  {"source": 0, "destination": -1},
@@ -239,6 +244,7 @@ M = np.ones((2, 3))
     (lambda: npdeq.diag(M, k=0.5), TypeError, r"k must be an int, got 0.5"),
     (lambda: npdeq.diff(M, n=-1), ValueError, r"n must be >= 0, got -1"),
     (lambda: npdeq.diff(M, axis=2), ValueError, r"axis=2 is out of range"),
+    (lambda: npdeq.diff(M, prepend="x"), TypeError, r"prepend must be a number or an array"),
     (lambda: npdeq.moveaxis(M, [0, 1], [0]), ValueError, r"same number of elements"),
     (lambda: npdeq.moveaxis(M, [0, 0], [0, 1]), ValueError, r"repeated axis in source"),
     (lambda: npdeq.rot90(M, axes=(0, 0)), ValueError, r"two different axes"),

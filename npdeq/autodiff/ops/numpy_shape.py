@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from npdeq.autodiff.ops._util import as_operand, raw
+from npdeq import backend
+from npdeq.autodiff.ops._util import as_operand, ns, raw
 from npdeq.autodiff.ops.elementwise import sub
 from npdeq.autodiff.ops.indexing import getitem
-from npdeq.autodiff.ops.shape import diagonal, flip, pad, permute, reshape, split
+from npdeq.autodiff.ops.shape import (broadcast_to, concat, diagonal, flip, pad, permute,
+                                      reshape, split)
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",
@@ -185,9 +187,24 @@ def diag(v: Any, k: int = 0) -> Tensor:
     return pad(square, width)
 
 
-def diff(a: Any, n: int = 1, axis: int = -1) -> Tensor:
+def _edge(a: Any, value: Any, axis: int, name: str) -> Any:
+    """``prepend``/``append`` of :func:`diff`: a 0-d value or number broadcast to ``a``'s shape
+    with length 1 along ``axis``; an array is used as given."""
+    shape = list(_shape(a))
+    shape[axis] = 1
+    data = raw(a)
+    if type(value) in (int, float):
+        xp = ns(data)
+        return xp.full(tuple(shape), value, dtype=data.dtype, device=backend.device(data))
+    if not hasattr(raw(value), "shape"):
+        raise TypeError(f"diff: {name} must be a number or an array, got {value!r}")
+    return broadcast_to(value, tuple(shape)) if not _shape(value) else value
+
+
+def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = None) -> Tensor:
     """The ``n``-th forward difference along ``axis``, ``out[i] = a[i+1] - a[i]`` applied
-    ``n`` times, as ``numpy.diff`` (without ``prepend``/``append``).
+    ``n`` times, as ``numpy.diff``; ``prepend``/``append`` (numbers or arrays) are joined to
+    ``a`` along ``axis`` first.
 
     Raises:
         ValueError: a negative ``n``, an axis out of range, or a 0-d input.
@@ -199,6 +216,13 @@ def diff(a: Any, n: int = 1, axis: int = -1) -> Tensor:
     if nd == 0:
         raise ValueError("diff: a must have at least 1 dimension, got shape ()")
     axis = _axis("diff", "axis", axis, nd)
+    if prepend is not None or append is not None:
+        parts = [a]
+        if prepend is not None:
+            parts.insert(0, _edge(a, prepend, axis, "prepend"))
+        if append is not None:
+            parts.append(_edge(a, append, axis, "append"))
+        a = concat(parts, axis=axis)
     head = (slice(None),) * axis
     out = reshape(a, _shape(a))
     for _ in range(n):
