@@ -98,6 +98,10 @@ def test_a_terminal_gets_a_bar_with_the_running_accuracy_and_the_lines(terminal,
     postfixes = []
 
     class Recording(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            # Redraw at every update: a fast run would otherwise never show a postfix.
+            super().__init__(*args, **{**kwargs, "mininterval": 0})
+
         def set_postfix(self, *args, **kwargs):
             postfixes.append((self.n, kwargs))  # self.n: batches done before this one
             super().set_postfix(*args, **kwargs)
