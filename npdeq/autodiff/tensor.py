@@ -252,18 +252,27 @@ def _make(data, dtype, requires_grad, xp, device, copy):
     return Tensor(array, requires_grad=requires_grad)
 
 
-def zeros_like(t: Tensor | Any, requires_grad: bool = False) -> Tensor:
-    """A leaf of zeros with ``t``'s shape, dtype, namespace and device."""
-    data = t.data if isinstance(t, Tensor) else t
-    xp = backend.array_namespace(data)
-    return Tensor(xp.zeros_like(data), requires_grad=requires_grad)
+def _like_dtype(xp: Any, dtype: Any) -> Any:
+    # A dtype name ('float32') is looked up in the namespace; anything else is passed on.
+    return getattr(xp, dtype) if isinstance(dtype, str) else dtype
 
 
-def ones_like(t: Tensor | Any, requires_grad: bool = False) -> Tensor:
-    """A leaf of ones with ``t``'s shape, dtype, namespace and device."""
+def zeros_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
+    """A leaf of zeros with ``t``'s shape, namespace, device and dtype (or ``dtype``: a
+    dtype of ``t``'s namespace or its name), as ``numpy.zeros_like``."""
     data = t.data if isinstance(t, Tensor) else t
     xp = backend.array_namespace(data)
-    return Tensor(xp.ones_like(data), requires_grad=requires_grad)
+    return Tensor(xp.zeros_like(data, dtype=_like_dtype(xp, dtype)),
+                  requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
+    """A leaf of ones with ``t``'s shape, namespace, device and dtype (or ``dtype``), as
+    ``numpy.ones_like``."""
+    data = t.data if isinstance(t, Tensor) else t
+    xp = backend.array_namespace(data)
+    return Tensor(xp.ones_like(data, dtype=_like_dtype(xp, dtype)),
+                  requires_grad=requires_grad)
 
 
 # The solvers (below the tape) read a Tensor given to them as its array.

@@ -113,3 +113,14 @@ def test_device_of_another_namespace_is_refused():
     with pytest.raises(ValueError, match=r"zeros: device=.* is a device of array_api_strict, "
                                          r"not of xp=numpy"):
         npdeq.zeros(2, xp=np, device=array_api_strict.Device("device1"))
+
+
+def test_zeros_and_ones_like_take_a_dtype(xp, to_xp, check_array):
+    a = to_xp(np.ones((2, 3)))
+    for make, value in ((npdeq.zeros_like, 0.0), (npdeq.ones_like, 1.0)):
+        same = make(a)
+        check_array(same, shape=(2, 3), dtype=xp.float64)
+        for dtype in (xp.float32, "float32"):
+            out = make(npdeq.tensor(a), dtype, requires_grad=True)
+            check_array(out, shape=(2, 3), dtype=xp.float32)
+            assert out.requires_grad and float(xp.max(out.data)) == value
