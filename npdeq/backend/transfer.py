@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import zipfile
 from typing import Any, Mapping
 
 import numpy as np
@@ -143,6 +142,8 @@ def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
         path = os.fspath(path)
         if isinstance(path, str) and not path.endswith(".npz"):
             path += ".npz"
+    import zipfile  # noqa: PLC0415 - 20 to 70 ms of `import npdeq` for a rare call
+
     with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_STORED,
                          allowZip64=True) as archive:
         for key, value in host.items():
@@ -169,6 +170,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if (isinstance(name, str) and not name.endswith(".npz") and not os.path.exists(name)
                 and os.path.exists(name + ".npz")):
             path = name + ".npz"
+    import zipfile  # noqa: PLC0415 - 20 to 70 ms of `import npdeq` for a rare call
+
     try:
         data = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, EOFError) as err:
