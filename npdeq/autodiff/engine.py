@@ -28,7 +28,7 @@ from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor, ones_like
 
-__all__ = ["backward", "grad", "vjp", "partial_grad"]
+__all__ = ["backward", "grad", "vjp", "partial_grad", "vjp_program", "VJPProgram"]
 
 
 def _as_tuple(x):
@@ -83,6 +83,24 @@ def _topological_order(roots: Sequence[Tensor], stop: set | None = None) -> list
             if children[pid] == 0:
                 ready.append(p)
     return order
+
+
+def _needed(order: list[Tensor], wanted: set) -> set:
+    """The ids of the tensors of ``order`` through whose parents a tensor in ``wanted`` is
+    reachable, and ``wanted`` itself (freed nodes too, so that reaching one raises instead of
+    silently dropping a gradient)."""
+    needed = set(wanted)
+    for t in reversed(order):
+        if t._node.freed or any(id(p) in needed for _, p in t._node.parents):
+            needed.add(id(t))
+    return needed
+
+
+def _freed_error(node) -> RuntimeError:
+    return RuntimeError(
+        f"trying to backward through the graph a second time (at '{node.primitive.name}'), "
+        "but its saved values were freed by the first backward: pass retain_graph=True to "
+        "the first backward/grad call")
 
 
 def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -155,14 +173,7 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
 
     wanted = None if inputs is None else {id(t) for t in inputs}
     order = _topological_order(outputs, wanted if stop_at_inputs else None)
-    needed = None
-    if wanted is not None:
-        # A tensor is needed when a requested input is reachable through its parents (freed
-        # nodes too, so that reaching one raises instead of silently dropping a gradient).
-        needed = set(wanted)
-        for t in reversed(order):
-            if t._node.freed or any(id(p) in needed for _, p in t._node.parents):
-                needed.add(id(t))
+    needed = None if wanted is None else _needed(order, wanted)
 
     grads: dict[int, Tensor] = {}
     with set_grad_enabled(create_graph):
@@ -172,10 +183,7 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
                 continue
             node = t._node
             if node.freed:
-                raise RuntimeError(
-                    f"trying to backward through the graph a second time (at "
-                    f"'{node.primitive.name}'), but its saved values were freed by the first "
-                    "backward: pass retain_graph=True to the first backward/grad call")
+                raise _freed_error(node)
             if wanted is not None and id(t) in wanted:
                 grads[id(t)] = g
                 if stop_at_inputs:
@@ -272,18 +280,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     """
     outs, _ = _as_tuple(outputs)
     ins, was_sequence = _as_tuple(inputs)
-    for i, t in enumerate(ins):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a Tensor")
-        if not t.requires_grad:
-            raise RuntimeError(
-                f"inputs[{i}] (shape {t.shape}) does not require grad, so it is not in any graph")
-    if grad_outputs is None:
-        grad_outputs = (None,) * len(outs)
-    else:
-        grad_outputs, _ = _as_tuple(grad_outputs)
-    if len(grad_outputs) != len(outs):
-        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {len(outs)} outputs")
+    _check_inputs(ins)
+    grad_outputs = _grad_outputs_tuple(grad_outputs, len(outs))
     if retain_graph is None:
         retain_graph = create_graph
     grads, _ = _run(outs, grad_outputs, ins, retain_graph, create_graph)
@@ -291,11 +289,136 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
     for i, t in enumerate(ins):
         g = grads.get(id(t))
         if g is None and not allow_unused:
-            raise RuntimeError(
-                f"inputs[{i}] (shape {t.shape}) is not in the graph of the outputs; pass "
-                "allow_unused=True to get None for it")
+            raise _unused_error(i, t)
         result.append(g)
     return tuple(result) if was_sequence else result[0]
+
+
+def _check_inputs(ins: tuple) -> None:
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"inputs[{i}] (shape {t.shape}) does not require grad, so it is not in any graph")
+
+
+def _grad_outputs_tuple(grad_outputs: Any, n: int) -> tuple:
+    grad_outputs = (None,) * n if grad_outputs is None else _as_tuple(grad_outputs)[0]
+    if len(grad_outputs) != n:
+        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {n} outputs")
+    return grad_outputs
+
+
+def _unused_error(i: int, t: Tensor) -> RuntimeError:
+    return RuntimeError(f"inputs[{i}] (shape {t.shape}) is not in the graph of the outputs; "
+                        "pass allow_unused=True to get None for it")
+
+
+class VJPProgram:
+    """The backward walk of one recorded graph, computed once and replayed per cotangent.
+
+    Made by :func:`vjp_program`. Calling it with the outputs' cotangents returns the same
+    arrays :func:`grad` (``retain_graph=True``) returns, without walking the graph again:
+    the topological order, the nodes on a path to the inputs and the parents that need a
+    cotangent were found when the program was made. The graph is retained; the pass is not
+    recorded (rules run under ``no_grad``).
+    """
+
+    __slots__ = ("_outputs", "_out_slots", "_steps", "_n_slots", "_in_slots", "_keep")
+
+    def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
+        for i, out in enumerate(outputs):
+            if not isinstance(out, Tensor):
+                raise TypeError(f"output {i} is a {type(out).__name__}, not a Tensor")
+            if not out.requires_grad:
+                raise RuntimeError(f"output {i} does not require grad and has no graph")
+        _check_inputs(inputs)
+        order = _topological_order(outputs)
+        needed = _needed(order, {id(t) for t in inputs})
+        slots: dict[int, int] = {}
+
+        def slot(t):
+            return slots.setdefault(id(t), len(slots))
+
+        self._outputs = outputs
+        self._out_slots = [slot(out) for out in outputs]
+        self._steps = []
+        for t in order:
+            if id(t) not in needed:
+                continue
+            node = t._node
+            if node.freed:
+                raise _freed_error(node)
+            parents = [(argnum, p) for argnum, p in node.parents if id(p) in needed]
+            self._steps.append((slot(t), t, node, parents,
+                                [(slot(p), tuple(p.shape), p) for _, p in parents]))
+        self._in_slots = [slots.get(id(t)) for t in inputs]
+        for i, (s, t) in enumerate(zip(self._in_slots, inputs)):
+            if s is None and not allow_unused:
+                raise _unused_error(i, t)
+        self._keep = set(s for s in self._in_slots if s is not None)
+        self._n_slots = len(slots)
+
+    def __call__(self, grad_outputs: Any = None) -> tuple:
+        """The cotangents of the inputs (a tuple, ``None`` for an unused input) for
+        ``grad_outputs`` (arrays or Tensors, one per output; may be omitted for one-element
+        outputs)."""
+        cotangents: list = [None] * self._n_slots
+        grad_outputs = _grad_outputs_tuple(grad_outputs, len(self._outputs))
+        for i, (out, s, g) in enumerate(zip(self._outputs, self._out_slots, grad_outputs)):
+            g = _check_grad_output(out, g, i)
+            cotangents[s] = g if cotangents[s] is None else cotangents[s] + g
+        keep = self._keep
+        with set_grad_enabled(False):
+            for s, t, node, parents, targets in self._steps:
+                g = cotangents[s]
+                if g is None:
+                    continue
+                if s not in keep:
+                    cotangents[s] = None
+                if node.freed:
+                    raise _freed_error(node)
+                for (ps, shape, parent), c in zip(targets, _call_rules(node, t, g, parents)):
+                    if not isinstance(c, Tensor):
+                        c = Tensor(c)
+                    c = cast_to_input(unbroadcast(c, shape), parent)
+                    prev = cotangents[ps]
+                    cotangents[ps] = c if prev is None else prev + c
+        return tuple(None if s is None else cotangents[s] for s in self._in_slots)
+
+
+def vjp_program(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+                allow_unused: bool = False) -> VJPProgram:
+    """Prepare the VJP of a recorded graph, for loops that apply it to many cotangents.
+
+    ``vjp_program(outputs, inputs)(g)`` equals ``grad(outputs, inputs, g,
+    retain_graph=True, allow_unused=allow_unused)`` (always as a tuple), but the graph is
+    walked once, here: each call only runs the rules. An adjoint solve applies the same VJP
+    at every iteration.
+
+    Args:
+        outputs: Tensor or sequence of Tensors with a graph.
+        inputs: Tensor or sequence of Tensors (leaves or intermediate results).
+        allow_unused: give ``None`` for an input the outputs do not depend on instead of
+            raising.
+
+    Returns:
+        A :class:`VJPProgram`: ``program(grad_outputs) -> tuple`` of cotangents.
+
+    Raises:
+        RuntimeError: an input not in the graph (without ``allow_unused``), an output or
+            input that does not require grad, or a graph already freed.
+        TypeError: an output or input that is not a Tensor.
+
+    Example:
+        >>> import npdeq
+        >>> x = npdeq.tensor([1.0, 2.0], requires_grad=True)
+        >>> program = vjp_program(x * x, x)
+        >>> program(npdeq.tensor([1.0, 1.0]))[0].data, program(npdeq.tensor([0.0, 3.0]))[0].data
+        (array([2., 4.]), array([ 0., 12.]))
+    """
+    return VJPProgram(_as_tuple(outputs)[0], _as_tuple(inputs)[0], allow_unused)
 
 
 def partial_grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any) -> list:

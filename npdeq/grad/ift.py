@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from npdeq.autodiff import Tensor, defvjp, enable_grad, grad, is_grad_enabled, primitive
+from npdeq.autodiff import Tensor, defvjp, enable_grad, is_grad_enabled, primitive
+from npdeq.autodiff.engine import vjp_program
 from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
 from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
 
@@ -40,13 +41,20 @@ def _implicit_correction_vjp(g, ans, f_packed, problem):
         raise NotImplementedError(
             "create_graph=True through the IFT rule is not supported: the adjoint solve is "
             "not itself recorded (second derivatives of a DEQ need an unrolled gradient)")
+    xp = g.xp
+
+    # The same VJP at every iteration of the adjoint solve: walk the graph once, here.
+    program = vjp_program(f_packed, problem.z_leaves, allow_unused=True)
+    z_leaves = problem.z_leaves
+    batch = g.shape[0]
 
     def vjp_z(v):
-        grads = grad(f_packed, problem.z_leaves, grad_outputs=Tensor(v), retain_graph=True,
-                     allow_unused=True)
-        grads = [z.data * 0 if gz is None else gz.data
-                 for gz, z in zip(grads, problem.z_leaves)]
-        return pack_tensors([Tensor(a) for a in grads]).data
+        grads = program(Tensor(v))
+        grads = [xp.zeros_like(z.data) if gz is None else gz.data
+                 for gz, z in zip(grads, z_leaves)]
+        if len(grads) == 1:
+            return xp.reshape(grads[0], (batch, -1))
+        return xp.concat([xp.reshape(a, (batch, -1)) for a in grads], axis=1)
 
     u, _ = adjoint_solve(vjp_z, g.data, problem.b_solver, problem.b_solver_kwargs,
                          problem.writer)
