@@ -1,11 +1,14 @@
-"""1-D and 2-D convolution through im2col, with PyTorch's argument conventions.
+"""1-D and 2-D convolution as 2-D matrix products (im2col + GEMM), with PyTorch's argument
+conventions.
 
-Two primitives carry the work: ``_windows`` gathers the sliding windows of a padded image
-batch (``backend.sliding_windows``) and ``_fold`` sums windows back into an image
-(``backend.fold_windows``). They are each other's adjoint, so each is the other's VJP and
-gradients of any order work. ``conv2d`` is then a reshape and one batched matmul (groups
-become a batch axis), a composite. ``conv1d`` runs the same windows and matmul on a unit height
-axis. The pooling ops (:mod:`npdeq.autodiff.ops.pooling`) reuse the windows.
+Three primitives carry the work, each one im2col or col2im (``backend.im2col``,
+``backend.col2im``: contiguous buffers) and one 2-D matrix product per channel group, so
+the arithmetic runs in BLAS: ``_conv`` (the forward), ``_conv_input_grad`` (its VJP with
+respect to the input, a transposed convolution) and ``_conv_weight_grad`` (with respect to
+the weight). All three are bilinear and each one's VJPs are the other two, so gradients of
+any order work. ``conv2d`` is ``_conv`` plus a bias; ``conv1d`` runs it on a unit height
+axis. The sliding-window primitives ``_windows``/``_fold`` (each the other's VJP) serve the
+pooling ops (:mod:`npdeq.autodiff.ops.pooling`).
 
 May import: ``npdeq.backend`` and the other op modules (no NumPy).
 """
@@ -15,8 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops.linalg import matmul
-from npdeq.autodiff.ops.shape import pad, reshape
+from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -43,6 +45,84 @@ defvjp(_windows, lambda g, ans, x, kernel, stride, dilation:
        _fold(g, tuple(x.shape), stride, dilation))
 defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
        _windows(g, tuple(cols.shape[2:4]), stride, dilation))
+
+
+# --- convolution as im2col + one 2-D matrix product per group -----------------------------
+# Geometry keywords: stride (sh, sw), padding ((top, bottom), (left, right)), dilation
+# (dh, dw), groups; weights are (C_out, C_in // groups, kh, kw), images (B, C, H, W).
+
+
+def _conv_raw(x, w, *, stride, padding, dilation, groups):
+    xp = backend.array_namespace(x, w)
+    b = x.shape[0]
+    o, cg, kh, kw = w.shape
+    cols = backend.im2col(x, (kh, kw), stride, dilation, padding)  # (C*kh*kw, B*Ho*Wo)
+    k, n = cg * kh * kw, cols.shape[1]
+    if groups == 1:
+        y = xp.matmul(xp.reshape(w, (o, k)), cols)
+    else:
+        y = xp.reshape(xp.matmul(xp.reshape(w, (groups, o // groups, k)),
+                                 xp.reshape(cols, (groups, k, n))), (o, n))
+    ho, wo = _out_hw(x.shape, w.shape, stride, padding, dilation)
+    return backend.rows_to_images(y, (b, o, ho, wo))
+
+
+def _conv_input_grad_raw(g, w, *, image_shape, stride, padding, dilation, groups):
+    xp = backend.array_namespace(g, w)
+    o, cg, kh, kw = w.shape
+    rows = backend.images_to_rows(g)  # (C_out, B*Ho*Wo)
+    k, n = cg * kh * kw, rows.shape[1]
+    if groups == 1:
+        cols = xp.matmul(xp.matrix_transpose(xp.reshape(w, (o, k))), rows)
+    else:
+        wg = xp.reshape(w, (groups, o // groups, k))
+        cols = xp.reshape(xp.matmul(xp.matrix_transpose(wg),
+                                    xp.reshape(rows, (groups, o // groups, n))),
+                          (groups * k, n))
+    return backend.col2im(cols, tuple(image_shape), (kh, kw), stride, dilation, padding)
+
+
+def _conv_weight_grad_raw(x, g, *, weight_shape, stride, padding, dilation, groups):
+    xp = backend.array_namespace(x, g)
+    o, cg, kh, kw = weight_shape
+    cols = backend.im2col(x, (kh, kw), stride, dilation, padding)
+    rows = backend.images_to_rows(g)
+    k, n = cg * kh * kw, cols.shape[1]
+    if groups == 1:
+        gw = xp.matmul(rows, xp.matrix_transpose(cols))
+    else:
+        gw = xp.matmul(xp.reshape(rows, (groups, o // groups, n)),
+                       xp.matrix_transpose(xp.reshape(cols, (groups, k, n))))
+    return xp.reshape(gw, tuple(weight_shape))
+
+
+def _out_hw(x_shape, w_shape, stride, padding, dilation):
+    return tuple((n + before + after - d * (k - 1) - 1) // s + 1 for n, (before, after), k, s, d
+                 in zip(x_shape[2:], padding, w_shape[2:], stride, dilation))
+
+
+_conv = primitive(_conv_raw, name="conv2d")
+"""``(x, w) -> y``: the convolution without bias (geometry as keywords)."""
+
+_conv_input_grad = primitive(_conv_input_grad_raw, name="conv2d_input_grad")
+"""``(g, w) -> x̄``: the VJP of ``_conv`` with respect to ``x`` (a transposed convolution)."""
+
+_conv_weight_grad = primitive(_conv_weight_grad_raw, name="conv2d_weight_grad")
+"""``(x, g) -> w̄``: the VJP of ``_conv`` with respect to ``w``."""
+
+# All three are bilinear: <conv(x, w), g> = <x, input_grad(g, w)> = <w, weight_grad(x, g)>.
+# Each rule is one of the three, so every order of derivative stays on these primitives.
+defvjp(_conv,
+       lambda g, ans, x, w, **geo: _conv_input_grad(g, w, image_shape=tuple(x.shape), **geo),
+       lambda g, ans, x, w, **geo: _conv_weight_grad(x, g, weight_shape=tuple(w.shape), **geo))
+defvjp(_conv_input_grad,
+       lambda v, ans, g, w, image_shape, **geo: _conv(v, w, **geo),
+       lambda v, ans, g, w, image_shape, **geo:
+       _conv_weight_grad(v, g, weight_shape=tuple(w.shape), **geo))
+defvjp(_conv_weight_grad,
+       lambda v, ans, x, g, weight_shape, **geo:
+       _conv_input_grad(g, v, image_shape=tuple(x.shape), **geo),
+       lambda v, ans, x, g, weight_shape, **geo: _conv(x, v, **geo))
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -74,18 +154,15 @@ def _padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
     return (ph, ph), (pw, pw)
 
 
-def _padded_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-                    dilation: tuple[int, int], padding: tuple, what: str) -> Tensor:
-    """``(B, C, kh, kw, Ho, Wo)`` windows of ``x`` zero-padded by ``padding``."""
+def _check_fits(x: Any, kernel: tuple[int, int], dilation: tuple[int, int], padding: tuple,
+                what: str) -> None:
+    """Raise unless the dilated kernel fits ``x`` padded by ``padding``."""
     (pt, pb), (pl, pr) = padding
     h, w = x.shape[2] + pt + pb, x.shape[3] + pl + pr
     if h < dilation[0] * (kernel[0] - 1) + 1 or w < dilation[1] * (kernel[1] - 1) + 1:
         raise ValueError(
             f"{what}: kernel {kernel} with dilation {dilation} does not fit the input of shape "
             f"{tuple(x.shape)} padded by {padding} (padded spatial size {(h, w)})")
-    if pt or pb or pl or pr:
-        x = pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    return _windows(x, kernel, stride, dilation)
 
 
 def _check_image(x: Any, what: str) -> None:
@@ -152,19 +229,12 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
         raise ValueError(f"conv2d: weight must have shape (C_out, C_in // groups, kh, kw), "
                          f"got shape {tuple(weight.shape)}")
     groups = _check_channels(x, weight, bias, groups, "conv2d")
-    b = x.shape[0]
-    c_out, c_group, kh, kw = weight.shape
+    c_out, _, kh, kw = weight.shape
     stride_ = _pair(stride, "conv2d: stride", 1)
     dilation_ = _pair(dilation, "conv2d: dilation", 1)
-    kernel = (kh, kw)
-    cols = _padded_windows(x, kernel, stride_, dilation_,
-                           _padding(padding, kernel, stride_, dilation_), "conv2d")
-    ho, wo = cols.shape[4], cols.shape[5]
-    k = c_group * kh * kw
-    # Channels are group-major, so splitting C_in into (groups, C_in/groups) is a reshape.
-    cols = reshape(cols, (b, groups, k, ho * wo))
-    w = reshape(weight, (1, groups, c_out // groups, k))
-    out = reshape(matmul(w, cols), (b, c_out, ho, wo))
+    pads = _padding(padding, (kh, kw), stride_, dilation_)
+    _check_fits(x, (kh, kw), dilation_, pads, "conv2d")
+    out = _conv(x, weight, stride=stride_, padding=pads, dilation=dilation_, groups=groups)
     if bias is not None:
         out = out + reshape(bias, (1, c_out, 1, 1))
     return out
@@ -241,11 +311,9 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
         raise ValueError(f"conv1d: kernel size {k} with dilation {d} does not fit the input of "
                          f"shape {tuple(x.shape)} padded by {padding!r} (padded length "
                          f"{n + before + after})")
-    cols = _padded_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (1, d),
-                           ((0, 0), (before, after)), "conv1d")
-    lo = cols.shape[5]
-    cols = reshape(cols, (b, groups, cg * k, lo))
-    out = reshape(matmul(reshape(weight, (1, groups, o // groups, cg * k)), cols), (b, o, lo))
+    out = _conv(reshape(x, (b, c, 1, n)), reshape(weight, (o, cg, 1, k)), stride=(1, s),
+                padding=((0, 0), (before, after)), dilation=(1, d), groups=groups)
+    out = reshape(out, (b, o, out.shape[3]))
     if bias is not None:
         out = out + reshape(bias, (1, o, 1))
     return out
