@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.mode import _mode, set_grad_enabled
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor, ones_like
 
@@ -352,7 +352,7 @@ class VJPProgram:
                 raise _freed_error(node)
             parents = [(argnum, p) for argnum, p in node.parents if id(p) in needed]
             self._steps.append((slot(t), t, node, parents,
-                                [(slot(p), tuple(p.shape), p) for _, p in parents]))
+                                [(slot(p), tuple(p.data.shape), p) for _, p in parents]))
         self._in_slots = [slots.get(id(t)) for t in inputs]
         for i, (s, t) in enumerate(zip(self._in_slots, inputs)):
             if s is None and not allow_unused:
@@ -370,7 +370,8 @@ class VJPProgram:
             g = _check_grad_output(out, g, i)
             cotangents[s] = g if cotangents[s] is None else cotangents[s] + g
         keep = self._keep
-        with set_grad_enabled(False):
+        previous, _mode.enabled = _mode.enabled, False
+        try:
             for s, t, node, parents, targets in self._steps:
                 g = cotangents[s]
                 if g is None:
@@ -382,9 +383,14 @@ class VJPProgram:
                 for (ps, shape, parent), c in zip(targets, _call_rules(node, t, g, parents)):
                     if not isinstance(c, Tensor):
                         c = Tensor(c)
-                    c = cast_to_input(unbroadcast(c, shape), parent)
+                    if c.data.shape != shape:
+                        c = unbroadcast(c, shape)
+                    if c.data.dtype != parent.data.dtype:
+                        c = cast_to_input(c, parent)
                     prev = cotangents[ps]
                     cotangents[ps] = c if prev is None else prev + c
+        finally:
+            _mode.enabled = previous
         return tuple(None if s is None else cotangents[s] for s in self._in_slots)
 
 

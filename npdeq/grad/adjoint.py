@@ -42,6 +42,9 @@ FALLBACKS = ("gmres", None)
 # Arguments adjoint_solve takes itself, besides the backward solver's, for any b_solver.
 ADJOINT_OPTIONS = ("fallback",)
 
+# (solver, argument names) pairs whose signature check passed.
+_CHECKED: set = set()
+
 _NOT_CONVERGED = ("IFT backward solve did not reach its tolerance for some samples; the "
                   "gradient is approximate (see the backward statistics 'converged'/'abs_lowest'"
                   "; raise b_max_iter or use b_solver='gmres' or 'direct')")
@@ -89,12 +92,17 @@ def check_adjoint_args(b_solver: Any, b_solver_kwargs: dict | None) -> None:
     if fallback not in FALLBACKS:
         raise ValueError(f"b_solver_kwargs: fallback must be one of {FALLBACKS}, got "
                          f"{fallback!r}")
+    key = (solver, frozenset(kwargs))
+    if key in _CHECKED:  # inspect.signature costs tens of microseconds per call
+        return
     try:
         signature = inspect.signature(solver)
     except (TypeError, ValueError):  # no signature to check against (a builtin, say)
         return
     try:
         signature.bind(None, None, **kwargs)
+        if len(_CHECKED) < 256:
+            _CHECKED.add(key)
     except TypeError:
         params = [p.name for p in list(signature.parameters.values())[2:]
                   if p.kind is not inspect.Parameter.VAR_KEYWORD]

@@ -53,7 +53,7 @@ def _implicit_correction_vjp(g, ans, f_packed, problem):
         grads = [xp.zeros_like(z.data) if gz is None else gz.data
                  for gz, z in zip(grads, z_leaves)]
         if len(grads) == 1:
-            return xp.reshape(grads[0], (batch, -1))
+            return grads[0] if grads[0].ndim == 2 else xp.reshape(grads[0], (batch, -1))
         return xp.concat([xp.reshape(a, (batch, -1)) for a in grads], axis=1)
 
     u, _ = adjoint_solve(vjp_z, g.data, problem.b_solver, problem.b_solver_kwargs,

@@ -359,3 +359,67 @@ def test_replacing_data_of_the_output_itself_is_an_error(xp, to_xp, x):
     y.data = y.data * 0.0
     with pytest.raises(RuntimeError, match="its output of 'exp' had its .data replaced"):
         y.backward(to_xp(np.ones(3)))
+
+
+# --- vjp_program: the walk computed once, replayed ------------------------------------------
+
+
+def _replay_graph(to_xp):
+    """Broadcasting, a promoted float32 input, a shared subexpression and a tuple state packed
+    into one (B, D) output."""
+    rng = np.random.default_rng(3)
+    z1 = npdeq.Tensor(to_xp(rng.standard_normal((2, 3))), requires_grad=True)
+    z2 = npdeq.Tensor(to_xp(rng.standard_normal((2, 2, 2))), requires_grad=True)
+    b = npdeq.Tensor(to_xp(rng.standard_normal(3)), requires_grad=True)
+    s = npdeq.Tensor(to_xp(rng.standard_normal((1, 1)), dtype=np.float32), requires_grad=True)
+    unused = npdeq.Tensor(to_xp(np.ones(4)), requires_grad=True)
+    h = npdeq.tanh(z1 * b + s)
+    out = npdeq.concat([h * h + h, npdeq.reshape(npdeq.exp(z2) * b[:2], (2, 4))], axis=1)
+    return out, (z1, z2, b, s, unused, z1, h)
+
+
+def test_vjp_program_equals_the_walked_grad(xp, to_xp, check_array):
+    out, inputs = _replay_graph(to_xp)
+    program = npdeq.autodiff.engine.vjp_program(out, inputs, allow_unused=True)
+    rng = np.random.default_rng(4)
+    for _ in range(3):  # replayed several times, as in an adjoint solve
+        g = to_xp(rng.standard_normal((2, 7)))
+        replayed = program(g)
+        walked = npdeq.grad(out, inputs, g, retain_graph=True, allow_unused=True)
+        assert replayed[4] is None and walked[4] is None
+        for r, w, t in zip(replayed, walked, inputs):
+            if t is inputs[4]:
+                continue
+            check_array(r, shape=tuple(t.shape), dtype=t.data.dtype)
+            assert not r.requires_grad
+            np.testing.assert_array_equal(r.numpy(), w.numpy())
+    # several outputs, one of them given twice
+    y = (inputs[0] * inputs[2]).sum()
+    program = npdeq.autodiff.engine.vjp_program([y, out, y], inputs[:3])
+    g = to_xp(rng.standard_normal((2, 7)))
+    walked = npdeq.grad([y, out, y], inputs[:3], [None, g, None], retain_graph=True)
+    for r, w in zip(program([None, g, None]), walked):
+        np.testing.assert_array_equal(r.numpy(), w.numpy())
+
+
+def test_vjp_program_errors(xp, to_xp, x):
+    other = npdeq.Tensor(to_xp(np.ones(2)), requires_grad=True)
+    y = npdeq.tanh(x)
+    vjp_program = npdeq.autodiff.engine.vjp_program
+    with pytest.raises(RuntimeError, match=r"inputs\[1\] \(shape \(2,\)\) is not in the graph"):
+        vjp_program(y, [x, other])
+    with pytest.raises(TypeError, match=r"inputs\[0\] is a ndarray"):
+        vjp_program(y, [np.ones(3)])
+    program = vjp_program(y, x)
+    with pytest.raises(ValueError, match=r"grad_outputs\[0\] has shape \(2,\)"):
+        program(to_xp(np.ones(2)))
+    y.backward(to_xp(np.ones(3)))  # frees the graph
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        program(to_xp(np.ones(3)))
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        vjp_program(y, x)
+    z = x * 2.0
+    program = vjp_program(z, x)
+    x.data = to_xp(np.zeros(3))
+    with pytest.raises(RuntimeError, match=r"had its \.data replaced"):
+        program(to_xp(np.ones(3)))
