@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
-from npdeq.grad.phantom import phantom_grad
+from npdeq.grad.phantom import check_phantom_memory, phantom_grad
 from npdeq.grad.state import as_state_tuple, restore
 
 __all__ = ["backward_factory"]
@@ -21,7 +21,7 @@ GradFunctor = Callable[..., list]
 def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
                      b_solver: str | None = None, b_solver_kwargs: dict | None = None,
                      sup_gap: int = -1, sup_loc: Sequence[int] | None = None, tau: float = 1.0,
-                     **ignored: Any) -> GradFunctor:
+                     phantom_memory: str = "store", **ignored: Any) -> GradFunctor:
     """Make a gradient functor for a DEQ's backward pass, with TorchDEQ's names and defaults.
 
     Args:
@@ -35,6 +35,10 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
         sup_gap: PhantomGrad: also return every ``sup_gap``-th unrolled state when positive.
         sup_loc: PhantomGrad: also return the states at these (1-based) steps.
         tau: PhantomGrad damping in ``(0, 1]``.
+        phantom_memory: PhantomGrad: ``'store'`` keeps the k recorded calls of ``func`` for
+            the backward pass (k calls in all), ``'recompute'`` records them again there
+            (2k calls, activation memory flat in k); the gradients are the same arrays
+            (see :func:`~npdeq.grad.phantom.phantom_grad`).
         **ignored: other DEQ config keys, accepted as TorchDEQ's factory does so that a whole
             config can be passed through.
 
@@ -45,7 +49,8 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
         PhantomGrad). ``trainer`` is accepted for TorchDEQ compatibility and unused.
 
     Raises:
-        ValueError: a ``grad_type`` that is neither ``'ift'`` nor a positive int.
+        ValueError: a ``grad_type`` that is neither ``'ift'`` nor a positive int, or an
+            unknown ``phantom_memory``.
 
     Example:
         >>> import numpy as np, npdeq
@@ -68,9 +73,11 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
     if steps is None or steps < 1:
         raise ValueError(
             f"grad_type must be 'ift' or a positive int (PhantomGrad steps), got {grad_type!r}")
+    check_phantom_memory(phantom_memory)
 
     def phantom_functor(trainer, func, z_pred, writer=None):
-        outs = phantom_grad(func, as_state_tuple(z_pred), grad_type, tau, sup_gap, sup_loc)
+        outs = phantom_grad(func, as_state_tuple(z_pred), grad_type, tau, sup_gap, sup_loc,
+                            phantom_memory)
         return [restore(states, z_pred) for states in outs]
 
     return phantom_functor

@@ -1,9 +1,17 @@
 """PhantomGrad (and the 1-step / JFB gradient) as one hand-written rule on the tape.
 
 The gradient of k damped steps ``z <- tau * f(z) + (1 - tau) * z`` started from the detached
-solution z*. The forward keeps only the k input states of the steps (raw arrays); the
-backward walks them in reverse, re-recording ``f`` at one state at a time and pulling the
-cotangent back through it, so activation memory does not grow with k. The rule's parents
+solution z*. Two ways to keep what the backward needs (``memory``):
+
+- ``'store'`` (the default): the forward records ``f`` at each of the k states and keeps the k
+  graphs; the backward pulls the cotangent back through them in reverse. k calls of ``f`` in
+  all (TorchDEQ's count); activation memory grows with k.
+- ``'recompute'``: the forward keeps only the k input states (raw arrays) and the backward
+  re-records ``f`` at one state at a time, so activation memory does not grow with k, at the
+  price of k more calls of ``f`` (2k in all).
+
+Both give the same arrays: every step is recorded at the same leaves, and the backward sweep
+is the same code. The rule's parents
 are the tensors from outside ``f`` that its graph reaches (found with
 :mod:`npdeq.grad.externals`); their cotangents come from one shared reverse sweep. Imports
 the tape and ``state``/``externals``.
@@ -20,7 +28,7 @@ from npdeq.autodiff.engine import partial_grad
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
 
-__all__ = ["phantom_grad", "supervised_steps"]
+__all__ = ["phantom_grad", "supervised_steps", "check_phantom_memory", "PHANTOM_MEMORY"]
 
 
 def supervised_steps(k: int, sup_gap: int = -1, sup_loc: Sequence[int] | None = None) -> list[int]:
@@ -42,22 +50,43 @@ def supervised_steps(k: int, sup_gap: int = -1, sup_loc: Sequence[int] | None = 
     return sorted(steps)
 
 
+# The values of phantom_grad's ``memory``: keep the k recorded steps, or re-record them.
+PHANTOM_MEMORY = ("store", "recompute")
+
+
 class _Unrolled:
-    """The saved forward of one PhantomGrad call (no tape inside: raw arrays only)."""
+    """The saved forward of one PhantomGrad call: the input state of each step (raw arrays)
+    and, with ``memory='store'``, each step's recorded graph."""
 
-    __slots__ = ("func", "inputs", "shapes", "tau", "steps", "output")
+    __slots__ = ("func", "inputs", "shapes", "tau", "steps", "output", "recorded")
 
-    def __init__(self, func, inputs, shapes, tau, steps, output):
+    def __init__(self, func, inputs, shapes, tau, steps, output, recorded):
         self.func = func
         self.inputs = inputs      # the input state of each step, packed (B, D)
         self.shapes = shapes
         self.tau = tau
         self.steps = steps
         self.output = output
+        self.recorded = recorded  # [(z_leaves, f_packed)] per step, or None
 
     def take_output(self):
         out, self.output = self.output, None
         return out
+
+    def step_graph(self, j):
+        """The leaves and the packed output of step ``j``'s recorded ``f``."""
+        if self.recorded is not None:
+            return self.recorded[j]
+        return _record_step(self.func, self.inputs[j], self.shapes)
+
+
+def _record_step(func, packed, shapes):
+    """Record ``func`` at the state ``packed`` (B, D) from fresh leaves: ``(leaves, f_packed)``.
+    Every recording of a step goes through here, so both memory modes see the same arrays."""
+    with enable_grad():
+        z_leaves = tuple(Tensor(z.data, requires_grad=True)
+                         for z in unpack_tensors(Tensor(packed), shapes))
+        return z_leaves, pack_tensors(call_state_func(func, z_leaves))
 
 
 phantom_unroll = primitive(lambda *outside, run: run.take_output(), name="phantom_grad")
@@ -77,12 +106,8 @@ def _phantom_vjp(argnums, g, ans, *outside, run):
     for j in range(len(run.inputs) - 1, -1, -1):  # step j maps input j to state j + 1
         if j + 1 in selected:
             adjoint = adjoint + cotangent[selected[j + 1], :, :]
-        with enable_grad():
-            z_leaves = unpack_tensors(Tensor(run.inputs[j], requires_grad=True), run.shapes)
-            z_leaves = tuple(Tensor(z.data, requires_grad=True) for z in z_leaves)
-            f_packed = pack_tensors(call_state_func(run.func, z_leaves))
-            grads = partial_grad(f_packed, list(z_leaves) + wanted,
-                                 Tensor(tau * adjoint))
+        z_leaves, f_packed = run.step_graph(j)
+        grads = partial_grad(f_packed, list(z_leaves) + wanted, Tensor(tau * adjoint))
         z_grads = [gz.data if gz is not None else z.data * 0
                    for gz, z in zip(grads[:len(z_leaves)], z_leaves)]
         adjoint = pack_tensors([Tensor(a) for a in z_grads]).data + (1.0 - tau) * adjoint
@@ -97,7 +122,8 @@ defvjp_argnums(phantom_unroll, _phantom_vjp)
 
 def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
                  tau: float = 1.0, sup_gap: int = -1,
-                 sup_loc: Sequence[int] | None = None) -> list[tuple[Tensor, ...]]:
+                 sup_loc: Sequence[int] | None = None,
+                 memory: str = "store") -> list[tuple[Tensor, ...]]:
     """Unroll k damped steps from z* and attach their gradient (PhantomGrad).
 
     Args:
@@ -109,6 +135,10 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
         tau: damping, ``0 < tau <= 1``.
         sup_gap: also return every ``sup_gap``-th state when positive.
         sup_loc: also return the states at these steps (1-based).
+        memory: ``'store'`` keeps the k recorded calls of ``func`` until the backward pass
+            (k calls in all, as TorchDEQ; activation memory grows with k); ``'recompute'``
+            keeps only the k input states and records ``func`` again at each of them in the
+            backward pass (2k calls; memory flat in k). The gradients are the same arrays.
 
     Returns:
         One state tuple per step in :func:`supervised_steps`, each carrying the gradient of
@@ -116,32 +146,48 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
         recorded then).
 
     Raises:
-        ValueError: ``k < 1`` or ``tau`` outside ``(0, 1]``.
+        ValueError: ``k < 1``, ``tau`` outside ``(0, 1]`` or an unknown ``memory``.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> W = npdeq.tensor(0.5 * np.eye(2), requires_grad=True)
+        >>> f = lambda z: npdeq.tanh(z @ W)
+        >>> [(z,)] = phantom_grad(f, (np.ones((1, 2)),), k=3, tau=0.8, memory='recompute')
+        >>> z.sum().backward()
+        >>> W.grad.shape
+        (2, 2)
     """
     steps_k = backend.as_count(k)
     if steps_k is None or steps_k < 1:
         raise ValueError(f"PhantomGrad needs k >= 1 unrolled steps, got {k!r}")
     k = steps_k
     tau = backend.check_real("tau", tau, 0.0, 1.0, low_open=True)
+    check_phantom_memory(memory)
     steps = supervised_steps(k, sup_gap, sup_loc)
     if not is_grad_enabled():
         # Under no_grad nothing may be recorded: the same k steps on plain values.
         return _unrolled_values(func, raw_arrays(z_star), steps, tau)
+    store = memory == "store"
+    arrays = raw_arrays(z_star)
+    shapes = [tuple(a.shape) for a in arrays]
+    z = pack_tensors([Tensor(a) for a in arrays]).data
     clock = tape_clock()
-    with enable_grad():
-        leaves = tuple(Tensor(z, requires_grad=True) for z in raw_arrays(z_star))
-        first = call_state_func(func, leaves)
-    outside = outside_tensors(first, leaves, clock)
-    shapes = [tuple(z.shape) for z in leaves]
-    z = pack_tensors([Tensor(a.data) for a in leaves]).data
-    f_z = pack_tensors([o.detach() for o in first]).data
-    del first
+    leaves, first = _record_step(func, z, shapes)
+    outside = outside_tensors((first,), leaves, clock)
+    f_z = first.data
+    recorded = [(leaves, first)] if store and outside else None
+    del leaves, first
     inputs, states = [], []
     for step in range(1, k + 1):
         inputs.append(z)
         if step > 1:
-            with no_grad():
-                f_z = pack_tensors(call_state_func(func, unpack_tensors(Tensor(z), shapes))).data
+            if recorded is not None:
+                recorded.append(_record_step(func, z, shapes))
+                f_z = recorded[-1][1].data
+            else:
+                with no_grad():
+                    f_z = pack_tensors(
+                        call_state_func(func, unpack_tensors(Tensor(z), shapes))).data
         z = tau * f_z + (1.0 - tau) * z
         if step in steps:
             states.append(z)
@@ -149,9 +195,20 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
     stacked = xp.stack(states, axis=0)
     if not outside:
         return [unpack_tensors(Tensor(s), shapes) for s in states]
-    run = _Unrolled(func, inputs, shapes, tau, steps, stacked)
+    run = _Unrolled(func, inputs, shapes, tau, steps, stacked, recorded)
     out = phantom_unroll(*outside, run=run)
     return [unpack_tensors(out[i, :, :], shapes) for i in range(len(steps))]
+
+
+def check_phantom_memory(memory: Any) -> str:
+    """Check PhantomGrad's ``memory`` choice (one of :data:`PHANTOM_MEMORY`).
+
+    Raises:
+        ValueError: naming the value and the choices.
+    """
+    if not isinstance(memory, str) or memory not in PHANTOM_MEMORY:
+        raise ValueError(f"PhantomGrad memory must be one of {PHANTOM_MEMORY}, got {memory!r}")
+    return memory
 
 
 def _unrolled_values(func, z_star, steps, tau):

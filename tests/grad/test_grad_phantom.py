@@ -83,7 +83,7 @@ def test_one_step_gradient_tends_to_ift_as_k_grows(xp, to_xp):
     assert errors[2] < 1e-4 * np.linalg.norm(grads["ift"])
 
 
-def _peak_backward_bytes(k, use_rule, batch=32, dim=64, hidden=512):
+def _peak_backward_bytes(k, memory, batch=32, dim=64, hidden=512):
     rng = np.random.default_rng(0)
     W1 = npdeq.Tensor(contractive(rng, dim, hidden, 0.9), requires_grad=True)
     W2 = npdeq.Tensor(contractive(rng, hidden, dim, 0.9), requires_grad=True)
@@ -94,8 +94,8 @@ def _peak_backward_bytes(k, use_rule, batch=32, dim=64, hidden=512):
     z_star = (rng.standard_normal((batch, dim)),)
     tracemalloc.start()
     try:
-        if use_rule:
-            states = phantom_grad(func, z_star, k=k, tau=0.8)
+        if memory is not None:  # the rule
+            states = phantom_grad(func, z_star, k=k, tau=0.8, memory=memory)
         else:
             states = _hand_unrolled(func, z_star, k, 0.8, [k])
         _loss(states[-1:]).backward()
@@ -105,19 +105,21 @@ def _peak_backward_bytes(k, use_rule, batch=32, dim=64, hidden=512):
 
 
 def test_phantom_activation_memory_does_not_grow_with_k():
-    """The rule keeps one (B, D) state per step; hand unrolling keeps every step's graph.
+    """memory='recompute' keeps one (B, D) state per step; 'store' and hand unrolling keep
+    every step's graph.
 
     Growth is measured between k = 10 and k = 30, past the small-k regime where the moment
     of peak memory shifts between forward and backward.
     """
     state_bytes = 32 * 64 * 8
     steps = 20
-    rule_growth = _peak_backward_bytes(30, True) - _peak_backward_bytes(10, True)
-    hand_growth = _peak_backward_bytes(30, False) - _peak_backward_bytes(10, False)
-    # Rule: the extra states only (50% slack). Hand: each step holds several (B, hidden)
-    # activations, each 8x a state.
-    assert rule_growth <= 1.5 * steps * state_bytes, rule_growth
-    assert hand_growth >= 8 * steps * state_bytes, hand_growth
+    at_10 = {how: _peak_backward_bytes(10, how) for how in ("recompute", "store", None)}
+    growth = {how: _peak_backward_bytes(30, how) - at_10[how] for how in ("recompute", None)}
+    # Recompute: the extra states only (50% slack). Store and hand: each step holds several
+    # (B, hidden) activations, each 8x a state.
+    assert growth["recompute"] <= 1.5 * steps * state_bytes, growth
+    assert growth[None] >= 8 * steps * state_bytes, growth
+    assert at_10["store"] - at_10["recompute"] >= 8 * 8 * state_bytes, at_10
 
 
 def test_phantom_argument_errors(xp, to_xp):
@@ -126,6 +128,49 @@ def test_phantom_argument_errors(xp, to_xp):
         phantom_grad(lambda z: z, z, k=0)
     with pytest.raises(ValueError, match="tau"):
         phantom_grad(lambda z: z, z, k=1, tau=0.0)
+    calls = []
+    for bad in ("keep", None, 1):
+        with pytest.raises(ValueError, match=r"memory must be one of \('store', 'recompute'\), "
+                                             f"got {bad!r}"):
+            phantom_grad(lambda z: calls.append(z), z, k=1, memory=bad)
+        with pytest.raises(ValueError, match="memory must be one of"):
+            backward_factory(2, phantom_memory=bad)
+    assert not calls  # raised before any work
+
+
+@pytest.mark.parametrize("k, tau, sup_gap, sup_loc, two_state", [
+    (1, 1.0, -1, None, False), (5, 0.8, -1, None, False), (4, 0.6, 2, None, True),
+    (6, 0.9, -1, [1, 3], True), (3, 0.5, 1, [2], False)])
+def test_phantom_memory_modes_give_the_same_arrays(xp, to_xp, k, tau, sup_gap, sup_loc,
+                                                   two_state):
+    prob = TwoStateProblem(to_xp, 5) if two_state else MLPProblem(to_xp, 5)
+    rng = np.random.default_rng(6)
+    z_star = tuple(to_xp(rng.standard_normal(tuple(z.shape)))
+                   for z in (prob.z0 if two_state else (prob.z0,)))
+    results = {}
+    for memory in ("store", "recompute"):
+        p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
+        func = prob.func(*[p[n] for n in prob.names])
+        calls = [0]
+
+        def counted(*z):
+            calls[0] += 1
+            return func(*z)
+
+        functor = backward_factory(k, tau=tau, sup_gap=sup_gap, sup_loc=sup_loc,
+                                   phantom_memory=memory)
+        states = functor(None, counted, z_star if two_state else z_star[0])
+        states = [s if two_state else (s,) for s in states]
+        after_forward = calls[0]
+        _loss(states).backward()
+        results[memory] = ([s.numpy() for state in states for s in state],
+                           {n: p[n].grad.numpy() for n in prob.names})
+        assert (after_forward, calls[0]) == ((k, k) if memory == "store" else (k, 2 * k))
+    for a, b in zip(results["store"][0], results["recompute"][0]):
+        np.testing.assert_array_equal(a, b)
+    for n in prob.names:
+        np.testing.assert_array_equal(results["store"][1][n], results["recompute"][1][n],
+                                      err_msg=n)
 
 
 def test_phantom_refuses_create_graph(xp, to_xp):
