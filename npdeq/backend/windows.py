@@ -13,8 +13,7 @@ import numpy as np
 
 from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
 
-__all__ = ["sliding_windows", "fold_windows", "im2col", "col2im", "rows_to_images",
-           "images_to_rows", "scatter_add", "add_rows"]
+__all__ = ["sliding_windows", "fold_windows", "scatter_add", "add_rows"]
 
 
 def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
@@ -89,120 +88,6 @@ def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tupl
                    slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
             out[key] = out[key] + cols[:, :, i, j, :, :]
     return out
-
-
-# --- im2col / col2im for convolution as one 2-D matrix product ---------------------------
-
-
-def _lib(xp: Any) -> Any:
-    """NumPy or CuPy itself for a NumPy/CuPy namespace, else None."""
-    if is_numpy(xp):
-        return np
-    if is_cupy(xp):
-        return importlib.import_module("cupy")
-    return None
-
-
-def _out_size(size: int, before: int, after: int, k: int, s: int, d: int) -> int:
-    return (size + before + after - d * (k - 1) - 1) // s + 1
-
-
-def _offset(p: int, d: int, s: int, n: int) -> slice:
-    """The rows (or columns) of a padded image that kernel offset ``p`` sees, ``n`` outputs."""
-    return slice(p * d, p * d + s * (n - 1) + 1, s)
-
-
-def im2col(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-           dilation: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]) -> Any:
-    """The windows of a zero-padded image batch as one contiguous matrix (im2col).
-
-    Row ``(c, p, q)`` (channel-major, so a channel group is a block of rows) and column
-    ``(b, i, j)`` hold ``xpad[b, c, i*sh + p*dh, j*sw + q*dw]``: a convolution is then one
-    2-D matrix product ``weight.reshape(C_out, -1) @ cols`` (per group). Built from kh*kw
-    strided block copies, which is what NumPy and CuPy copy fastest; portable as written.
-
-    Args:
-        x: ``(B, C, H, W)`` array (not padded).
-        kernel: ``(kh, kw)``.
-        stride: ``(sh, sw)``.
-        dilation: ``(dh, dw)``.
-        padding: ``((top, bottom), (left, right))`` zeros around the image.
-
-    Returns:
-        ``(C*kh*kw, B*Ho*Wo)`` C-contiguous array in ``x``'s namespace, dtype and device, with
-        ``Ho = (H + top + bottom - dh*(kh-1) - 1) // sh + 1`` (likewise ``Wo``).
-    """
-    xp = array_namespace(x)
-    b, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = kernel, stride, dilation, padding
-    ho, wo = _out_size(h, pt, pb, kh, sh, dh), _out_size(w, pl, pr, kw, sw, dw)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"kernel {kernel} with dilation {dilation} does not fit the input of "
-                         f"spatial size {(h, w)} padded by {padding}")
-    dev = device(x)
-    xt = xp.permute_dims(x, (1, 0, 2, 3))
-    if pt or pb or pl or pr:
-        xpad = xp.zeros((c, b, h + pt + pb, w + pl + pr), dtype=x.dtype, device=dev)
-        xpad[:, :, pt:pt + h, pl:pl + w] = xt
-    else:
-        xpad = xt
-    cols = xp.empty((c, kh, kw, b, ho, wo), dtype=x.dtype, device=dev)
-    for p in range(kh):
-        for q in range(kw):
-            cols[:, p, q, ...] = xpad[:, :, _offset(p, dh, sh, ho), _offset(q, dw, sw, wo)]
-    return xp.reshape(cols, (c * kh * kw, b * ho * wo))
-
-
-def col2im(cols: Any, image_shape: tuple[int, int, int, int], kernel: tuple[int, int],
-           stride: tuple[int, int], dilation: tuple[int, int],
-           padding: tuple[tuple[int, int], tuple[int, int]]) -> Any:
-    """Sum an :func:`im2col` matrix back into an image batch (col2im), its adjoint.
-
-    Args:
-        cols: ``(C*kh*kw, B*Ho*Wo)`` array laid out as :func:`im2col` returns it.
-        image_shape: ``(B, C, H, W)`` of the image (not padded).
-        kernel, stride, dilation, padding: as for :func:`im2col`.
-
-    Returns:
-        ``(B, C, H, W)`` C-contiguous array where overlapping windows are added (what falls
-        in the padding is dropped), in ``cols``' namespace, dtype and device.
-    """
-    xp = array_namespace(cols)
-    lib = _lib(xp)
-    b, c, h, w = image_shape
-    (kh, kw), (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = kernel, stride, dilation, padding
-    ho, wo = _out_size(h, pt, pb, kh, sh, dh), _out_size(w, pl, pr, kw, sw, dw)
-    blocks = xp.reshape(cols, (c, kh, kw, b, ho, wo))
-    out = xp.zeros((c, b, h + pt + pb, w + pl + pr), dtype=cols.dtype, device=device(cols))
-    # kh*kw strided block adds (np.add.at would be far slower), in place where possible.
-    for p in range(kh):
-        for q in range(kw):
-            key = (slice(None), slice(None), _offset(p, dh, sh, ho), _offset(q, dw, sw, wo))
-            if lib is not None:
-                view = out[key]
-                lib.add(view, blocks[:, p, q], out=view)
-            else:
-                out[key] = out[key] + blocks[:, p, q, ...]
-    image = xp.permute_dims(out[:, :, pt:pt + h, pl:pl + w], (1, 0, 2, 3))
-    return lib.ascontiguousarray(image) if lib is not None else image
-
-
-def rows_to_images(y: Any, shape: tuple[int, int, int, int]) -> Any:
-    """``(C, B*H*W)`` rows (a convolution's matrix product) as a C-contiguous ``(B, C, H, W)``
-    image batch of ``shape``."""
-    xp = array_namespace(y)
-    b, c, h, w = shape
-    images = xp.permute_dims(xp.reshape(y, (c, b, h, w)), (1, 0, 2, 3))
-    lib = _lib(xp)
-    return lib.ascontiguousarray(images) if lib is not None else images
-
-
-def images_to_rows(g: Any) -> Any:
-    """``(B, C, H, W)`` images as contiguous ``(C, B*H*W)`` rows: the inverse of
-    :func:`rows_to_images`."""
-    xp = array_namespace(g)
-    b, c, h, w = g.shape
-    return xp.reshape(xp.permute_dims(g, (1, 0, 2, 3)), (c, b * h * w))
 
 
 # --- scatter-add ---------------------------------------------------------------------------

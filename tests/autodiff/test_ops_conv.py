@@ -1,5 +1,7 @@
-"""conv1d, conv2d and avg_pool2d (and their im2col primitives): explicit-loop references, HIPS
-autograd, finite differences of order 1 and 2, argument checking."""
+"""conv1d, conv2d and avg_pool2d (and their window primitives): explicit-loop references, the
+windows-and-matmul composite conv2d used to be (values and derivatives of order 1 and 2), HIPS
+autograd, finite differences of order 1 and 2, the three convolution primitives' rules, fresh
+results, argument checking."""
 
 from __future__ import annotations
 
@@ -8,8 +10,31 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import npdeq
-from npdeq.autodiff.ops.conv import _fold, _windows
+from npdeq.autodiff.ops.conv import (_conv, _conv_input_grad, _conv_weight_grad, _fold,
+                                     _windows)
+from npdeq.autodiff.ops.linalg import matmul
+from npdeq.autodiff.ops.shape import pad, reshape
 from npdeq.testing import check_grads
+
+
+def reference_conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """The composite conv2d was before it ran on 2-D products, kept as the oracle: sliding
+    windows of the padded input and one batched matmul (groups as a batch axis). ``padding``
+    is ``((top, bottom), (left, right))``."""
+    b = x.shape[0]
+    c_out, c_group, kh, kw = weight.shape
+    (pt, pb), (pl, pr) = padding
+    if pt or pb or pl or pr:
+        x = pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    cols = _windows(x, (kh, kw), stride, dilation)
+    ho, wo = cols.shape[4], cols.shape[5]
+    k = c_group * kh * kw
+    cols = reshape(cols, (b, groups, k, ho * wo))
+    w = reshape(weight, (1, groups, c_out // groups, k))
+    out = reshape(matmul(w, cols), (b, c_out, ho, wo))
+    if bias is not None:
+        out = out + reshape(bias, (1, c_out, 1, 1))
+    return out
 
 
 def conv2d_reference(x, w, b, stride, padding, dilation, groups):
@@ -223,8 +248,7 @@ def test_conv1d_matches_loop_reference_and_finite_differences(xp, to_xp, check_a
     out = npdeq.conv1d(*args, **kwargs)
     check_array(out, shape=expected.shape, dtype=xp.float64)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
-    # Order 1: conv1d is conv2d's windows and matmul, whose order-2 rules are checked above.
-    check_grads(lambda *a: npdeq.conv1d(*a, **kwargs), *args, order=1, rtol=1e-5, atol=1e-6,
+    check_grads(lambda *a: npdeq.conv1d(*a, **kwargs), *args, order=2, rtol=1e-5, atol=1e-6,
                 seed=case["seed"])
 
 
@@ -256,3 +280,116 @@ def test_conv1d_same_padding_pads_the_odd_extra_after(xp, to_xp, check_array):
 def test_conv1d_rejects_bad_arguments(xp, to_xp, x_shape, w_shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
         npdeq.conv1d(to_xp(np.zeros(x_shape)), to_xp(np.zeros(w_shape)), **kwargs)
+
+
+# --- against the former implementation, the primitives' rules, fresh results --------------
+
+
+@st.composite
+def oracle_cases(draw):
+    """conv_cases, 1-D (a unit height axis) or 2-D, padding possibly uneven ('same')."""
+    case = draw(conv_cases())
+    case["one_d"] = draw(st.booleans())
+    if case["one_d"]:
+        case.update(size=(1, case["size"][1]), kernel=(1, case["kernel"][1]),
+                    stride=(1, case["stride"][1]), dilation=(1, case["dilation"][1]),
+                    padding=(0, case["padding"][1]))
+    case["same"] = draw(st.booleans()) and case["stride"] == (1, 1)
+    return case
+
+
+def _both_convs(case):
+    """``(new, reference)`` functions of ``(x, w[, b])`` Tensors for ``case``."""
+    kernel, dilation = case["kernel"], case["dilation"]
+    if case["same"]:
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        pads = tuple((t // 2, t - t // 2) for t in totals)
+        padding = "same"
+    else:
+        pads = tuple((p, p) for p in case["padding"])
+        padding = case["padding"][1] if case["one_d"] else case["padding"]
+    options = dict(stride=case["stride"], dilation=dilation, groups=case["groups"])
+
+    def new(x, w, b=None):
+        if case["one_d"]:
+            one = {k: v[1] if isinstance(v, tuple) else v for k, v in options.items()}
+            out = npdeq.conv1d(x[:, :, 0], w[:, :, 0], b, padding=padding, **one)
+            return reshape(out, (out.shape[0], out.shape[1], 1, out.shape[2]))
+        return npdeq.conv2d(x, w, b, padding=padding, **options)
+
+    def old(x, w, b=None):
+        return reference_conv2d(x, w, b, case["stride"], pads, dilation, case["groups"])
+
+    return new, old
+
+
+@given(case=oracle_cases())
+def test_conv_matches_former_implementation_to_second_order(xp, to_xp, check_array, case):
+    """Values, VJPs and second derivatives (through create_graph) equal the windows-and-matmul
+    composite's to rounding, for 1-D and 2-D, stride, padding, dilation, groups, bias."""
+    x, w, b = _conv_arrays(case)
+    rng = np.random.default_rng(case["seed"] + 1)
+    new, old = _both_convs(case)
+    results = []
+    for conv in (new, old):
+        leaves = [npdeq.Tensor(to_xp(a), requires_grad=True) for a in (x, w, b) if a is not None]
+        out = conv(*leaves)
+        cot = to_xp(np.random.default_rng(case["seed"]).standard_normal(out.shape))
+        grads = npdeq.grad((out * npdeq.Tensor(cot)).sum(), leaves, create_graph=True)
+        probe = sum(((g * npdeq.Tensor(to_xp(rng.standard_normal(g.shape)))).sum()
+                     for g in grads[:2]), npdeq.Tensor(to_xp(np.zeros(()))))
+        second = npdeq.grad(probe, leaves[:2])
+        rng = np.random.default_rng(case["seed"] + 1)  # the same probe for both
+        results.append([out, *grads, *second])
+    for got, want in zip(*results):
+        check_array(got, shape=tuple(want.shape), dtype=xp.float64)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [
+    ((1, 1), ((1, 1), (0, 1)), (1, 1), 1),
+    ((2, 1), ((0, 0), (2, 1)), (1, 2), 2),
+])
+def test_conv_primitives_are_adjoint_with_rules_of_every_order(xp, to_xp, stride, padding,
+                                                               dilation, groups):
+    """<conv(x, w), g> = <x, input_grad(g, w)> = <w, weight_grad(x, g)>, and the VJP rules of
+    the two gradient primitives (conv2d's third derivatives) against finite differences."""
+    rng = np.random.default_rng(5)
+    x0, w0 = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((2, 4 // groups, 2, 3))
+    geo = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x, w = to_xp(x0), to_xp(w0)
+    y = _conv(x, w, **geo)
+    g = to_xp(rng.standard_normal(y.shape))
+    gx = _conv_input_grad(g, w, image_shape=x0.shape, **geo)
+    gw = _conv_weight_grad(x, g, weight_shape=w0.shape, **geo)
+    lhs = np.sum(y.numpy() * npdeq.backend.to_numpy(g))
+    assert lhs == pytest.approx(np.sum(x0 * gx.numpy()), rel=1e-12)
+    assert lhs == pytest.approx(np.sum(w0 * gw.numpy()), rel=1e-12)
+    check_grads(lambda a, b: _conv_input_grad(a, b, image_shape=x0.shape, **geo), g, w,
+                order=2, seed=1)
+    check_grads(lambda a, b: _conv_weight_grad(a, b, weight_shape=w0.shape, **geo), x, g,
+                order=2, seed=2)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1),
+    ((1, 2, 4, 4), (1, 2, 1, 1), 0),  # one image, one channel out: results could be views
+])
+def test_conv_results_are_fresh_arrays_in_the_input_dtype(xp, to_xp, check_array, x_shape,
+                                                         w_shape, padding):
+    """Work buffers are reused across calls; a result never aliases one."""
+    rng = np.random.default_rng(0)
+    x0, w0 = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    x = npdeq.Tensor(to_xp(x0.astype(np.float32)), requires_grad=True)
+    w = npdeq.Tensor(to_xp(w0.astype(np.float32)), requires_grad=True)
+    out = npdeq.conv2d(x, w, padding=padding)
+    gx, gw = npdeq.grad(out.sum(), [x, w])
+    check_array(out, shape=tuple(out.shape), dtype=xp.float32)
+    check_array(gx, shape=x_shape, dtype=xp.float32)
+    check_array(gw, shape=w_shape, dtype=xp.float32)
+    kept = [a.numpy().copy() for a in (out, gx, gw)]
+    x2 = npdeq.Tensor(to_xp((2 * x0 + 1).astype(np.float32)), requires_grad=True)
+    out2 = npdeq.conv2d(x2, w, padding=padding)
+    npdeq.grad((out2 * out2).sum(), [x2, w])
+    for a, before in zip((out, gx, gw), kept):
+        np.testing.assert_array_equal(a.numpy(), before)

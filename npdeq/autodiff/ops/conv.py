@@ -1,13 +1,12 @@
-"""1-D and 2-D convolution as 2-D matrix products (im2col + GEMM), with PyTorch's argument
-conventions.
+"""1-D and 2-D convolution as 2-D matrix products, with PyTorch's argument conventions.
 
-Three primitives carry the work, each one im2col or col2im (``backend.im2col``,
-``backend.col2im``: contiguous buffers) and one 2-D matrix product per channel group, so
-the arithmetic runs in BLAS: ``_conv`` (the forward), ``_conv_input_grad`` (its VJP with
+Three primitives carry the work: ``_conv`` (the forward), ``_conv_input_grad`` (its VJP with
 respect to the input, a transposed convolution) and ``_conv_weight_grad`` (with respect to
-the weight). All three are bilinear and each one's VJPs are the other two, so gradients of
-any order work. ``conv2d`` is ``_conv`` plus a bias; ``conv1d`` runs it on a unit height
-axis. The sliding-window primitives ``_windows``/``_fold`` (each the other's VJP) serve the
+the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run one 2-D matrix product
+per kernel offset on slices of contiguous buffers, so the arithmetic stays in BLAS (cuBLAS on
+CuPy). All three are bilinear and each one's VJPs are the other two, so gradients of any
+order work. ``conv2d`` is ``_conv`` plus a bias; ``conv1d`` runs it on a unit height axis.
+The sliding-window primitives ``_windows``/``_fold`` (each the other's VJP) serve the
 pooling ops (:mod:`npdeq.autodiff.ops.pooling`).
 
 May import: ``npdeq.backend`` and the other op modules (no NumPy).
@@ -18,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend import convolution as _kernels
 from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
@@ -47,58 +47,23 @@ defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
        _windows(g, tuple(cols.shape[2:4]), stride, dilation))
 
 
-# --- convolution as im2col + one 2-D matrix product per group -----------------------------
+# --- convolution as 2-D matrix products -------------------------------------------------
 # Geometry keywords: stride (sh, sw), padding ((top, bottom), (left, right)), dilation
-# (dh, dw), groups; weights are (C_out, C_in // groups, kh, kw), images (B, C, H, W).
+# (dh, dw), groups; weights are (C_out, C_in // groups, kh, kw), images (B, C, H, W). The
+# raw kernels (npdeq.backend.convolution) run one 2-D product per kernel offset on slices of
+# contiguous buffers.
 
 
 def _conv_raw(x, w, *, stride, padding, dilation, groups):
-    xp = backend.array_namespace(x, w)
-    b = x.shape[0]
-    o, cg, kh, kw = w.shape
-    cols = backend.im2col(x, (kh, kw), stride, dilation, padding)  # (C*kh*kw, B*Ho*Wo)
-    k, n = cg * kh * kw, cols.shape[1]
-    if groups == 1:
-        y = xp.matmul(xp.reshape(w, (o, k)), cols)
-    else:
-        y = xp.reshape(xp.matmul(xp.reshape(w, (groups, o // groups, k)),
-                                 xp.reshape(cols, (groups, k, n))), (o, n))
-    ho, wo = _out_hw(x.shape, w.shape, stride, padding, dilation)
-    return backend.rows_to_images(y, (b, o, ho, wo))
+    return _kernels.conv_forward(x, w, stride, padding, dilation, groups)
 
 
 def _conv_input_grad_raw(g, w, *, image_shape, stride, padding, dilation, groups):
-    xp = backend.array_namespace(g, w)
-    o, cg, kh, kw = w.shape
-    rows = backend.images_to_rows(g)  # (C_out, B*Ho*Wo)
-    k, n = cg * kh * kw, rows.shape[1]
-    if groups == 1:
-        cols = xp.matmul(xp.matrix_transpose(xp.reshape(w, (o, k))), rows)
-    else:
-        wg = xp.reshape(w, (groups, o // groups, k))
-        cols = xp.reshape(xp.matmul(xp.matrix_transpose(wg),
-                                    xp.reshape(rows, (groups, o // groups, n))),
-                          (groups * k, n))
-    return backend.col2im(cols, tuple(image_shape), (kh, kw), stride, dilation, padding)
+    return _kernels.conv_input_grad(g, w, image_shape, stride, padding, dilation, groups)
 
 
 def _conv_weight_grad_raw(x, g, *, weight_shape, stride, padding, dilation, groups):
-    xp = backend.array_namespace(x, g)
-    o, cg, kh, kw = weight_shape
-    cols = backend.im2col(x, (kh, kw), stride, dilation, padding)
-    rows = backend.images_to_rows(g)
-    k, n = cg * kh * kw, cols.shape[1]
-    if groups == 1:
-        gw = xp.matmul(rows, xp.matrix_transpose(cols))
-    else:
-        gw = xp.matmul(xp.reshape(rows, (groups, o // groups, n)),
-                       xp.matrix_transpose(xp.reshape(cols, (groups, k, n))))
-    return xp.reshape(gw, tuple(weight_shape))
-
-
-def _out_hw(x_shape, w_shape, stride, padding, dilation):
-    return tuple((n + before + after - d * (k - 1) - 1) // s + 1 for n, (before, after), k, s, d
-                 in zip(x_shape[2:], padding, w_shape[2:], stride, dilation))
+    return _kernels.conv_weight_grad(x, g, weight_shape, stride, padding, dilation, groups)
 
 
 _conv = primitive(_conv_raw, name="conv2d")
