@@ -208,6 +208,90 @@ class Optimizer:
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state in PyTorch's layout, to checkpoint and restore it.
+
+        Returns:
+            ``{'state': {index: {name: array or number}}, 'param_groups': [{**settings,
+            'params': [index, ...]}]}``: parameters are numbered in group order, as PyTorch
+            numbers them. The arrays are the optimizer's own; a step replaces them and never
+            writes into them, so the returned dict stays valid.
+
+        Example:
+            >>> import numpy as np
+            >>> from npdeq import nn, optim
+            >>> p = nn.Parameter(np.ones(2))
+            >>> opt = optim.SGD([p], lr=0.1, momentum=0.9)
+            >>> p.grad = np.ones(2); opt.step()
+            >>> sd = opt.state_dict()
+            >>> sorted(sd['state'][0]), sd['param_groups'][0]['params']
+            (['momentum_buffer'], [0])
+        """
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            ids = []
+            for param in group["params"]:
+                index[id(param)] = len(index)
+                ids.append(index[id(param)])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        state = {index[key]: dict(value) for key, value in self.state.items() if key in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (this optimizer's or an equal one's).
+
+        The groups must hold as many parameters as the saved ones; settings are checked as
+        when a group is added, and state arrays are moved to their parameter's namespace,
+        device and dtype. Nothing changes unless everything fits.
+
+        Raises:
+            ValueError: another number of groups or of parameters in a group, a state entry
+                for an unknown parameter, a state array of another shape than its parameter,
+                or a bad setting.
+            TypeError: ``state_dict`` is not such a dict.
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise TypeError("load_state_dict: expected a dict with keys 'state' and "
+                            "'param_groups' (from Optimizer.state_dict())")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"load_state_dict: the state has {len(saved_groups)} parameter "
+                             f"groups, this optimizer {len(self.param_groups)}")
+        params, groups = {}, []
+        for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            ids = list(saved.get("params", ()))
+            if len(ids) != len(group["params"]):
+                raise ValueError(f"load_state_dict: parameter group {number} has "
+                                 f"{len(ids)} parameters in the state, "
+                                 f"{len(group['params'])} here")
+            params.update(zip(ids, group["params"]))
+            settings = {k: v for k, v in saved.items() if k != "params"}
+            unknown = set(settings) - set(self.defaults) - {"initial_lr"}
+            if unknown:
+                raise ValueError(f"load_state_dict: unknown settings {sorted(unknown)} in "
+                                 f"parameter group {number}")
+            extra = {k: settings.pop(k) for k in ("initial_lr",) if k in settings}
+            groups.append({**self._check({**self.defaults, **settings}), **extra})
+        state = {}
+        for key, entries in dict(state_dict["state"]).items():
+            if key not in params:
+                raise ValueError(f"load_state_dict: state for parameter {key!r}, which no "
+                                 "group holds")
+            param = params[key]
+            entries = dict(entries)
+            for name, value in entries.items():
+                if not isinstance(value, (int, float)) and \
+                        tuple(getattr(value, "shape", ())) != tuple(param.shape):
+                    raise ValueError(f"load_state_dict: state {name!r} of parameter {key} has "
+                                     f"shape {tuple(getattr(value, 'shape', ()))}, the "
+                                     f"parameter {tuple(param.shape)}")
+            _follow(entries, param.data)
+            state[id(param)] = entries
+        for group, settings in zip(self.param_groups, groups):
+            group.update(settings)
+        self.state = state
+
     def __repr__(self) -> str:
         groups = ", ".join(f"group {i}: {len(g['params'])} params, "
                            + ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")

@@ -572,3 +572,86 @@ def test_zero_grad_can_leave_zeros_and_step_calls_the_closure(xp, to_xp, check_a
     loss = opt.step(closure)
     assert calls == [1] and loss.item() == 5.0
     np.testing.assert_allclose(host(p), [0.0, 0.0])
+
+
+# --- state_dict / load_state_dict (PyTorch's checkpoint of an optimizer) -------------------
+
+OPTIMIZERS = {
+    "sgd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    "adam": lambda ps: optim.Adam(ps, lr=0.05),
+    "adamw": lambda ps: optim.AdamW([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.01}]),
+}
+
+
+def _params(xp_arrays):
+    return [nn.Parameter(a) for a in xp_arrays]
+
+
+def _train(opt, params, steps, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        for p in params:
+            p.grad = rng.standard_normal(p.shape)
+        opt.step()
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_state_dict_round_trip_resumes_the_same_trajectory(name):
+    start = [np.linspace(-1, 1, 6).reshape(2, 3), np.arange(4.0)]
+    a = _params([x.copy() for x in start])
+    opt_a = OPTIMIZERS[name](a)
+    _train(opt_a, a, 3, seed=0)
+    saved = opt_a.state_dict()
+    assert sorted(saved) == ["param_groups", "state"]
+    assert [g["params"] for g in saved["param_groups"]] in ([[0, 1]], [[0], [1]])
+    b = _params([p.data.copy() for p in a])
+    fresh = _params([p.data.copy() for p in a])
+    opt_b, opt_fresh = OPTIMIZERS[name](b), OPTIMIZERS[name](fresh)
+    opt_b.param_groups[0]["lr"] = 123.0          # overwritten by the load
+    opt_b.load_state_dict(saved)
+    assert [g["lr"] for g in opt_b.param_groups] == [g["lr"] for g in opt_a.param_groups]
+    for opt, ps in ((opt_a, a), (opt_b, b), (opt_fresh, fresh)):
+        _train(opt, ps, 2, seed=1)
+    for pa, pb in zip(a, b):
+        np.testing.assert_array_equal(pa.data, pb.data)
+    # Without the state (momentum, moments, step count) the trajectory differs.
+    assert not np.array_equal(a[0].data, fresh[0].data)
+
+
+def test_loaded_state_follows_the_parameters_dtype():
+    p = nn.Parameter(np.ones(3))
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = np.ones(3)
+    opt.step()
+    q = nn.Parameter(np.ones(3, dtype=np.float32))
+    opt32 = optim.Adam([q], lr=0.1)
+    opt32.load_state_dict(opt.state_dict())
+    q.grad = np.ones(3, dtype=np.float32)
+    opt32.step()
+    assert q.data.dtype == np.float32
+    assert all(v.dtype == np.float32 for v in opt32.state[id(q)].values()
+               if hasattr(v, "dtype"))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda sd: {**sd, "extra": 1}, "keys 'state' and 'param_groups'"),
+    (lambda sd: {**sd, "param_groups": sd["param_groups"] * 2}, "2 parameter groups"),
+    (lambda sd: {**sd, "param_groups": [{**sd["param_groups"][0], "params": [0]}]},
+     "1 parameters in the state, 2 here"),
+    (lambda sd: {**sd, "param_groups": [{**sd["param_groups"][0], "lr": float("nan")}]},
+     "lr"),
+    (lambda sd: {**sd, "param_groups": [{**sd["param_groups"][0], "gamma": 0.5}]},
+     "unknown settings"),
+    (lambda sd: {**sd, "state": {7: {}}}, "parameter 7"),
+    (lambda sd: {**sd, "state": {0: {"momentum_buffer": np.zeros(5)}}}, "shape"),
+])
+def test_load_state_dict_refuses_what_does_not_fit(change, match):
+    ps = _params([np.ones(2), np.ones(3)])
+    opt = optim.SGD(ps, lr=0.1, momentum=0.5)
+    _train(opt, ps, 1, seed=0)
+    before = opt.state_dict()
+    with pytest.raises((ValueError, TypeError), match=match):
+        opt.load_state_dict(change(before))
+    assert opt.param_groups[0]["lr"] == 0.1          # nothing changed
+    np.testing.assert_array_equal(opt.state[id(ps[0])]["momentum_buffer"],
+                                  before["state"][0]["momentum_buffer"])
