@@ -2,11 +2,14 @@
 import (after NumPy's, which every user pays anyway and which alone takes 0.06 to 0.15 s
 depending on the machine) takes under 0.3 s of CPU time (the best of three fresh
 interpreters; CPU time rather than wall time, so that the other test workers sharing the
-cores do not fail it)."""
+cores do not fail it). It is the import a user sees, from compiled bytecode: the probes
+write theirs into a private cache (``PYTHONPYCACHEPREFIX``) even where the environment
+sets ``PYTHONDONTWRITEBYTECODE``, and a first import fills it before the timed ones."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,10 +29,14 @@ print(json.dumps({{"seconds": elapsed,
 """
 
 
-def _probe(module: str) -> dict:
+def _probe(module: str, cache: str | None = None) -> dict:
     code = _PROBE.format(module=module, optional=OPTIONAL)
+    env = dict(os.environ)
+    if cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = cache
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -39,8 +46,10 @@ def test_import_loads_no_optional_library(module):
     assert loaded == [], f"import {module} loaded {loaded}; import them lazily where needed"
 
 
-def test_import_is_fast():
-    times = [_probe("npdeq")["seconds"] for _ in range(3)]
+def test_import_is_fast(tmp_path):
+    cache = str(tmp_path / "pycache")
+    _probe("npdeq", cache)  # compiles every module once, as a user's first import does
+    times = [_probe("npdeq", cache)["seconds"] for _ in range(3)]
     assert min(times) < IMPORT_BUDGET_S, (
         f"import npdeq (after numpy) took {min(times):.3f} s at best of 3 ({', '.join(f'{t:.3f}' for t in times)}"
         f"); the budget is {IMPORT_BUDGET_S} s: see `python -X importtime -c 'import npdeq'`")
