@@ -100,12 +100,15 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
     with enable_grad():
         z_leaves = tuple(Tensor(z, requires_grad=True) for z in raw_arrays(z_star))
         f_out = call_state_func(func, z_leaves)
-        f_packed = pack_tensors(f_out)
+        # One (B, D) state needs no packing (one op less in every VJP of the adjoint solve).
+        flat = len(f_out) == 1 and len(f_out[0].shape) == 2
+        f_packed = f_out[0] if flat else pack_tensors(f_out)
         problem = _AdjointProblem(z_leaves, b_solver, b_solver_kwargs, writer)
-        corrected = implicit_correction(f_packed, problem)
         if not _depends_on_outside(f_packed, z_leaves):
             return tuple(o.detach() for o in f_out)
-        return unpack_tensors(corrected, [tuple(z.shape) for z in z_leaves])
+        corrected = implicit_correction(f_packed, problem)
+        return (corrected,) if flat else unpack_tensors(corrected,
+                                                        [tuple(z.shape) for z in z_leaves])
 
 
 def _depends_on_outside(f_packed: Tensor, z_leaves: tuple[Tensor, ...]) -> bool:

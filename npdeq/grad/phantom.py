@@ -82,11 +82,28 @@ class _Unrolled:
 
 def _record_step(func, packed, shapes):
     """Record ``func`` at the state ``packed`` (B, D) from fresh leaves: ``(leaves, f_packed)``.
-    Every recording of a step goes through here, so both memory modes see the same arrays."""
+    Every call of a step goes through here or :func:`_call_step`, so both memory modes see
+    the same arrays."""
     with enable_grad():
-        z_leaves = tuple(Tensor(z.data, requires_grad=True)
-                         for z in unpack_tensors(Tensor(packed), shapes))
-        return z_leaves, pack_tensors(call_state_func(func, z_leaves))
+        z_leaves = _state_tensors(packed, shapes, True)
+        return z_leaves, _pack(call_state_func(func, z_leaves))
+
+
+def _call_step(func, packed, shapes):
+    """``func`` at the state ``packed``, not recorded, packed."""
+    with no_grad():
+        return _pack(call_state_func(func, _state_tensors(packed, shapes, False))).data
+
+
+def _state_tensors(packed, shapes, requires_grad):
+    if len(shapes) == 1 and len(shapes[0]) == 2:  # one (B, D) state: no unpacking
+        return (Tensor(packed, requires_grad=requires_grad),)
+    return tuple(Tensor(z.data, requires_grad=requires_grad)
+                 for z in unpack_tensors(Tensor(packed), shapes))
+
+
+def _pack(outs):
+    return outs[0] if len(outs) == 1 and len(outs[0].shape) == 2 else pack_tensors(outs)
 
 
 phantom_unroll = primitive(lambda *outside, run: run.take_output(), name="phantom_grad")
@@ -108,9 +125,11 @@ def _phantom_vjp(argnums, g, ans, *outside, run):
             adjoint = adjoint + cotangent[selected[j + 1], :, :]
         z_leaves, f_packed = run.step_graph(j)
         grads = partial_grad(f_packed, list(z_leaves) + wanted, Tensor(tau * adjoint))
-        z_grads = [gz.data if gz is not None else z.data * 0
+        z_grads = [gz.data if gz is not None else xp.zeros_like(z.data)
                    for gz, z in zip(grads[:len(z_leaves)], z_leaves)]
-        adjoint = pack_tensors([Tensor(a) for a in z_grads]).data + (1.0 - tau) * adjoint
+        packed = (z_grads[0] if len(z_grads) == 1 and z_grads[0].ndim == 2 else
+                  xp.concat([xp.reshape(a, (a.shape[0], -1)) for a in z_grads], axis=1))
+        adjoint = packed + (1.0 - tau) * adjoint
         for i, gp in enumerate(grads[len(z_leaves):]):
             if gp is not None:
                 totals[i] = gp.data if totals[i] is None else totals[i] + gp.data
@@ -185,9 +204,7 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
                 recorded.append(_record_step(func, z, shapes))
                 f_z = recorded[-1][1].data
             else:
-                with no_grad():
-                    f_z = pack_tensors(
-                        call_state_func(func, unpack_tensors(Tensor(z), shapes))).data
+                f_z = _call_step(func, z, shapes)
         z = tau * f_z + (1.0 - tau) * z
         if step in steps:
             states.append(z)
