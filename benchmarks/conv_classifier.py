@@ -326,6 +326,8 @@ def main(argv=None) -> dict:
                 r["last_loss"] = float(np.mean(losses))
                 if r["first_loss"] is None:
                     r["first_loss"] = losses[0]
+                print(f"  epoch {epoch + 1}, {key[0]}, {key[1]}: {seconds:.2f} s, "
+                      f"mean loss {r['last_loss']:.4f}", flush=True)
         for key, runner in runners.items():
             results[key]["accuracy"] = runner.accuracy(x_test, y_test)
 

@@ -11,7 +11,7 @@ number of VJPs per sample.
 
 Run from the repository root:
 
-    python benchmarks/gradients.py [--repeat 5] [--workloads mlp,small,conv]
+    python benchmarks/gradients.py [--repeat 5] [--workloads mlp,small,conv] [--methods ift,phantom]
 
 TorchDEQ columns appear when ``torch`` and ``torchdeq`` are importable, autograd's when
 ``autograd`` is. Peak memory is the growth of the process's peak resident set during the
@@ -43,6 +43,7 @@ CORE_METHODS = ("core-indexing", "core-sliced")
 # IFT with another backward solver than fixed_point_iter (npdeq rows only).
 B_SOLVER_METHODS = {"ift-gmres": "gmres", "ift-direct": "direct"}
 CORE_WORKLOADS = ("mlp",)
+ALL_METHODS = ("ift", "phantom") + tuple(B_SOLVER_METHODS) + CORE_METHODS
 
 
 # --- workloads, built once from a seed in NumPy ------------------------------------------------
@@ -263,8 +264,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workloads", default="mlp,small,conv")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated subset of: " + ", ".join(ALL_METHODS)
+                        + " (default all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    chosen = ALL_METHODS if args.methods is None else tuple(args.methods.split(","))
+    unknown = [m for m in chosen if m not in ALL_METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; expected names from {ALL_METHODS}")
     if args.child:
         library, workload, method = args.child.split(":")
         try:
@@ -277,7 +285,7 @@ def main(argv=None) -> None:
     for workload in args.workloads.split(","):
         methods = (("ift", "phantom") + tuple(B_SOLVER_METHODS)
                    + (CORE_METHODS if workload in CORE_WORKLOADS else ()))
-        for method in methods:
+        for method in (m for m in methods if m in chosen):
             for library in ("npdeq", "torchdeq", "autograd"):
                 if not available(library) or (library == "autograd" and method != "ift"):
                     continue
