@@ -71,9 +71,11 @@ def _lib(xp: Any) -> Any:
 # Work buffers reused across calls on NumPy: a fresh megabyte-sized array costs a page fault
 # per 4 KiB page on first touch, which can cost more than the products themselves; a solver
 # calls the same convolution at every iteration. Only buffers that never leave a kernel live
-# here (results are always fresh arrays). Per thread, bounded, least recently used dropped.
+# here (results are always fresh arrays). Per thread, bounded in count and bytes (least
+# recently used dropped first); a buffer over the byte bound is not kept at all.
 _WORKSPACE = threading.local()
 _WORKSPACE_ENTRIES = 32
+_WORKSPACE_BYTES = 256 * 2**20
 
 
 def _buffer(xp: Any, lib: Any, slot: str, shape: tuple, like: Any, zero: bool) -> Any:
@@ -88,9 +90,11 @@ def _buffer(xp: Any, lib: Any, slot: str, shape: tuple, like: Any, zero: bool) -
     buf = cache.pop(key, None)
     if buf is None:
         buf = np.empty(shape, dtype=like.dtype)
-        while len(cache) >= _WORKSPACE_ENTRIES:
+        while cache and (len(cache) >= _WORKSPACE_ENTRIES or buf.nbytes + sum(
+                b.nbytes for b in cache.values()) > _WORKSPACE_BYTES):
             cache.popitem(last=False)
-    cache[key] = buf
+    if buf.nbytes <= _WORKSPACE_BYTES:
+        cache[key] = buf
     if zero:
         buf.fill(0)
     return buf
@@ -184,8 +188,8 @@ class _Products:
         return _to_2d(self.buffer, self.groups)
 
 
-def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple, dilation: tuple[int, int],
-                 groups: int) -> Any:
+def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
+                 dilation: tuple[int, int], groups: int) -> Any:
     """Cross-correlation of an image batch with a kernel bank (no bias).
 
     Args:
@@ -269,7 +273,8 @@ def conv_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],
         u0, u1, rows = _phase_ranges(h, padding[0][0], stride[0], r, geo.hg)
         v0, v1, cols = _phase_ranges(w_, padding[1][0], stride[1], t, geo.wg)
         if u1 > u0 and v1 > v0:
-            pieces.append((rows, cols, xp.reshape(flat, (c, b, geo.hg, geo.wg))[:, :, u0:u1, v0:v1]))
+            grid = xp.reshape(flat, (c, b, geo.hg, geo.wg))
+            pieces.append((rows, cols, grid[:, :, u0:u1, v0:v1]))
     if len(pieces) == 1 and tuple(pieces[0][2].shape[2:]) == (h, w_):
         out = pieces[0][2]  # stride 1: the one phase covers the image
     else:
