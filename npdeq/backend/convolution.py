@@ -188,6 +188,93 @@ class _Products:
         return _to_2d(self.buffer, self.groups)
 
 
+# --- strided convolutions: im2col ---------------------------------------------------------
+# With a stride the output is several times smaller than the input, so the window matrix
+# is small and one product on it beats one product per offset over every stride phase.
+
+
+def _offsets(p: int, d: int, s: int, n: int) -> slice:
+    return slice(p * d, p * d + s * (n - 1) + 1, s)
+
+
+def _padded(x: Any, padding: tuple, slot: str) -> Any:
+    """``(C, B, Hp, Wp)``: ``x`` zero-padded with batch and channel axes swapped."""
+    xp = array_namespace(x)
+    b, c, h, w = x.shape
+    (pt, pb), (pl, pr) = padding
+    xt = xp.permute_dims(x, (1, 0, 2, 3))
+    if not (pt or pb or pl or pr):
+        return xt
+    out = _buffer(xp, _lib(xp), slot, (c, b, h + pt + pb, w + pl + pr), x, zero=True)
+    out[:, :, pt:pt + h, pl:pl + w] = xt
+    return out
+
+
+def _im2col(x: Any, geo: _Grid, kernel, stride, dilation, padding, slot: str) -> Any:
+    """``(C*kh*kw, B*Ho*Wo)`` window matrix: row ``(c, p, q)``, column ``(b, i, j)``."""
+    xp = array_namespace(x)
+    b, c = x.shape[0], x.shape[1]
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    xpad = _padded(x, padding, slot + "-padded")
+    cols = _buffer(xp, _lib(xp), slot, (c, kh, kw, b, geo.ho, geo.wo), x, zero=False)
+    for p in range(kh):
+        for q in range(kw):
+            cols[:, p, q, ...] = xpad[:, :, _offsets(p, dh, sh, geo.ho),
+                                      _offsets(q, dw, sw, geo.wo)]
+    return xp.reshape(cols, (c * kh * kw, b * geo.ho * geo.wo))
+
+
+def _rows(g: Any) -> Any:
+    """``(B, O, Ho, Wo)`` as ``(O, B*Ho*Wo)``."""
+    xp = array_namespace(g)
+    b, o, ho, wo = g.shape
+    return xp.reshape(xp.permute_dims(g, (1, 0, 2, 3)), (o, b * ho * wo))
+
+
+def _weights(w: Any, groups: int) -> Any:
+    """``(O, C/G, kh, kw)`` as ``(O, K)`` (one group) or ``(G, O/G, K)``."""
+    xp = array_namespace(w)
+    o, k = w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]
+    return xp.reshape(w, (o, k) if groups == 1 else (groups, o // groups, k))
+
+
+def _strided_forward(x, w, geo, stride, padding, dilation, groups):
+    xp = array_namespace(x, w)
+    b, o = x.shape[0], w.shape[0]
+    cols = _im2col(x, geo, w.shape[2:], stride, dilation, padding, "strided-forward")
+    y = _to_2d(xp.matmul(_weights(w, groups), _grouped(cols, groups, 0, cols.shape[1])), groups)
+    images = xp.permute_dims(xp.reshape(y, (o, b, geo.ho, geo.wo)), (1, 0, 2, 3))
+    return _fresh(_lib(xp), images)
+
+
+def _strided_input_grad(g, w, geo, image_shape, stride, padding, dilation, groups):
+    xp = array_namespace(g, w)
+    lib = _lib(xp)
+    b, c, h, w_ = image_shape
+    (kh, kw), (sh, sw), (dh, dw) = w.shape[2:], stride, dilation
+    (pt, pb), (pl, pr) = padding
+    rows = _rows(g)
+    cols = _to_2d(xp.matmul(xp.matrix_transpose(_weights(w, groups)),
+                            _grouped(rows, groups, 0, rows.shape[1])), groups)
+    blocks = xp.reshape(cols, (c, kh, kw, b, geo.ho, geo.wo))
+    out = _buffer(xp, lib, "strided-input", (c, b, h + pt + pb, w_ + pl + pr), g, zero=True)
+    for p in range(kh):
+        for q in range(kw):
+            key = (slice(None), slice(None), _offsets(p, dh, sh, geo.ho),
+                   _offsets(q, dw, sw, geo.wo))
+            _add_into(xp, lib, out, key, blocks[:, p, q, ...])
+    return _fresh(lib, xp.permute_dims(out[:, :, pt:pt + h, pl:pl + w_], (1, 0, 2, 3)))
+
+
+def _strided_weight_grad(x, g, geo, weight_shape, stride, padding, dilation, groups):
+    xp = array_namespace(x, g)
+    cols = _im2col(x, geo, weight_shape[2:], stride, dilation, padding, "strided-weight")
+    rows = _rows(g)
+    gw = xp.matmul(_grouped(rows, groups, 0, rows.shape[1]),
+                   xp.matrix_transpose(_grouped(cols, groups, 0, cols.shape[1])))
+    return _fresh(_lib(xp), xp.reshape(gw, tuple(weight_shape)))
+
+
 def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
                  dilation: tuple[int, int], groups: int) -> Any:
     """Cross-correlation of an image batch with a kernel bank (no bias).
@@ -207,6 +294,8 @@ def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
     lib = _lib(xp)
     b, o = x.shape[0], w.shape[0]
     geo = _geometry(x.shape, w.shape[2:], stride, dilation, padding)
+    if tuple(stride) != (1, 1):
+        return _strided_forward(x, w, geo, stride, padding, dilation, groups)
     grids = _phase_grids(x, geo, stride, padding, "forward")
     taps = _taps(w, groups)
     total = b * geo.hg * geo.wg
@@ -258,6 +347,8 @@ def conv_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],
     lib = _lib(xp)
     b, c, h, w_ = image_shape
     geo = _geometry(image_shape, w.shape[2:], stride, dilation, padding)
+    if tuple(stride) != (1, 1):
+        return _strided_input_grad(g, w, geo, image_shape, stride, padding, dilation, groups)
     grid = _output_grid(g, geo, "input-cotangent")
     taps = _taps(w, groups)
     total = b * geo.hg * geo.wg
@@ -303,6 +394,8 @@ def conv_weight_grad(x: Any, g: Any, weight_shape: tuple[int, int, int, int],
     lib = _lib(xp)
     o, cg, kh, kw = weight_shape
     geo = _geometry(x.shape, (kh, kw), stride, dilation, padding)
+    if tuple(stride) != (1, 1):
+        return _strided_weight_grad(x, g, geo, weight_shape, stride, padding, dilation, groups)
     grids = _phase_grids(x, geo, stride, padding, "weight")
     rows = _grouped(_output_grid(g, geo, "weight-cotangent"), groups, 0, geo.length)
     per_tap = []
