@@ -1,15 +1,22 @@
-"""Convolution kernels as 2-D matrix products on contiguous buffers, without im2col.
+"""Convolution kernels as 2-D matrix products on contiguous buffers.
 
-The zero-padded input is split into its ``sh*sw`` stride phases; each phase is laid out as one
-``(C, B*Hg*Wg)`` matrix (channels by flattened batch and positions, one phase grid of
-``Hg x Wg`` per image). On that grid, kernel offset ``(p, q)`` is a constant flat shift, so the
-convolution is a sum over the ``kh*kw`` offsets of ``W[:, :, p, q] @ phase[:, shift:shift+L]``:
-2-D products whose operands are plain slices of contiguous buffers (BLAS reads them in place:
-no window copy, nine times smaller than im2col's), for any stride, padding, dilation and
-group count. Grid positions past the output size are computed and dropped (``Hg*Wg`` against
-``Ho*Wo``: a few percent for 1-D inputs, about 25% for a 16x16 image and a 3x3 kernel). The
-two VJP kernels (input, weight) use the same grid. Written in the standard's functions; NumPy
-and CuPy accumulate in place and return C-contiguous results.
+Stride 1: the zero-padded input is laid out as one ``(C, B*Hg*Wg)`` matrix (channels by
+flattened batch and positions, one ``Hg x Wg`` grid per image). On that grid, kernel offset
+``(p, q)`` is a constant flat shift, so the convolution is a sum over the ``kh*kw`` offsets of
+``W[:, :, p, q] @ grid[:, shift:shift+L]``: 2-D products whose operands are plain slices of
+contiguous buffers (BLAS reads them in place; no window copy, nine times smaller than
+im2col's), for any padding, dilation and group count. Grid positions past the output size
+are computed and dropped (``Hg*Wg`` against ``Ho*Wo``: a few percent for 1-D inputs, about
+25% for a 16x16 image and a 3x3 kernel). The same grid serves both VJPs (input, weight).
+The grid code also handles strides (one grid per stride phase), but a strided output is
+several times smaller than its input, so strided convolutions use im2col instead: one
+product on the small ``(C*kh*kw, B*Ho*Wo)`` window matrix, and col2im as ``kh*kw`` strided
+block adds for the input VJP.
+
+Written in the standard's functions; NumPy and CuPy accumulate in place and return
+C-contiguous results. On NumPy the work buffers are kept per thread and reused across calls
+(a solver calls the same convolution at every iteration; a fresh megabyte-sized array costs a
+page fault per 4 KiB page on first touch).
 
 Imports NumPy and the namespace helpers of :mod:`npdeq.backend`.
 """
