@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, defvjp, enable_grad, is_grad_enabled, primitive
-from npdeq.autodiff.engine import vjp_program
+from npdeq.autodiff.program import vjp_program
 from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
 from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
 

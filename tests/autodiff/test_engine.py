@@ -380,7 +380,7 @@ def _replay_graph(to_xp):
 
 def test_vjp_program_equals_the_walked_grad(xp, to_xp, check_array):
     out, inputs = _replay_graph(to_xp)
-    program = npdeq.autodiff.engine.vjp_program(out, inputs, allow_unused=True)
+    program = npdeq.autodiff.program.vjp_program(out, inputs, allow_unused=True)
     rng = np.random.default_rng(4)
     for _ in range(3):  # replayed several times, as in an adjoint solve
         g = to_xp(rng.standard_normal((2, 7)))
@@ -395,7 +395,7 @@ def test_vjp_program_equals_the_walked_grad(xp, to_xp, check_array):
             np.testing.assert_array_equal(r.numpy(), w.numpy())
     # several outputs, one of them given twice
     y = (inputs[0] * inputs[2]).sum()
-    program = npdeq.autodiff.engine.vjp_program([y, out, y], inputs[:3])
+    program = npdeq.autodiff.program.vjp_program([y, out, y], inputs[:3])
     g = to_xp(rng.standard_normal((2, 7)))
     walked = npdeq.grad([y, out, y], inputs[:3], [None, g, None], retain_graph=True)
     for r, w in zip(program([None, g, None]), walked):
@@ -405,7 +405,7 @@ def test_vjp_program_equals_the_walked_grad(xp, to_xp, check_array):
 def test_vjp_program_errors(xp, to_xp, x):
     other = npdeq.Tensor(to_xp(np.ones(2)), requires_grad=True)
     y = npdeq.tanh(x)
-    vjp_program = npdeq.autodiff.engine.vjp_program
+    vjp_program = npdeq.autodiff.program.vjp_program
     with pytest.raises(RuntimeError, match=r"inputs\[1\] \(shape \(2,\)\) is not in the graph"):
         vjp_program(y, [x, other])
     with pytest.raises(TypeError, match=r"inputs\[0\] is a ndarray"):
