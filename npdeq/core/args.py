@@ -56,6 +56,9 @@ def _flags() -> list[tuple[str, str, dict[str, Any]]]:
         value("sup_gap", int, "also supervise every sup_gap-th PhantomGrad step (> 0)"),
         ("sup_loc", dict(type=int, nargs="+", default=[],
                          help="also supervise these PhantomGrad steps")),
+        value("phantom_memory", str, "PhantomGrad: keep the k recorded steps for the backward "
+              "pass (store) or record them again there (recompute: memory flat in k; "
+              "npdeq only)", choices=("store", "recompute")),
     ]
     regularization = [
         value("jac_loss_weight", float, "Jacobian regularisation weight"),

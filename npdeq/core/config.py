@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from npdeq.backend.checks import as_count, check_bool, check_real
 from npdeq.exceptions import ConfigWarning
+from npdeq.grad.phantom import PHANTOM_MEMORY
 
 __all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
            "is_default", "is_set", "check_value", "unknown_key_error"]
@@ -52,6 +53,8 @@ GROUPS: dict[str, dict[str, Any]] = {
     "training": {
         "core": "sliced", "ift": False, "hook_ift": False, "n_states": 1, "indexing": None,
         "gamma": 0.8, "grad": 1, "tau": 1.0, "sup_gap": -1, "sup_loc": None,
+        # npdeq's own: what PhantomGrad keeps for the backward pass (npdeq.grad.phantom)
+        "phantom_memory": "store",
     },
     "regularization": {"jac_loss_weight": 0.0, "jac_loss_freq": 0.0, "jac_incremental": 0},
     "monitoring": {"sradius_mode": False},
@@ -219,7 +222,8 @@ def check_value(key: str, value: Any) -> Any:
     (>= 1 where PhantomGrad uses them, checked by the cores); ``sup_gap`` any int (<= 0:
     off); ``f_tol``, ``b_tol``, ``gamma``, ``jac_loss_weight`` >= 0 (a tolerance of 0 runs
     the solver to its ``max_iter``); ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``,
-    ``norm_clip_value``, ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``.
+    ``norm_clip_value``, ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``; ``phantom_memory``
+    ``'store'`` or ``'recompute'``.
 
     Args:
         key: a key of :data:`DEFAULTS`.
@@ -260,6 +264,10 @@ def check_value(key: str, value: Any) -> Any:
     if key in ("f_stop_mode", "b_stop_mode"):
         if not isinstance(value, str) or value not in STOP_MODES:
             raise _bad(key, value, f"one of {STOP_MODES}")
+        return value
+    if key == "phantom_memory":
+        if not isinstance(value, str) or value not in PHANTOM_MEMORY:
+            raise _bad(key, value, f"one of {PHANTOM_MEMORY}")
         return value
     if key == "no_stat":
         return None if value is None else _bool(key, value)

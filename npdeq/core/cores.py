@@ -52,6 +52,8 @@ class SampledDEQ(DEQBase):
         tau: PhantomGrad damping in ``(0, 1]``.
         sup_gap: PhantomGrad also returns every ``sup_gap``-th unrolled state when > 0.
         sup_loc: PhantomGrad also returns the unrolled states at these steps.
+            (The config key ``phantom_memory``, ``'store'`` or ``'recompute'``, chooses what
+            PhantomGrad keeps for the backward pass: :func:`npdeq.grad.phantom_grad`.)
         n_states: number of states spread uniformly along the solve (see
             :func:`~npdeq.core.sampling.sample_steps`).
         indexing: explicit solver steps for the states (with ``n_states=1``); the final
@@ -98,6 +100,7 @@ class SampledDEQ(DEQBase):
         self.tau: float = cfg.get("tau")
         self.sup_gap: int = cfg.get("sup_gap")
         self.sup_loc: list[int] = cfg.get("sup_loc") or []
+        self.phantom_memory: str = cfg.get("phantom_memory")
         self.arg_n_states: int = cfg.get("n_states")
         self.arg_indexing: list[int] = cfg.get("indexing") or []
         # TorchDEQ's attribute: DEQIndexing's sampled steps, DEQSliced's segment lengths.
@@ -118,7 +121,7 @@ class SampledDEQ(DEQBase):
         set_keys = lambda keys: [k for k in keys if is_set(cfg, k)]  # noqa: E731
         if self.ift and len(self.indexing) == 1:
             grad = self.grad if isinstance(self.grad, list) else [self.grad]
-            keys = set_keys(("tau", "sup_gap", "sup_loc")) + (
+            keys = set_keys(("tau", "sup_gap", "sup_loc", "phantom_memory")) + (
                 ["grad"] if is_set(cfg, "grad") and any(k > 0 for k in grad) else [])
             if keys:
                 out.append((keys, "with ift=True and one sampled state: IFT differentiates "
@@ -199,7 +202,8 @@ class SampledDEQ(DEQBase):
                                  f"{which}")
             supervised_steps(k, self.sup_gap, self.sup_loc)  # sup_loc within 1..k
             functors.append(backward_factory(k, tau=self.tau, sup_gap=self.sup_gap,
-                                             sup_loc=self.sup_loc))
+                                             sup_loc=self.sup_loc,
+                                             phantom_memory=self.phantom_memory))
         return functors
 
     def _b_solver_kwargs(self) -> dict:

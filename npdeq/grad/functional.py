@@ -11,7 +11,7 @@ from npdeq import backend
 from npdeq.autodiff import Tensor, no_grad
 from npdeq.grad.adjoint import check_adjoint_args
 from npdeq.grad.ift import implicit_grad
-from npdeq.grad.phantom import phantom_grad
+from npdeq.grad.phantom import check_phantom_memory, phantom_grad
 from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
 from npdeq.solver import get_solver
 
@@ -30,7 +30,8 @@ def _array_map(func: Callable[..., Any], single: bool) -> Callable[..., Any]:
 def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
                 grad: str | int | None = "ift", tau: float = 1.0,
                 solver_kwargs: dict | None = None, b_solver: str = "fixed_point_iter",
-                b_solver_kwargs: dict | None = None) -> tuple[Any, dict]:
+                b_solver_kwargs: dict | None = None,
+                phantom_memory: str = "store") -> tuple[Any, dict]:
     """Solve ``z = func(z)`` and return z* carrying the chosen gradient rule.
 
     Args:
@@ -46,6 +47,9 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         b_solver: IFT backward solver: a registered solver name, ``'gmres'`` (GMRES on the
             linear adjoint equation) or ``'direct'``.
         b_solver_kwargs: its arguments.
+        phantom_memory: with PhantomGrad, ``'store'`` keeps the k recorded steps for the
+            backward pass, ``'recompute'`` records them again there (memory flat in k); see
+            :func:`~npdeq.grad.phantom.phantom_grad`.
 
     Returns:
         ``(z, info)``: ``z`` a Tensor (tuple of Tensors for a tuple state); ``info`` the
@@ -53,8 +57,8 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         statistics once a backward pass has run (``None`` before).
 
     Raises:
-        ValueError: an unknown ``grad``, solver or backward solver, or a backward solver
-            argument it does not take (before any solve).
+        ValueError: an unknown ``grad``, solver, backward solver or ``phantom_memory``, or a
+            backward solver argument it does not take (before any solve).
 
     Example:
         >>> import numpy as np, npdeq
@@ -76,6 +80,7 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
     solve = get_solver(solver)
     if grad == "ift":
         check_adjoint_args(b_solver, b_solver_kwargs)  # fails here, not in backward()
+    check_phantom_memory(phantom_memory)
     z_star, _, info = solve(_array_map(func, single), arrays[0] if single else arrays,
                             **(solver_kwargs or {}))
     z_star = as_state_tuple(z_star)
@@ -87,5 +92,5 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
             info["backward"] = stats
         out = implicit_grad(func, z_star, b_solver, b_solver_kwargs, writer)
     else:
-        out = phantom_grad(func, z_star, grad, tau)[-1]
+        out = phantom_grad(func, z_star, grad, tau, memory=phantom_memory)[-1]
     return restore(out, z0), info

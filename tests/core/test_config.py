@@ -28,8 +28,12 @@ TORCHDEQ = {
 }
 
 
+# npdeq's own keys, beyond TorchDEQ's.
+NPDEQ_ONLY = {"phantom_memory": "store"}
+
+
 def test_defaults_are_torchdeqs():
-    assert DEFAULTS == TORCHDEQ
+    assert DEFAULTS == {**TORCHDEQ, **NPDEQ_ONLY}
     assert set(GROUPS) == {"solver", "norm", "training", "regularization", "monitoring"}
 
 

@@ -563,3 +563,47 @@ def test_non_finite_values_from_the_gradient_steps_are_flagged(xp, to_xp, core, 
         _, info = CORES[core](f_max_iter=30, f_tol=1e-6, **grad_mode)(halving,
                                                                     to_xp(np.zeros((3, 2))))
     assert not npdeq.backend.to_numpy(info["nonfinite"]).any()
+
+
+# --- phantom_memory: what PhantomGrad keeps for the backward pass ---------------------------
+
+@quiet
+@pytest.mark.parametrize("core", ["indexing", "sliced"])
+def test_phantom_memory_modes_give_the_same_gradients(xp, to_xp, core):
+    m = mlp_map(to_xp)
+    results, calls = {}, {}
+    for memory in ("store", "recompute"):
+        p = {k: npdeq.Tensor(v, requires_grad=True) for k, v in m.params.items()}
+        func = Counter(lambda z: m.func(z, **p))
+        deq = CORES[core](f_solver="anderson", f_max_iter=12, n_states=2, grad=3, tau=0.7,
+                          phantom_memory=memory)
+        assert deq.phantom_memory == memory
+        z_out, _ = deq(func, m.z0)
+        before = len(func.recording)
+        loss_of(z_out, [1.0] * len(z_out)).backward()
+        calls[memory] = len(func.recording) - before
+        results[memory] = [z.numpy() for z in z_out] + [p[k].grad.numpy() for k in sorted(p)]
+    for a, b in zip(results["store"], results["recompute"]):
+        np.testing.assert_array_equal(a, b)
+    assert calls["store"] == 0 and calls["recompute"] == 2 * 3   # 3 steps per state, 2 states
+
+
+def test_phantom_memory_is_checked_and_warned_about_where_unused():
+    with pytest.raises(ValueError, match="phantom_memory"):
+        get_deq(phantom_memory="keep")
+    with pytest.warns(npdeq.ConfigWarning, match="phantom_memory"):
+        get_deq(ift=True, phantom_memory="recompute")
+
+
+def test_fixed_point_takes_phantom_memory():
+    W = npdeq.tensor(0.3 * np.eye(3), requires_grad=True)
+    grads = []
+    for memory in ("store", "recompute"):
+        W.grad = None
+        z, _ = npdeq.fixed_point(lambda z: npdeq.tanh(z @ W + 1.0), np.zeros((2, 3)), grad=4,
+                                 tau=0.8, phantom_memory=memory)
+        z.sum().backward()
+        grads.append(W.grad.numpy())
+    np.testing.assert_array_equal(*grads)
+    with pytest.raises(ValueError, match="memory"):
+        npdeq.fixed_point(lambda z: z * 0.5, np.zeros((1, 2)), grad=2, phantom_memory=None)
