@@ -8,7 +8,9 @@ The same code then runs on NumPy (CPU), CuPy (GPU) and ``array_api_strict``. Wha
 library-specific fast path lives here, dispatched per namespace, with a portable fallback:
 
 - :mod:`~npdeq.backend.namespace`: namespace and device lookup, the host-sync helpers;
-- :mod:`~npdeq.backend.windows`: im2col/col2im and scatter-add;
+- :mod:`~npdeq.backend.windows`: sliding windows (pooling) and scatter-add;
+- :mod:`~npdeq.backend.convolution`: convolution kernels as 2-D BLAS products (forward,
+  input and weight VJPs), work buffers reused across calls;
 - :mod:`~npdeq.backend.arrayfuncs`: einsum, index-add along an axis, sparse-dense products;
 - :mod:`~npdeq.backend.random`: random numbers on any device;
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
