@@ -246,9 +246,11 @@ def measure(library: str, workload: str, method: str, repeat: int) -> dict:
 def npdeq_adjoint_iteration_time(data: dict, repeat: int, short: int = 5,
                                  long: int = 25) -> float:
     """Seconds one more adjoint iteration adds to the backward pass: backward passes of
-    ``short`` and ``long`` iterations (tolerance out of reach), differenced."""
+    ``short`` and ``long`` iterations, differenced. ``tol=0`` runs exactly ``max_iter``
+    iterations; an unreachable positive tolerance would also run the GMRES fallback for the
+    unconverged samples and time that too."""
     def backward_seconds(iterations):
-        kwargs = {"max_iter": iterations, "tol": 1e-300}
+        kwargs = {"max_iter": iterations, "tol": 0.0}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return min(npdeq_step(data, "ift", kwargs)["b_seconds"] for _ in range(repeat))
