@@ -32,6 +32,9 @@ def _flags() -> list[tuple[str, str, dict[str, Any]]]:
         value("b_tol", float, "backward solve tolerance"),
         value("f_stop_mode", str, "forward residual: abs or rel", choices=STOP_MODES),
         value("b_stop_mode", str, "backward residual: abs or rel", choices=STOP_MODES),
+        value("b_fallback", str, "re-solve samples the iterative IFT adjoint leaves "
+              "unconverged by GMRES (gmres), or only flag them (none; npdeq only)",
+              choices=("gmres", "none")),
         value("eval_factor", float, "at test time, f_max_iter times this factor"),
         value("eval_f_max_iter", int, "at test time, this many iterations (0: use eval_factor)"),
     ]

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from npdeq.backend.checks import as_count, check_bool, check_real
 from npdeq.exceptions import ConfigWarning
+from npdeq.grad.adjoint import FALLBACKS
 from npdeq.grad.phantom import PHANTOM_MEMORY
 
 __all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
@@ -45,6 +46,9 @@ GROUPS: dict[str, dict[str, Any]] = {
         "f_max_iter": 40, "b_max_iter": 40, "f_tol": 1e-3, "b_tol": 1e-6,
         "f_stop_mode": "abs", "b_stop_mode": "abs", "eval_factor": 1.0, "eval_f_max_iter": 0,
         "no_stat": None,
+        # npdeq's own: GMRES re-solves the samples an iterative IFT adjoint leaves
+        # unconverged ('gmres'), or they are only flagged and warned about (None)
+        "b_fallback": "gmres",
     },
     "norm": {
         "norm_type": "weight_norm", "norm_no_scale": False, "norm_clip": False,
@@ -223,7 +227,7 @@ def check_value(key: str, value: Any) -> Any:
     off); ``f_tol``, ``b_tol``, ``gamma``, ``jac_loss_weight`` >= 0 (a tolerance of 0 runs
     the solver to its ``max_iter``); ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``,
     ``norm_clip_value``, ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``; ``phantom_memory``
-    ``'store'`` or ``'recompute'``.
+    ``'store'`` or ``'recompute'``; ``b_fallback`` ``'gmres'`` or ``None`` (``'none'``).
 
     Args:
         key: a key of :data:`DEFAULTS`.
@@ -264,6 +268,12 @@ def check_value(key: str, value: Any) -> Any:
     if key in ("f_stop_mode", "b_stop_mode"):
         if not isinstance(value, str) or value not in STOP_MODES:
             raise _bad(key, value, f"one of {STOP_MODES}")
+        return value
+    if key == "b_fallback":
+        if isinstance(value, str) and value.lower() == "none":
+            return None  # the command line's spelling of None
+        if value not in FALLBACKS:
+            raise _bad(key, value, f"one of {FALLBACKS}")
         return value
     if key == "phantom_memory":
         if not isinstance(value, str) or value not in PHANTOM_MEMORY:

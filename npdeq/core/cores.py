@@ -31,7 +31,7 @@ from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
 from npdeq.core.solution import jacobian_due, solution_record
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import backward_factory, supervised_steps
-from npdeq.grad.adjoint import ADJOINT_DEFAULTS, LINEAR_SOLVERS
+from npdeq.grad.adjoint import ADJOINT_DEFAULTS, ADJOINT_OPTIONS, LINEAR_SOLVERS
 from npdeq.grad.state import as_state_tuple, raw_arrays
 from npdeq.solver import SolverStat, get_solver
 
@@ -110,7 +110,9 @@ class SampledDEQ(DEQBase):
             # the adjoint solve passes tol/max_iter/stop_mode (its defaults where the core
             # sets none): a solver that cannot take them would fail only at backward()
             check_solver_call(get_solver(self.b_solver), self.b_solver, "b_solver",
-                              dict(ADJOINT_DEFAULTS, **self._b_solver_kwargs()))
+                              {k: v for k, v in dict(ADJOINT_DEFAULTS,
+                                                     **self._b_solver_kwargs()).items()
+                               if k not in ADJOINT_OPTIONS})
         self._warn_ignored_settings()
 
     _warns_after_subclass_init = True
@@ -127,7 +129,7 @@ class SampledDEQ(DEQBase):
                 out.append((keys, "with ift=True and one sampled state: IFT differentiates "
                                   "it, no state uses PhantomGrad (they apply to the states "
                                   "before the last when n_states > 1 or indexing is given)"))
-        backward = ("b_solver", "b_max_iter", "b_tol", "b_stop_mode")
+        backward = ("b_solver", "b_max_iter", "b_tol", "b_stop_mode", "b_fallback")
         if not self.ift:
             keys = set_keys(backward)
             if keys:
@@ -135,7 +137,7 @@ class SampledDEQ(DEQBase):
                                   "PhantomGrad, no IFT backward solve runs"))
         elif self.b_solver in LINEAR_SOLVERS:
             keys = [k for k, arg in (("b_max_iter", "max_iter"), ("b_tol", "tol"),
-                                     ("b_stop_mode", "stop_mode"))
+                                     ("b_stop_mode", "stop_mode"), ("b_fallback", "fallback"))
                     if is_set(cfg, k) and arg not in LINEAR_SOLVERS[self.b_solver]]
             if keys:
                 out.append((keys, f"with b_solver={self.b_solver!r} (it takes no such "
@@ -207,13 +209,14 @@ class SampledDEQ(DEQBase):
         return functors
 
     def _b_solver_kwargs(self) -> dict:
-        """``b_max_iter``/``b_tol``/``b_stop_mode`` for the backward solver (those it takes)."""
+        """``b_max_iter``/``b_tol``/``b_stop_mode`` for the backward solver (those it takes),
+        and ``b_fallback`` as the adjoint's ``fallback`` for an iterative one."""
         kwargs = dict(max_iter=self.b_max_iter, tol=self.b_tol, stop_mode=self.b_stop_mode)
         if self.b_solver in LINEAR_SOLVERS:
             return {k: v for k, v in kwargs.items() if k in LINEAR_SOLVERS[self.b_solver]}
         accepted = solver_parameters(get_solver(self.b_solver))
-        return {k: v for k, v in kwargs.items() if accepted is None or k in accepted
-                or k == "max_iter"}
+        return {**{k: v for k, v in kwargs.items() if accepted is None or k in accepted
+                   or k == "max_iter"}, "fallback": self.args.get("b_fallback")}
 
     def _schedule(self, f_max_iter: int) -> tuple[list[int], list[GradFunctor]]:
         """The steps and functors for this call (rebuilt when ``f_max_iter`` is overridden)."""

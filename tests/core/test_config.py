@@ -29,7 +29,7 @@ TORCHDEQ = {
 
 
 # npdeq's own keys, beyond TorchDEQ's.
-NPDEQ_ONLY = {"phantom_memory": "store"}
+NPDEQ_ONLY = {"phantom_memory": "store", "b_fallback": "gmres"}
 
 
 def test_defaults_are_torchdeqs():

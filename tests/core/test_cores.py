@@ -607,3 +607,33 @@ def test_fixed_point_takes_phantom_memory():
     np.testing.assert_array_equal(*grads)
     with pytest.raises(ValueError, match="memory"):
         npdeq.fixed_point(lambda z: z * 0.5, np.zeros((1, 2)), grad=2, phantom_memory=None)
+
+
+# --- b_fallback: the IFT adjoint's GMRES fallback as a config key ---------------------------
+
+@pytest.mark.parametrize("fallback", ["gmres", None, "none"])
+def test_b_fallback_reaches_the_adjoint_solve(fallback):
+    # J = 1.5 I at every z: the fixed-point adjoint diverges, GMRES solves (I - J^T) u = g.
+    b = npdeq.tensor(np.ones((2, 3)), requires_grad=True)
+    deq = get_deq(ift=True, f_solver="anderson", f_max_iter=20, b_solver="fixed_point_iter",
+                  b_max_iter=5, b_fallback=fallback)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        z_out, info = deq(lambda z: 1.5 * z - 0.5 * b, np.zeros((2, 3)))
+        z_out[-1].sum().backward()
+    backward = info["backward"]
+    if fallback == "gmres":
+        assert bool(backward["fallback"].all()) and bool(backward["converged"].all())
+        np.testing.assert_allclose(b.grad.numpy(), 1.0, rtol=1e-6)   # dz*/db = -0.5/(1-1.5)
+    else:
+        assert not bool(backward["fallback"].any()) and not bool(backward["converged"].any())
+        assert any(issubclass(w.category, npdeq.ConvergenceWarning) for w in caught)
+
+
+def test_b_fallback_is_checked_and_warned_about_where_unused():
+    with pytest.raises(ValueError, match="b_fallback"):
+        get_deq(b_fallback="lgmres")
+    with pytest.warns(npdeq.ConfigWarning, match="b_fallback"):
+        get_deq(ift=False, b_fallback=None)
+    with pytest.warns(npdeq.ConfigWarning, match="b_fallback"):
+        get_deq(ift=True, b_solver="direct", b_fallback=None)
