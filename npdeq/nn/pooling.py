@@ -10,27 +10,12 @@ from typing import Any, Sequence
 
 from npdeq.autodiff import ops
 from npdeq.autodiff.ops.conv import _pair, _single
+from npdeq.autodiff.ops.pooling import check_half_kernel, check_pool_flags
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int_or_pair
 from npdeq.nn.module import Module
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
-
-
-def _half_kernel(kernel: tuple[int, ...], padding: tuple[int, ...], owner: str) -> None:
-    if any(2 * p > k for p, k in zip(padding, kernel)):
-        shown = (padding[0], kernel[0]) if len(kernel) == 1 else (padding, kernel)
-        raise ValueError(f"{owner}: padding {shown[0]} must be at most half the kernel size "
-                         f"{shown[1]}")
-
-
-def _flags(ceil_mode: Any, return_indices: Any, owner: str) -> None:
-    if ceil_mode is not False:
-        raise ValueError(f"{owner}: ceil_mode={ceil_mode!r} is not supported (only False: the "
-                         "output size is rounded down)")
-    if return_indices is not False:
-        raise ValueError(f"{owner}: return_indices={return_indices!r} is not supported (only "
-                         "False)")
 
 
 class AvgPool1d(Module):
@@ -58,7 +43,7 @@ class AvgPool1d(Module):
         kernel = _single(kernel_size, f"{owner}: kernel_size", 1)
         stride = None if stride is None else _single(stride, f"{owner}: stride", 1)
         padding = _single(padding, f"{owner}: padding", 0)
-        _half_kernel((kernel,), (padding,), owner)
+        check_half_kernel((kernel,), (padding,), owner, (padding, kernel))
         self.kernel_size, self.stride, self.padding = (kernel,), (
             (kernel,) if stride is None else (stride,)), (padding,)
 
@@ -98,8 +83,8 @@ class MaxPool1d(Module):
         stride = None if stride is None else _single(stride, f"{owner}: stride", 1)
         padding = _single(padding, f"{owner}: padding", 0)
         dilation = _single(dilation, f"{owner}: dilation", 1)
-        _half_kernel((kernel,), (padding,), owner)
-        _flags(ceil_mode, return_indices, owner)
+        check_half_kernel((kernel,), (padding,), owner, (padding, kernel))
+        check_pool_flags(ceil_mode, return_indices, owner)
         self.kernel_size, self.stride, self.padding, self.dilation = (kernel,), (
             (kernel,) if stride is None else (stride,)), (padding,), (dilation,)
 
@@ -143,8 +128,9 @@ class MaxPool2d(Module):
             stride = check_int_or_pair("stride", stride, 1, owner=owner)
         padding = check_int_or_pair("padding", padding, 0, owner=owner)
         dilation = check_int_or_pair("dilation", dilation, 1, owner=owner)
-        _half_kernel(_pair(kernel_size, "kernel_size", 1), _pair(padding, "padding", 0), owner)
-        _flags(ceil_mode, return_indices, owner)
+        check_half_kernel(_pair(kernel_size, "kernel_size", 1), _pair(padding, "padding", 0),
+                          owner)
+        check_pool_flags(ceil_mode, return_indices, owner)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.dilation = padding, dilation
@@ -181,7 +167,7 @@ class AvgPool2d(Module):
         if stride is not None:
             stride = check_int_or_pair("stride", stride, 1, owner=owner)
         padding = check_int_or_pair("padding", padding, 0, owner=owner)
-        _half_kernel(kernel, _pair(padding, "padding", 0), owner)
+        check_half_kernel(kernel, _pair(padding, "padding", 0), owner)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Any) -> Tensor:

@@ -36,8 +36,7 @@ def _pool_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
     these (1-D pooling names its own, without the unit height axis)."""
     (ph, pw), (kh, kw), (dh, dw) = padding, kernel, dilation
     k_, p_, d_, shape_ = shown or (kernel, padding, dilation, tuple(x.shape))
-    if 2 * ph > kh or 2 * pw > kw:
-        raise ValueError(f"{what}: padding {p_} must be at most half the kernel size {k_}")
+    check_half_kernel(kernel, padding, what, (p_, k_))
     if x.shape[2] + 2 * ph < dh * (kh - 1) + 1 or x.shape[3] + 2 * pw < dw * (kw - 1) + 1:
         raise ValueError(f"{what}: kernel {k_} with dilation {d_} does not fit the input of "
                          f"shape {shape_} padded by {p_}")
@@ -59,7 +58,17 @@ def _max_over_windows(cols: Tensor) -> Tensor:
     return sum(where(positions == winner, flat, 0.0), axis=2)
 
 
-def _check_flags(ceil_mode: Any, return_indices: Any, what: str) -> None:
+def check_half_kernel(kernel: tuple[int, ...], padding: tuple[int, ...], what: str,
+                      shown: tuple | None = None) -> None:
+    """Raise unless the padding is at most half the kernel on every axis (PyTorch's rule);
+    ``shown``: the ``(padding, kernel)`` to name, if not these."""
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        p_, k_ = shown or (padding, kernel)
+        raise ValueError(f"{what}: padding {p_} must be at most half the kernel size {k_}")
+
+
+def check_pool_flags(ceil_mode: Any, return_indices: Any, what: str) -> None:
+    """Raise unless ``ceil_mode`` and ``return_indices`` are False (the only modes here)."""
     if ceil_mode is not False:
         raise ValueError(f"{what}: ceil_mode={ceil_mode!r} is not supported (only False: the "
                          "output size is rounded down)")
@@ -165,7 +174,7 @@ def max_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] |
     s = k if stride is None else _single(stride, "max_pool1d: stride", 1)
     p = _single(padding, "max_pool1d: padding", 0)
     d = _single(dilation, "max_pool1d: dilation", 1)
-    _check_flags(ceil_mode, return_indices, "max_pool1d")
+    check_pool_flags(ceil_mode, return_indices, "max_pool1d")
     b, c, n = x.shape
     cols = _pool_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (0, p), (1, d),
                          -float("inf"), "max_pool1d", (k, p, d, tuple(x.shape)))
@@ -206,6 +215,6 @@ def max_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None, padding: P
     stride_ = kernel if stride is None else _pair(stride, "max_pool2d: stride", 1)
     padding_ = _pair(padding, "max_pool2d: padding", 0)
     dilation_ = _pair(dilation, "max_pool2d: dilation", 1)
-    _check_flags(ceil_mode, return_indices, "max_pool2d")
+    check_pool_flags(ceil_mode, return_indices, "max_pool2d")
     cols = _pool_windows(x, kernel, stride_, padding_, dilation_, -float("inf"), "max_pool2d")
     return _max_over_windows(cols)
