@@ -231,14 +231,8 @@ def _is_target(arg) -> bool:
 
 
 def _dtype_in(xp, dtype):
-    name = dtype if isinstance(dtype, str) else (
-        getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype))
-    found = getattr(xp, str(name).rsplit(".", 1)[-1], None)
-    try:
-        valid = found is not None and xp.isdtype(found, ("bool", "numeric"))
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
+    found = backend.namespace_dtype(xp, dtype)
+    if found is None:
         raise ValueError(f"to: unknown dtype {dtype!r} for {backend.namespace_name(xp)}")
     return found
 

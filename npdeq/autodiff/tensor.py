@@ -253,8 +253,12 @@ def _make(data, dtype, requires_grad, xp, device, copy):
 
 
 def _like_dtype(xp: Any, dtype: Any) -> Any:
-    # A dtype name ('float32') is looked up in the namespace; anything else is passed on.
-    return getattr(xp, dtype) if isinstance(dtype, str) else dtype
+    if dtype is None:
+        return None
+    found = backend.namespace_dtype(xp, dtype)
+    if found is None:
+        raise TypeError(f"dtype={dtype!r} is not a dtype of {backend.namespace_name(xp)}")
+    return found
 
 
 def zeros_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:

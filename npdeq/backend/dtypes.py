@@ -16,7 +16,37 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["set_default_dtype", "get_default_dtype", "default_dtype", "float_dtype_name"]
+__all__ = ["set_default_dtype", "get_default_dtype", "default_dtype", "float_dtype_name",
+           "namespace_dtype"]
+
+# The dtype a Python scalar type stands for (float is float64, as in NumPy).
+PYTHON_DTYPES = {float: "float64", int: "int64", bool: "bool", complex: "complex128"}
+
+
+def namespace_dtype(xp: Any, dtype: Any) -> Any:
+    """``dtype`` as a dtype object of namespace ``xp``, or ``None`` if it names none.
+
+    ``dtype`` may be a name (``'float32'``), a Python type (``float`` is float64, as NumPy),
+    a NumPy dtype or scalar type, or another namespace's dtype; only boolean and numeric
+    dtypes are found. Callers raise their own error on ``None``.
+
+    Example:
+        >>> import numpy as np
+        >>> import array_api_strict as xp
+        >>> namespace_dtype(xp, np.float32) == xp.float32, namespace_dtype(xp, 'f7')
+        (True, None)
+    """
+    if isinstance(dtype, str):
+        key = dtype
+    elif isinstance(dtype, type) and dtype in PYTHON_DTYPES:
+        key = PYTHON_DTYPES[dtype]
+    else:
+        key = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
+    found = getattr(xp, str(key).rsplit(".", 1)[-1], None)
+    try:
+        return found if found is not None and xp.isdtype(found, ("bool", "numeric")) else None
+    except (TypeError, ValueError):
+        return None
 
 # The array API's real floating types; float16 and complex types are not accepted.
 _FLOATS = ("float32", "float64")

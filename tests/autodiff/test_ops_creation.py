@@ -124,3 +124,5 @@ def test_zeros_and_ones_like_take_a_dtype(xp, to_xp, check_array):
             out = make(npdeq.tensor(a), dtype, requires_grad=True)
             check_array(out, shape=(2, 3), dtype=xp.float32)
             assert out.requires_grad and float(xp.max(out.data)) == value
+    with pytest.raises(TypeError, match="not a dtype"):
+        npdeq.zeros_like(a, "float7")

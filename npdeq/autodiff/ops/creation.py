@@ -25,13 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend.dtypes import PYTHON_DTYPES
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["zeros", "ones", "full", "empty", "eye", "arange", "linspace", "full_like",
            "empty_like"]
-
-_PYTHON_DTYPES = {float: "float64", int: "int64", bool: "bool", complex: "complex128"}
-
 
 def _target(name: str, xp: Any, device: Any) -> tuple[Any, Any]:
     """The namespace and device (None: the namespace's default) to create the array in."""
@@ -52,18 +50,8 @@ def _dtype(name: str, xp: Any, dtype: Any, floating: bool = True) -> Any:
     """``dtype`` as ``xp``'s dtype object; None: the default float (or ``xp``'s int64)."""
     if dtype is None:
         return backend.get_default_dtype(xp) if floating else xp.int64
-    if isinstance(dtype, str):
-        key = dtype
-    elif isinstance(dtype, type) and dtype in _PYTHON_DTYPES:
-        key = _PYTHON_DTYPES[dtype]
-    else:
-        key = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype)
-    found = getattr(xp, str(key).rsplit(".", 1)[-1], None)
-    try:
-        valid = found is not None and xp.isdtype(found, ("bool", "numeric"))
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
+    found = backend.namespace_dtype(xp, dtype)
+    if found is None:
         raise TypeError(f"{name}: dtype={dtype!r} is not a dtype of "
                         f"{backend.namespace_name(xp)} (expected a name such as 'float32', a "
                         "NumPy dtype, or a dtype of the namespace)")
@@ -137,8 +125,8 @@ def ones(*shape: Any, dtype: Any = None, xp: Any = None, device: Any = None,
 
 def _fill_value(name: str, value: Any) -> tuple[Any, Any]:
     """A fill value as a Python scalar and the dtype it implies (None: the default float)."""
-    if type(value) in _PYTHON_DTYPES:
-        return value, (None if type(value) is float else _PYTHON_DTYPES[type(value)])
+    if type(value) in PYTHON_DTYPES:
+        return value, (None if type(value) is float else PYTHON_DTYPES[type(value)])
     if isinstance(value, Tensor):
         value = value.data
     if hasattr(value, "shape") and tuple(value.shape) == () and hasattr(value, "dtype"):
