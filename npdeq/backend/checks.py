@@ -17,7 +17,28 @@ import math
 import operator
 from typing import Any
 
-__all__ = ["as_count", "check_int", "check_real", "check_bool", "check_int_or_pair"]
+__all__ = ["as_count", "check_int", "check_real", "check_bool", "check_int_or_pair",
+           "describe_range"]
+
+
+def describe_range(noun: str, low: Any = None, high: Any = None, low_open: bool = False,
+                   high_open: bool = False, fmt: str = "g") -> str:
+    """What a value in a range is, for messages: ``noun`` with its bounds.
+
+    Example:
+        >>> describe_range("a finite number", 0, 1, low_open=True)
+        'a finite number in (0, 1]'
+        >>> describe_range("an integer", low=1, fmt="d")
+        'an integer >= 1'
+    """
+    if low is not None and high is not None:
+        return (f"{noun} in {'(' if low_open else '['}{low:{fmt}}, "
+                f"{high:{fmt}}{')' if high_open else ']'}")
+    if low is not None:
+        return f"{noun} {'>' if low_open else '>='} {low:{fmt}}"
+    if high is not None:
+        return f"{noun} {'<' if high_open else '<='} {high:{fmt}}"
+    return noun
 
 
 def _is_bool(value: Any) -> bool:
@@ -121,15 +142,7 @@ def check_real(name: str, value: Any, low: float | None = None, high: float | No
     """
     if value is None and none_ok:
         return None
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    if low is not None and high is not None:
-        wanted = f"a finite number in {left}{low:g}, {high:g}{right}"
-    elif low is not None:
-        wanted = f"a finite number {'>' if low_open else '>='} {low:g}"
-    elif high is not None:
-        wanted = f"a finite number {'<' if high_open else '<='} {high:g}"
-    else:
-        wanted = "a finite number"
+    wanted = describe_range("a finite number", low, high, low_open, high_open)
     message = (f"{_where(owner)}{name} must be {wanted}{' or None' if none_ok else ''}, "
                f"got {value!r}")
     number = None

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from typing import Callable, NoReturn, Sequence
 
+from npdeq.backend.checks import describe_range
+
 __all__ = ["Parser", "HelpFormatter", "integer", "real", "SEED", "POSITIVE_INT", "NON_NEGATIVE_INT",
            "output_dir", "output_file", "one_line_error"]
 
@@ -107,14 +109,7 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
         ...
         argparse.ArgumentTypeError: expected an integer >= 1, got '0'
     """
-    if low is not None and high is not None:
-        expected = f"an integer in [{low}, {high}]"
-    elif low is not None:
-        expected = f"an integer >= {low}"
-    elif high is not None:
-        expected = f"an integer <= {high}"
-    else:
-        expected = "an integer"
+    expected = describe_range("an integer", low, high, fmt="d")
 
     def convert(text: str) -> int:
         try:
@@ -143,15 +138,7 @@ def real(low: float | None = None, high: float | None = None, *, low_open: bool 
         ...
         argparse.ArgumentTypeError: expected a finite number in (0, 1], got 'nan'
     """
-    if low is not None and high is not None:
-        expected = (f"a finite number in {'(' if low_open else '['}{low:g}, "
-                    f"{high:g}{')' if high_open else ']'}")
-    elif low is not None:
-        expected = f"a finite number {'>' if low_open else '>='} {low:g}"
-    elif high is not None:
-        expected = f"a finite number {'<' if high_open else '<='} {high:g}"
-    else:
-        expected = "a finite number"
+    expected = describe_range("a finite number", low, high, low_open, high_open)
 
     def convert(text: str) -> float:
         try:
