@@ -21,7 +21,7 @@ from npdeq.autodiff.primitive import defvjp, defvjp_argnums, primitive
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["norm", "vector_norm", "matrix_norm", "solve", "inv", "det", "slogdet",
-           "SlogdetResult", "matrix_transpose", "diagonal", "trace", "tensor_norm"]
+           "SlogdetResult", "matrix_transpose", "diagonal", "trace"]
 
 _INF = math.inf
 
