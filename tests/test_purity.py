@@ -50,6 +50,10 @@ ALLOWED_LAYERS = {
     "linalg": {"autodiff"},
     "sparse": {"autodiff"},
     "interop": {"solver", "backend", "exceptions"},
+    # Data-parallel training over MPI: wraps the optimisers, broadcasts modules' state.
+    "distributed": {"core", "optim", "nn", "autodiff", "backend", "exceptions", "solver"},
+    # Batch solving and gradients on Dask arrays: the solvers and the IFT rule per chunk.
+    "dask": {"grad", "core", "solver", "nn", "autodiff", "backend", "exceptions"},
 }
 
 # Imports the table does not list, each with its reason; "lazy" ones must stay inside
