@@ -8,10 +8,12 @@ from npdeq.autodiff.ops import *  # noqa: F401,F403
 from npdeq.autodiff.ops import __all__ as _ops_all
 from npdeq.autodiff.primitive import Node, Primitive, defvjp, defvjp_argnums, primitive
 from npdeq.autodiff.tensor import Tensor, as_tensor, ones_like, tensor, zeros_like
+from npdeq.autodiff.transforms import hvp, jvp
+from npdeq.autodiff.jacobians import hessian, jacobian
 
 __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros_like", "ones_like",
-    "backward", "grad", "vjp",
+    "backward", "grad", "vjp", "jvp", "hvp", "jacobian", "hessian",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "primitive", "defvjp", "defvjp_argnums", "Primitive", "Node",
     *_ops_all,

@@ -1,0 +1,230 @@
+"""Dense derivatives for small problems: ``jacobian`` (forward or reverse mode) and
+``hessian``, in :func:`torch.autograd.functional.jacobian`'s layout.
+
+A Jacobian is built column by column (forward mode: one JVP per input component) or row by
+row (reverse mode: one VJP per output component); both record ``fn`` once and share that
+recording (and, forward, the first transpose of the double-VJP trick) across all
+columns or rows. ``batched=True`` gives per-sample Jacobians of a function whose samples
+are independent (a DEQ layer's): differentiating the batch sum costs as much as one
+sample's Jacobian. Imports the engine and :mod:`npdeq.autodiff.transforms`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from npdeq.autodiff.engine import grad
+from npdeq.autodiff.mode import enable_grad
+from npdeq.autodiff.ops import moveaxis, reshape, stack
+from npdeq.autodiff.program import vjp_program
+from npdeq.autodiff.tensor import Tensor
+from npdeq.autodiff.transforms import (as_arguments, call, make_leaves, recorded_gradient,
+                                       settle_graph, transposed_vjp, wants_graph, zeros_of)
+
+__all__ = ["jacobian", "hessian", "MODES", "FORWARD_COST"]
+
+MODES = ("auto", "forward", "reverse")
+# A JVP column costs about this many VJP rows (measured on MLPs and matmul chains: one VJP
+# of the recorded VJP graph, which is longer than fn's); 'auto' weighs columns by it.
+FORWARD_COST = 1.5
+
+
+def _basis(t: Tensor, lead: tuple, size: int) -> list:
+    """The ``size`` unit arrays of shape ``lead + s`` with ``s`` the trailing shape of
+    ``t`` (``lead`` the batch axis, repeated: the same unit vector in every sample)."""
+    xp = t.xp
+    eye = xp.eye(size, dtype=t.data.dtype, device=t.device)
+    tail = tuple(t.shape[len(lead):])
+    ones = xp.ones(lead + tail, dtype=t.data.dtype, device=t.device)
+    return [ones * xp.reshape(eye[k, ...], (1,) * len(lead) + tail) for k in range(size)]
+
+
+def _assemble(parts: list, lead: tuple, out: Tensor, inp: Tensor, rows: bool) -> Tensor:
+    """Stack per-component derivatives into ``lead + out_shape + in_shape``. ``rows``: each
+    part is shaped like ``inp`` (one per output component), else like ``out``."""
+    n_lead = len(lead)
+    out_tail, in_tail = tuple(out.shape[n_lead:]), tuple(inp.shape[n_lead:])
+    # Parts are stacked on the axis after the batch: (lead, k, tail) -> lead + out + in.
+    stacked = stack(parts, axis=n_lead)
+    if rows:
+        return reshape(stacked, lead + out_tail + in_tail)
+    # Columns: (lead, n_in, out_tail) -> move the input axis last.
+    moved = moveaxis(stacked, n_lead, -1) if out_tail else stacked
+    return reshape(moved, lead + out_tail + in_tail)
+
+
+def _batch(tensors: tuple, name: str) -> tuple:
+    sizes = {tuple(t.shape[:1]) for t in tensors}
+    if any(t.ndim == 0 for t in tensors) or len(sizes) != 1:
+        raise ValueError(f"batched=True needs every {name} to have the same leading batch "
+                         f"axis, got shapes {[tuple(t.shape) for t in tensors]}")
+    return sizes.pop()
+
+
+def _check_mode(mode: Any) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+
+
+def _nest(blocks: list, tuple_out: bool, tuple_in: bool) -> Any:
+    """``blocks[i][j]`` in torch's nesting: a tuple level only where there was a tuple."""
+    rows = [tuple(r) if tuple_in else r[0] for r in blocks]
+    return tuple(rows) if tuple_out else rows[0]
+
+
+def _rows(targets: tuple, leaves: tuple, cotangent_sets: list, differentiable: bool) -> list:
+    """For each cotangent set, the VJP of ``targets`` (one Tensor per input; zeros where
+    unused). One walk of the graph for all sets unless the result is to be recorded."""
+    live = [i for i, t in enumerate(targets) if t is not None and t.requires_grad]
+    if not live:
+        return [[zeros_of(x) for x in leaves] for _ in cotangent_sets]
+    program = None if differentiable else vjp_program(
+        [targets[i] for i in live], leaves, allow_unused=True)
+    out = []
+    for cotangents in cotangent_sets:
+        chosen = [cotangents[i] for i in live]
+        if differentiable:
+            with enable_grad():
+                gs = grad([targets[i] for i in live], leaves, grad_outputs=chosen,
+                          create_graph=True, retain_graph=True, allow_unused=True)
+        else:
+            gs = program(chosen)
+        out.append([zeros_of(x) if g is None else g for g, x in zip(gs, leaves)])
+    return out
+
+
+def _unit_sets(targets: tuple, lead: tuple) -> list:
+    """``(i, cotangents)`` pairs: the unit vector of each component of ``targets[i]``, with
+    zeros for the other targets."""
+    sets = []
+    for i, t in enumerate(targets):
+        size = 1
+        for s in t.shape[len(lead):]:
+            size *= s
+        for e in _basis(t, lead, size):
+            sets.append((i, [e if j == i else t.xp.zeros_like(u.data)
+                             for j, u in enumerate(targets)]))
+    return sets
+
+
+def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: bool = False,
+             create_graph: bool | None = None) -> Any:
+    """The dense Jacobian of ``fn`` at ``x``, of shape ``out.shape + in.shape``.
+
+    Reverse mode runs one VJP per output component (``M`` in all), forward mode one JVP per
+    input component (``N``: after one recorded VJP, each JVP is one VJP of that VJP's
+    graph, about ``FORWARD_COST`` VJPs); both call ``fn`` once. ``'auto'`` picks forward
+    when ``FORWARD_COST * N < M`` (wide outputs, few inputs), else reverse. Both modes give
+    the same matrix to rounding. For small problems: the result is dense.
+
+    Args:
+        fn: a function of Tensors returning a Tensor or a tuple of Tensors.
+        x: the point: one array (or Tensor), or a tuple of them.
+        mode: ``'auto'``, ``'forward'`` or ``'reverse'``.
+        batched: per-sample Jacobians. Every input and output has the same leading batch
+            axis B and sample b's outputs depend only on sample b's inputs (true of a DEQ
+            layer's map; not of batch normalisation over the batch). The Jacobian of the
+            batch sum then holds every sample's: shape ``(B,) + out.shape[1:] +
+            in.shape[1:]``, at the cost of one sample's Jacobian (``M`` and ``N`` count
+            one sample's components).
+        create_graph: record the result so it can be differentiated; default as in
+            :func:`~npdeq.autodiff.transforms.jvp`.
+
+    Returns:
+        A Tensor for one input and one output; for tuples, torch's nesting: ``J[i][j]`` is
+        output i's Jacobian with respect to input j (one level only where ``fn`` or ``x``
+        is a tuple).
+
+    Raises:
+        ValueError: an unknown ``mode``; with ``batched``, a missing or mismatched batch axis.
+        TypeError: ``fn`` does not return Tensors; an input that is not a floating-point
+            array.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> jacobian(lambda x: x ** 2, np.array([1.0, 2.0])).data
+        array([[2., 0.],
+               [0., 4.]])
+    """
+    _check_mode(mode)
+    xs, tuple_in = as_arguments(x, "x")
+    differentiable = wants_graph(create_graph, xs)
+    leaves = make_leaves(xs, differentiable)
+    outs, tuple_out = call(fn, leaves)
+    differentiable = settle_graph(create_graph, differentiable, outs, leaves)
+    lead = _batch(xs, "input") if batched else ()
+    if batched and _batch(outs, "output") != lead:
+        raise ValueError(f"batched=True: fn's outputs have batch size {outs[0].shape[0]} but "
+                         f"its inputs have {lead[0]}")
+    n_in = sum(t.data.size // max(1, _prod(lead)) for t in xs)
+    n_out = sum(t.data.size // max(1, _prod(lead)) for t in outs)
+    forward = mode == "forward" or (mode == "auto" and FORWARD_COST * n_in < n_out)
+    blocks = [[None] * len(xs) for _ in outs]
+    if forward:
+        push = transposed_vjp(outs, leaves, differentiable)
+        columns = [(j, push(tangents)) for j, tangents in _unit_sets(xs, lead)]
+        for i, o in enumerate(outs):
+            for j, xj in enumerate(xs):
+                parts = [c[i] for jj, c in columns if jj == j]
+                blocks[i][j] = _assemble(parts, lead, o, xj, rows=False)
+    else:
+        sets = _unit_sets(outs, lead)
+        rows = _rows(outs, leaves, [c for _, c in sets], differentiable)
+        for i, o in enumerate(outs):
+            for j, xj in enumerate(xs):
+                parts = [r[j] for (ii, _), r in zip(sets, rows) if ii == i]
+                blocks[i][j] = _assemble(parts, lead, o, xj, rows=True)
+    if not differentiable:
+        blocks = [[b.detach() for b in r] for r in blocks]
+    return _nest(blocks, tuple_out, tuple_in)
+
+
+def _prod(shape: tuple) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def hessian(fn: Callable[..., Any], x: Any, *, create_graph: bool | None = None) -> Any:
+    """The dense Hessian of a scalar ``fn`` at ``x``, of shape ``x.shape + x.shape``.
+
+    Reverse over reverse: the gradient is recorded once, then differentiated by one VJP
+    of its graph per input component. Cost: one forward call, one recorded VJP and ``N``
+    VJPs of the gradient's graph (about 2 VJPs each), ``N`` the number of input components.
+    For small inputs; use :func:`~npdeq.autodiff.transforms.hvp` for products with large
+    ones.
+
+    Args:
+        fn: a function of Tensors returning a one-element Tensor.
+        x: the point: one array (or Tensor), or a tuple of them.
+        create_graph: record the result so it can be differentiated; default as in
+            :func:`~npdeq.autodiff.transforms.jvp`.
+
+    Returns:
+        A Tensor for one input; for a tuple, ``H[i][j]`` of shape ``x[i].shape +
+        x[j].shape`` (torch's nesting).
+
+    Raises:
+        ValueError: ``fn``'s value has more than one element.
+        TypeError: as :func:`jacobian`'s.
+
+    Example:
+        >>> import numpy as np, npdeq
+        >>> hessian(lambda x: (x ** 3).sum(), np.array([1.0, 2.0])).data
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+    """
+    xs, tuple_in = as_arguments(x, "x")
+    differentiable = wants_graph(create_graph, xs)
+    leaves = make_leaves(xs, differentiable)
+    y, gs = recorded_gradient(fn, leaves)
+    differentiable = settle_graph(create_graph, differentiable, (y,), leaves)
+    targets = tuple(zeros_of(t) if g is None else g for g, t in zip(gs, xs))
+    sets = _unit_sets(targets, ())
+    rows = _rows(targets, leaves, [c for _, c in sets], differentiable)
+    blocks = [[_assemble([r[j] for (ii, _), r in zip(sets, rows) if ii == i], (), xi, xj,
+                         rows=True) for j, xj in enumerate(xs)] for i, xi in enumerate(xs)]
+    if not differentiable:
+        blocks = [[b.detach() for b in r] for r in blocks]
+    return _nest(blocks, tuple_in, tuple_in)
