@@ -185,9 +185,9 @@ def transposed_vjp(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...],
         [gs[j] for j in used], dummies, allow_unused=True)
 
     def push(tangents: tuple) -> tuple:
-        result = [zeros_of(o) for o in outs]
+        result: list = [None] * len(outs)
         if not used:
-            return tuple(result)
+            return tuple(zeros_of(o) for o in outs)
         cotangents = [tangents[j] for j in used]
         if differentiable:
             with enable_grad():
@@ -196,9 +196,8 @@ def transposed_vjp(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...],
         else:
             columns = program(cotangents)
         for i, c in zip(live, columns):
-            if c is not None:
-                result[i] = c
-        return tuple(result)
+            result[i] = c
+        return tuple(zeros_of(o) if c is None else c for c, o in zip(result, outs))
 
     return push
 
@@ -209,9 +208,11 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any, *,
 
     Computed by transposing a VJP twice (see the module's docstring), so any function of
     npdeq ops has one, through a fixed point too where its gradient rule records its own
-    backward pass. Cost: one forward call, one recorded VJP and one VJP of that VJP's graph,
-    measured at about 1.5 to 2.5 times a forward call plus one VJP (finite differences cost
-    two forward calls, to about 1e-10 relative accuracy in float64 instead of rounding).
+    backward pass. Cost: one recorded forward call, one recorded VJP and one VJP of that
+    VJP's graph, about one forward plus two VJPs: measured at 1.8 to 2.2 times a VJP (with
+    its forward) and about 3 times a forward call on a tanh layer 512 wide, batch 256.
+    Central finite differences cost two forward calls but are accurate only to about
+    ``eps**(2/3)`` (1e-10 relative in float64, 1e-5 in float32); this is exact to rounding.
 
     Args:
         fn: a function of Tensors returning a Tensor or a tuple of Tensors.
