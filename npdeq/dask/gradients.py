@@ -57,7 +57,9 @@ def _chunk_row(spec: _GradSpec, shared_values: list, index: int, bounds: tuple[i
             raise TypeError(f"{_OWNER}: loss_fn must return the chunk's summed loss as a "
                             f"one-element Tensor, got "
                             f"{_describe(loss)}")
-        grads = tape_grad(loss, leaves, allow_unused=True)
+        # A loss that depends on no parameter (a chunk where they drop out) has no graph.
+        grads = (tape_grad(loss, leaves, allow_unused=True) if loss.requires_grad
+                 else [None] * len(leaves))
     parts = [xp.reshape(loss.data, (1,))]
     for g, p in zip(grads, params):
         parts.append(xp.zeros((math.prod(p.shape),), dtype=p.dtype, device=dev)
