@@ -178,9 +178,17 @@ def transposed_vjp(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...],
                         for i in live)
         gs = grad([outs[i] for i in live], leaves, grad_outputs=dummies, create_graph=True,
                   retain_graph=True, allow_unused=True) if live else ()
-    # A cotangent that does not depend on w comes from a rule whose result is constant
-    # (floor, sign, ...): its Jacobian is zero.
-    used = [j for j, g in enumerate(gs) if g is not None and g.requires_grad]
+    # Rules are linear in their cotangent and recorded here, so every cotangent reached
+    # depends on w (a zero Jacobian, as sign's, is recorded as g * 0). One that does not
+    # came through a rule computed on raw arrays: its transpose would be silently zero.
+    for j, g in enumerate(gs):
+        if g is not None and not g.requires_grad:
+            raise RuntimeError(
+                f"forward mode through argument {j} of fn is not available: a VJP rule on "
+                "its path does not record its own backward pass (it computes on raw arrays "
+                "instead of npdeq ops), so its VJP cannot be transposed; write the rule with "
+                "npdeq ops (check it with check_grads(..., order=2))")
+    used = [j for j, g in enumerate(gs) if g is not None]
     program = None if differentiable or not used else vjp_program(
         [gs[j] for j in used], dummies, allow_unused=True)
 
