@@ -4,7 +4,9 @@ It solves the fixed point tightly, takes the chosen rule's gradient of a random 
 the solution, and compares it, parameter by parameter, with central finite differences of
 the (re-solved) solution along random directions (:func:`~npdeq.testing.numerical_vjp`).
 For IFT a mismatch is an error; for PhantomGrad, which is biased by design, the report gives
-the bias against the IFT gradient instead. Imports the tape, the gradient rules (lazily: they
+the bias against the IFT gradient instead. ``order=2`` also checks the rule's second
+derivatives: its Hessian-vector product (:func:`npdeq.autodiff.hvp`, which needs the rule to
+record its own backward pass) against finite differences of its gradient. Imports the tape, the gradient rules (lazily: they
 sit above this package's other modules) and numpy.
 """
 
@@ -16,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, concat, reshape
+from npdeq.autodiff import Tensor, concat, hvp, reshape
 from npdeq.autodiff import grad as tape_grad
 from npdeq.testing.gradcheck import _inner, _random_like, default_eps, numerical_vjp
 
@@ -26,6 +28,8 @@ __all__ = ["check_fixed_point_grads", "FixedPointGradReport", "ParamCheck"]
 _TIGHT = {"float64": {"tol": 1e-12, "max_iter": 500, "stop_mode": "abs"},
           "float32": {"tol": 1e-6, "max_iter": 500, "stop_mode": "abs"}}
 _DEFAULT_TOLS = {"float64": (1e-5, 1e-8), "float32": (5e-2, 1e-4)}
+# Second order divides the (tightly solved) gradient's error by the step: looser.
+_DEFAULT_TOLS_2 = {"float64": (1e-4, 1e-6), "float32": (1e-1, 1e-3)}
 
 
 @dataclasses.dataclass
@@ -69,6 +73,10 @@ class FixedPointGradReport:
         seed: the seed of the random projection and directions (to replay a case).
         rtol: relative tolerance used.
         atol: absolute tolerance used.
+        second_order: with ``order=2``, one :class:`ParamCheck` per parameter: the rule's
+            Hessian-vector product ``H v`` projected on a random w (``observed``) against
+            the finite difference of the rule's gradient along v, projected on w
+            (``expected``); empty at order 1.
     """
 
     grad: str
@@ -81,11 +89,13 @@ class FixedPointGradReport:
     seed: int
     rtol: float
     atol: float
+    second_order: list = dataclasses.field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """Whether the forward solve converged and every parameter matched."""
-        return self.forward_converged and all(p.passed for p in self.params)
+        """Whether the forward solve converged and every parameter matched (at both orders
+        with ``order=2``)."""
+        return self.forward_converged and all(p.passed for p in self.params + self.second_order)
 
     def __str__(self) -> str:
         phantom = any(p.bias_vs_ift is not None for p in self.params)
@@ -105,6 +115,13 @@ class FixedPointGradReport:
             else:
                 row += "  " + ("yes" if p.passed else "NO")
             lines.append(row)
+        if self.second_order:
+            lines.append("  second order: the rule's Hessian-vector product vs finite "
+                         "differences of its gradient")
+            for p in self.second_order:
+                lines.append(f"{p.name:<14}{str(p.shape):<14}{p.observed:>14.6e}"
+                             f"{p.expected:>14.6e}{p.rel_error:>10.2e}  "
+                             + ("yes" if p.passed else "NO"))
         return "\n".join(lines)
 
     def _backward_line(self) -> str:
@@ -167,7 +184,7 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
                             b_solver_kwargs: dict | None = None, phantom_steps: int = 5,
                             tau: float = 1.0, rtol: float | None = None,
                             atol: float | None = None, eps: float | None = None,
-                            seed: int = 0) -> FixedPointGradReport:
+                            seed: int = 0, order: int = 1) -> FixedPointGradReport:
     """Check the gradient of a fixed point ``z* = func(z*, params)`` against finite
     differences, parameter by parameter.
 
@@ -195,6 +212,12 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
         atol: absolute tolerance (default 1e-8 in float64, 1e-4 in float32).
         eps: finite-difference step (default scaled to each parameter).
         seed: seed of the cotangent and the directions (reported, for replay).
+        order: ``2`` also checks second derivatives through the rule (the report's
+            ``second_order``, with tolerances ten times looser by default): ``H v`` by
+            :func:`npdeq.autodiff.hvp` (reverse over reverse: the rule's backward pass
+            recorded and differentiated) against central differences of the rule's
+            gradient along v, both sides re-solved. Costs one more backward pass through
+            the rule's own backward pass and two more gradients.
 
     Returns:
         A :class:`FixedPointGradReport` (print it for a table).
@@ -202,8 +225,10 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
     Raises:
         AssertionError: IFT only: the forward solve did not converge or a parameter's
             gradient does not match finite differences; the message is the report.
-        ValueError: an unknown ``grad`` or empty ``params``.
+        ValueError: an unknown ``grad``, empty ``params`` or an ``order`` other than 1 or 2.
         TypeError: ``params`` of the wrong kind or a non-floating parameter.
+        NotImplementedError: ``order=2`` with a rule that cannot record its own backward
+            pass (``create_graph``).
 
     Example:
         >>> import numpy as np, npdeq
@@ -216,12 +241,16 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
     """
     from npdeq.grad import fixed_point  # the gradient rules sit above the tape
 
+    if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
     rule, rule_name = _parse_rule(grad, phantom_steps, tau)
     names, arrays, keywords = _named(params)
     dtype_name = "float32" if arrays[0].dtype == backend.array_namespace(arrays[0]).float32 \
         else "float64"
     f_kwargs = {**_TIGHT[dtype_name], **(solver_kwargs or {})}
     b_kwargs = {**_TIGHT[dtype_name], **(b_solver_kwargs or {})}
+    rtol2 = _DEFAULT_TOLS_2[dtype_name][0] if rtol is None else rtol
+    atol2 = _DEFAULT_TOLS_2[dtype_name][1] if atol is None else atol
     rtol = _DEFAULT_TOLS[dtype_name][0] if rtol is None else rtol
     atol = _DEFAULT_TOLS[dtype_name][1] if atol is None else atol
     single = not isinstance(z0, (tuple, list))
@@ -233,14 +262,15 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
         return fixed_point(deq, z_init, solver=solver, grad=how, tau=tau,
                            solver_kwargs=f_kwargs, b_solver=b_solver, b_solver_kwargs=b_kwargs)
 
-    def rule_gradient(how):
-        leaves = [Tensor(a, requires_grad=True) for a in arrays]
-        z, info = solve(leaves, how, z0)
+    def rule_gradient(how, values=None, z_init=z0):
+        values = arrays if values is None else values
+        leaves = [Tensor(a, requires_grad=True) for a in values]
+        z, info = solve(leaves, how, z_init)
         packed = _pack(z)
         loss = (packed * Tensor(cotangent)).sum()
         grads = tape_grad(loss, leaves, allow_unused=True) if loss.requires_grad \
             else [None] * len(leaves)
-        return [a * 0 if g is None else g.data for g, a in zip(grads, arrays)], z, info
+        return [a * 0 if g is None else g.data for g, a in zip(grads, values)], z, info
 
     rng = np.random.default_rng(seed)
     starts = [z.data if isinstance(z, Tensor) else z for z in ((z0,) if single else z0)]
@@ -267,10 +297,45 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
             check.bias_vs_ift, check.cosine_vs_ift = _bias(gradients[i], ift_gradients[i])
         checks.append(check)
     report = _report(rule_name, checks, info, rule, seed, rtol, atol)
+    if order == 2:
+        def loss(*values):
+            z, _ = solve(values, rule, warm)
+            return (_pack(z) * Tensor(cotangent)).sum()
+
+        def gradient_at(values):
+            return rule_gradient(rule, values, warm)[0]
+
+        report.second_order = _second_order(loss, gradient_at, names, arrays, rng, eps,
+                                            rule_name, rtol2, atol2)
     if rule == "ift" and not report.passed:
         raise AssertionError("IFT gradient check failed (replay with seed="
                              f"{seed}):\n{report}")
     return report
+
+
+def _second_order(loss, gradient_at, names, arrays, rng, eps, rule_name, rtol, atol):
+    """One :class:`ParamCheck` per parameter: ``<(H v)_i, w_i>`` from the rule against the
+    central difference of its gradient along v (all parameters moved together)."""
+    vs = [_random_like(a, rng) for a in arrays]
+    ws = [_random_like(a, rng) for a in arrays]
+    try:
+        _, products = hvp(loss, tuple(arrays), tuple(vs), create_graph=False)
+    except NotImplementedError as exc:
+        raise NotImplementedError(
+            f"check_fixed_point_grads(order=2) needs second derivatives through the "
+            f"{rule_name} rule, which cannot record its own backward pass yet: {exc}") from exc
+    h = eps if eps is not None else min(default_eps(a) for a in arrays)
+    plus = gradient_at([a + h * v for a, v in zip(arrays, vs)])
+    minus = gradient_at([a - h * v for a, v in zip(arrays, vs)])
+    checks = []
+    for name, a, hv, gp, gm, w in zip(names, arrays, products, plus, minus, ws):
+        observed = _inner(hv.data, w)
+        expected = (_inner(gp, w) - _inner(gm, w)) / (2 * h)
+        diff = abs(observed - expected)
+        checks.append(ParamCheck(name, tuple(a.shape), observed, expected,
+                                 diff / max(abs(expected), atol),
+                                 diff <= atol + rtol * abs(expected)))
+    return checks
 
 
 def _bias(g: Any, g_ift: Any) -> tuple[float, float]:
