@@ -90,8 +90,9 @@ def shared(obj: Any) -> Any:
     stays one object.
     """
     import dask
+    from dask.delayed import Delayed
 
-    if isinstance(obj, dask.delayed(0).__class__):
+    if isinstance(obj, Delayed):
         return obj
     return dask.delayed(obj, pure=True, traverse=False)
 

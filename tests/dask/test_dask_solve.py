@@ -156,6 +156,10 @@ def test_lazy_no_compute_and_no_dummy_calls_of_func():
     assert info["nstep"].dtype == np.int64 and info["converged"].dtype == bool
     np.testing.assert_allclose(z.compute(), 2.0, rtol=1e-3)  # default tol 1e-3
     assert calls and all(s[0] in (4, 2) for s in calls)
+    # Outputs computed together share the chunk tasks: each chunk is solved once.
+    alone = len(calls)
+    dask.compute(z, *info.values())
+    assert len(calls) == 2 * alone
 
 
 class Counted:
