@@ -20,6 +20,9 @@ is checked against finite differences first.
 
 Run ``python -m npdeq.examples.steady_state [--grid 64] [--steps 40] [--device gpu]`` (or
 ``npdeq example steady-state``; ``--help`` lists the options and their valid values).
+``--sensitivities`` adds the forward sensitivities dz*/dp of the fitted steady state and
+``--newton-cg`` a Newton-CG fit beside gradient descent, both from second-order derivatives
+through the fixed point (:mod:`npdeq.examples.steady_state_analysis`).
 May import numpy (and matplotlib, optionally, for the figure).
 """
 
@@ -64,6 +67,7 @@ class FitResult:
         observed: ``(2, N, N)`` noisy observed steady states (NumPy).
         fitted_field: ``(2, N, N)`` steady states of the fitted model (NumPy).
         seconds: wall time of the fit.
+        source: ``(2, N, N)`` sources, in the namespace the fit ran in.
     """
 
     true: dict
@@ -74,6 +78,7 @@ class FitResult:
     observed: np.ndarray
     fitted_field: np.ndarray
     seconds: float
+    source: Any = None
 
 
 def _neighbour_sum(u: Tensor) -> Tensor:
@@ -239,7 +244,7 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
     seconds = time.perf_counter() - tic
     fitted = dict(zip(NAMES, (float(v) for v in np.exp(theta))))
     return FitResult(dict(TRUE_PARAMS), dict(INITIAL_GUESS), fitted, losses, report,
-                     observed_np, backend.to_numpy(objective.warm), seconds)
+                     observed_np, backend.to_numpy(objective.warm), seconds, source)
 
 
 def _log_step(log: Any, step: int, loss: float, theta: np.ndarray, info: dict) -> None:
@@ -336,6 +341,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=options.output_file(".png"), default=None, metavar="PNG",
                    help=f"PNG path for the figure (default: {DEFAULT_FIGURE})")
     p.add_argument("--no-plot", action="store_true", help="do not save the figure")
+    p.add_argument("--sensitivities", action="store_true",
+                   help="print dz*/dp of the fitted steady state (forward mode through it)")
+    p.add_argument("--newton-cg", action="store_true",
+                   help="also fit by Newton-CG (Hessian-vector products through the fixed "
+                        "point) and by gradient descent, and compare their iterations")
+    p.add_argument("--gd-steps", type=options.NON_NEGATIVE_INT, default=200,
+                   help="gradient descent's iteration limit with --newton-cg, >= 0")
     return p
 
 
@@ -370,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.grid}x{args.grid} grid ({backend.namespace_name(xp)}), 2 experiments")
     result = run(args.grid, args.steps, args.noise, args.seed, xp)
     _print_summary(result)
+    if args.sensitivities or args.newton_cg:
+        from npdeq.examples.steady_state_analysis import report
+        report(result, args.sensitivities, args.newton_cg, args.gd_steps)
     if not args.no_plot:
         if save_figure(result, args.out):
             print(f"wrote {args.out}")
