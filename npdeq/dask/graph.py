@@ -22,7 +22,8 @@ from typing import Any, Iterator, Sequence
 __all__ = ["require_dask", "check_batched", "shared", "chunk_tasks", "pick", "sample_ranges",
            "chunk_context"]
 
-_INSTALL = "npdeq.dask needs dask[array] (and distributed for a cluster): pip install 'npdeq[dask]'"
+_INSTALL = ("npdeq.dask needs dask[array] (and distributed for a cluster): "
+            "pip install 'npdeq[dask]'")
 
 
 def require_dask() -> Any:

@@ -97,7 +97,12 @@ def fixed_point(func: Callable[..., Any], z0: Any, *batched: Any, solver: str = 
     """Solve ``z = func(z, *batched)`` for every sample of Dask arrays, one chunk per task.
 
     Each chunk of the batch axis 0 is solved on its worker by :func:`npdeq.fixed_point`
-    (nothing returns to the scheduler between iterations). The results are lazy: nothing
+    (nothing returns to the scheduler between iterations). The solvers are per sample (a
+    sample depends only on its own state and inputs and stops moving once it has
+    converged), so every sample's result and statistics are those of one solve of the whole
+    batch, exactly, whatever the chunking (``nfe`` apart, which counts per solve; with
+    ``solver_kwargs={'per_sample': False}`` a chunk iterates until its own samples have all
+    converged, so results then depend on the chunking). The results are lazy: nothing
     runs until you compute them, and computing several together (``dask.compute(z,
     info['converged'])``) solves each chunk once. Works with any scheduler (threads by
     default, or a ``distributed.Client``) and with NumPy or CuPy chunks.
