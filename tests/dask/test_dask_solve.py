@@ -208,3 +208,14 @@ def test_empty_chunks():
     zc, nstep = dask.compute(z, info["nstep"])
     assert zc.shape == (3, 2) and nstep.shape == (3,)
     np.testing.assert_allclose(zc, 2.0)
+
+
+def test_a_delayed_shared_argument_is_used_as_it_is():
+    W, x = problem(B=12)
+    weights = dask.delayed(npdeq.tensor(W))
+    z, _ = npdeq.dask.fixed_point(mlp, da.zeros(x.shape, chunks=4), da.from_array(x, chunks=4),
+                                  W=weights, solver_kwargs=KW)
+    assert weights.key in dict(z.__dask_graph__())
+    ref, _ = npdeq.fixed_point(lambda z: mlp(z, x, W=npdeq.tensor(W)), np.zeros(x.shape),
+                               grad=None, solver_kwargs=KW)
+    np.testing.assert_array_equal(z.compute(), ref.data)
