@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import distributed
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster):
         return run(**kwargs)
 

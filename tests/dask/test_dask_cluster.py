@@ -64,7 +64,7 @@ def client():
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the failing chunk below would log its traceback
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, timeout=60)
+                                       dashboard_address=":0", timeout=60)
     client = distributed.Client(cluster, timeout=60)
     try:
         yield client
