@@ -213,7 +213,8 @@ def test_empty_chunks():
 def test_a_delayed_shared_argument_is_used_as_it_is():
     W, x = problem(B=12)
     weights = dask.delayed(npdeq.tensor(W))
-    z, _ = npdeq.dask.fixed_point(mlp, da.zeros(x.shape, chunks=4), da.from_array(x, chunks=4),
+    z, _ = npdeq.dask.fixed_point(mlp, da.zeros(x.shape, chunks=(4, 5)),
+                                  da.from_array(x, chunks=(4, 5)),
                                   W=weights, solver_kwargs=KW)
     assert weights.key in dict(z.__dask_graph__())
     ref, _ = npdeq.fixed_point(lambda z: mlp(z, x, W=npdeq.tensor(W)), np.zeros(x.shape),
