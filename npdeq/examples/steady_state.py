@@ -123,19 +123,20 @@ def _log_params(values: dict, xp: Any, like: Any) -> dict:
                                    device=backend.device(like)) for n in NAMES}
 
 
-def _solve(params: dict, source: Any, z0: Any, grad: Any = "ift") -> tuple[Any, dict]:
+def _solve(params: dict, source: Any, z0: Any, grad: Any = "ift",
+           backward: dict = BACKWARD) -> tuple[Any, dict]:
     return fixed_point(lambda u: steady_state_map(u, **params, source=source), z0,
                        grad=grad, solver_kwargs=FORWARD, b_solver="anderson",
-                       b_solver_kwargs=BACKWARD)
+                       b_solver_kwargs=backward)
 
 
 class _Objective:
     """Loss and IFT gradient in log-parameter space, warm-starting every solve from the
     last solution."""
 
-    def __init__(self, source: Any, observed: Any, z0: Any) -> None:
+    def __init__(self, source: Any, observed: Any, z0: Any, backward: dict = BACKWARD) -> None:
         self.source, self.observed, self.warm = source, observed, z0
-        self.solves = 0
+        self.solves, self.backward = 0, backward
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray, dict, Any]:
         xp = backend.array_namespace(self.source)
@@ -143,7 +144,7 @@ class _Objective:
         leaves = [Tensor(xp.asarray(float(t), device=dev), requires_grad=True) for t in theta]
         with enable_grad():
             u, info = _solve(dict(zip(("log_D", "log_k", "log_a"), leaves)), self.source,
-                             self.warm)
+                             self.warm, backward=self.backward)
             loss = ((u - self.observed) ** 2).mean()
             grads = tape_grad(loss, leaves)
         self.solves += 1
