@@ -52,7 +52,25 @@ def info(out: Callable[[str], None] = print) -> int:
     gpu = backend.cupy_available()
     out(f"backends: numpy{', cupy' if gpu else ''}; array_api_strict for testing")
     out(f"GPU: {'available (CuPy sees a CUDA device)' if gpu else 'not available'}")
+    out(_mpi_line(gpu))
     return 0
+
+
+def _mpi_line(gpu: bool) -> str:
+    """Whether data-parallel training over MPI works here (:mod:`npdeq.distributed`): the
+    MPI library and the transport CuPy arrays would take."""
+    from npdeq import distributed
+
+    if not distributed.mpi_available():
+        return "MPI: not available (pip install \"npdeq[mpi]\" for mpiexec -n N npdeq demo)"
+    try:
+        library = distributed.mpi_library_version()
+    except Exception as exc:  # an mpi4py whose MPI library cannot load or start
+        return f"MPI: mpi4py {_version('mpi4py')} installed, but MPI does not start ({exc})"
+    names = {"nccl": "NCCL", "cuda_aware_mpi": "CUDA-aware MPI",
+             "host": "host staging through MPI"}
+    cupy = names[distributed.device_backend()] + ("" if gpu else " (no GPU here)")
+    return f"MPI: mpi4py {_version('mpi4py')}, {library}; CuPy arrays would use {cupy}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="train a DEQ classifier on the 8x8 digits "
                         "(npdeq demo --help for its options)", add_help=False)
-    commands.add_parser("info", help="versions, array backends, GPU presence",
+    commands.add_parser("info", help="versions, array backends, GPU presence, MPI",
                         description="Print the versions of npdeq and its dependencies, the "
-                                    "array backends and whether CuPy sees a GPU.")
+                                    "array backends, whether CuPy sees a GPU, and the MPI "
+                                    "library and transport for distributed training.")
     example = commands.add_parser(
         "example", help="run an example (its own options follow its name)",
         description="Run one of npdeq's examples; options after the name go to the example.")

@@ -9,6 +9,12 @@ per epoch (and, on a terminal, a progress bar during it) and a final table, and 
 last line names every file written. Every option is checked before any work starts:
 a bad one exits with one line on stderr and status 2, never a traceback.
 
+``mpiexec -n N npdeq demo`` (N > 1, found from the launcher's environment) trains
+data-parallel over MPI
+(:mod:`npdeq.distributed`): the same global ``--batch-size``, each rank ``batch-size / N``
+of every batch, gradients averaged before each step; rank 0 alone prints and writes files,
+and an error on any rank ends every rank with a message naming it. Needs the ``mpi`` extra.
+
 Needs scikit-learn; tqdm (bars) and matplotlib (the figure) are optional (all three are the
 ``examples`` extra). May import anything.
 """
@@ -81,13 +87,23 @@ def parser() -> argparse.ArgumentParser:
                    help=f"use only this many training images, in [10, {TRAIN_IMAGES}] "
                         f"(default: all {TRAIN_IMAGES})")
     p.add_argument("--float32", action="store_true", help="train in float32, not float64")
-    p.add_argument("--out", type=options.output_dir(OUTPUT_FILES), default="npdeq-demo",
+    p.add_argument("--out", type=_output_dir(options), default="npdeq-demo",
                    metavar="DIR",
                    help=f"directory for {', '.join(OUTPUT_FILES)}, created if needed")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars, even on a terminal; bars are never drawn into a "
                         "file, a pipe or CI's log, and the line per epoch is always printed")
     return p
+
+
+def _output_dir(options: Any) -> Any:
+    """``--out``'s check: probed by writing on rank 0 only, since the ranks of an MPI launch
+    would otherwise create and remove the same directory under each other's feet."""
+    from npdeq.distributed import launcher_rank
+
+    if launcher_rank() in (None, 0):
+        return options.output_dir(OUTPUT_FILES)
+    return lambda text: text
 
 
 def deq_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,13 +132,20 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Build, train and report; return the metrics (also written to ``args.out``)."""
+def run(args: argparse.Namespace, comm: Any = None) -> dict[str, Any]:
+    """Build, train and report; return the metrics (also written to ``args.out``).
+
+    With a communicator every rank trains its share and rank 0 alone prints and writes.
+    """
     import npdeq
     from npdeq import backend
     from npdeq.examples.digits import data, report, training
     from npdeq.examples.digits.models import build_model
 
+    main_rank = comm is None or comm.rank == 0
+    say = print if main_rank else (lambda *a, **k: None)
+    if comm is not None and args.device == "gpu":
+        comm.use_device()  # one GPU per rank of a node: local_rank's
     xp, device = backend.resolve_target("gpu" if args.device == "gpu" else "cpu")
     dtype = np.float32 if args.float32 else np.float64
     digits = data.load(seed=args.seed, train_size=args.train_size, dtype=dtype)
@@ -133,15 +156,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         npdeq.norm.apply_norm(model, args.norm, filter_out=["head", "injection"])
     model.to(xp if device is None else device, dtype="float32" if args.float32 else None)
     npdeq.reset_deq(model)
-    print(f"npdeq demo: {args.model} DEQ, {args.f_solver} forward, {args.grad} backward, "
-          f"{len(digits.y_train)} training / {len(digits.y_test)} test images, "
-          f"{sum(p.size for p in model.parameters())} parameters, {args.device}")
+    ranks = "" if comm is None else f", {comm.size} ranks of {args.batch_size // comm.size}"
+    say(f"npdeq demo: {args.model} DEQ, {args.f_solver} forward, {args.grad} backward, "
+        f"{len(digits.y_train)} training / {len(digits.y_test)} test images, "
+        f"{sum(p.size for p in model.parameters())} parameters, {args.device}{ranks}")
+    if comm is not None:
+        # Random draws after this point (variational-dropout masks) differ between ranks and
+        # repeat from run to run.
+        from npdeq.distributed import rank_seed
+        npdeq.nn.manual_seed(rank_seed(args.seed, comm.rank))
     settings = training.Settings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 seed=args.seed, progress=not args.no_progress)
+                                 seed=args.seed, progress=main_rank and not args.no_progress)
     start = time.perf_counter()
-    history = training.train(model, digits, settings, xp=xp, device=device)
+    history = training.train(model, digits, settings, xp=xp, device=device, log=say, comm=comm)
     metrics = report.summary(history, {k: v for k, v in vars(args).items()})
     metrics["wall_seconds"] = time.perf_counter() - start
+    if comm is not None:
+        metrics["ranks"] = comm.size
+    if not main_rank:
+        return metrics
     report.table(metrics)
     os.makedirs(args.out, exist_ok=True)
     written = [os.path.join(args.out, "metrics.json")]
@@ -180,7 +213,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         return one_line_error(p.prog, "needs scikit-learn; install the examples extra: "
                               "pip install -e \".[examples]\"")
-    run(args)
+    from npdeq import distributed
+
+    if (distributed.launcher_size() or 1) <= 1:
+        run(args)
+        return 0
+    if not distributed.mpi_available():
+        return one_line_error(p.prog, "a launch by mpiexec needs mpi4py to train over MPI: "
+                              "pip install \"npdeq[mpi]\"")
+    comm = distributed.create_communicator()
+    if args.batch_size % comm.size:
+        # Every rank finds the same: all exit alike, rank 0 alone says why.
+        message = (f"--batch-size {args.batch_size} must be a multiple of the {comm.size} "
+                   "ranks (each rank takes batch-size / ranks samples per step)")
+        return one_line_error(p.prog, message) if comm.rank == 0 else 2
+    with distributed.abort_on_exception(comm):
+        run(args, comm)
     return 0
 
 

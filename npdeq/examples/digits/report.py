@@ -21,7 +21,8 @@ def summary(history: History, settings: dict[str, Any]) -> dict[str, Any]:
     per_epoch = {k: [float(v) for v in getattr(history, k)]
                  for k in ("train_loss", "train_accuracy", "test_accuracy", "epoch_seconds",
                            "forward_iterations", "backward_iterations", "forward_residual",
-                           "converged_fraction", "test_converged_fraction")}
+                           "converged_fraction", "test_converged_fraction",
+                           "largest_residual")}
     backward = [v for v in per_epoch["backward_iterations"] if not math.isnan(v)]
     return {
         "settings": settings,

@@ -6,7 +6,14 @@ evaluated on the held-out set in eval mode, and one line reports the epoch (loss
 test accuracy, forward iterations, residual, time). A progress bar (tqdm, optional) runs
 during an epoch only when both stdout and stderr are terminals with a nonzero width; in a
 file, a pipe, CI or a 0-column terminal only the per-epoch lines are printed. Everything the
-report needs is collected in :class:`History`. Imports numpy, npdeq and (optionally) tqdm.
+report needs is collected in :class:`History`.
+
+With a communicator (``npdeq.distributed``, ``mpiexec -n N npdeq demo``) the same loop runs
+on every rank: rank 0's parameters are broadcast, each rank takes its share of every batch
+(:class:`~npdeq.distributed.DistributedSampler`), gradients are averaged before each step
+(:class:`~npdeq.distributed.DistributedOptimizer`), and the epoch's figures (loss, accuracy,
+solver statistics, the test set evaluated in shards) are reduced over all ranks
+(:mod:`npdeq.examples.digits.parallel`). Imports numpy, npdeq and (optionally) tqdm.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ class History:
     forward_residual: list = dataclasses.field(default_factory=list)
     converged_fraction: list = dataclasses.field(default_factory=list)
     test_converged_fraction: list = dataclasses.field(default_factory=list)
+    largest_residual: list = dataclasses.field(default_factory=list)
     residual_traces: Any = None  # (samples, iterations) host array from the last evaluation
 
 
@@ -64,8 +72,8 @@ def _mean(values: list) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray,
-             batch_size: int = 512) -> tuple[float, float, np.ndarray]:
+def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray, batch_size: int = 512,
+             comm: Any = None) -> tuple[float, float, np.ndarray]:
     """Accuracy, converged fraction and forward residual traces on ``(x, y)`` in eval mode.
 
     Args:
@@ -73,10 +81,14 @@ def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray,
         x: images ``(N, 64)`` in the model's namespace and device.
         y: labels ``(N,)`` (host).
         batch_size: evaluation chunk size.
+        comm: a communicator: each rank evaluates every ``size``-th image from its rank
+            on, and the counts are summed over the ranks (the traces are each rank's own).
 
     Returns:
         ``(accuracy, converged fraction, residual traces (N, iterations) of the first chunk)``.
     """
+    if comm is not None:
+        x, y = x[comm.rank::comm.size], y[comm.rank::comm.size]
     model.eval()
     # Normalised weights anew, detached: the last training step's backward freed their graph,
     # which the eval-mode Jacobian term (with --jac-reg) would otherwise walk into.
@@ -94,11 +106,16 @@ def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray,
             if traces is None:
                 traces = backend.to_numpy(info["abs_trace"])
     model.train()
-    return correct / y.shape[0], converged / y.shape[0], traces
+    seen = y.shape[0]
+    if comm is not None:
+        from npdeq.distributed import reduce_scalars
+        total = reduce_scalars(comm, {"correct": correct, "converged": converged, "seen": seen})
+        correct, converged, seen = total["correct"], total["converged"], total["seen"]
+    return correct / seen, converged / seen, traces
 
 
 def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = None,
-          device: Any = None, log: Callable[[str], None] = print) -> History:
+          device: Any = None, log: Callable[[str], None] = print, comm: Any = None) -> History:
     """Train ``model`` on ``data`` with AdamW and a cosine schedule.
 
     Args:
@@ -108,6 +125,9 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
             (shown only when :func:`terminal_width` is nonzero for stdout and stderr).
         xp, device: where the model lives (default NumPy).
         log: where the per-epoch line goes (always printed, with or without a bar).
+        comm: a communicator (:func:`npdeq.distributed.create_communicator`) to train
+            data-parallel: each rank takes ``batch_size // size`` samples of every batch
+            (the global batch stays ``batch_size``); the figures are over all ranks.
 
     Returns:
         The :class:`History`.
@@ -123,15 +143,23 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
     history = History()
     n = data.y_train.shape[0]
     steps = -(-n // settings.batch_size)
+    shards = None
+    if comm is not None:
+        from npdeq.examples.digits.parallel import Shards
+        shards = Shards(model, optimizer, comm, n, settings.batch_size, settings.seed)
+        optimizer, steps = shards.optimizer, shards.steps
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         losses, correct, seen, fwd, bwd, residual, converged = [], 0, 0, [], [], [], 0
+        largest = 0.0
         bar = _progress(settings.progress, steps, f"epoch {epoch + 1}/{settings.epochs}")
+        epoch_batches = batches(n, settings.batch_size, rng) if shards is None else \
+            shards.batches(epoch)
         with warnings.catch_warnings():
             # Early in training some samples miss the tolerance: that is reported in the
             # metrics (convergence rate), not as a warning per step.
             warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
-            for index in batches(n, settings.batch_size, rng):
+            for index in epoch_batches:
                 key = _on(xp, device, index)
                 npdeq.reset_deq(model)
                 logits, info = model(x_train[key])
@@ -147,7 +175,9 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                 correct += int((predicted == data.y_train[index]).sum())
                 seen += index.shape[0]
                 fwd.append(float(backend.to_numpy(info["nstep"]).mean()))
-                residual.append(float(backend.to_numpy(info["abs_lowest"]).mean()))
+                lowest = backend.to_numpy(info["abs_lowest"])
+                residual.append(float(lowest.mean()))
+                largest = max(largest, float(lowest.max()))
                 converged += int(backend.to_numpy(info["converged"]).sum())
                 if info.get("backward") is not None:
                     bwd.append(float(backend.to_numpy(info["backward"]["nstep"]).mean()))
@@ -159,15 +189,22 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
                     bar.update(1)
         schedule.step()
         seconds = time.perf_counter() - start
-        accuracy, test_converged, traces = evaluate(model, x_test, data.y_test)
-        history.train_loss.append(_mean(losses))
-        history.train_accuracy.append(correct / n)
+        figures = dict(loss=_mean(losses), accuracy=correct / n, seconds=seconds,
+                       forward=_mean(fwd), backward=_mean(bwd), residual=_mean(residual),
+                       converged=converged / n, largest=largest)
+        if shards is not None:  # the same figures over every rank's batches
+            figures = shards.reduce_epoch(losses, correct, seen, fwd, bwd, residual, converged,
+                                          largest, seconds)
+        accuracy, test_converged, traces = evaluate(model, x_test, data.y_test, comm=comm)
+        history.train_loss.append(figures["loss"])
+        history.train_accuracy.append(figures["accuracy"])
         history.test_accuracy.append(accuracy)
-        history.epoch_seconds.append(seconds)
-        history.forward_iterations.append(_mean(fwd))
-        history.backward_iterations.append(_mean(bwd))
-        history.forward_residual.append(_mean(residual))
-        history.converged_fraction.append(converged / n)
+        history.epoch_seconds.append(figures["seconds"])
+        history.forward_iterations.append(figures["forward"])
+        history.backward_iterations.append(figures["backward"])
+        history.forward_residual.append(figures["residual"])
+        history.largest_residual.append(figures["largest"])
+        history.converged_fraction.append(figures["converged"])
         history.test_converged_fraction.append(test_converged)
         history.residual_traces = traces
         if bar is not None:
