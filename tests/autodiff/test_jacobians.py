@@ -121,9 +121,10 @@ def test_hessian_equals_the_jacobian_of_the_gradient_in_both_modes():
 def test_a_recorded_jacobian_can_be_differentiated():
     # d/dx sum(J(x)) for f = x^3 elementwise: J = diag(3 x^2), so the gradient is 6 x.
     x = npdeq.tensor(RNG.standard_normal(3), requires_grad=True)
-    J = jacobian(lambda a: a ** 3, x)
-    assert J.requires_grad
-    np.testing.assert_allclose(grad(J.sum(), x).data, 6 * x.data, rtol=1e-12)
+    for mode in ("forward", "reverse"):
+        J = jacobian(lambda a: a ** 3, x, mode=mode)
+        assert J.requires_grad
+        np.testing.assert_allclose(grad(J.sum(), x).data, 6 * x.data, rtol=1e-12)
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -195,3 +195,14 @@ def test_hvp_of_a_function_not_depending_on_an_argument():
 def test_bad_input_is_refused_clearly(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_transforms_work_inside_no_grad_and_leave_nothing_recorded():
+    x, v = np.array([0.3, -0.2]), np.array([1.0, 1.0])
+    with npdeq.no_grad():
+        out, t = jvp(npdeq.tanh, x, v)
+        value, hv = hvp(lambda a: (a ** 3).sum(), x, v)
+    np.testing.assert_allclose(t.data, (1 - np.tanh(x) ** 2) * v, rtol=1e-14)
+    np.testing.assert_allclose(hv.data, 6 * x * v, rtol=1e-14)
+    assert not (out.requires_grad or t.requires_grad or value.requires_grad or hv.requires_grad)
+    assert npdeq.is_grad_enabled()
