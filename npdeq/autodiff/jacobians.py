@@ -11,7 +11,7 @@ sample's Jacobian. Imports the engine and :mod:`npdeq.autodiff.transforms`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from npdeq.autodiff.engine import grad
 from npdeq.autodiff.mode import enable_grad
@@ -30,14 +30,16 @@ MODES = ("auto", "forward", "reverse")
 FORWARD_COST = 1.0
 
 
-def _basis(t: Tensor, lead: tuple, size: int) -> list:
+def _basis(t: Tensor, lead: tuple, size: int) -> Iterator:
     """The ``size`` unit arrays of shape ``lead + s`` with ``s`` the trailing shape of
-    ``t`` (``lead`` the batch axis, repeated: the same unit vector in every sample)."""
+    ``t`` (``lead`` the batch axis, repeated: the same unit vector in every sample), made
+    one at a time (a batched basis is as large as the Jacobian)."""
     xp = t.xp
     eye = xp.eye(size, dtype=t.data.dtype, device=t.device)
     tail = tuple(t.shape[len(lead):])
     ones = xp.ones(lead + tail, dtype=t.data.dtype, device=t.device)
-    return [ones * xp.reshape(eye[k, ...], (1,) * len(lead) + tail) for k in range(size)]
+    for k in range(size):
+        yield ones * xp.reshape(eye[k, ...], (1,) * len(lead) + tail)
 
 
 def _assemble(parts: list, lead: tuple, out: Tensor, inp: Tensor, rows: bool) -> Tensor:
@@ -73,16 +75,18 @@ def _nest(blocks: list, tuple_out: bool, tuple_in: bool) -> Any:
     return tuple(rows) if tuple_out else rows[0]
 
 
-def _rows(targets: tuple, leaves: tuple, cotangent_sets: list, differentiable: bool) -> list:
-    """For each cotangent set, the VJP of ``targets`` (one Tensor per input; zeros where
-    unused). One walk of the graph for all sets unless the result is to be recorded."""
+def _rows(targets: tuple, leaves: tuple, cotangent_sets: Iterator,
+          differentiable: bool) -> list:
+    """For each ``(i, cotangents)`` set, ``(i, VJP of targets)`` (one Tensor per input;
+    zeros where unused). One walk of the graph for all sets unless the result is to be
+    recorded."""
     live = [i for i, t in enumerate(targets) if t is not None and t.requires_grad]
     if not live:
-        return [[zeros_of(x) for x in leaves] for _ in cotangent_sets]
+        return [(i, [zeros_of(x) for x in leaves]) for i, _ in cotangent_sets]
     program = None if differentiable else vjp_program(
         [targets[i] for i in live], leaves, allow_unused=True)
     out = []
-    for cotangents in cotangent_sets:
+    for index, cotangents in cotangent_sets:
         chosen = [cotangents[i] for i in live]
         if differentiable:
             with enable_grad():
@@ -90,22 +94,17 @@ def _rows(targets: tuple, leaves: tuple, cotangent_sets: list, differentiable: b
                           create_graph=True, retain_graph=True, allow_unused=True)
         else:
             gs = program(chosen)
-        out.append([zeros_of(x) if g is None else g for g, x in zip(gs, leaves)])
+        out.append((index, [zeros_of(x) if g is None else g for g, x in zip(gs, leaves)]))
     return out
 
 
-def _unit_sets(targets: tuple, lead: tuple) -> list:
-    """``(i, cotangents)`` pairs: the unit vector of each component of ``targets[i]``, with
-    zeros for the other targets."""
-    sets = []
+def _unit_sets(targets: tuple, lead: tuple) -> Iterator:
+    """``(i, cotangents)`` pairs, one at a time: the unit vector of each component of
+    ``targets[i]``, with zeros for the other targets."""
+    zeros = [u.xp.zeros_like(u.data) for u in targets] if len(targets) > 1 else []
     for i, t in enumerate(targets):
-        size = 1
-        for s in t.shape[len(lead):]:
-            size *= s
-        for e in _basis(t, lead, size):
-            sets.append((i, [e if j == i else t.xp.zeros_like(u.data)
-                             for j, u in enumerate(targets)]))
-    return sets
+        for e in _basis(t, lead, _prod(t.shape[len(lead):])):
+            yield i, [e if j == i else z for j, z in enumerate(zeros)] or [e]
 
 
 def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: bool = False,
@@ -170,11 +169,10 @@ def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: boo
                 parts = [c[i] for jj, c in columns if jj == j]
                 blocks[i][j] = _assemble(parts, lead, o, xj, rows=False)
     else:
-        sets = _unit_sets(outs, lead)
-        rows = _rows(outs, leaves, [c for _, c in sets], differentiable)
+        rows = _rows(outs, leaves, _unit_sets(outs, lead), differentiable)
         for i, o in enumerate(outs):
             for j, xj in enumerate(xs):
-                parts = [r[j] for (ii, _), r in zip(sets, rows) if ii == i]
+                parts = [r[j] for ii, r in rows if ii == i]
                 blocks[i][j] = _assemble(parts, lead, o, xj, rows=True)
     if not differentiable:
         blocks = [[b.detach() for b in r] for r in blocks]
@@ -223,10 +221,9 @@ def hessian(fn: Callable[..., Any], x: Any, *, create_graph: bool | None = None)
     y, gs = recorded_gradient(fn, leaves)
     differentiable = settle_graph(create_graph, differentiable, (y,), leaves)
     targets = tuple(zeros_of(t) if g is None else g for g, t in zip(gs, xs))
-    sets = _unit_sets(targets, ())
-    rows = _rows(targets, leaves, [c for _, c in sets], differentiable)
-    blocks = [[_assemble([r[j] for (ii, _), r in zip(sets, rows) if ii == i], (), xi, xj,
-                         rows=True) for j, xj in enumerate(xs)] for i, xi in enumerate(xs)]
+    rows = _rows(targets, leaves, _unit_sets(targets, ()), differentiable)
+    blocks = [[_assemble([r[j] for ii, r in rows if ii == i], (), xi, xj, rows=True)
+               for j, xj in enumerate(xs)] for i, xi in enumerate(xs)]
     if not differentiable:
         blocks = [[b.detach() for b in r] for r in blocks]
     return _nest(blocks, tuple_in, tuple_in)
