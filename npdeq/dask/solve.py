@@ -100,9 +100,12 @@ def fixed_point(func: Callable[..., Any], z0: Any, *batched: Any, solver: str = 
     (nothing returns to the scheduler between iterations). The solvers are per sample (a
     sample depends only on its own state and inputs and stops moving once it has
     converged), so every sample's result and statistics are those of one solve of the whole
-    batch, exactly, whatever the chunking (``nfe`` apart, which counts per solve; with
-    ``solver_kwargs={'per_sample': False}`` a chunk iterates until its own samples have all
-    converged, so results then depend on the chunking). The results are lazy: nothing
+    batch (``nfe`` apart, which counts per solve): bit for bit where ``func`` computes each
+    sample the same way whatever the batch size (elementwise ops, reductions within a
+    sample), to rounding where it does not (a matrix product may take another BLAS kernel
+    for another number of rows). With ``solver_kwargs={'per_sample': False}`` a chunk
+    iterates until its own samples have all converged, so results then depend on the
+    chunking within the tolerance. The results are lazy: nothing
     runs until you compute them, and computing several together (``dask.compute(z,
     info['converged'])``) solves each chunk once. Works with any scheduler (threads by
     default, or a ``distributed.Client``) and with NumPy or CuPy chunks.

@@ -86,7 +86,7 @@ def test_solve_gradient_and_errors_on_a_local_cluster(client):
         zc, conv = run(client, z, info["converged"])
     ref, _ = npdeq.fixed_point(lambda z: func(z, x, W=npdeq.tensor(W)), np.zeros((50, 4)),
                                grad=None, solver_kwargs=KW)
-    np.testing.assert_array_equal(zc, ref.data)
+    np.testing.assert_allclose(zc, ref.data, rtol=1e-13, atol=1e-15)  # BLAS kernels by size
     assert conv.all()
     assert len({task["worker"] for task in stream.data}) == 2  # both workers solved chunks
 
