@@ -47,6 +47,9 @@ def _assemble(parts: list, lead: tuple, out: Tensor, inp: Tensor, rows: bool) ->
     part is shaped like ``inp`` (one per output component), else like ``out``."""
     n_lead = len(lead)
     out_tail, in_tail = tuple(out.shape[n_lead:]), tuple(inp.shape[n_lead:])
+    if not parts:  # an input or output with no components
+        return Tensor(out.xp.zeros(lead + out_tail + in_tail, dtype=out.data.dtype,
+                                   device=out.device))
     # Parts are stacked on the axis after the batch: (lead, k, tail) -> lead + out + in.
     stacked = stack(parts, axis=n_lead)
     if rows:

@@ -55,6 +55,9 @@ def test_nesting_follows_torch():
     assert isinstance(one_out, tuple) and [t.shape for t in one_out] == [(2, 2), (2, 2)]
     np.testing.assert_array_equal(jacobian(lambda a, b: a + 0.0, (x, x))[1].data,
                                   np.zeros((2, 2)))  # an unused input: zeros
+    for mode in ("forward", "reverse"):  # an input without components
+        blocks = jacobian(lambda a, b: a * 2.0 + b.sum(), (x, np.ones((0,))), mode=mode)
+        assert [t.shape for t in blocks] == [(2, 2), (2, 0)]
 
 
 def test_batched_jacobians_are_per_sample(xp, to_xp, check_array):
