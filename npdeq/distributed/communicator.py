@@ -162,7 +162,9 @@ class Communicator:
         transport = self._transport(backend.array_namespace(buckets[0].buffer))
         for bucket in buckets:
             reduced = transport.allreduce(bucket.buffer, "sum" if op == "mean" else op)
-            bucket.buffer = reduced / self.size if op == "mean" else reduced
+            if op == "mean":
+                reduced /= self.size  # the buffer is a fresh one of ours: divide in place
+            bucket.buffer = reduced
         return packing.unpack(buckets, len(arrays))
 
     def bcast_arrays(self, arrays: Sequence[Any], root: int = 0) -> list[Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from typing import Any, Callable, Iterator
 
@@ -27,11 +28,20 @@ def failure_message(rank: int, size: int, exc: BaseException) -> str:
             f"aborting all {size} ranks (MPI_Abort)")
 
 
+# How long to let the launcher forward the message before MPI_Abort kills the processes
+# (mpiexec drops output still in flight when it tears the job down).
+FORWARD_SECONDS = 0.5
+
+
 def _abort(comm: Any, exc: BaseException, code: int) -> None:
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    print(failure_message(comm.rank, comm.size, exc), file=sys.stderr)
-    sys.stderr.flush()
+    line = failure_message(comm.rank, comm.size, exc)
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # One write, the line first: whatever part reaches the terminal names the rank.
     sys.stdout.flush()
+    sys.stderr.write(f"{line}\n{trace}{line}\n")
+    sys.stderr.flush()
+    if comm.size > 1:
+        time.sleep(FORWARD_SECONDS)
     comm.abort(code)
 
 

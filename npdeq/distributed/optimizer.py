@@ -144,16 +144,16 @@ class DistributedOptimizer(Optimizer):
             presence_dtypes.setdefault(dtype_key(p.data.dtype), p.data.dtype)
         presence = [xp.asarray([1.0 if f else 0.0 for f in flags[key]],
                                dtype=presence_dtypes[key], device=where) for key in flags]
-        reduced = self.comm.allreduce_arrays(grads + presence, op="sum")
+        # With op='mean' the flags are divided too: a count > 0 still means "somewhere".
+        reduced = self.comm.allreduce_arrays(grads + presence, op=self.op)
         counts = {key: backend.to_numpy(r).tolist()
                   for key, r in zip(flags, reduced[len(grads):])}
         seen = {key: 0 for key in flags}
-        scale = 1.0 / self.comm.size if self.op == "mean" else 1.0
         for p, total in zip(params, reduced):
             key = dtype_key(p.data.dtype)
             present = counts[key][seen[key]] > 0
             seen[key] += 1
-            p.grad = Tensor(total * scale if scale != 1.0 else total) if present else None
+            p.grad = Tensor(total) if present else None
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Average the gradients across ranks (:meth:`synchronize`), then step.
