@@ -7,7 +7,10 @@ rank count of ``--ranks``; for each: seconds per epoch (training only, the slowe
 the fastest epoch), seconds per step, seconds per step spent in the gradient allreduce
 (``DistributedOptimizer.synchronize``: packing, the collective and the presence flags), test
 accuracy, and the scaling efficiency ``t(1 process) / (N * t(N ranks))`` of an epoch (strong
-scaling: the same global batch, each rank ``64 / N`` samples per step).
+scaling: the same global batch, each rank ``64 / N`` samples per step). Beside each N: the
+step time of one process on a batch of ``64 / N``, what N ranks would reach if communication
+were free (a small DEQ's step costs about as much per solver iteration at 32 samples as at
+64, so it bounds the speed-up).
 
 Part 2, the allreduce alone on ``max(--ranks)`` ranks: ``Communicator.allreduce_arrays`` of
 10 float64 arrays totalling P parameters (one flat buffer, one collective), the median of
@@ -47,6 +50,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 images, small sizes")
     p.add_argument("--worker", choices=("demo", "allreduce"), help=argparse.SUPPRESS)
     p.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.train_size = 1, 200
@@ -86,7 +90,7 @@ def demo_worker(args: argparse.Namespace) -> dict:
     model = build_model("mlp", digits.deq_config(options), seed=0)
     npdeq.norm.apply_norm(model, "weight_norm", filter_out=["head", "injection"])
     npdeq.reset_deq(model)
-    settings = training.Settings(epochs=args.epochs, batch_size=64, progress=False)
+    settings = training.Settings(epochs=args.epochs, batch_size=args.batch, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         history = training.train(model, digits_data, settings, log=lambda line: None,
@@ -94,12 +98,13 @@ def demo_worker(args: argparse.Namespace) -> dict:
     size = 1 if comm is None else comm.size
     n = len(digits_data.y_train)
     per_rank = -(-n // size)  # the sampler pads the permutation to a multiple of size
-    steps = -(-per_rank // (64 // size))
+    steps = -(-per_rank // (args.batch // size))
     epoch = float(np.min(history.epoch_seconds))
     comm_per_step = spent["seconds"] / max(spent["calls"], 1)
     if comm is not None:  # the slowest rank's communication time
         comm_per_step = comm.allreduce(comm_per_step, "max")
-    return {"ranks": size, "distributed": comm is not None, "epoch_seconds": epoch,
+    return {"ranks": size, "distributed": comm is not None, "batch": args.batch,
+            "epoch_seconds": epoch,
             "steps": steps, "step_seconds": epoch / steps, "comm_seconds": comm_per_step,
             "test_accuracy": history.test_accuracy[-1],
             "parameters": sum(p.size for p in model.parameters())}
@@ -154,18 +159,24 @@ def main(argv=None) -> dict:
         ["--train-size", str(args.train_size)] if args.train_size else [])
     rows = [launch(1, ["--worker", "demo", *common])]
     rows += [launch(n, ["--worker", "demo", "--distributed", *common]) for n in args.ranks]
+    # One process stepping on one rank's share (64 / N): the step time N ranks could reach
+    # with free communication, which bounds their speed-up.
+    alone = {n: launch(1, ["--worker", "demo", "--batch", str(64 // n), *common])
+             for n in args.ranks}
     base = rows[0]["epoch_seconds"]
     print(f"digits MLP-DEQ, {rows[0]['parameters']} parameters, global batch 64, "
           f"{args.epochs} epoch(s), fastest epoch")
     print(f"{'ranks':>5} {'epoch s':>8} {'step ms':>8} {'in allreduce':>13} "
-          f"{'efficiency':>10} {'test acc':>8}")
+          f"{'efficiency':>10} {'test acc':>8} {'step ms, 1 process at 64/N':>27}")
     for row in rows:
         label = "1*" if not row["distributed"] else str(row["ranks"])
         efficiency = base / (row["ranks"] * row["epoch_seconds"])
         row["efficiency"] = efficiency
         comm_ms = f"{1e3 * row['comm_seconds']:.2f}" if row["distributed"] else "-"
+        bound = f"{1e3 * alone[row['ranks']]['step_seconds']:.2f}" if row["distributed"] \
+            else "-"
         print(f"{label:>5} {row['epoch_seconds']:8.3f} {1e3 * row['step_seconds']:8.2f} "
-              f"{comm_ms:>13} {efficiency:10.2f} {row['test_accuracy']:8.4f}")
+              f"{comm_ms:>13} {efficiency:10.2f} {row['test_accuracy']:8.4f} {bound:>27}")
     print("(1*: one process without MPI; 'in allreduce': ms per step inside synchronize on the "
           "slowest rank, waiting for the other ranks included)")
     ranks = max(args.ranks)
@@ -177,7 +188,7 @@ def main(argv=None) -> dict:
     for row in reduce_rows:
         print(f"{row['parameters']:>11} {1e3 * row['seconds']:9.3f} "
               f"{row['bus_gbytes_per_s']:9.2f}")
-    return {"demo": rows, "allreduce": reduce_rows}
+    return {"demo": rows, "alone": alone, "allreduce": reduce_rows}
 
 
 if __name__ == "__main__":
