@@ -151,6 +151,8 @@ def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: boo
                [0., 4.]])
     """
     _check_mode(mode)
+    if not isinstance(batched, bool) and type(batched).__name__ != "bool_":
+        raise TypeError(f"batched must be True or False, got {batched!r}")
     xs, tuple_in = as_arguments(x, "x")
     differentiable = wants_graph(create_graph, xs)
     leaves = make_leaves(xs, differentiable)

@@ -95,6 +95,8 @@ def wants_graph(create_graph: bool | None, tensors: tuple) -> bool:
     """The ``create_graph`` choice before ``fn`` runs: the caller's, or (``None``) whether
     grad mode is on and an argument is a Tensor that requires grad."""
     if create_graph is not None:
+        if not isinstance(create_graph, bool) and type(create_graph).__name__ != "bool_":
+            raise TypeError(f"create_graph must be True, False or None, got {create_graph!r}")
         return bool(create_graph)
     return is_grad_enabled() and any(t.requires_grad for t in tensors)
 

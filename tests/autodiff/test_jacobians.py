@@ -141,6 +141,10 @@ def test_a_recorded_jacobian_can_be_differentiated():
      "fn's outputs have batch size 3 but its inputs have 2"),
     (lambda: jacobian(lambda a: 1.0, np.ones(2)), TypeError, "fn's output is a float"),
     (lambda: hessian(npdeq.sin, np.ones(2)), ValueError, "fn must return a scalar"),
+    (lambda: jacobian(npdeq.sin, np.ones(2), batched="yes"), TypeError,
+     "batched must be True or False, got 'yes'"),
+    (lambda: hessian(lambda a: a.sum(), np.ones(2), create_graph=1), TypeError,
+     "create_graph must be True, False or None, got 1"),
     (lambda: hessian(lambda a: a.sum(), [1, 2]), TypeError,
      "x\\[0\\] must have a real floating-point dtype"),
 ])
