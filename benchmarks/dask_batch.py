@@ -5,7 +5,7 @@ Run from the repository root (needs the dask extra: ``pip install -e ".[dask]"``
 
     python benchmarks/dask_batch.py [--batch 100000] [--chunk 10000] [--dim 8] [--repeat 3]
                                     [--workers 2] [--modes single,sync,threads,cluster]
-                                    [--grad] [--device cpu|gpu]
+                                    [--grad] [--device cpu|gpu] [--malloc-trim BYTES]
 
 Workload (fixed seed, float64): ``batch`` independent problems z_i = tanh(W z_i + U x_i + b)
 with a state of ``dim`` values, a per-sample input x_i of 4 values and shared W (spectral
@@ -14,7 +14,10 @@ norm 0.9), U, b; Anderson (m=6) to ``tol=1e-8``. ``single`` solves the whole bat
 chunk`` chunks one after the other in this thread (Dask's synchronous scheduler: the effect
 of chunking alone); ``threads`` on Dask's threaded scheduler with ``workers`` threads;
 ``cluster`` on a ``distributed.LocalCluster`` of ``workers`` processes with one thread each
-(started before the timing; its start-up time is printed apart). With ``--grad`` each mode
+(started before the timing; its start-up time is printed apart; ``--malloc-trim`` sets the
+workers' ``MALLOC_TRIM_THRESHOLD_``, which distributed sets to 64 KiB: glibc then unmaps
+every freed block above 128 KiB, and a chunk's work arrays pay page faults on every
+allocation). With ``--grad`` each mode
 also times the loss ``sum_i ||z_i||^2`` and its IFT gradient w.r.t. (W, U, b): one
 ``npdeq.grad`` call in one process, :func:`npdeq.dask.value_and_grad` otherwise. Columns:
 best wall time of ``--repeat`` runs (graph building and the transfer of the results
@@ -28,10 +31,17 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import npdeq
+
+# Run as a script, this folder is sys.path[0], where a benchmark named like a package
+# (distributed.py) would shadow the package: import those from the environment.
+HERE = Path(__file__).resolve().parent
+if __name__ == "__main__" and Path(sys.path[0] or ".").resolve() == HERE:
+    sys.path.pop(0)
 
 SOLVE = {"tol": 1e-8, "max_iter": 100, "m": 6}
 
@@ -123,6 +133,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--modes", default="single,sync,threads,cluster")
     parser.add_argument("--grad", action="store_true")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--malloc-trim", type=int, default=None,
+                        help="MALLOC_TRIM_THRESHOLD_ of the cluster's worker processes "
+                             "(default: distributed's, 65536)")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     if args.device == "gpu":
@@ -155,12 +168,17 @@ def main(argv=None) -> dict:
                                             scheduler="threads", num_workers=args.workers)
                 elif mode == "cluster":
                     if client is None:
+                        import dask
                         import distributed
                         logging.getLogger("distributed").setLevel(logging.ERROR)
                         start = time.perf_counter()
-                        cluster = distributed.LocalCluster(
-                            n_workers=args.workers, threads_per_worker=1, processes=True,
-                            dashboard_address=":0")
+                        environ = {} if args.malloc_trim is None else {
+                            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+                                args.malloc_trim}
+                        with dask.config.set(environ):
+                            cluster = distributed.LocalCluster(
+                                n_workers=args.workers, threads_per_worker=1,
+                                processes=True, dashboard_address=":0")
                         client = distributed.Client(cluster)
                         print(f"(LocalCluster start-up: {time.perf_counter() - start:.2f} s)")
                     run = lambda: with_dask(problem, args.chunk, grad)  # noqa: E731

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, grad as tape_grad
+from npdeq.autodiff import Tensor, enable_grad, grad as tape_grad
 from npdeq.dask.graph import check_batched, chunk_context, chunk_tasks, pick, require_dask, shared
 
 __all__ = ["value_and_grad"]
@@ -51,7 +51,9 @@ def _chunk_row(spec: _GradSpec, shared_values: list, index: int, bounds: tuple[i
         return (xp.zeros((1, size), dtype=spec.row_dtype, device=dev),)
     # Fresh leaves per task: nothing is shared on the tape between chunks (or threads).
     leaves = [Tensor(p, requires_grad=True) for p in params]
-    with chunk_context(_OWNER, "loss_fn", index, bounds):
+    # Recorded even where the task runs in a thread under no_grad (the synchronous
+    # scheduler runs it in the caller's thread): the gradient is what was asked for.
+    with chunk_context(_OWNER, "loss_fn", index, bounds), enable_grad():
         loss = spec.loss_fn(_structure(spec, leaves), *x_blocks)
         if not isinstance(loss, Tensor) or math.prod(loss.shape) != 1:
             raise TypeError(f"{_OWNER}: loss_fn must return the chunk's summed loss as a "
