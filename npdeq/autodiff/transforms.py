@@ -219,8 +219,10 @@ def jvp(fn: Callable[..., Any], primals: Any, tangents: Any, *,
     Computed by transposing a VJP twice (see the module's docstring), so any function of
     npdeq ops has one, through a fixed point too where its gradient rule records its own
     backward pass. Cost: one recorded forward call, one recorded VJP and one VJP of that
-    VJP's graph, about one forward plus two VJPs: measured at 1.7 to 2 times a VJP (with
-    its forward) and 2.5 to 3 times a forward call on a tanh layer 512 wide, batch 256.
+    VJP's graph, about one forward plus two VJPs: measured at 1.6 to 2.5 times a VJP (with
+    its forward) and 2.5 to 4 times a forward call on tanh MLPs and matmul chains (1.7 to
+    2 and 2.5 to 3 on a tanh layer 512 wide, batch 256). When the result is recorded
+    (``create_graph``), add about half a VJP.
     Central finite differences cost two forward calls but are accurate only to about
     ``eps**(2/3)`` (1e-10 relative in float64, 1e-5 in float32); this is exact to rounding.
 
