@@ -222,3 +222,14 @@ def test_a_delayed_shared_argument_is_used_as_it_is():
     ref, _ = npdeq.fixed_point(lambda z: mlp(z, x, W=npdeq.tensor(W)), np.zeros(x.shape),
                                grad=None, solver_kwargs=KW)
     np.testing.assert_array_equal(z.compute(), ref.data)
+
+
+def test_importing_npdeq_dask_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = ("import sys, npdeq, npdeq.dask; "
+            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
