@@ -191,6 +191,8 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
             parents = node.parents if needed is None else [
                 (argnum, p) for argnum, p in node.parents if id(p) in needed]
             for (argnum, parent), contribution in zip(parents, _call_rules(node, t, g, parents)):
+                if contribution is None:  # the rule hands this parent nothing (a zero)
+                    continue
                 pid = id(parent)
                 if not isinstance(contribution, Tensor):
                     contribution = Tensor(contribution)
@@ -315,18 +317,21 @@ def _unused_error(i: int, t: Tensor) -> RuntimeError:
                         "pass allow_unused=True to get None for it")
 
 
-def partial_grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any) -> list:
+def partial_grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any,
+                 create_graph: bool = False) -> list:
     """Partial derivatives of ``output`` with respect to ``inputs``, holding each input fixed.
 
     Unlike :func:`grad`, the walk stops at every input: when one input depends on another,
     the second's result excludes the path through the first. Gradient rules that hand
     cotangents to their parents use this (the engine then adds the indirect paths). The
-    graph is retained; the pass is not recorded.
+    graph is retained; the pass is recorded only with ``create_graph=True`` (a rule's own
+    backward under ``create_graph``).
 
     Returns:
         One Tensor per input, or ``None`` where ``output`` does not depend on it.
     """
-    grads, _ = _run((output,), (grad_output,), tuple(inputs), True, False, stop_at_inputs=True)
+    grads, _ = _run((output,), (grad_output,), tuple(inputs), True, create_graph,
+                    stop_at_inputs=True)
     return [grads.get(id(t)) for t in inputs]
 
 

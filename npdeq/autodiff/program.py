@@ -87,6 +87,8 @@ class VJPProgram:
                 if node.freed:
                     raise _freed_error(node)
                 for (ps, shape, parent), c in zip(targets, _call_rules(node, t, g, parents)):
+                    if c is None:  # the rule hands this parent nothing (a zero)
+                        continue
                     if not isinstance(c, Tensor):
                         c = Tensor(c)
                     if c.data.shape != shape:

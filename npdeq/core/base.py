@@ -29,7 +29,7 @@ from npdeq.core.config import (ConfigWarning, DEQConfig, check_value, default, i
                                is_set, unknown_key_error)
 from npdeq.core.sradius import spectral_radius
 from npdeq.exceptions import ConvergenceWarning
-from npdeq.grad.adjoint import LINEAR_SOLVERS
+from npdeq.grad.adjoint import LINEAR_SOLVERS, store_backward_stats
 from npdeq.grad.state import call_state_func
 from npdeq.nn.module import Module
 from npdeq.solver import get_solver, registered_solvers
@@ -184,8 +184,9 @@ class BackwardRecorder:
     """The backward writer the cores hand to the gradient functors.
 
     Stores the IFT backward solver's statistics in ``info['backward']`` when the backward pass
-    runs (``None`` until then, and for PhantomGrad-only or eval calls), then calls the user's
-    ``backward_writer``.
+    runs (``None`` until then, and for PhantomGrad-only or eval calls), those of the solves
+    that higher derivatives add in ``info['backward_higher']`` by order, then calls the
+    user's ``backward_writer``.
 
     Args:
         writer: the user's ``backward_writer`` (or ``None``).
@@ -212,7 +213,7 @@ class BackwardRecorder:
 
     def __call__(self, stats: dict) -> None:
         if self.info is not None:
-            self.info["backward"] = stats
+            store_backward_stats(self.info, stats)
         if self.writer is not None:
             self.writer(stats)
 

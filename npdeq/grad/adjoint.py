@@ -26,7 +26,7 @@ from npdeq.exceptions import ConvergenceWarning
 from npdeq.solver import SolverStat, get_solver, gmres
 from npdeq.solver.stats import check_real, warn_location
 
-__all__ = ["adjoint_solve", "check_adjoint_args", "ADJOINT_DEFAULTS", "ADJOINT_OPTIONS", "DIRECT_MAX_DIM",
+__all__ = ["adjoint_solve", "check_adjoint_args", "store_backward_stats", "ADJOINT_DEFAULTS", "ADJOINT_OPTIONS", "DIRECT_MAX_DIM",
            "FALLBACKS", "LINEAR_SOLVERS"]
 
 # DEQBase's defaults for the backward pass (b_tol, b_max_iter, b_stop_mode), as TorchDEQ.
@@ -180,6 +180,27 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
     if writer is not None:
         writer(info)
     return u, info
+
+
+def store_backward_stats(info: dict, stats: dict) -> None:
+    """Put a backward solve's statistics where the forward statistics ``info`` keep them.
+
+    ``info['backward']`` holds the adjoint solve of the gradient (``stats['order']`` 1 or
+    absent); the solves that higher derivatives add go to ``info['backward_higher']``, a
+    dict from the order (2, 3, ...) to the latest statistics of that order.
+
+    Example:
+        >>> info = {'backward': None}
+        >>> store_backward_stats(info, {'nstep': 4, 'order': 1})
+        >>> store_backward_stats(info, {'nstep': 6, 'order': 2})
+        >>> info['backward']['nstep'], info['backward_higher'][2]['nstep']
+        (4, 6)
+    """
+    order = stats.get("order", 1)
+    if order == 1:
+        info["backward"] = stats
+    else:
+        info.setdefault("backward_higher", {})[order] = stats
 
 
 def _warn_if_failed(info: dict, xp: Any, run_to_max_iter: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff import Tensor, no_grad
-from npdeq.grad.adjoint import check_adjoint_args
+from npdeq.grad.adjoint import check_adjoint_args, store_backward_stats
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import check_phantom_memory, phantom_grad
 from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
@@ -54,7 +54,9 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
     Returns:
         ``(z, info)``: ``z`` a Tensor (tuple of Tensors for a tuple state); ``info`` the
         forward solver's statistics, whose ``'backward'`` entry holds the backward solver's
-        statistics once a backward pass has run (``None`` before).
+        statistics once a backward pass has run (``None`` before); the solves that higher
+        derivatives add (IFT under ``create_graph=True``) are in ``'backward_higher'``, by
+        order (see :func:`~npdeq.grad.adjoint.store_backward_stats`).
 
     Raises:
         ValueError: an unknown ``grad``, solver, backward solver or ``phantom_memory``, or a
@@ -89,7 +91,7 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
         return restore(tuple(Tensor(z) for z in z_star), z0), info
     if grad == "ift":
         def writer(stats):
-            info["backward"] = stats
+            store_backward_stats(info, stats)
         out = implicit_grad(func, z_star, b_solver, b_solver_kwargs, writer)
     else:
         out = phantom_grad(func, z_star, grad, tau, memory=phantom_memory)[-1]

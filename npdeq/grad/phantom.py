@@ -11,7 +11,9 @@ solution z*. Two ways to keep what the backward needs (``memory``):
   price of k more calls of ``f`` (2k in all).
 
 Both give the same arrays: every step is recorded at the same leaves, and the backward sweep
-is the same code. The rule's parents
+is the same code. Under ``create_graph=True`` the backward records the k steps again as one
+chain from the detached z* (k more calls of ``f``) and differentiates that, so second and
+higher derivatives are those of the unrolled k-step approximation. The rule's parents
 are the tensors from outside ``f`` that its graph reaches (found with
 :mod:`npdeq.grad.externals`); their cotangents come from one shared reverse sweep. Imports
 the tape and ``state``/``externals``.
@@ -23,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.autodiff import (Tensor, defvjp_argnums, enable_grad, is_grad_enabled, no_grad,
-                            primitive)
+                            primitive, stack, zeros_like)
 from npdeq.autodiff.engine import partial_grad
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
@@ -111,8 +113,7 @@ phantom_unroll = primitive(lambda *outside, run: run.take_output(), name="phanto
 
 def _phantom_vjp(argnums, g, ans, *outside, run):
     if is_grad_enabled():
-        raise NotImplementedError(
-            "create_graph=True through the PhantomGrad rule is not supported")
+        return _recorded_vjp(argnums, g, outside, run)
     xp = g.xp
     cotangent = g.data
     selected = {step: i for i, step in enumerate(run.steps)}
@@ -134,6 +135,29 @@ def _phantom_vjp(argnums, g, ans, *outside, run):
             if gp is not None:
                 totals[i] = gp.data if totals[i] is None else totals[i] + gp.data
     return tuple(Tensor(t if t is not None else w.data * 0) for t, w in zip(totals, wanted))
+
+
+def _recorded_vjp(argnums, g, outside, run):
+    """The rule's backward on the tape (``create_graph=True``): the k damped steps from the
+    detached z* recorded again as one differentiable chain (k more calls of ``f``), and its
+    gradient with respect to the outside tensors recorded too. Its derivatives are those
+    of the unrolled approximation, which is what PhantomGrad differentiates."""
+    wanted = [outside[i] for i in argnums]
+    selected = set(run.steps)
+    z, states = Tensor(run.inputs[0]), []
+    for step in range(1, run.steps[-1] + 1):
+        f_z = _pack(call_state_func(run.func, _unpacked(z, run.shapes)))
+        z = run.tau * f_z + (1.0 - run.tau) * z
+        if step in selected:
+            states.append(z)
+    grads = partial_grad(stack(states, axis=0), wanted, g, create_graph=True)
+    return tuple(zeros_like(w) if gw is None else gw for gw, w in zip(grads, wanted))
+
+
+def _unpacked(packed, shapes):
+    if len(shapes) == 1 and len(shapes[0]) == 2:
+        return (packed,)
+    return unpack_tensors(packed, shapes)
 
 
 defvjp_argnums(phantom_unroll, _phantom_vjp)

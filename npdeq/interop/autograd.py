@@ -5,7 +5,10 @@ The forward runs an npdeq solver on plain NumPy arrays; the VJP solves the adjoi
 point ``u = J^T u + g`` (J = df/dz at z*) with npdeq's backward solver, each step one
 autograd VJP of ``f`` with respect to z, then pulls u back into every parameter that needs a
 gradient with one more VJP: one shared adjoint solve per backward pass, whatever the number
-of parameters. The whole state is solved as one system (no batch dimension is assumed, so
+of parameters. When autograd differentiates the backward pass itself (``autograd.hessian``,
+a gradient of a gradient), the adjoint is returned as this module's own fixed point of
+``u = J^T u + g``, so its derivative is one more implicit solve (with J in place of J^T),
+and so on for every order. The whole state is solved as one system (no batch dimension is assumed, so
 ``f`` may couple every entry). Unlike ``autograd.misc.fixed_points``, every solve has an
 iteration cap, and a solve that stops short or meets a non-finite value warns with
 :class:`~npdeq.exceptions.ConvergenceWarning`.
@@ -31,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "(or npdeq's 'autograd' extra)") from exc
 
 from npdeq.exceptions import ConvergenceWarning
-from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
+from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args, store_backward_stats
 from npdeq.solver import get_solver
 
 __all__ = ["fixed_point", "FORWARD_DEFAULTS", "BACKWARD_DEFAULTS"]
@@ -86,9 +89,11 @@ class _Problem:
     """The non-differentiable part of a call: ``f``, the start and the solver settings."""
 
     __slots__ = ("f", "layout", "z0", "solver", "solver_kwargs", "b_solver", "b_solver_kwargs",
-                 "info")
+                 "info", "order")
 
-    def __init__(self, f, layout, z0, solver, solver_kwargs, b_solver, b_solver_kwargs, info):
+    def __init__(self, f, layout, z0, solver, solver_kwargs, b_solver, b_solver_kwargs, info,
+                 order=1):
+        self.order = order  # 1 for z*; n + 1 for the adjoint of an order-n backward pass
         self.f = f
         self.layout = layout
         self.z0 = z0
@@ -126,7 +131,7 @@ def _solve(problem: _Problem, *params: Any) -> Any:
         warnings.simplefilter("ignore", ConvergenceWarning)
         z, _, info = solve(mapped, layout.pack(problem.z0, "z0"), **problem.solver_kwargs)
     _warn_forward(info, z)
-    if problem.info is not None:
+    if problem.info is not None and problem.order == 1:
         problem.info["forward"] = info
     return layout.unpack(np.array(z, copy=True))
 
@@ -137,22 +142,23 @@ def _solve_vjp(argnums, ans, args, kwargs):
     wanted = [i - 1 for i in argnums]
 
     def vjp(g):
-        if isbox(g) or isbox(ans) or any(isbox(p) for p in params):
-            raise NotImplementedError(
-                "npdeq.interop.autograd.fixed_point is differentiable once: its adjoint "
-                "solve is not itself traced (higher derivatives need an unrolled loop)")
+        traced = isbox(g) or isbox(ans) or any(isbox(p) for p in params)
         z_star = ag_tuple(ans) if layout.is_tuple else ans
-        vjp_z, _ = make_vjp(lambda z: layout.container(problem.f(z, *params)))(z_star)
+        values = [_value(p) for p in params]  # the adjoint solve itself is never traced
+        vjp_z, _ = make_vjp(lambda z: layout.container(problem.f(z, *values)))(_value(z_star))
 
         def transposed(v_row):
             return layout.pack(vjp_z(layout.unpack(v_row)), "the VJP of f")
 
         def writer(stats):
             if problem.info is not None:
-                problem.info["backward"] = stats
+                store_backward_stats(problem.info, dict(stats, order=problem.order))
 
-        u, _ = adjoint_solve(transposed, layout.pack(g, "the cotangent"), problem.b_solver,
-                             problem.b_solver_kwargs, writer)
+        u, _ = adjoint_solve(transposed, layout.pack(getval(g), "the cotangent"),
+                             problem.b_solver, problem.b_solver_kwargs, writer)
+        u = layout.unpack(u)
+        if traced:  # a higher derivative: u as a differentiable function of g, z*, params
+            u = _adjoint_fixed_point(problem, u, g, z_star, params)
 
         def at(chosen):
             full = list(params)
@@ -161,9 +167,43 @@ def _solve_vjp(argnums, ans, args, kwargs):
             return layout.container(problem.f(z_star, *full))
 
         vjp_params, _ = make_vjp(at)(tuple(params[i] for i in wanted))
-        return tuple(vjp_params(layout.unpack(u)))
+        return tuple(vjp_params(u))
 
     return vjp
+
+
+def _value(x: Any) -> Any:
+    """``x`` with every autograd box removed, inside containers too."""
+    x = getval(x)
+    if isinstance(x, dict):
+        return {k: _value(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_value(v) for v in x) if type(x) in (tuple, list) else \
+            tuple(_value(v) for v in x)
+    return x
+
+
+def _adjoint_fixed_point(problem: _Problem, u: Any, g: Any, z_star: Any, params: tuple) -> Any:
+    """The adjoint u of ``u = J(z*, params)^T u + g`` as this module's own differentiable
+    fixed point, so that autograd can differentiate the backward pass (Hessians): its VJP
+    is one more implicit solve, with J in place of J^T, and so on for every order. The
+    solution u already found is the start, so the forward solve only confirms it; z*
+    enters as the traced result, carrying its own IFT derivative."""
+    layout = problem.layout
+
+    def adjoint_map(u, g, z, *params):
+        vjp_z, _ = make_vjp(lambda z: layout.container(problem.f(z, *params)))(z)
+        w = vjp_z(u)
+        if layout.is_tuple:
+            return ag_tuple(tuple(a + b for a, b in zip(w, g)))
+        return w + g
+
+    inner = _Problem(adjoint_map, layout, u, "fixed_point_iter",
+                     dict(problem.b_solver_kwargs, max_iter=max(
+                         2, problem.b_solver_kwargs.get("max_iter", 2))),
+                     problem.b_solver, problem.b_solver_kwargs, problem.info,
+                     problem.order + 1)
+    return _solve(inner, g, z_star, *params)
 
 
 defvjp_argnums(_solve, _solve_vjp)
@@ -207,7 +247,8 @@ def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "and
         b_solver: backward (adjoint) solver name, or ``'direct'`` for a dense solve.
         b_solver_kwargs: its arguments, defaulting to :data:`BACKWARD_DEFAULTS`.
         info: optional dict filled with the solver statistics: ``'forward'`` (and
-            ``'backward'`` after a backward pass).
+            ``'backward'`` after a backward pass; ``'backward_higher'``, by order, after
+            the solves that second and higher derivatives add).
 
     Returns:
         z*, shaped like ``z0`` (a tuple for a tuple state; an autograd container when
@@ -217,7 +258,6 @@ def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "and
     Raises:
         ValueError: an unknown solver, a backward solver argument it does not take, or
             ``f`` returning another structure or shape than ``z0``.
-        NotImplementedError: a second derivative through the result.
 
     Example:
         >>> import autograd, autograd.numpy as anp, numpy as np
@@ -225,6 +265,8 @@ def fixed_point(f: Callable[..., Any], z0: Any, *params: Any, solver: str = "and
         >>> W, b = 0.5 * np.eye(3), np.ones(3)
         >>> loss = lambda W, b: anp.sum(fixed_point(f, np.zeros(3), W, b) ** 2)
         >>> dW, db = autograd.grad(loss, (0, 1))(W, b)
+        >>> autograd.hessian(loss)(W, b).shape                # second derivatives too
+        (3, 3, 3, 3)
     """
     check_adjoint_args(b_solver, b_solver_kwargs)  # a typo fails here, not in the backward
     layout = _Layout(z0)

@@ -20,8 +20,10 @@ from npdeq.testing import check_grads
 from deq_problems import MLPProblem, TwoStateProblem
 
 TIGHT = {"tol": 1e-12, "max_iter": 400}
+# A backward solve's statistics: the solver's, which samples fell back to GMRES, and which
+# derivative order the solve serves.
 INFO_KEYS = {"abs_lowest", "rel_lowest", "abs_trace", "rel_trace", "nstep", "sradius", "fallback",
-             "converged", "nonfinite", "nfe"}
+             "converged", "nonfinite", "nfe", "order"}
 
 
 def _leaves(arrays, names):

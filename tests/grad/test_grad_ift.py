@@ -157,14 +157,6 @@ def test_direct_solver_singular_system_is_flagged(xp, to_xp):
     assert not bool(xp.all(stats[0]["converged"]))
 
 
-def test_create_graph_through_ift_is_refused(xp, to_xp):
-    prob = MLPProblem(to_xp)
-    p = _leaves(prob.params, prob.names)
-    z, _ = fixed_point(prob.func(*[p[k] for k in prob.names]), prob.z0)
-    with pytest.raises(NotImplementedError, match="create_graph"):
-        npdeq.grad(z.sum(), p["W"], create_graph=True)
-
-
 def test_backward_factory_ift_functor(xp, to_xp, check_array):
     prob = MLPProblem(to_xp)
     p = _leaves(prob.params, prob.names)

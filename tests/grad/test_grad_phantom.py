@@ -173,14 +173,6 @@ def test_phantom_memory_modes_give_the_same_arrays(xp, to_xp, k, tau, sup_gap, s
                                       err_msg=n)
 
 
-def test_phantom_refuses_create_graph(xp, to_xp):
-    prob = MLPProblem(to_xp)
-    p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
-    [(z,)] = phantom_grad(prob.func(*[p[n] for n in prob.names]), (prob.z0,), k=2)
-    with pytest.raises(NotImplementedError, match="create_graph"):
-        npdeq.grad(z.sum(), p["W"], create_graph=True)
-
-
 def test_backward_factory_phantom_functor(xp, to_xp, check_array):
     prob = MLPProblem(to_xp)
     p = {n: npdeq.Tensor(prob.params[n], requires_grad=True) for n in prob.names}
