@@ -8,8 +8,12 @@ DEQ cores with TorchDEQ's interface (``get_deq``, ``DEQIndexing``, ``DEQSliced``
 ``add_deq_args``, ...) in :mod:`npdeq.core` and at the top level. The training stack:
 :mod:`npdeq.nn` (modules and layers), :mod:`npdeq.optim`, TorchDEQ's :mod:`npdeq.norm`,
 :mod:`npdeq.dropout`, :mod:`npdeq.loss` and :mod:`npdeq.utils`, and DeepEquilibriumNetworks.jl's
-models in :mod:`npdeq.models`.
+models in :mod:`npdeq.models`. Past one process: :mod:`npdeq.distributed` (data-parallel
+training over MPI) and :mod:`npdeq.dask` (batches of independent problems on Dask arrays),
+each loaded on first use.
 """
+
+import importlib
 
 from npdeq.autodiff import *  # noqa: F401,F403
 from npdeq.autodiff import __all__ as _autodiff_all
@@ -53,3 +57,11 @@ __all__ = list(dict.fromkeys([
     "reset_deq", "reset_dropout", "reset_norm", "solver_stat_from_final_step",
     "core", "grad", "solver", "norm", "dropout", "loss", "utils",
     *_autodiff_all]))
+
+
+def __getattr__(name: str):
+    # Subpackages behind optional engines, loaded on first use: ``npdeq.distributed`` (MPI)
+    # and ``npdeq.dask`` import mpi4py and dask only when they are used.
+    if name in ("distributed", "dask"):
+        return importlib.import_module(f"npdeq.{name}")
+    raise AttributeError(f"module 'npdeq' has no attribute {name!r}")

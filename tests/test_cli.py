@@ -50,6 +50,7 @@ BAD = [
     (("example",), "--help", ["--help=x"], "ignored explicit argument 'x'"),
     # npdeq demo
     (DEMO, "--help", ["--help=x"], "ignored explicit argument 'x'"),
+    (DEMO, "--distributed", ["--distributed=yes"], "ignored explicit argument 'yes'"),
     (DEMO, "(parser)", ["--bogus"], "valid options: --batch-size"),
     (DEMO, "(parser)", ["--epoch", "3"], "unrecognized arguments: --epoch"),  # no abbreviations
     (DEMO, "--model", ["--model", "resnet"], "choose from 'mlp', 'conv', 'multiscale'"),
@@ -94,6 +95,9 @@ BAD = [
     (DEMO, "--no-progress", ["--no-progress=1"], "ignored explicit argument '1'"),
     # npdeq example steady-state
     (STEADY, "--help", ["--help=x"], "ignored explicit argument 'x'"),
+    (STEADY, "--sensitivities", ["--sensitivities=1"], "ignored explicit argument '1'"),
+    (STEADY, "--newton-cg", ["--newton-cg=yes"], "ignored explicit argument 'yes'"),
+    (STEADY, "--gd-steps", ["--gd-steps", "-1"], "--gd-steps: expected an integer >= 0, got '-1'"),
     (STEADY, "(parser)", ["--bogus"], "unrecognized arguments: --bogus"),
     (STEADY, "--grid", ["--grid", "0"], "--grid: expected an integer in [4, 2048], got '0'"),
     (STEADY, "--grid", ["--grid", "3"], "got '3'"),

@@ -16,7 +16,8 @@ import sys
 import pytest
 
 IMPORT_BUDGET_S = 0.3
-OPTIONAL = ["cupy", "cupyx", "scipy", "autograd", "hypothesis", "array_api_strict"]
+OPTIONAL = ["cupy", "cupyx", "scipy", "autograd", "hypothesis", "array_api_strict", "mpi4py",
+            "dask", "distributed"]
 
 _PROBE = """
 import json, sys, time

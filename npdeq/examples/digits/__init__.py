@@ -90,6 +90,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_output_dir(options), default="npdeq-demo",
                    metavar="DIR",
                    help=f"directory for {', '.join(OUTPUT_FILES)}, created if needed")
+    p.add_argument("--distributed", action="store_true",
+                   help="train data-parallel over MPI (needs mpi4py: pip install "
+                        "\"npdeq[mpi]\"); on by itself when mpiexec starts more than one "
+                        "process")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars, even on a terminal; bars are never drawn into a "
                         "file, a pipe or CI's log, and the line per epoch is always printed")
@@ -215,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "pip install -e \".[examples]\"")
     from npdeq import distributed
 
-    if (distributed.launcher_size() or 1) <= 1:
+    if not (args.distributed or (distributed.launcher_size() or 1) > 1):
         run(args)
         return 0
     if not distributed.mpi_available():
