@@ -151,3 +151,25 @@ def test_a_recorded_jacobian_can_be_differentiated():
 def test_bad_input_is_refused_clearly(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_per_sample_jacobians_through_a_fixed_point(mode):
+    # z* = tanh(z* W + x) per sample: dz*/dx = (I - D W^T)^{-1} D with D = diag(1 - z*^2).
+    W = 0.4 * np.linalg.qr(RNG.standard_normal((3, 3)))[0]
+    x = RNG.standard_normal((4, 3))
+    Wt = npdeq.tensor(W)
+
+    def z_star(x):
+        z, _ = npdeq.fixed_point(lambda z: npdeq.tanh(z @ Wt + x), np.zeros((4, 3)),
+                                 solver_kwargs={"tol": 1e-13},
+                                 b_solver_kwargs={"tol": 1e-13, "max_iter": 200})
+        return z
+
+    J = jacobian(z_star, x, batched=True, mode=mode)
+    assert J.shape == (4, 3, 3)
+    z = z_star(x).data
+    for b in range(4):
+        D = np.diag(1 - z[b] ** 2)
+        np.testing.assert_allclose(J.data[b], np.linalg.solve(np.eye(3) - D @ W.T, D),
+                                   rtol=1e-10, atol=1e-12)
