@@ -37,12 +37,6 @@ import numpy as np
 
 import npdeq
 
-# Run as a script, this folder is sys.path[0], where a benchmark named like a package
-# (distributed.py) would shadow the package: import those from the environment.
-HERE = Path(__file__).resolve().parent
-if __name__ == "__main__" and Path(sys.path[0] or ".").resolve() == HERE:
-    sys.path.pop(0)
-
 SOLVE = {"tol": 1e-8, "max_iter": 100, "m": 6}
 
 

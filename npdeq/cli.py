@@ -21,6 +21,7 @@ __all__ = ["main", "EXAMPLES"]
 # Example name -> module with a ``main(argv) -> int``; imported only when run.
 EXAMPLES: dict[str, str] = {
     "steady-state": "npdeq.examples.steady_state",
+    "dask-sites": "npdeq.examples.dask_sites",
 }
 
 

@@ -39,14 +39,14 @@ def test_example_runs_with_its_own_options(capsys):
 # (command, option or positional it exercises ("(parser)": unknown or abbreviated options),
 # arguments after the command, what the error line must say). Paths: {file} an existing file, {dir} an existing directory, {blocked} a
 # directory whose metrics.json is a directory, {new} a path that does not exist yet.
-DEMO, STEADY = ("demo",), ("example", "steady-state")
+DEMO, STEADY, SITES = ("demo",), ("example", "steady-state"), ("example", "dask-sites")
 BAD = [
     ((), "COMMAND", ["bogus"], "choose from 'demo', 'info', 'example'"),
     ((), "--help", ["--help=x"], "ignored explicit argument 'x'"),
     (("info",), "--help", ["--help=x"], "ignored explicit argument 'x'"),
     (("info",), "(parser)", ["extra"], "unrecognized arguments: extra"),
     (("example",), "NAME", [], "required: NAME"),
-    (("example",), "NAME", ["nope"], "choose from 'steady-state'"),
+    (("example",), "NAME", ["nope"], "choose from 'dask-sites', 'steady-state'"),
     (("example",), "--help", ["--help=x"], "ignored explicit argument 'x'"),
     # npdeq demo
     (DEMO, "--help", ["--help=x"], "ignored explicit argument 'x'"),
@@ -94,6 +94,13 @@ BAD = [
     (DEMO, "--out", ["--out", "{blocked}"], "metrics.json exists and is not a file"),
     (DEMO, "--no-progress", ["--no-progress=1"], "ignored explicit argument '1'"),
     # npdeq example steady-state
+    (SITES, "--help", ["--help=x"], "ignored explicit argument 'x'"),
+    (SITES, "--sites", ["--sites", "0"], "--sites: expected an integer >= 1, got '0'"),
+    (SITES, "--chunk", ["--chunk", "-3"], "--chunk: expected an integer >= 1, got '-3'"),
+    (SITES, "--steps", ["--steps", "x"], "--steps: expected an integer >= 1, got 'x'"),
+    (SITES, "--noise", ["--noise", "nan"], "--noise"),
+    (SITES, "--seed", ["--seed", "-1"], "--seed"),
+    (SITES, "--scheduler", ["--scheduler", "mpi"], "choose from 'threads', 'cluster'"),
     (STEADY, "--help", ["--help=x"], "ignored explicit argument 'x'"),
     (STEADY, "--sensitivities", ["--sensitivities=1"], "ignored explicit argument '1'"),
     (STEADY, "--newton-cg", ["--newton-cg=yes"], "ignored explicit argument 'yes'"),

@@ -14,7 +14,7 @@ steady states solved and differentiated on its worker, and SciPy's L-BFGS-B take
 The fitted model's steady states and their convergence flags come from
 :func:`npdeq.dask.fixed_point`.
 
-Run ``python -m npdeq.examples.dask_sites [--sites 20000] [--chunk 2000] [--steps 30]
+Run ``npdeq example dask-sites [--sites 20000] [--chunk 2000] [--steps 30]
 [--scheduler threads|cluster]`` (``--help`` for the options). Needs the dask extra and
 SciPy. May import numpy.
 """
@@ -22,6 +22,7 @@ SciPy. May import numpy.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from typing import Any, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import npdeq
+from npdeq.examples import options
 
 __all__ = ["main", "run", "steady_state_map", "TRUE_LOG_K", "TRUE_A"]
 
@@ -120,36 +122,49 @@ def run(sites: int = 20000, chunk: int = 2000, steps: int = 30, noise: float = 0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m npdeq.examples.dask_sites",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--sites", type=int, default=20000, help="number of sites (default 20000)")
-    p.add_argument("--chunk", type=int, default=2000, help="sites per chunk (default 2000)")
-    p.add_argument("--steps", type=int, default=30, help="L-BFGS-B iterations (default 30)")
-    p.add_argument("--noise", type=float, default=0.01, help="observation noise (0.01)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    """The example's options, each checked by its type (one line and status 2 when bad)."""
+    p = options.Parser(prog="npdeq example dask-sites",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--sites", type=options.POSITIVE_INT, default=20000,
+                   help="number of sites, >= 1")
+    p.add_argument("--chunk", type=options.POSITIVE_INT, default=2000,
+                   help="sites per chunk, >= 1")
+    p.add_argument("--steps", type=options.POSITIVE_INT, default=30,
+                   help="L-BFGS-B iterations, >= 1")
+    p.add_argument("--noise", type=options.real(0), default=0.01,
+                   help="observation noise, >= 0")
+    p.add_argument("--seed", type=options.SEED, default=0,
+                   help=f"seed of the sites and the noise, in [0, {options.SEED_MAX}]")
     p.add_argument("--scheduler", choices=("threads", "cluster"), default="threads",
                    help="Dask's threaded scheduler, or a LocalCluster of 2 worker processes")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
-    for name in ("sites", "chunk", "steps"):
-        if not getattr(args, name) >= 1:
-            parser().error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not args.noise >= 0 or args.noise == float("inf"):
-        parser().error(f"--noise must be a finite number >= 0, got {args.noise}")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (``npdeq example dask-sites``); see :func:`run`.
+
+    Every option is checked before any work starts: a bad one exits with one line on stderr
+    and status 2, as does a missing dask extra or SciPy.
+    """
+    p = parser()
+    args = p.parse_args(argv)
+    for module, extra in (("dask.array", "the dask extra: pip install \"npdeq[dask]\""),
+                          ("scipy", "SciPy: pip install scipy")):
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            return options.one_line_error(p.prog, f"needs {extra}")
     kwargs = dict(sites=args.sites, chunk=args.chunk, steps=args.steps, noise=args.noise,
                   seed=args.seed)
     if args.scheduler == "threads":
-        return run(**kwargs)
+        run(**kwargs)
+        return 0
     import distributed
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster):
-        return run(**kwargs)
+        run(**kwargs)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -19,8 +19,8 @@ Part 2, the allreduce alone on ``max(--ranks)`` ranks: ``Communicator.allreduce_
 
 Run from the repository root with the ``mpi`` extra installed (mpiexec next to Python):
 
-    python benchmarks/distributed.py                   # 1 and 2 ranks, 3 epochs
-    python benchmarks/distributed.py --quick           # seconds: 1 epoch of 200 images
+    python benchmarks/data_parallel.py                   # 1 and 2 ranks, 3 epochs
+    python benchmarks/data_parallel.py --quick           # seconds: 1 epoch of 200 images
 
 Each configuration is a separate ``mpiexec -n N`` launch of this script with ``--worker``;
 threads are pinned to 1 per rank (``OMP_NUM_THREADS`` etc.) so N ranks use N cores.
