@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import warnings
 from typing import Any
 
@@ -92,7 +93,8 @@ def print_sensitivities(values: dict, result: dict, log_line: Any = print) -> No
 @dataclasses.dataclass
 class FitCount:
     """One method's fit: outer iterations, loss and gradient evaluations, Hessian-vector
-    products, whether it reached the tolerance, and the fitted parameters."""
+    products, whether it reached the tolerance, the final loss, the fitted parameters and
+    the wall time in seconds."""
 
     method: str
     iterations: int
@@ -101,6 +103,7 @@ class FitCount:
     converged: bool
     loss: float
     fitted: dict
+    seconds: float = 0.0
 
 
 def _line_search(objective: _Objective, theta, loss, g, direction, t=1.0):
@@ -184,10 +187,12 @@ def newton_cg_vs_gradient_descent(source: Any, observed: Any, z0: Any, initial: 
     theta0 = np.array([math.log(initial[n]) for n in NAMES])
     results = []
 
+    tic = time.perf_counter()
     gd = _Objective(source, observed, z0, BACKWARD_REL)
     theta, loss, iters, ok = _gradient_descent(gd, theta0.copy(), gtol, max_gd)
     results.append(FitCount("gradient descent", iters, gd.solves, 0, ok, loss,
-                            dict(zip(NAMES, np.exp(theta).tolist()))))
+                            dict(zip(NAMES, np.exp(theta).tolist())),
+                            time.perf_counter() - tic))
 
     newton = _Objective(source, observed, z0, BACKWARD_REL)
 
@@ -200,20 +205,23 @@ def newton_cg_vs_gradient_descent(source: Any, observed: Any, z0: Any, initial: 
         _, hv = hvp(loss_of, xp.asarray(theta, device=dev), xp.asarray(v, device=dev))
         return backend.to_numpy(hv.data)
 
+    tic = time.perf_counter()
     theta, loss, iters, products, ok = _newton_cg(newton, theta0.copy(), gtol, max_newton,
                                                   hessian_vector)
     results.append(FitCount("Newton-CG", iters, newton.solves, products, ok, loss,
-                            dict(zip(NAMES, np.exp(theta).tolist()))))
+                            dict(zip(NAMES, np.exp(theta).tolist())),
+                            time.perf_counter() - tic))
     return results
 
 
 def print_fit_counts(counts: list, gtol: float, log_line: Any = print) -> None:
     """A table of :func:`newton_cg_vs_gradient_descent`'s results."""
     log_line(f"Fit to a {gtol:g} relative gradient tolerance, from the same initial guess:")
-    log_line(f"{'method':<18}{'outer it':>9}{'gradients':>10}{'HVPs':>6}{'loss':>13}"
-             f"{'D':>8}{'k':>8}{'a':>8}  converged")
+    log_line(f"{'method':<18}{'outer it':>9}{'gradients':>10}{'HVPs':>6}{'seconds':>9}"
+             f"{'loss':>13}{'D':>8}{'k':>8}{'a':>8}  converged")
     for c in counts:
-        log_line(f"{c.method:<18}{c.iterations:>9}{c.gradients:>10}{c.hvps:>6}{c.loss:>13.6e}"
+        log_line(f"{c.method:<18}{c.iterations:>9}{c.gradients:>10}{c.hvps:>6}"
+                 f"{c.seconds:>9.1f}{c.loss:>13.6e}"
                  + "".join(f"{c.fitted[n]:>8.4f}" for n in NAMES)
                  + ("  yes" if c.converged else "  NO (iteration limit)"))
 
