@@ -3,25 +3,24 @@
 A Module keeps three ordered registries filled by attribute assignment: parameters
 (:class:`~npdeq.nn.Parameter`), buffers (arrays saved and moved with the model but not
 trained, e.g. a spectral norm's power-iteration vector) and submodules. Everything else
-(parameter lists, train/eval, and, from :mod:`npdeq.nn.state`, state dicts and moving
-between NumPy/CuPy/devices) walks them. Imports the backend, the tape and this package's
-``parameter`` and ``state``.
+walks them: parameter lists, train/eval, and state dicts and moving between
+NumPy/CuPy/devices, whose work is done by the functions of :mod:`npdeq.nn.state`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from npdeq import backend
 from npdeq.autodiff.tensor import Tensor
+from npdeq.nn import state
 from npdeq.nn.parameter import Parameter
-from npdeq.nn.state import ModuleState
 
 __all__ = ["Module"]
 
 
-class Module(ModuleState):
+class Module:
     """Base class of every layer and model.
 
     Subclasses call ``super().__init__()`` first, assign Parameters, submodules and buffers
@@ -269,6 +268,75 @@ class Module(ModuleState):
         for param in self.parameters():
             param.requires_grad_(requires_grad)
         return self
+
+    # -- state and moving ---------------------------------------------------------------------
+
+    def state_dict(self) -> "OrderedDict[str, Any]":
+        """Parameters and buffers by dotted name, as arrays (shared, not copied).
+
+        Example:
+            >>> from npdeq.nn import Linear
+            >>> {k: v.shape for k, v in Linear(2, 3, seed=0).state_dict().items()}
+            {'weight': (3, 2), 'bias': (3,)}
+        """
+        return state.state_dict(self)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy arrays into the parameters and buffers of the same names.
+
+        Values are copied to each target's namespace, device and dtype; Parameter objects
+        stay the same (only their ``.data`` changes), and a parameter or buffer never
+        changes dtype. A value of another dtype is cast when no value can be lost by kind:
+        integers or floats of another precision into a floating target (when no finite value
+        overflows), integers into an integer target when every value fits, floats into an
+        integer target when every value is a whole number that fits, anything real into a
+        complex target. Anything else (complex into real, booleans into numbers or numbers
+        into booleans, a float with a fractional part into an integer buffer) is refused.
+        Every entry is checked before any is loaded, so an error leaves the module unchanged.
+
+        Args:
+            state_dict: name -> array (any supported library), e.g. from :meth:`state_dict`
+                or :func:`npdeq.nn.load`.
+            strict: require the names to match exactly.
+
+        Raises:
+            KeyError: with ``strict``, missing or unexpected names (all listed).
+            ValueError: an array whose shape differs from the target's, or whose values
+                do not fit the target's integer dtype (named, with both dtypes).
+            TypeError: ``state_dict`` is not a mapping, an entry is not an array, or its
+                dtype cannot be cast to the target's (named, with both dtypes).
+        """
+        state.load_state_dict(self, state_dict, strict)
+
+    def to(self, target: Any = None, dtype: Any = None) -> "Module":
+        """Move every parameter and buffer to another library/device and/or floating dtype.
+
+        Parameters keep their identity (their ``.data`` is replaced) and lose any ``.grad``
+        from the old device.
+
+        Args:
+            target: ``numpy``, ``cupy``, ``array_api_strict`` (modules or their
+                ``array_api_compat`` wrappers), ``'cpu'``, ``'gpu'``/``'cuda'``, a device
+                object (e.g. ``array_api_strict.Device('device1')``), an array to follow, or
+                ``None`` to stay.
+            dtype: a floating dtype of the target namespace (e.g. ``numpy.float32``), or a
+                name such as ``'float32'``; integer buffers keep theirs.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            RuntimeError: a GPU target without CuPy or a CUDA device.
+            TypeError: an unknown target, or a dtype that is not a real floating dtype of the
+                target namespace.
+            ValueError: an unknown device or dtype name.
+
+        Example:
+            >>> from npdeq.nn import Linear
+            >>> Linear(2, 3, seed=0).to(dtype='float32').weight.dtype
+            dtype('float32')
+        """
+        return state.to(self, target, dtype)
 
     # -- display ------------------------------------------------------------------------------
 
