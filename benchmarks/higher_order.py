@@ -10,6 +10,8 @@ forward, fixed-point-iteration adjoint), each timed as the fastest of ``--repeat
 - ``jvp``: ``npdeq.jvp`` of ``params -> z*`` along a direction (forward sensitivities: the
   solve with J that the JVP rule of the fixed point runs, after the same forward solve).
 
+The direction has unit norm over all parameters.
+
 Ratios: hvp / grad and jvp / solve. Run from the repository root:
 
     python benchmarks/higher_order.py [--repeat 5] [--workloads mlp,small]
@@ -65,7 +67,11 @@ def best_time(fn, repeat):
 def measure(data, repeat):
     values, solved = _problem(data)
     rng = np.random.default_rng(0)
-    direction = [rng.standard_normal(v.shape).astype(v.dtype) for v in values]
+    direction = [rng.standard_normal(v.shape) for v in values]
+    # A unit direction: the inner solves stop on an absolute tolerance, so a long direction
+    # would ask them for more relative accuracy than the gradient's adjoint solve gets.
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in direction))
+    direction = [(d / norm).astype(v.dtype) for d, v in zip(direction, values)]
 
     def leaves():
         return [npdeq.Tensor(v, requires_grad=True) for v in values]
