@@ -1,19 +1,19 @@
 """Convolution layers: ``Conv1d`` and ``Conv2d`` (PyTorch's ``torch.nn`` names, arguments,
-defaults and initialisation), thin Modules over :func:`npdeq.conv1d` and :func:`npdeq.conv2d`.
+defaults and initialisation), thin Modules over :func:`npdeq.conv1d` and :func:`npdeq.conv2d`,
+and the checks of size settings that the convolution and pooling layers share.
 
 Weights are initialised as PyTorch's (Kaiming-uniform with ``a = sqrt(5)``, i.e.
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with ``fan_in = in_channels / groups * prod(kernel)``,
 the bias from the same interval), drawn from ``seed`` or npdeq's default generator.
-Imports the tape's ops and this package's ``module``, ``parameter``, ``init``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import ops
-from npdeq.autodiff.ops.conv import _padding, _pair, _single
+from npdeq.autodiff.ops.conv import _padding, _single
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_int, check_int_or_pair
 from npdeq.nn import init
@@ -23,31 +23,75 @@ from npdeq.nn.parameter import Parameter
 __all__ = ["Conv1d", "Conv2d"]
 
 
-def _positive(name: str, value: Any, owner: str) -> int:
-    return check_int(name, value, 1, owner=owner)
+def check_size(name: str, value: Any, minimum: int, dims: int,
+               owner: str) -> int | tuple[int, ...]:
+    """A size setting of a ``dims``-D layer, checked with its op's rules.
+
+    Returns:
+        For ``dims=1``, a 1-tuple (an int or a 1-tuple accepted, as PyTorch); for ``dims=2``,
+        the int or the pair of Python ints given.
+
+    Raises:
+        ValueError: anything else, or a value below ``minimum`` (named with ``owner``).
+    """
+    if dims == 1:
+        return (_single(value, f"{owner}: {name}", minimum),)
+    return check_int_or_pair(name, value, minimum, owner=owner)
 
 
-def _channels(in_channels: Any, out_channels: Any, groups: Any, bias: Any,
-              owner: str) -> tuple[int, int, int, bool]:
-    in_channels = _positive("in_channels", in_channels, owner)
-    out_channels = _positive("out_channels", out_channels, owner)
-    groups = _positive("groups", groups, owner)
-    bias = check_bool("bias", bias, owner=owner)
-    if in_channels % groups or out_channels % groups:
-        raise ValueError(f"{owner}: groups={groups} must divide in_channels={in_channels} "
-                         f"and out_channels={out_channels}")
-    return in_channels, out_channels, groups, bias
+def as_tuple(size: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
+    """A checked size (see :func:`check_size`) as a ``dims``-tuple."""
+    return (size,) * dims if isinstance(size, int) else tuple(size)
 
 
-def _init(module: Module, shape: tuple[int, ...], bias: bool, seed: Any, where: dict) -> None:
-    """PyTorch's default weight and bias for a weight of ``shape`` ``(out, in/groups, *k)``."""
-    rng = init.generator(seed)
-    module.weight = Parameter(init.kaiming_uniform(shape, seed=rng, **where))
-    module.bias = (Parameter(init.uniform((shape[0],), 1 / math.sqrt(init.fan_in(shape)),
-                                          seed=rng, **where)) if bias else None)
+class _ConvNd(Module):
+    """The checks, initialisation, forward and repr shared by ``Conv1d`` and ``Conv2d``."""
+
+    _dims: int
+    _op: Callable[..., Tensor]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, *,
+                 seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
+        super().__init__()
+        where = dict(xp=xp, dtype=dtype, device=device)
+        owner, dims = type(self).__name__, self._dims
+        self.in_channels = check_int("in_channels", in_channels, 1, owner=owner)
+        self.out_channels = check_int("out_channels", out_channels, 1, owner=owner)
+        self.groups = groups = check_int("groups", groups, 1, owner=owner)
+        bias = check_bool("bias", bias, owner=owner)
+        if self.in_channels % groups or self.out_channels % groups:
+            raise ValueError(f"{owner}: groups={groups} must divide in_channels="
+                             f"{self.in_channels} and out_channels={self.out_channels}")
+        kernel = as_tuple(check_size("kernel_size", kernel_size, 1, dims, owner), dims)
+        self.stride = check_size("stride", stride, 1, dims, owner)
+        self.dilation = check_size("dilation", dilation, 1, dims, owner)
+        if isinstance(padding, str):
+            # The op's rules ('valid', or 'same' with stride 1), checked here so that a bad
+            # setting fails where it is written rather than at the first forward call.
+            lead = (1,) * (2 - dims)
+            _padding(padding, lead + kernel, lead + as_tuple(self.stride, dims),
+                     lead + as_tuple(self.dilation, dims))
+        else:
+            padding = check_size("padding", padding, 0, dims, owner)
+        self.kernel_size, self.padding = kernel, padding
+        shape = (self.out_channels, self.in_channels // groups, *kernel)
+        rng = init.generator(seed)
+        self.weight = Parameter(init.kaiming_uniform(shape, seed=rng, **where))
+        self.bias = (Parameter(init.uniform((shape[0],), 1 / math.sqrt(init.fan_in(shape)),
+                                            seed=rng, **where)) if bias else None)
+
+    def forward(self, x: Any) -> Tensor:
+        return self._op(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                        dilation=self.dilation, groups=self.groups)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding!r}")
 
 
-class Conv1d(Module):
+class Conv1d(_ConvNd):
     """1-D convolution (cross-correlation) as ``torch.nn.Conv1d``.
 
     Args:
@@ -72,39 +116,10 @@ class Conv1d(Module):
         (5, 4, 8)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
-                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
-                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, *,
-                 seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
-        super().__init__()
-        owner = "Conv1d"
-        in_channels, out_channels, groups, bias = _channels(in_channels, out_channels, groups,
-                                                            bias, owner)
-        kernel = _single(kernel_size, f"{owner}: kernel_size", 1)
-        stride_ = _single(stride, f"{owner}: stride", 1)
-        dilation_ = _single(dilation, f"{owner}: dilation", 1)
-        if isinstance(padding, str):
-            # The op's rules, checked here so a bad setting fails where it is written.
-            _padding(padding, (1, kernel), (1, stride_), (1, dilation_))
-        else:
-            padding = _single(padding, f"{owner}: padding", 0)
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, \
-            (kernel,)
-        self.stride, self.padding, self.dilation, self.groups = (stride_,), (
-            padding if isinstance(padding, str) else (padding,)), (dilation_,), groups
-        _init(self, (out_channels, in_channels // groups, kernel), bias, seed,
-              dict(xp=xp, dtype=dtype, device=device))
-
-    def forward(self, x: Any) -> Tensor:
-        return ops.conv1d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                          dilation=self.dilation, groups=self.groups)
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding!r}")
+    _dims, _op = 1, staticmethod(ops.conv1d)
 
 
-class Conv2d(Module):
+class Conv2d(_ConvNd):
     """2-D convolution (cross-correlation) as ``torch.nn.Conv2d``.
 
     Args:
@@ -130,32 +145,4 @@ class Conv2d(Module):
         (2, 4, 8, 8)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
-                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
-                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, *,
-                 seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
-        super().__init__()
-        owner = "Conv2d"
-        in_channels, out_channels, groups, bias = _channels(in_channels, out_channels, groups,
-                                                            bias, owner)
-        kernel_size = check_int_or_pair("kernel_size", kernel_size, 1, owner=owner)
-        kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        stride = check_int_or_pair("stride", stride, 1, owner=owner)
-        dilation = check_int_or_pair("dilation", dilation, 1, owner=owner)
-        if not isinstance(padding, str):
-            padding = check_int_or_pair("padding", padding, 0, owner=owner)
-        # Checked here, with the op's own rules, so a bad setting fails where it is written
-        # rather than at the first forward call.
-        _padding(padding, kernel, _pair(stride, "stride", 1), _pair(dilation, "dilation", 1))
-        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        _init(self, (out_channels, in_channels // groups, *kernel), bias, seed,
-              dict(xp=xp, dtype=dtype, device=device))
-
-    def forward(self, x: Any) -> Tensor:
-        return ops.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                          dilation=self.dilation, groups=self.groups)
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding!r}")
+    _dims, _op = 2, staticmethod(ops.conv2d)

@@ -1,24 +1,62 @@
 """Pooling layers: ``AvgPool1d``, ``AvgPool2d``, ``MaxPool1d``, ``MaxPool2d`` (PyTorch's
 ``torch.nn`` names, arguments and defaults: ``stride`` defaults to ``kernel_size``), thin
 Modules over the pooling ops of :mod:`npdeq.autodiff.ops.pooling`. Settings are checked at
-construction, with the ops' own rules. Imports the tape's ops and this package's ``module``.
+construction, with the ops' own rules.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import ops
-from npdeq.autodiff.ops.conv import _pair, _single
 from npdeq.autodiff.ops.pooling import check_half_kernel, check_pool_flags
 from npdeq.autodiff.tensor import Tensor
-from npdeq.backend.checks import check_int_or_pair
+from npdeq.nn.conv import as_tuple, check_size
 from npdeq.nn.module import Module
 
 __all__ = ["AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d"]
 
 
-class AvgPool1d(Module):
+class _PoolNd(Module):
+    """The checks, forward and repr shared by the pooling layers."""
+
+    _dims: int
+    _op: Callable[..., Tensor]
+    _settings: tuple[str, ...] = ("kernel_size", "stride", "padding")
+
+    def __init__(self, kernel_size: Any, stride: Any, padding: Any, dilation: Any = None,
+                 return_indices: Any = False, ceil_mode: Any = False) -> None:
+        super().__init__()
+        owner, dims = type(self).__name__, self._dims
+        self.kernel_size = check_size("kernel_size", kernel_size, 1, dims, owner)
+        self.stride = (self.kernel_size if stride is None
+                       else check_size("stride", stride, 1, dims, owner))
+        self.padding = check_size("padding", padding, 0, dims, owner)
+        if dilation is not None:
+            self.dilation = check_size("dilation", dilation, 1, dims, owner)
+        kernel, pads = as_tuple(self.kernel_size, dims), as_tuple(self.padding, dims)
+        check_half_kernel(kernel, pads, owner, (pads[0], kernel[0]) if dims == 1 else None)
+        check_pool_flags(ceil_mode, return_indices, owner)
+
+    def forward(self, x: Any) -> Tensor:
+        return self._op(x, *(getattr(self, name) for name in self._settings))
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self._settings)
+
+
+class _MaxPoolNd(_PoolNd):
+    """The signature shared by ``MaxPool1d`` and ``MaxPool2d``."""
+
+    _settings = (*_PoolNd._settings, "dilation")
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding, dilation, return_indices, ceil_mode)
+
+
+class AvgPool1d(_PoolNd):
     """1-D average pooling (padded zeros count), ``(B, C, L) -> (B, C, L')``, as
     ``torch.nn.AvgPool1d`` with its defaults.
 
@@ -36,25 +74,14 @@ class AvgPool1d(Module):
         (1, 3, 4)
     """
 
+    _dims, _op = 1, staticmethod(ops.avg_pool1d)
+
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0) -> None:
-        super().__init__()
-        owner = "AvgPool1d"
-        kernel = _single(kernel_size, f"{owner}: kernel_size", 1)
-        stride = None if stride is None else _single(stride, f"{owner}: stride", 1)
-        padding = _single(padding, f"{owner}: padding", 0)
-        check_half_kernel((kernel,), (padding,), owner, (padding, kernel))
-        self.kernel_size, self.stride, self.padding = (kernel,), (
-            (kernel,) if stride is None else (stride,)), (padding,)
-
-    def forward(self, x: Any) -> Tensor:
-        return ops.avg_pool1d(x, self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        super().__init__(kernel_size, stride, padding)
 
 
-class MaxPool1d(Module):
+class MaxPool1d(_MaxPoolNd):
     """1-D max pooling (padded with ``-inf``), ``(B, C, L) -> (B, C, L')``, as
     ``torch.nn.MaxPool1d``; the gradient goes to each window's first largest entry.
 
@@ -74,29 +101,9 @@ class MaxPool1d(Module):
         (1, 3, 8)
     """
 
-    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        super().__init__()
-        owner = "MaxPool1d"
-        kernel = _single(kernel_size, f"{owner}: kernel_size", 1)
-        stride = None if stride is None else _single(stride, f"{owner}: stride", 1)
-        padding = _single(padding, f"{owner}: padding", 0)
-        dilation = _single(dilation, f"{owner}: dilation", 1)
-        check_half_kernel((kernel,), (padding,), owner, (padding, kernel))
-        check_pool_flags(ceil_mode, return_indices, owner)
-        self.kernel_size, self.stride, self.padding, self.dilation = (kernel,), (
-            (kernel,) if stride is None else (stride,)), (padding,), (dilation,)
+    _dims, _op = 1, staticmethod(ops.max_pool1d)
 
-    def forward(self, x: Any) -> Tensor:
-        return ops.max_pool1d(x, self.kernel_size, self.stride, self.padding, self.dilation)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}")
-
-
-class MaxPool2d(Module):
+class MaxPool2d(_MaxPoolNd):
     """2-D max pooling (padded with ``-inf``), ``(B, C, H, W) -> (B, C, H', W')``, as
     ``torch.nn.MaxPool2d``; the gradient goes to each window's first largest entry.
 
@@ -118,33 +125,11 @@ class MaxPool2d(Module):
         (1, 3, 4, 4)
     """
 
-    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        super().__init__()
-        owner = "MaxPool2d"
-        kernel_size = check_int_or_pair("kernel_size", kernel_size, 1, owner=owner)
-        if stride is not None:
-            stride = check_int_or_pair("stride", stride, 1, owner=owner)
-        padding = check_int_or_pair("padding", padding, 0, owner=owner)
-        dilation = check_int_or_pair("dilation", dilation, 1, owner=owner)
-        check_half_kernel(_pair(kernel_size, "kernel_size", 1), _pair(padding, "padding", 0),
-                          owner)
-        check_pool_flags(ceil_mode, return_indices, owner)
-        self.kernel_size = kernel_size
-        self.stride = kernel_size if stride is None else stride
-        self.padding, self.dilation = padding, dilation
+    _dims, _op = 2, staticmethod(ops.max_pool2d)
 
-    def forward(self, x: Any) -> Tensor:
-        return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
-
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}")
-
-
-class AvgPool2d(Module):
-    """2-D average pooling (padded zeros count), ``(B, C, H, W) -> (B, C, H', W')``.
+class AvgPool2d(_PoolNd):
+    """2-D average pooling (padded zeros count), ``(B, C, H, W) -> (B, C, H', W')``, as
+    ``torch.nn.AvgPool2d`` with its defaults.
 
     Args:
         kernel_size: an int or a pair.
@@ -155,20 +140,17 @@ class AvgPool2d(Module):
 
     Raises:
         ValueError: a non-positive kernel size or stride, or a padding out of range.
+
+    Example:
+        >>> import numpy as np
+        >>> AvgPool2d(2)
+        AvgPool2d(kernel_size=2, stride=2, padding=0)
+        >>> AvgPool2d(2)(np.ones((1, 3, 8, 8))).shape
+        (1, 3, 4, 4)
     """
+
+    _dims, _op = 2, staticmethod(ops.avg_pool2d)
 
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0) -> None:
-        super().__init__()
-        # The op's rules, checked at construction rather than at the first forward call.
-        owner = "AvgPool2d"
-        kernel_size = check_int_or_pair("kernel_size", kernel_size, 1, owner=owner)
-        kernel = _pair(kernel_size, "kernel_size", 1)
-        if stride is not None:
-            stride = check_int_or_pair("stride", stride, 1, owner=owner)
-        padding = check_int_or_pair("padding", padding, 0, owner=owner)
-        check_half_kernel(kernel, _pair(padding, "padding", 0), owner)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def forward(self, x: Any) -> Tensor:
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        super().__init__(kernel_size, stride, padding)
