@@ -36,7 +36,7 @@ from npdeq.autodiff.ops.pooling import avg_pool1d, max_pool1d, max_pool2d
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn import init
-from npdeq.nn._classification import _no_legacy, cross_entropy, nll_loss
+from npdeq.nn.classification import check_no_legacy, cross_entropy, nll_loss
 
 __all__ = ["relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "softplus", "softmax",
            "log_softmax", "normalize", "dropout", "linear", "conv2d", "avg_pool2d", "pad",
@@ -300,7 +300,7 @@ def pad(input: Any, pad: Sequence[int], mode: str = "constant", value: float | N
 def mse_loss(input: Any, target: Any, size_average: Any = None, reduce: Any = None,
              reduction: str = "mean") -> Tensor:
     """Mean squared error, :func:`npdeq.mse_loss` under PyTorch's signature."""
-    _no_legacy(size_average, reduce, "mse_loss")
+    check_no_legacy(size_average, reduce, "mse_loss")
     return ops.mse_loss(input, target, reduction=reduction)
 
 
@@ -317,7 +317,7 @@ def l1_loss(input: Any, target: Any, size_average: Any = None, reduce: Any = Non
         >>> float(l1_loss(np.array([1.0, -3.0]), np.zeros(2)))
         2.0
     """
-    _no_legacy(size_average, reduce, "l1_loss")
+    check_no_legacy(size_average, reduce, "l1_loss")
     _check_reduction(reduction, "l1_loss")
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"l1_loss: input shape {tuple(input.shape)} and target shape "

@@ -11,6 +11,7 @@ from npdeq.autodiff.ops.losses import _check_reduction
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
 from npdeq.nn import functional as F
+from npdeq.nn.classification import check_no_legacy
 from npdeq.nn.module import Module
 
 __all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss"]
@@ -21,7 +22,7 @@ class _Loss(Module):
                  reduction: str = "mean") -> None:
         super().__init__()
         name = type(self).__name__
-        F._no_legacy(size_average, reduce, name)
+        check_no_legacy(size_average, reduce, name)
         _check_reduction(reduction, name)
         self.reduction = reduction
 

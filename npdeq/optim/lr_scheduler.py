@@ -19,8 +19,8 @@ from collections import Counter
 from typing import Any, Callable, Sequence
 
 from npdeq.backend.checks import check_int, check_real
-from npdeq.optim.optimizer import Optimizer
-from npdeq.optim.plateau import ReduceLROnPlateau, _check_optimizer, _per_group
+from npdeq.optim.optimizer import Optimizer, check_optimizer, per_group
+from npdeq.optim.plateau import ReduceLROnPlateau
 
 __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
            "CosineAnnealingLR", "ReduceLROnPlateau"]
@@ -43,7 +43,7 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         owner = type(self).__name__
-        self.optimizer = _check_optimizer(optimizer, owner)
+        self.optimizer = check_optimizer(optimizer, owner)
         last_epoch = check_int("last_epoch", last_epoch, -1, owner=owner)
         for index, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
@@ -115,8 +115,8 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Any],
                  last_epoch: int = -1) -> None:
-        _check_optimizer(optimizer, "LambdaLR")
-        lambdas = _per_group(lr_lambda, optimizer, "lr_lambdas", "LambdaLR")
+        check_optimizer(optimizer, "LambdaLR")
+        lambdas = per_group(lr_lambda, optimizer, "lr_lambdas", "LambdaLR")
         for index, fn in enumerate(lambdas):
             if not callable(fn):
                 raise TypeError(f"LambdaLR: lr_lambda {index} must be callable, got "
@@ -266,7 +266,7 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1, *, warmup: int = 0) -> None:
         owner = "CosineAnnealingLR"
-        _check_optimizer(optimizer, owner)
+        check_optimizer(optimizer, owner)
         self.T_max = check_int("T_max", T_max, 1, owner=owner)
         self.warmup = check_int("warmup", warmup, 0, owner=owner)
         self.eta_min = check_real("eta_min", eta_min, 0.0, owner=owner)

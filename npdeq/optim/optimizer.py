@@ -19,7 +19,7 @@ from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn.parameter import Parameter
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "check_optimizer", "per_group"]
 
 
 def _is_array(obj: Any) -> bool:
@@ -297,3 +297,30 @@ class Optimizer:
                            + ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
                            for i, g in enumerate(self.param_groups))
         return f"{type(self).__name__}({groups})"
+
+
+def check_optimizer(optimizer: Any, owner: str) -> Optimizer:
+    """``optimizer``, checked to be an :class:`Optimizer` (for schedules and wrappers).
+
+    Raises:
+        TypeError: anything else, named with ``owner``.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{owner}: optimizer must be an npdeq.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
+    return optimizer
+
+
+def per_group(value: Any, optimizer: Optimizer, name: str, owner: str) -> list[Any]:
+    """A setting given once or as a list of one per parameter group, as that list.
+
+    Raises:
+        ValueError: a list or tuple whose length is not the number of groups.
+    """
+    groups = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != groups:
+            raise ValueError(f"{owner}: expected {groups} {name} (one per parameter group), "
+                             f"got {len(value)}")
+        return list(value)
+    return [value] * groups

@@ -11,26 +11,9 @@ from typing import Any, Sequence
 from npdeq import backend
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
-from npdeq.optim.optimizer import Optimizer
+from npdeq.optim.optimizer import Optimizer, check_optimizer, per_group
 
 __all__ = ["ReduceLROnPlateau"]
-
-
-def _check_optimizer(optimizer: Any, owner: str) -> Optimizer:
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{owner}: optimizer must be an npdeq.optim.Optimizer, got "
-                        f"{type(optimizer).__name__}")
-    return optimizer
-
-
-def _per_group(value: Any, optimizer: Optimizer, name: str, owner: str) -> list[Any]:
-    groups = len(optimizer.param_groups)
-    if isinstance(value, (list, tuple)):
-        if len(value) != groups:
-            raise ValueError(f"{owner}: expected {groups} {name} (one per parameter group), "
-                             f"got {len(value)}")
-        return list(value)
-    return [value] * groups
 
 
 def _metric(value: Any) -> float:
@@ -95,7 +78,7 @@ class ReduceLROnPlateau:
                  cooldown: int = 0, min_lr: float | Sequence[float] = 0.0,
                  eps: float = 1e-8) -> None:
         owner = "ReduceLROnPlateau"
-        self.optimizer = _check_optimizer(optimizer, owner)
+        self.optimizer = check_optimizer(optimizer, owner)
         if mode not in ("min", "max"):
             raise ValueError(f"{owner}: mode={mode!r} is not 'min' or 'max'")
         if threshold_mode not in ("rel", "abs"):
@@ -104,7 +87,7 @@ class ReduceLROnPlateau:
         self.factor = check_real("factor", factor, 0.0, 1.0, high_open=True, owner=owner)
         self.min_lrs = [check_real(f"min_lr[{i}]" if isinstance(min_lr, (list, tuple))
                                    else "min_lr", m, 0.0, owner=owner)
-                        for i, m in enumerate(_per_group(min_lr, optimizer, "min_lr", owner))]
+                        for i, m in enumerate(per_group(min_lr, optimizer, "min_lr", owner))]
         self.patience = check_int("patience", patience, 0, owner=owner)
         self.cooldown = check_int("cooldown", cooldown, 0, owner=owner)
         self.threshold = check_real("threshold", threshold, 0.0, owner=owner)

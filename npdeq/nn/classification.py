@@ -4,7 +4,7 @@
 
 Class indices are turned into a one-hot matrix (no data-dependent indexing, so this runs in
 every namespace); the labels are checked to lie in ``[0, C)`` (or equal ``ignore_index``),
-which reads two scalars back to the host. Imports the tape's ops and the backend.
+which reads two scalars back to the host.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from npdeq.autodiff.ops.losses import _check_reduction
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
 
-__all__ = ["nll_loss", "cross_entropy"]
+__all__ = ["nll_loss", "cross_entropy", "check_no_legacy"]
 
 
-def _no_legacy(size_average: Any, reduce: Any, what: str) -> None:
+def check_no_legacy(size_average: Any, reduce: Any, what: str) -> None:
+    """Refuse PyTorch's deprecated ``size_average``/``reduce`` loss arguments, naming
+    ``reduction`` (``what``: the function or class, for the message)."""
     if size_average is not None or reduce is not None:
         raise ValueError(f"{what}: size_average and reduce are PyTorch's deprecated "
                          "arguments; use reduction='mean', 'sum' or 'none'")
@@ -142,7 +144,7 @@ def nll_loss(input: Any, target: Any, weight: Any = None, size_average: Any = No
         >>> round(float(nll_loss(logp, np.array([0, -100]))), 6)  # the second is ignored
         0.693147
     """
-    _no_legacy(size_average, reduce, "nll_loss")
+    check_no_legacy(size_average, reduce, "nll_loss")
     _check_reduction(reduction, "nll_loss")
     return _class_loss(as_operand(input), target, weight, ignore_index, reduction, 0.0,
                        "nll_loss")
@@ -181,7 +183,7 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, size_average: Any
         0.693147
     """
     what = "cross_entropy"
-    _no_legacy(size_average, reduce, what)
+    check_no_legacy(size_average, reduce, what)
     _check_reduction(reduction, what)
     smoothing = check_real("label_smoothing", label_smoothing, 0.0, 1.0, owner=what)
     x = as_operand(input)
