@@ -26,7 +26,6 @@ from npdeq.backend.dtypes import *  # noqa: F401,F403
 from npdeq.backend.dtypes import __all__ as _dtypes_all
 from npdeq.backend.namespace import *  # noqa: F401,F403
 from npdeq.backend.namespace import __all__ as _namespace_all
-from npdeq.backend.namespace import _NAMESPACE_BY_TYPE, _numpy_namespace  # noqa: F401
 from npdeq.backend.random import *  # noqa: F401,F403
 from npdeq.backend.random import __all__ as _random_all
 from npdeq.backend.transfer import *  # noqa: F401,F403

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "array_namespace",
+    "default_namespace",
     "device",
     "to_numpy",
     "to_scalar",
@@ -44,7 +45,9 @@ _NUMPY_NS: Any = None
 _PY_SCALARS = (bool, int, float, complex)
 
 
-def _numpy_namespace() -> Any:
+def default_namespace() -> Any:
+    """The namespace of NumPy arrays (``array_api_compat.numpy``), where new parameters are
+    created when none is asked for."""
     global _NUMPY_NS
     if _NUMPY_NS is None:
         _NUMPY_NS = importlib.import_module("array_api_compat.numpy")
@@ -95,7 +98,7 @@ def array_namespace(*arrays: Any) -> Any:
 
 def _lookup_namespace(a: Any) -> Any:
     if isinstance(a, np.generic) or type(a) is np.ndarray:
-        ns = _numpy_namespace()
+        ns = default_namespace()
     else:
         try:
             ns = array_api_compat.array_namespace(a)
@@ -144,7 +147,7 @@ def unwrap_array(x: Any) -> Any:
 
 def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
     """Convert a Python scalar or nested list to an array of the default namespace (NumPy)."""
-    return _numpy_namespace().asarray(obj, dtype=dtype, copy=copy)
+    return default_namespace().asarray(obj, dtype=dtype, copy=copy)
 
 
 def namespace_name(xp: Any) -> str:

@@ -15,17 +15,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from npdeq.backend.namespace import (array_namespace, device, is_cupy,
-                                     is_numpy, namespace_name, to_numpy, _numpy_namespace)
+from npdeq.backend.namespace import (array_namespace, default_namespace, device, is_cupy,
+                                     is_numpy, namespace_name, to_numpy)
 
-__all__ = ["resolve_target", "move_array", "save_npz", "load_npz", "default_namespace"]
+__all__ = ["resolve_target", "move_array", "save_npz", "load_npz"]
 
 _GPU_NAMES = ("gpu", "cuda")
-
-
-def default_namespace() -> Any:
-    """The namespace new parameters are created in when none is asked for (NumPy)."""
-    return _numpy_namespace()
 
 
 def resolve_target(target: Any) -> tuple[Any, Any]:
@@ -47,7 +42,7 @@ def resolve_target(target: Any) -> tuple[Any, Any]:
     if isinstance(target, str):
         name = target.lower()
         if name in ("cpu", "numpy"):
-            return _numpy_namespace(), None
+            return default_namespace(), None
         if name in _GPU_NAMES or name.startswith("cuda:"):
             cp = _require_cupy(target)
             index = int(name.split(":", 1)[1]) if ":" in name else None
@@ -59,7 +54,7 @@ def resolve_target(target: Any) -> tuple[Any, Any]:
     if module_name is not None and hasattr(target, "asarray"):
         base = module_name.replace("array_api_compat.", "")
         if base == "numpy":
-            return _numpy_namespace(), None
+            return default_namespace(), None
         if base == "cupy":
             cp = _require_cupy("cupy")
             return array_namespace(cp.empty(0)), None
