@@ -1,8 +1,6 @@
 """Neural-network building blocks on npdeq's tape: ``Module``, ``Parameter``, layers,
-containers, initialisation and ``.npz`` saving (PyTorch's ``torch.nn`` names).
-
-Imports the tape (:mod:`npdeq.autodiff`) and the backend; the optimizers are in
-:mod:`npdeq.optim`.
+containers, initialisation and ``.npz`` saving (PyTorch's ``torch.nn`` names); the
+optimizers are in :mod:`npdeq.optim`.
 """
 
 from npdeq.nn import init

@@ -1,7 +1,4 @@
-"""Containers: ``Sequential`` (modules applied in order) and ``ModuleList``.
-
-Imports :mod:`npdeq.nn.module`.
-"""
+"""Containers: ``Sequential`` (modules applied in order) and ``ModuleList``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """``Dropout``: PyTorch's ``torch.nn.Dropout``, a new mask at every call in training mode, the
 identity in evaluation mode. For dropout inside a DEQ map (one mask per training step, so
-the solver sees one map) use :mod:`npdeq.dropout`'s variational dropout instead. Imports
-:mod:`npdeq.nn.functional` and :class:`~npdeq.nn.Module`.
+the solver sees one map) use :mod:`npdeq.dropout`'s variational dropout instead.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """``Embedding``: a lookup table of learned vectors, PyTorch's ``torch.nn.Embedding``, a thin
-Module over :func:`npdeq.embedding`. Imports the backend, the tape's ops and this package's
-``module``, ``parameter``, ``init``.
+Module over :func:`npdeq.embedding`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ different result:
 
 Random masks (``dropout``) come from npdeq's default generator
 (:func:`npdeq.nn.init.manual_seed`), drawn in the input's namespace and on its device.
-Imports the tape's ops, the backend and :mod:`npdeq.nn.init`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every layer draws its initial values from a host random generator: the one passe
 ``seed`` argument (an int or a ``numpy.random.Generator``), else npdeq's default generator,
 which :func:`manual_seed` resets. Building the same model after the same ``manual_seed``
 gives the same parameters. Values are drawn on the host and created in the target
-namespace and device. Imports the backend.
+namespace and device.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Weights are initialised as PyTorch's defaults (Kaiming-uniform with ``a = sqrt(5
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), norms' scale 1 and shift 0), drawn from ``seed`` or
 npdeq's default generator (:func:`npdeq.nn.init.manual_seed`). ``xp``, ``dtype`` and
 ``device`` say where parameters are created (NumPy, in :func:`npdeq.get_default_dtype`, by
-default; ``Module.to`` moves them later). Imports the tape's ops and this package's ``module``, ``parameter``, ``init``.
+default; ``Module.to`` moves them later).
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ from npdeq.nn.pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 __all__ = ["Linear", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d", "GroupNorm",
            "LayerNorm", "ReLU", "Tanh", "GELU", "Sigmoid", "Identity", "Flatten", "AvgPool1d",
            "AvgPool2d", "MaxPool1d", "MaxPool2d", "Embedding"]
-
-
-def _positive(name: str, value: Any, owner: str | None = None) -> int:
-    return check_int(name, value, 1, owner=owner)
 
 
 class Linear(Module):
@@ -63,8 +59,10 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
         super().__init__()
-        in_features = self.in_features = _positive("in_features", in_features, "Linear")
-        out_features = self.out_features = _positive("out_features", out_features, "Linear")
+        in_features = self.in_features = check_int("in_features", in_features, 1,
+                                                   owner="Linear")
+        out_features = self.out_features = check_int("out_features", out_features, 1,
+                                                     owner="Linear")
         bias = check_bool("bias", bias, owner="Linear")
         where = dict(xp=xp, dtype=dtype, device=device)
         rng = init.generator(seed)

@@ -1,6 +1,5 @@
 """Loss modules, PyTorch's ``torch.nn`` loss classes: each holds its settings and calls the
 function of the same name in :mod:`npdeq.nn.functional` (same arguments, same checks).
-Imports :mod:`npdeq.nn.functional` and :class:`~npdeq.nn.Module`.
 """
 
 from __future__ import annotations

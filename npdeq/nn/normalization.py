@@ -4,11 +4,11 @@
 Scales start at 1 and shifts at 0. Batch norms keep ``running_mean`` (zeros),
 ``running_var`` (ones) and ``num_batches_tracked`` (an int64 0-d array) as buffers, so they
 are saved by ``state_dict`` and moved by ``Module.to`` (which keeps the counter an integer).
-Imports the tape's ops and this package's ``module``, ``parameter``, ``init``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from npdeq import backend
@@ -20,10 +20,6 @@ from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm"]
-
-
-def _positive(name: str, value: Any, owner: str | None = None) -> int:
-    return check_int(name, value, 1, owner=owner)
 
 
 def _eps(value: Any, owner: str) -> float:
@@ -42,7 +38,7 @@ class _BatchNorm(Module):
                  dtype: Any = None, device: Any = None) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.num_features = _positive("num_features", num_features, owner)
+        self.num_features = check_int("num_features", num_features, 1, owner=owner)
         self.eps = _eps(eps, owner)
         self.momentum = check_real("momentum", momentum, 0.0, 1.0, owner=owner, none_ok=True)
         self.affine = check_bool("affine", affine, owner=owner)
@@ -82,9 +78,7 @@ class _BatchNorm(Module):
         x = x if isinstance(x, Tensor) else Tensor(x)
         axes = (0,) + tuple(range(2, len(shape)))
         kept = (1, shape[1]) + (1,) * (len(shape) - 2)
-        count = 1
-        for axis in axes:
-            count *= shape[axis]
+        count = math.prod(shape[axis] for axis in axes)
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             if count < 2:
@@ -204,8 +198,8 @@ class GroupNorm(Module):
                  affine: bool = True, *, xp: Any = None, dtype: Any = None,
                  device: Any = None) -> None:
         super().__init__()
-        num_groups = _positive("num_groups", num_groups, "GroupNorm")
-        num_channels = _positive("num_channels", num_channels, "GroupNorm")
+        num_groups = check_int("num_groups", num_groups, 1, owner="GroupNorm")
+        num_channels = check_int("num_channels", num_channels, 1, owner="GroupNorm")
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_groups={num_groups} must divide "
                              f"num_channels={num_channels}")
@@ -258,7 +252,7 @@ class LayerNorm(Module):
                                  f"ints, got {normalized_shape!r}") from None
         if not shape:
             raise ValueError("LayerNorm: normalized_shape must name at least one axis, got ()")
-        shape = tuple(_positive("normalized_shape", size, "LayerNorm") for size in shape)
+        shape = tuple(check_int("normalized_shape", size, 1, owner="LayerNorm") for size in shape)
         eps = _eps(eps, "LayerNorm")
         elementwise_affine = check_bool("elementwise_affine", elementwise_affine,
                                         owner="LayerNorm")

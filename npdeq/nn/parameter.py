@@ -1,7 +1,4 @@
-"""``Parameter``: a leaf Tensor that a :class:`~npdeq.nn.Module` registers as trainable.
-
-Imports the tape's ``Tensor`` only.
-"""
+"""``Parameter``: a leaf Tensor that a :class:`~npdeq.nn.Module` registers as trainable."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Saving and loading model state to ``.npz`` files (plain arrays, no pickles).
 
-Imports the backend and :mod:`npdeq.nn.module`.
+Arrays are written from the host, so a file saved from CuPy loads anywhere.
 """
 
 from __future__ import annotations

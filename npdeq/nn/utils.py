@@ -2,7 +2,7 @@
 
 Both replace each parameter's ``.grad`` by a clipped copy (the old gradient array is not
 written: a graph or a user may still hold it), in the gradient's own namespace, device and
-dtype. Imports the backend, the tape's ``Tensor`` and :class:`~npdeq.nn.Parameter`.
+dtype.
 """
 
 from __future__ import annotations

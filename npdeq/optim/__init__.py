@@ -2,12 +2,10 @@
 ``torch.optim`` names, defaults and update rules.
 
 An optimizer holds parameter groups (lists of :class:`~npdeq.nn.Parameter` with their own
-settings) and updates each parameter's ``.data`` from its ``.grad`` in the parameter's own
-namespace, on its device and in its dtype (a gradient of another dtype is cast; a step never
-changes a parameter's dtype); parameters without a gradient are skipped. The schedules are
-in :mod:`npdeq.optim.lr_scheduler` (``from npdeq.optim.lr_scheduler import StepLR``, as
-PyTorch); ``CosineAnnealingLR`` is also here. Imports :mod:`npdeq.nn`, the tape and the
-backend.
+settings) and updates the parameters that have a gradient, each in its own namespace, device
+and dtype (:mod:`npdeq.optim.optimizer`). The schedules are in
+:mod:`npdeq.optim.lr_scheduler` (``from npdeq.optim.lr_scheduler import StepLR``, as
+PyTorch); ``CosineAnnealingLR`` is also here.
 """
 
 from npdeq.optim import lr_scheduler

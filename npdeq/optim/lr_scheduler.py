@@ -8,7 +8,7 @@ rates last set; ``state_dict()``/``load_state_dict()`` save and restore everythi
 optimizer. ``StepLR``, ``MultiStepLR`` and ``ExponentialLR`` multiply the groups' current
 rates (PyTorch's chainable form: two schedules on one optimizer compose). Every rate a
 schedule sets is checked (finite, >= 0), so a ``lr_lambda`` returning NaN raises at the
-step that computes it. Imports the optimizer base class and the backend.
+step that computes it.
 """
 
 from __future__ import annotations

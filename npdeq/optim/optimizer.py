@@ -1,13 +1,12 @@
 """The optimizer base class: parameter groups, checked settings and gradients, ``zero_grad``
-and the per-parameter ``state``.
+and the per-parameter ``state``; and the checks the schedules share.
 
 An optimizer updates each parameter's ``.data`` from its ``.grad`` in the parameter's own
 namespace, on its device and **in its dtype**: a gradient of another floating dtype (a
 float64 gradient of a float32 parameter, say) is cast to the parameter's dtype before the
 update, and state buffers (momentum, Adam's moments) are kept in the parameter's dtype, so a
 step never changes a parameter's dtype. ``.data`` is replaced, never written in place, so
-arrays a recorded graph still holds are not changed under it. Imports the backend, the
-tape's ``Tensor`` and :mod:`npdeq.nn`.
+arrays a recorded graph still holds are not changed under it.
 """
 
 from __future__ import annotations

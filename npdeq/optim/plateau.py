@@ -1,6 +1,5 @@
 """``ReduceLROnPlateau``: PyTorch's metric-driven schedule (``torch.optim.lr_scheduler``),
-importable from :mod:`npdeq.optim.lr_scheduler`. Imports the optimizer base class and the
-backend.
+importable from :mod:`npdeq.optim.lr_scheduler`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from npdeq import nn
 from npdeq.norm import WeightNorm, apply_norm, register_norm_module, reset_norm
 
-from test_layers import _check_uniform, check_layer_grads, host, set_params, where
+from test_layers import check_uniform, check_layer_grads, host, set_params, where
 
 
 def test_conv1d_matches_closed_form_and_finite_differences(xp, xp_device, to_xp, check_array):
@@ -38,8 +38,8 @@ def test_conv1d_matches_closed_form_and_finite_differences(xp, xp_device, to_xp,
 def test_conv1d_default_init_is_pytorchs():
     layer = nn.Conv1d(8, 300, 5, groups=2, seed=0)
     bound = 1 / math.sqrt(4 * 5)
-    _check_uniform(host(layer.weight), bound, "Conv1d.weight")
-    _check_uniform(host(layer.bias), bound, "Conv1d.bias")
+    check_uniform(host(layer.weight), bound, "Conv1d.weight")
+    check_uniform(host(layer.bias), bound, "Conv1d.bias")
     assert (layer.kernel_size, layer.stride, layer.padding) == ((5,), (1,), (0,))
     assert nn.Conv1d(1, 1, 3, padding="same").padding == "same"
     with pytest.raises(ValueError, match="Conv1d: kernel_size must be an int or a 1-tuple"):

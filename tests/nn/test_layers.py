@@ -367,7 +367,7 @@ def test_a_small_network_is_differentiable_end_to_end(xp, xp_device, to_xp, chec
 # --- initialisation ----------------------------------------------------------------------
 
 
-def _check_uniform(values, bound, what):
+def check_uniform(values, bound, what):
     """Samples of U(-bound, bound): inside the bound, and spread over it (a wrong gain or a
     normal draw fails the spread or the variance bound^2 / 3)."""
     values = np.ravel(values)
@@ -383,8 +383,8 @@ def _check_uniform(values, bound, what):
 def test_linear_default_init_is_pytorchs(n_in, n_out):
     layer = nn.Linear(n_in, n_out, seed=n_in)
     bound = 1 / math.sqrt(n_in)
-    _check_uniform(host(layer.weight), bound, "Linear.weight")
-    _check_uniform(host(layer.bias), bound, "Linear.bias")
+    check_uniform(host(layer.weight), bound, "Linear.weight")
+    check_uniform(host(layer.bias), bound, "Linear.bias")
     assert layer.weight.dtype == np.float64 and layer.weight.requires_grad
     assert isinstance(layer.weight, nn.Parameter) and isinstance(layer.bias, nn.Parameter)
 
@@ -395,8 +395,8 @@ def test_conv2d_default_init_uses_the_fan_in_of_one_group(c_in, c_out, kernel, g
     layer = nn.Conv2d(c_in, c_out, kernel, groups=groups, seed=c_out)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     bound = 1 / math.sqrt(c_in // groups * kh * kw)
-    _check_uniform(host(layer.weight), bound, "Conv2d.weight")
-    _check_uniform(host(layer.bias), bound, "Conv2d.bias")
+    check_uniform(host(layer.weight), bound, "Conv2d.weight")
+    check_uniform(host(layer.bias), bound, "Conv2d.bias")
 
 
 def test_layers_without_bias_or_affine_have_only_their_weights():
@@ -423,7 +423,7 @@ def test_dtype_argument_creates_parameters_of_that_dtype(xp, xp_device, check_ar
         layer = nn.Linear(4, 2, seed=0, dtype=dtype, **where(xp, xp_device))
         check_array(layer.weight, dtype=xp.float32)
         check_array(layer.bias, dtype=xp.float32)
-        _check_uniform(host(layer.weight), 0.5, "float32 Linear.weight")
+        check_uniform(host(layer.weight), 0.5, "float32 Linear.weight")
         # The same draws, rounded: the dtype changes the precision, not the values.
         for narrow, reference in zip(layer.parameters(), wide.parameters()):
             np.testing.assert_array_equal(host(narrow), host(reference).astype(np.float32))
