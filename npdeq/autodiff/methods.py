@@ -15,15 +15,6 @@ from npdeq.autodiff.ops import linalg_functions
 from npdeq.autodiff.tensor import Tensor
 
 
-def _method(op):
-    # Primitives are not descriptors; wrap them so that they bind ``self`` like functions.
-    def method(self, *args, **kwargs):
-        return op(self, *args, **kwargs)
-    method.__name__ = getattr(op, "name", getattr(op, "__name__", "method"))
-    method.__doc__ = getattr(op, "__doc__", None)
-    return method
-
-
 def _reflect(op):
     return lambda self, other: op(other, self)
 
@@ -50,10 +41,6 @@ def _transpose(self, *axes):
         return ops.permute(self, None)
     return _permute(self, *axes)
 
-
-_PLAIN = {"__radd__", "__rsub__", "__rmul__", "__rtruediv__", "__rpow__", "__rmatmul__",
-          "__pos__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__",
-          "reshape", "view", "permute", "transpose", "unsqueeze"}
 
 _METHODS = {
     "__add__": ops.add, "__radd__": _reflect(ops.add),
@@ -84,7 +71,7 @@ _METHODS = {
 }
 
 for _name, _fn in _METHODS.items():
-    setattr(Tensor, _name, _fn if isinstance(_fn, property) or _name in _PLAIN else _method(_fn))
+    setattr(Tensor, _name, _fn)  # primitives bind as methods, like functions
 
 
 # --- PyTorch habits ------------------------------------------------------------------------
@@ -194,15 +181,16 @@ def _chunk(self, chunks, axis=0, *, dim=None):
                  for lo in range(0, max(n, 1), step))
 
 
-def _clone_raw(a):
+@primitive
+def _clone(a):
     return backend.array_namespace(a).asarray(a, copy=True)
 
 
-_clone = primitive(_clone_raw, name="clone")
 defvjp(_clone, lambda g, ans, a: g)
 
 
-def _move_raw(a, xp=None, device=None, dtype=None):
+@primitive(name="to")
+def _move(a, xp=None, device=None, dtype=None):
     out = a if xp is None else backend.move_array(a, xp, device)
     if dtype is not None and out.dtype != dtype:
         out = backend.array_namespace(out).astype(out, dtype)
@@ -210,7 +198,6 @@ def _move_raw(a, xp=None, device=None, dtype=None):
 
 
 # The move back to the input's namespace, device and dtype is the same op.
-_move = primitive(_move_raw, name="to")
 defvjp(_move, lambda g, ans, a, xp=None, device=None, dtype=None: _move(
     g, xp=backend.array_namespace(a.data), device=backend.device(a.data), dtype=a.data.dtype))
 
@@ -277,7 +264,7 @@ def _to(self, *args, dtype=None, device=None, xp=None, copy=False, non_blocking=
             else (here if ns is None else ns).isdtype(dtype, kinds)):
         out = _move(self, xp=ns if moved else None, device=where, dtype=dtype)
     else:
-        out = Tensor(_move_raw(self.data, ns if moved else None, where, dtype))
+        out = Tensor(_move.fun(self.data, ns if moved else None, where, dtype))
     if copy and out.data is self.data:
         return _clone(out)
     return out
@@ -333,4 +320,4 @@ _NUMPY_METHODS = {
 }
 
 for _name, _fn in _NUMPY_METHODS.items():
-    setattr(Tensor, _name, _fn if _name == "__rmod__" else _method(_fn))
+    setattr(Tensor, _name, _fn)

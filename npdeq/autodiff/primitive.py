@@ -1,23 +1,31 @@
 """The primitive registry: an op's raw forward and its VJP rules, declared side by side.
 
-A primitive wraps a function on raw arrays. Calling it with Tensors unwraps them, runs the
-function, and, when grad mode is on and some argument requires a gradient, records a
-:class:`Node` on the result. :func:`defvjp` attaches one VJP rule per positional argument::
+A primitive is its public op: decorate the raw forward (a function of arrays), and calling
+it with Tensors or arrays unwraps them, runs it, and, when grad mode is on and an argument
+requires a gradient, records a :class:`Node` on the Tensor it returns. It keeps the
+function's name and docstring and binds as a method (``Tensor.exp = exp``).
+:func:`defvjp` attaches one rule per positional argument::
 
-    exp = primitive(lambda x: array_namespace(x).exp(x), name="exp")
+    @primitive
+    def exp(x):
+        return array_namespace(x).exp(x)
     defvjp(exp, lambda g, ans, x: g * ans)
 
-A rule has the signature ``rule(g, ans, *args, **kwargs)``: ``g`` is the cotangent of the
-output, ``ans`` the output Tensor, ``args``/``kwargs`` the op's own arguments (Tensors where
-Tensors were passed). Rules are written with npdeq ops, so the engine can record them for
-gradients of gradients; they are stateless (no closures over outputs), so the graph holds no
-reference cycles. Summing a rule's result down to a broadcast input's shape is the engine's
-job, not the rule's.
+Naming: where the public op is a Python function around a primitive (argument checks,
+several primitives), the primitive is ``_<op>``; a primitive's name in error messages is
+its function's without the leading underscore (or ``name=``, for lambdas).
+
+A rule ``rule(g, ans, *args, **kwargs)`` gets the output's cotangent ``g``, the output
+Tensor ``ans`` and the op's own arguments (Tensors where Tensors were passed). Rules use
+npdeq ops (so ``create_graph`` can record them) and close over no outputs (no reference
+cycles). Summing a cotangent down to a broadcast input's shape is the engine's job.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import types
 from typing import Any, Callable
 
 from npdeq import backend
@@ -95,14 +103,21 @@ class Node:
 class Primitive:
     """A differentiable operation; see the module docstring. Create with :func:`primitive`."""
 
-    __slots__ = ("name", "fun", "vjps", "vjp_argnums")
-
     def __init__(self, fun: Callable[..., Any], name: str | None = None) -> None:
+        functools.update_wrapper(self, fun)
         self.fun = fun
-        self.name = name or fun.__name__
+        self.name = name or fun.__name__.lstrip("_")
+        if fun.__name__ == "<lambda>":
+            self.__name__ = self.__qualname__ = self.name
+        if self.__doc__ is None:
+            del self.__doc__  # the class's
         self.vjps: dict[int, Callable[..., Any]] = {}
         # A rule computing the cotangents of several arguments at once (defvjp_argnums).
         self.vjp_argnums: Callable[..., Any] | None = None
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # As a class attribute (Tensor.exp), bind like a function: t.exp() is exp(t).
+        return self if obj is None else types.MethodType(self, obj)
 
     def __repr__(self) -> str:
         return f"<npdeq primitive {self.name}>"
@@ -146,10 +161,12 @@ def primitive(fun: Callable[..., Any] | None = None, *, name: str | None = None)
 
     Args:
         fun: the raw forward, ``fun(*arrays, **params) -> array``.
-        name: the op's name in error messages (default ``fun.__name__``).
+        name: the op's name in error messages (default ``fun.__name__`` without a
+            leading underscore).
 
     Returns:
-        The primitive (usable as a decorator, with or without ``name=``).
+        The primitive, with ``fun``'s name and docstring (usable as a decorator, with or
+        without ``name=``).
 
     Example:
         >>> @primitive

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import npdeq
-from npdeq.autodiff.ops.conv import (_conv, _conv_input_grad, _conv_weight_grad, _fold,
+from npdeq.autodiff.ops.conv import (_conv2d, _conv2d_input_grad, _conv2d_weight_grad, _fold,
                                      _windows)
 from npdeq.autodiff.ops.linalg import matmul
 from npdeq.autodiff.ops.shape import pad, reshape
@@ -358,16 +358,16 @@ def test_conv_primitives_are_adjoint_with_rules_of_every_order(xp, to_xp, stride
     x0, w0 = rng.standard_normal((2, 4, 5, 4)), rng.standard_normal((2, 4 // groups, 2, 3))
     geo = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     x, w = to_xp(x0), to_xp(w0)
-    y = _conv(x, w, **geo)
+    y = _conv2d(x, w, **geo)
     g = to_xp(rng.standard_normal(y.shape))
-    gx = _conv_input_grad(g, w, image_shape=x0.shape, **geo)
-    gw = _conv_weight_grad(x, g, weight_shape=w0.shape, **geo)
+    gx = _conv2d_input_grad(g, w, image_shape=x0.shape, **geo)
+    gw = _conv2d_weight_grad(x, g, weight_shape=w0.shape, **geo)
     lhs = np.sum(y.numpy() * npdeq.backend.to_numpy(g))
     assert lhs == pytest.approx(np.sum(x0 * gx.numpy()), rel=1e-12)
     assert lhs == pytest.approx(np.sum(w0 * gw.numpy()), rel=1e-12)
-    check_grads(lambda a, b: _conv_input_grad(a, b, image_shape=x0.shape, **geo), g, w,
+    check_grads(lambda a, b: _conv2d_input_grad(a, b, image_shape=x0.shape, **geo), g, w,
                 order=2, seed=1)
-    check_grads(lambda a, b: _conv_weight_grad(a, b, weight_shape=w0.shape, **geo), x, g,
+    check_grads(lambda a, b: _conv2d_weight_grad(a, b, weight_shape=w0.shape, **geo), x, g,
                 order=2, seed=2)
 
 

@@ -1,4 +1,4 @@
-"""The error function and GELU: ``erf``/``erfc`` primitives (forward beside VJP) and ``gelu``.
+"""The error function and GELU: the primitives ``erf``/``erfc`` and the composite ``gelu``.
 
 The array API standard has no error function, so ``erf`` and ``erfc`` are evaluated here with
 standard array functions only, in the style of the classic piecewise libm approximations:
@@ -102,30 +102,12 @@ def _erf_parts(x: Any) -> tuple[Any, Any, Any, Any]:
     return xp, a, small, scaled * _exp_minus_square(big_a, xp)
 
 
-def _erf(x: Any) -> Any:
-    xp, a, small, erfc_a = _erf_parts(x)
-    # NaN fails every comparison and lands in the second branch, whose value is NaN too.
-    big = xp.where(x < 0, erfc_a - 1.0, 1.0 - erfc_a)
-    return xp.where(a < _SMALL_END, small, xp.where(xp.isnan(x), x, big))
-
-
-def _erfc(x: Any) -> Any:
-    xp, a, small, erfc_a = _erf_parts(x)
-    big = xp.where(x < 0, 2.0 - erfc_a, erfc_a)
-    return xp.where(a < _SMALL_END, 1.0 - small, xp.where(xp.isnan(x), x, big))
-
-
 def _gaussian(x: Any) -> Tensor:
     """``2/sqrt(pi) * exp(-x**2)``, the derivative of erf, recorded on the tape."""
     return exp(-(x * x)) * _TWO_OVER_SQRT_PI
 
 
-_erf_p = primitive(_erf, name="erf")
-defvjp(_erf_p, lambda g, ans, x: g * _gaussian(x))
-_erfc_p = primitive(_erfc, name="erfc")
-defvjp(_erfc_p, lambda g, ans, x: -g * _gaussian(x))
-
-
+@primitive
 def erf(x: Any) -> Tensor:
     """The error function ``erf(x) = 2/sqrt(pi) * integral_0^x exp(-t**2) dt``.
 
@@ -145,29 +127,30 @@ def erf(x: Any) -> Tensor:
         >>> float(npdeq.erf(np.array(0.5)).data)  # doctest: +ELLIPSIS
         0.5204998778130...
     """
-    return _erf_p(x)
+    xp, a, small, erfc_a = _erf_parts(x)
+    # NaN fails every comparison and lands in the second branch, whose value is NaN too.
+    big = xp.where(x < 0, erfc_a - 1.0, 1.0 - erfc_a)
+    return xp.where(a < _SMALL_END, small, xp.where(xp.isnan(x), x, big))
 
 
+@primitive
 def erfc(x: Any) -> Tensor:
     """The complementary error function ``erfc(x) = 1 - erf(x)``, without the
     cancellation of computing ``1 - erf(x)`` for large ``x`` (relative error about 1e-15 down to
-    the float64 underflow near ``x = 27``).
-
-    Args:
-        x: real floating-point Tensor or array, any shape.
-
-    Returns:
-        Tensor of ``x``'s shape, dtype, namespace and device.
-
-    Raises:
-        TypeError: ``x`` is not real floating point.
+    the float64 underflow near ``x = 27``). Arguments, result and errors as :func:`erf`.
 
     Example:
         >>> import numpy as np, npdeq
         >>> float(npdeq.erfc(np.array(10.0)).data)  # doctest: +ELLIPSIS
         2.088487583762...e-45
     """
-    return _erfc_p(x)
+    xp, a, small, erfc_a = _erf_parts(x)
+    big = xp.where(x < 0, 2.0 - erfc_a, erfc_a)
+    return xp.where(a < _SMALL_END, 1.0 - small, xp.where(xp.isnan(x), x, big))
+
+
+defvjp(erf, lambda g, ans, x: g * _gaussian(x))
+defvjp(erfc, lambda g, ans, x: -g * _gaussian(x))
 
 
 _GELU_MODES = ("none", "tanh")

@@ -1,11 +1,11 @@
 """1-D and 2-D convolution as 2-D matrix products, with PyTorch's argument conventions.
 
-Three primitives carry the work: ``_conv`` (the forward), ``_conv_input_grad`` (its VJP with
-respect to the input, a transposed convolution) and ``_conv_weight_grad`` (with respect to
-the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run one 2-D matrix product
+Three primitives carry the work: ``_conv2d`` (the forward), ``_conv2d_input_grad`` (its VJP
+with respect to the input, a transposed convolution) and ``_conv2d_weight_grad`` (with respect
+to the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run one 2-D matrix product
 per kernel offset on slices of contiguous buffers, so the arithmetic stays in BLAS (cuBLAS on
 CuPy). All three are bilinear and each one's VJPs are the other two, so gradients of any
-order work. ``conv2d`` is ``_conv`` plus a bias; ``conv1d`` runs it on a unit height axis.
+order work. ``conv2d`` is ``_conv2d`` plus a bias; ``conv1d`` runs it on a unit height axis.
 The sliding-window primitives ``_windows``/``_fold`` (each the other's VJP) serve the
 pooling ops (:mod:`npdeq.autodiff.ops.pooling`).
 
@@ -27,19 +27,17 @@ __all__ = ["conv1d", "conv2d"]
 Pair = int | tuple[int, int]
 
 
-def _windows_raw(x, kernel, stride, dilation):
+@primitive(name="sliding_windows")
+def _windows(x, kernel, stride, dilation):
+    """``(B, C, H, W) -> (B, C, kh, kw, Ho, Wo)``: the windows of an already padded batch."""
     return backend.sliding_windows(x, kernel, stride, dilation)
 
 
-def _fold_raw(cols, image_shape, stride, dilation):
+@primitive(name="fold_windows")
+def _fold(cols, image_shape, stride, dilation):
+    """``(B, C, kh, kw, Ho, Wo) -> (B, C, H, W)``: overlapping windows summed into an image."""
     return backend.fold_windows(cols, image_shape, stride, dilation)
 
-
-_windows = primitive(_windows_raw, name="sliding_windows")
-"""``(B, C, H, W) -> (B, C, kh, kw, Ho, Wo)``: the windows of an already padded batch."""
-
-_fold = primitive(_fold_raw, name="fold_windows")
-"""``(B, C, kh, kw, Ho, Wo) -> (B, C, H, W)``: overlapping windows summed into an image."""
 
 defvjp(_windows, lambda g, ans, x, kernel, stride, dilation:
        _fold(g, tuple(x.shape), stride, dilation))
@@ -54,40 +52,37 @@ defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
 # contiguous buffers.
 
 
-def _conv_raw(x, w, *, stride, padding, dilation, groups):
+@primitive
+def _conv2d(x, w, *, stride, padding, dilation, groups):
+    """``(x, w) -> y``: the convolution without bias (geometry as keywords)."""
     return _kernels.conv_forward(x, w, stride, padding, dilation, groups)
 
 
-def _conv_input_grad_raw(g, w, *, image_shape, stride, padding, dilation, groups):
+@primitive
+def _conv2d_input_grad(g, w, *, image_shape, stride, padding, dilation, groups):
+    """``(g, w) -> x̄``: the VJP of ``_conv2d`` for ``x`` (a transposed convolution)."""
     return _kernels.conv_input_grad(g, w, image_shape, stride, padding, dilation, groups)
 
 
-def _conv_weight_grad_raw(x, g, *, weight_shape, stride, padding, dilation, groups):
+@primitive
+def _conv2d_weight_grad(x, g, *, weight_shape, stride, padding, dilation, groups):
+    """``(x, g) -> w̄``: the VJP of ``_conv2d`` with respect to ``w``."""
     return _kernels.conv_weight_grad(x, g, weight_shape, stride, padding, dilation, groups)
 
 
-_conv = primitive(_conv_raw, name="conv2d")
-"""``(x, w) -> y``: the convolution without bias (geometry as keywords)."""
-
-_conv_input_grad = primitive(_conv_input_grad_raw, name="conv2d_input_grad")
-"""``(g, w) -> x̄``: the VJP of ``_conv`` with respect to ``x`` (a transposed convolution)."""
-
-_conv_weight_grad = primitive(_conv_weight_grad_raw, name="conv2d_weight_grad")
-"""``(x, g) -> w̄``: the VJP of ``_conv`` with respect to ``w``."""
-
 # All three are bilinear: <conv(x, w), g> = <x, input_grad(g, w)> = <w, weight_grad(x, g)>.
 # Each rule is one of the three, so every order of derivative stays on these primitives.
-defvjp(_conv,
-       lambda g, ans, x, w, **geo: _conv_input_grad(g, w, image_shape=tuple(x.shape), **geo),
-       lambda g, ans, x, w, **geo: _conv_weight_grad(x, g, weight_shape=tuple(w.shape), **geo))
-defvjp(_conv_input_grad,
-       lambda v, ans, g, w, image_shape, **geo: _conv(v, w, **geo),
+defvjp(_conv2d,
+       lambda g, ans, x, w, **geo: _conv2d_input_grad(g, w, image_shape=tuple(x.shape), **geo),
+       lambda g, ans, x, w, **geo: _conv2d_weight_grad(x, g, weight_shape=tuple(w.shape), **geo))
+defvjp(_conv2d_input_grad,
+       lambda v, ans, g, w, image_shape, **geo: _conv2d(v, w, **geo),
        lambda v, ans, g, w, image_shape, **geo:
-       _conv_weight_grad(v, g, weight_shape=tuple(w.shape), **geo))
-defvjp(_conv_weight_grad,
+       _conv2d_weight_grad(v, g, weight_shape=tuple(w.shape), **geo))
+defvjp(_conv2d_weight_grad,
        lambda v, ans, x, g, weight_shape, **geo:
-       _conv_input_grad(g, v, image_shape=tuple(x.shape), **geo),
-       lambda v, ans, x, g, weight_shape, **geo: _conv(x, v, **geo))
+       _conv2d_input_grad(g, v, image_shape=tuple(x.shape), **geo),
+       lambda v, ans, x, g, weight_shape, **geo: _conv2d(x, v, **geo))
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -199,7 +194,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
     dilation_ = _pair(dilation, "conv2d: dilation", 1)
     pads = _padding(padding, (kh, kw), stride_, dilation_)
     _check_fits(x, (kh, kw), dilation_, pads, "conv2d")
-    out = _conv(x, weight, stride=stride_, padding=pads, dilation=dilation_, groups=groups)
+    out = _conv2d(x, weight, stride=stride_, padding=pads, dilation=dilation_, groups=groups)
     if bias is not None:
         out = out + reshape(bias, (1, c_out, 1, 1))
     return out
@@ -276,7 +271,7 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
         raise ValueError(f"conv1d: kernel size {k} with dilation {d} does not fit the input of "
                          f"shape {tuple(x.shape)} padded by {padding!r} (padded length "
                          f"{n + before + after})")
-    out = _conv(reshape(x, (b, c, 1, n)), reshape(weight, (o, cg, 1, k)), stride=(1, s),
+    out = _conv2d(reshape(x, (b, c, 1, n)), reshape(weight, (o, cg, 1, k)), stride=(1, s),
                 padding=((0, 0), (before, after)), dilation=(1, d), groups=groups)
     out = reshape(out, (b, o, out.shape[3]))
     if bias is not None:

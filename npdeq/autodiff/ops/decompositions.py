@@ -14,7 +14,7 @@ from npdeq import backend
 from npdeq.autodiff.ops._util import ns, raw
 from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.linalg import matmul
-from npdeq.autodiff.ops.linalg_functions import _check_square, matrix_transpose, solve_
+from npdeq.autodiff.ops.linalg_functions import _check_square, matrix_transpose, _solve
 from npdeq.autodiff.ops.shape import expand_dims, tril
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
@@ -28,14 +28,12 @@ def _eye_like(a: Any) -> Any:
     return xp.eye(a.shape[-1], dtype=a.dtype, device=backend.device(a))
 
 
-def _cholesky(a):
+@primitive
+def cholesky(a):
+    """The lower Cholesky factor ``L`` of each symmetric positive-definite matrix (``a = L Lᵀ``),
+    as ``numpy.linalg.cholesky``; the library's ``LinAlgError`` if one is not positive definite."""
     _check_square(a, "cholesky")
     return ns(a).linalg.cholesky(a)
-
-
-cholesky = primitive(_cholesky, name="cholesky")
-"""The lower Cholesky factor ``L`` of each symmetric positive-definite matrix (``a = L Lᵀ``),
-as ``numpy.linalg.cholesky``; the library's ``LinAlgError`` if one is not positive definite."""
 
 
 def _cholesky_vjp(g, ans, a):
@@ -43,32 +41,32 @@ def _cholesky_vjp(g, ans, a):
     lt = matrix_transpose(ans)
     phi = tril(matmul(lt, g))
     phi = phi - 0.5 * mul(phi, _eye_like(ans))
-    left = solve_(lt, phi)                                      # L⁻ᵀ Φ
-    s = matrix_transpose(solve_(lt, matrix_transpose(left)))   # L⁻ᵀ Φ L⁻¹
+    left = _solve(lt, phi)                                      # L⁻ᵀ Φ
+    s = matrix_transpose(_solve(lt, matrix_transpose(left)))   # L⁻ᵀ Φ L⁻¹
     return 0.5 * (s + matrix_transpose(s))
 
 
 defvjp(cholesky, _cholesky_vjp)
 
 
-def _eigh(a, part):
+def _eigh_part(a, part):
     _check_square(a, "eigh")
     return ns(a).linalg.eigh(a)[part]
 
 
-eigvalsh_ = primitive(lambda a: _eigh(a, 0), name="eigvalsh")
-eigvecs_ = primitive(lambda a: _eigh(a, 1), name="eigh")
+_eigvalsh = primitive(lambda a: _eigh_part(a, 0), name="eigvalsh")
+_eigvecs = primitive(lambda a: _eigh_part(a, 1), name="eigh")
 
 
 def _eigvalsh_vjp(g, ans, a):
     # Ā = V diag(w̄) Vᵀ
-    v = eigvecs_(a)
+    v = _eigvecs(a)
     return matmul(v * expand_dims(g, -2), matrix_transpose(v))
 
 
 def _eigvecs_vjp(g, ans, a):
     # Ā = V (F ∘ Vᵀ V̄) Vᵀ with F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it.
-    w = eigvalsh_(a)
+    w = _eigvalsh(a)
     eye = _eye_like(a)
     gaps = expand_dims(w, -2) - expand_dims(w, -1) + eye
     f = (1.0 / gaps) * (1.0 - eye)  # the Tensor first: strict arrays do not take Tensors
@@ -76,8 +74,8 @@ def _eigvecs_vjp(g, ans, a):
     return matmul(matmul(ans, inner), matrix_transpose(ans))
 
 
-defvjp(eigvalsh_, _eigvalsh_vjp)
-defvjp(eigvecs_, _eigvecs_vjp)
+defvjp(_eigvalsh, _eigvalsh_vjp)
+defvjp(_eigvecs, _eigvecs_vjp)
 
 
 class EighResult(NamedTuple):
@@ -95,11 +93,11 @@ def eigvalsh(a: Any) -> Tensor:
         >>> npdeq.linalg.eigvalsh(np.array([[2., 1.], [1., 2.]])).numpy()
         array([1., 3.])
     """
-    return eigvalsh_(a)
+    return _eigvalsh(a)
 
 
 def eigh(a: Any) -> EighResult:
     """Eigenvalues (ascending) and eigenvectors (columns) of each symmetric matrix, as
     ``numpy.linalg.eigh``. The eigenvectors' gradient divides by eigenvalue gaps: it is
     undefined for repeated eigenvalues (as in every framework)."""
-    return EighResult(eigvalsh_(a), eigvecs_(a))
+    return EighResult(_eigvalsh(a), _eigvecs(a))

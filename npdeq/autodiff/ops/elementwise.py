@@ -65,13 +65,13 @@ log10 = primitive(lambda a: ns(a).log10(a), name="log10")
 defvjp(log10, lambda g, ans, a: g / (a * math.log(10.0)))
 
 
-def _exp2(a):
+@primitive
+def exp2(a):
     xp = ns(a)
     # The array API standard has no exp2 (array_api_strict lacks it): a power of 2 there.
     return xp.exp2(a) if hasattr(xp, "exp2") else xp.pow(xp.full_like(a, 2.0), a)
 
 
-exp2 = primitive(_exp2, name="exp2")
 defvjp(exp2, lambda g, ans, a: g * ans * math.log(2.0))
 
 logaddexp = primitive(lambda a, b: ns(a, b).logaddexp(a, b), name="logaddexp")
@@ -83,13 +83,13 @@ square = primitive(lambda a: ns(a).square(a), name="square")
 defvjp(square, lambda g, ans, a: g * (2.0 * a))
 
 
-def _reciprocal(a):
+@primitive
+def reciprocal(a):
     xp = ns(a)
     # reciprocal entered the array API standard in 2025.12; older namespaces divide.
     return xp.reciprocal(a) if hasattr(xp, "reciprocal") else 1.0 / a
 
 
-reciprocal = primitive(_reciprocal, name="reciprocal")
 defvjp(reciprocal, lambda g, ans, a: -g * ans * ans)
 
 sqrt = primitive(lambda a: ns(a).sqrt(a), name="sqrt")
@@ -105,14 +105,14 @@ tanh = primitive(lambda a: ns(a).tanh(a), name="tanh")
 defvjp(tanh, lambda g, ans, a: g * (1.0 - ans * ans))
 
 
-def _sigmoid(a):
+@primitive
+def sigmoid(a):
     xp = ns(a)
     # exp of a non-positive number only: no overflow for large |a|.
     e = xp.exp(-xp.abs(a))
     return xp.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-sigmoid = primitive(_sigmoid, name="sigmoid")
 defvjp(sigmoid, lambda g, ans, a: g * ans * (1.0 - ans))
 
 relu = primitive(lambda a: ns(a).where(a > 0, a, 0.0), name="relu")
@@ -133,14 +133,14 @@ defvjp(leaky_relu, lambda g, ans, a, negative_slope=0.01:
        g * _leaky_relu_slope(a, negative_slope))
 
 
-def _softplus(a, beta=1.0, threshold=20.0):
+@primitive
+def softplus(a, beta=1.0, threshold=20.0):
     xp = ns(a)
     scaled = a * beta
     # Above the threshold softplus(x) == x to float precision (PyTorch's convention).
     return xp.where(scaled > threshold, a, xp.logaddexp(xp.zeros_like(a), scaled) / beta)
 
 
-softplus = primitive(_softplus, name="softplus")
 defvjp(softplus, lambda g, ans, a, beta=1.0, threshold=20.0:
        where(raw(a) * beta > threshold, g, g * sigmoid(a * beta)))
 
@@ -164,17 +164,18 @@ defvjp(minimum,
        lambda g, ans, a, b: g * _tie_weights(a, b))
 
 
-def _where(condition, a, b):
+@primitive
+def where(condition, a, b):
     return ns(condition, a, b).where(condition, a, b)
 
 
-where = primitive(_where, name="where")
 defvjp(where, None,
        lambda g, ans, c, a, b: where(c, g, 0.0),
        lambda g, ans, c, a, b: where(c, 0.0, g))
 
 
-def _clip(a, min=None, max=None):
+@primitive
+def clip(a, min=None, max=None):
     xp = ns(a)
     if min is not None:
         a = xp.maximum(a, min)
@@ -194,5 +195,4 @@ def _inside(a, min, max):
     return xp.astype(inside, a.dtype)
 
 
-clip = primitive(_clip, name="clip")
 defvjp(clip, lambda g, ans, a, min=None, max=None: g * _inside(a, min, max))

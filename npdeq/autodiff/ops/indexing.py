@@ -54,15 +54,17 @@ def _is_advanced(key: tuple) -> bool:
     return any(hasattr(k, "shape") for k in key)
 
 
-getitem_ = primitive(lambda a, key: a[key], name="getitem")
+_getitem = primitive(lambda a, key: a[key], name="getitem")
 
 
 def getitem(a: Any, key: Any) -> Tensor:
     """``a[key]`` with basic slicing (ints, slices, None, Ellipsis) and integer arrays."""
-    return getitem_(a, _normalize_key(key, raw(a)))
+    return _getitem(a, _normalize_key(key, raw(a)))
 
 
-def _index_add_zeros(g, shape, key):
+@primitive
+def index_add_zeros(g, shape, key):
+    """``zeros(shape)`` with ``g`` added at ``key`` (repeated integer indices add up)."""
     xp = ns(g)
     if not _is_advanced(key):
         out = xp.zeros(shape, dtype=g.dtype, device=backend.device(g))
@@ -76,11 +78,8 @@ def _index_add_zeros(g, shape, key):
     return backend.scatter_add(shape, key, g)
 
 
-index_add_zeros = primitive(_index_add_zeros, name="index_add_zeros")
-"""``zeros(shape)`` with ``g`` added at ``key`` (repeated integer indices add up)."""
-
-defvjp(getitem_, lambda g, ans, a, key: index_add_zeros(g, tuple(a.shape), key))
-defvjp(index_add_zeros, lambda g, ans, v, shape, key: getitem_(g, key))
+defvjp(_getitem, lambda g, ans, a, key: index_add_zeros(g, tuple(a.shape), key))
+defvjp(index_add_zeros, lambda g, ans, v, shape, key: _getitem(g, key))
 
 
 # --- take, take_along_axis, sort ---------------------------------------------------------
@@ -116,13 +115,13 @@ def _axis(axis: Any, ndim: int, name: str) -> int:
     return axis % ndim
 
 
-take_ = primitive(lambda a, indices, axis: ns(a).take(a, indices, axis=axis), name="take")
-index_add_ = primitive(lambda v, indices, axis, length: backend.index_add(v, indices, axis,
-                                                                           length),
+_take = primitive(lambda a, indices, axis: ns(a).take(a, indices, axis=axis), name="take")
+# Zeros with v added at indices along axis: the adjoint of take.
+_index_add = primitive(lambda v, indices, axis, length: backend.index_add(v, indices, axis,
+                                                                          length),
                        name="index_add")
-"""Zeros with ``v`` added at ``indices`` along ``axis`` (the adjoint of ``take``)."""
-defvjp(take_, lambda g, ans, a, indices, axis: index_add_(g, indices, axis, a.shape[axis]))
-defvjp(index_add_, lambda g, ans, v, indices, axis, length: take_(g, indices, axis))
+defvjp(_take, lambda g, ans, a, indices, axis: _index_add(g, indices, axis, a.shape[axis]))
+defvjp(_index_add, lambda g, ans, v, indices, axis, length: _take(g, indices, axis))
 
 
 def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
@@ -150,7 +149,7 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     axis = _axis(axis, a_raw.ndim, "take")
     indices = _index_array(indices, a_raw, "take")
     flat = ns(indices).reshape(_wrap_negative(indices, a_raw.shape[axis], "take"), (-1,))
-    out = take_(a, flat, axis)
+    out = _take(a, flat, axis)
     shape = tuple(a_raw.shape[:axis]) + tuple(indices.shape) + tuple(a_raw.shape[axis + 1:])
     if tuple(out.shape) == shape:
         return out
@@ -159,16 +158,16 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     return reshape(out, shape)
 
 
-take_along_axis_ = primitive(
+_take_along_axis = primitive(
     lambda a, indices, axis: ns(a).take_along_axis(a, indices, axis=axis),
     name="take_along_axis")
-add_along_axis_ = primitive(
+# Zeros with v added at indices along axis: the adjoint of take_along_axis.
+_add_along_axis = primitive(
     lambda v, indices, axis, length: backend.add_along_axis(v, indices, axis, length),
     name="add_along_axis")
-"""Zeros with ``v`` added at ``indices`` along ``axis`` (the adjoint of take_along_axis)."""
-defvjp(take_along_axis_, lambda g, ans, a, indices, axis: add_along_axis_(
+defvjp(_take_along_axis, lambda g, ans, a, indices, axis: _add_along_axis(
     g, indices, axis, a.shape[axis]))
-defvjp(add_along_axis_, lambda g, ans, v, indices, axis, length: take_along_axis_(
+defvjp(_add_along_axis, lambda g, ans, v, indices, axis, length: _take_along_axis(
     g, indices, axis))
 
 
@@ -198,7 +197,7 @@ def take_along_axis(a: Any, indices: Any, axis: int | None = -1) -> Tensor:
     if indices.ndim != a_raw.ndim:
         raise ValueError(f"take_along_axis: indices of shape {tuple(indices.shape)} need as "
                          f"many dimensions as the array of shape {tuple(a_raw.shape)}")
-    return take_along_axis_(a, _wrap_negative(indices, a_raw.shape[axis], "take_along_axis"),
+    return _take_along_axis(a, _wrap_negative(indices, a_raw.shape[axis], "take_along_axis"),
                             axis)
 
 
@@ -229,4 +228,4 @@ def sort(a: Any, axis: int | None = -1) -> Tensor:
 
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "sort")
-    return take_along_axis_(a, argsort(a_raw, axis=axis).data, axis)
+    return _take_along_axis(a, argsort(a_raw, axis=axis).data, axis)

@@ -20,7 +20,8 @@ __all__ = ["matmul", "einsum", "outer", "trace"]
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # (no import of string)
 
 
-def _matmul(a, b):
+@primitive
+def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least one dimension, got shapes "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -40,9 +41,6 @@ def _matmul(a, b):
     # The operator is matmul in every namespace; it skips a namespace lookup and the compat
     # wrapper (about 1 microsecond of the tape's per-op overhead on small arrays).
     return a @ b
-
-
-matmul = primitive(_matmul, name="matmul")
 
 
 # Vectors are promoted to matrices ((k,) -> (1, k) on the left, (k, 1) on the right) so one
@@ -80,8 +78,6 @@ defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)
 
 
 # --- einsum ------------------------------------------------------------------------------
-
-
 
 
 def _parse_einsum(subscripts: str, shapes: list) -> tuple[list[str], str]:
@@ -134,7 +130,6 @@ def _parse_einsum(subscripts: str, shapes: list) -> tuple[list[str], str]:
             raise ValueError(f"einsum: output subscript '{c}' of {subscripts!r} must appear "
                              "once, and in an input")
     return terms, output
-
 
 
 _einsum = primitive(lambda *operands, subscripts: backend.einsum(subscripts, *operands),

@@ -29,15 +29,13 @@ _INF = math.inf
 # --- norms -------------------------------------------------------------------------------
 
 
-def _pnorm(x, p, axis, keepdims):
+@primitive
+def _vector_norm(x, p, axis, keepdims):
+    """The vector p-norm for a finite ``p >= 1`` (axes already normalised)."""
     return ns(x).linalg.vector_norm(x, axis=axis, keepdims=keepdims, ord=p)
 
 
-pnorm_ = primitive(_pnorm, name="vector_norm")
-"""The vector p-norm for a finite ``p >= 1`` (axes already normalised)."""
-
-
-def _pnorm_vjp(g, ans, x, p, axis, keepdims):
+def _vector_norm_vjp(g, ans, x, p, axis, keepdims):
     shape = tuple(x.shape)
     g = _keep(g, shape, axis, keepdims)
     n = _keep(ans, shape, axis, keepdims)
@@ -51,7 +49,7 @@ def _pnorm_vjp(g, ans, x, p, axis, keepdims):
     return g * sign(x) * abs(x) ** (p - 1) / safe ** (p - 1)
 
 
-defvjp(pnorm_, _pnorm_vjp)
+defvjp(_vector_norm, _vector_norm_vjp)
 
 
 def _check_ord(ord: Any, name: str) -> None:
@@ -83,14 +81,14 @@ def vector_norm(x: Any, axis: Any = None, keepdims: bool = False, ord: Any = 2) 
         xp = ns(x_raw)
         return Tensor(xp.sum(mask_like(x_raw != 0, x_raw), axis=axes, keepdims=keepdims))
     if ord >= 1:
-        return pnorm_(x, ord, axes, keepdims)
+        return _vector_norm(x, ord, axes, keepdims)
     return sum(abs(x) ** ord, axis=axes, keepdims=keepdims) ** (1.0 / ord)
 
 
 def _matrix_norm(x: Any, ord: Any, axes: tuple[int, int], keepdims: bool, name: str) -> Tensor:
     row, col = axes
     if ord in ("fro", None):
-        out = pnorm_(x, 2, tuple(sorted(axes)), True)
+        out = _vector_norm(x, 2, tuple(sorted(axes)), True)
     elif ord in (1, -1, _INF, -_INF) and not isinstance(ord, bool):
         # 1: the largest column sum of |x|; inf: the largest row sum.
         inner, outer = (row, col) if ord in (1, -1) else (col, row)
@@ -137,7 +135,7 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> T
     nd = x_raw.ndim
     if axis is None:
         if ord is None:
-            return pnorm_(x, 2, tuple(range(nd)), keepdims)
+            return _vector_norm(x, 2, tuple(range(nd)), keepdims)
         if nd == 1:
             axis = 0
         elif nd == 2:
@@ -183,17 +181,17 @@ def matrix_transpose(x: Any) -> Tensor:
     return swapaxes(x, -1, -2)
 
 
-solve_ = primitive(lambda a, b: ns(a, b).linalg.solve(a, b), name="solve")
+_solve = primitive(lambda a, b: ns(a, b).linalg.solve(a, b), name="solve")
 """``solve`` of a batch of matrices ``(..., M, M)`` and right-hand sides ``(..., M, K)``."""
 
 
 def _solve_vjps(argnums, g, ans, a, b):
     # One adjoint solve serves both operands: b̄ = A⁻ᵀ ḡ, Ā = -b̄ xᵀ.
-    gb = solve_(matrix_transpose(a), g)
+    gb = _solve(matrix_transpose(a), g)
     return tuple(gb if i == 1 else neg(matmul(gb, matrix_transpose(ans))) for i in argnums)
 
 
-defvjp_argnums(solve_, _solve_vjps)
+defvjp_argnums(_solve, _solve_vjps)
 
 
 def solve(a: Any, b: Any) -> Tensor:
@@ -217,21 +215,21 @@ def solve(a: Any, b: Any) -> Tensor:
         if b_raw.shape[0] != m:
             raise ValueError(f"solve: b of shape {tuple(b_raw.shape)} does not match a of shape "
                              f"{tuple(a_raw.shape)}")
-        x = solve_(a, reshape(b, (m, 1)))
+        x = _solve(a, reshape(b, (m, 1)))
         return reshape(x, tuple(x.shape[:-1]))
     if b_raw.ndim < 2 or b_raw.shape[-2] != m:
         raise ValueError(f"solve: b of shape {tuple(b_raw.shape)} does not match a of shape "
                          f"{tuple(a_raw.shape)} (b is a vector (M,) or matrices (..., M, K))")
-    return solve_(a, b)
+    return _solve(a, b)
 
 
-def _inv(a):
+@primitive
+def inv(a):
+    """The inverse of each square matrix of the last two axes, as ``numpy.linalg.inv``."""
     _check_square(a, "inv")
     return ns(a).linalg.inv(a)
 
 
-inv = primitive(_inv, name="inv")
-"""The inverse of each square matrix of the last two axes, as ``numpy.linalg.inv``."""
 defvjp(inv, lambda g, ans, a: neg(matmul(matmul(matrix_transpose(ans), g),
                                          matrix_transpose(ans))))
 
@@ -241,24 +239,24 @@ def _as_matrix_scale(g: Any) -> Tensor:
     return reshape(g, tuple(g.shape) + (1, 1))
 
 
-def _det(a):
+@primitive
+def det(a):
+    """The determinant of each square matrix of the last two axes, as ``numpy.linalg.det``;
+    its gradient ``det(a) inv(a)ᵀ`` needs a non-singular matrix."""
     _check_square(a, "det")
     return ns(a).linalg.det(a)
 
 
-det = primitive(_det, name="det")
-"""The determinant of each square matrix of the last two axes, as ``numpy.linalg.det``;
-its gradient ``det(a) inv(a)ᵀ`` needs a non-singular matrix."""
 defvjp(det, lambda g, ans, a: mul(_as_matrix_scale(g * ans), matrix_transpose(inv(a))))
 
 
-def _logabsdet(a):
+@primitive
+def _slogdet(a):
     _check_square(a, "slogdet")
     return ns(a).linalg.slogdet(a)[1]
 
 
-logabsdet_ = primitive(_logabsdet, name="slogdet")
-defvjp(logabsdet_, lambda g, ans, a: mul(_as_matrix_scale(g), matrix_transpose(inv(a))))
+defvjp(_slogdet, lambda g, ans, a: mul(_as_matrix_scale(g), matrix_transpose(inv(a))))
 
 
 class SlogdetResult(NamedTuple):
@@ -283,7 +281,7 @@ def slogdet(a: Any) -> SlogdetResult:
     a_raw = raw(a)
     _check_square(a_raw, "slogdet")
     sign_ = Tensor(ns(a_raw).linalg.slogdet(a_raw)[0])
-    return SlogdetResult(sign_, logabsdet_(a))
+    return SlogdetResult(sign_, _slogdet(a))
 
 
 def diagonal(x: Any, *, offset: int = 0) -> Tensor:

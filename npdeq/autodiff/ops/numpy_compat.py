@@ -141,6 +141,7 @@ defvjp(fmin,
 # --- replacing non-finite values ---------------------------------------------------------
 
 
+@primitive
 def _nan_to_num(x, nan=0.0, posinf=None, neginf=None):
     xp = ns(x)
     if not xp.isdtype(x.dtype, "real floating"):
@@ -152,8 +153,7 @@ def _nan_to_num(x, nan=0.0, posinf=None, neginf=None):
                     out)
 
 
-_nan_to_num_op = primitive(_nan_to_num, name="nan_to_num")
-defvjp(_nan_to_num_op, lambda g, ans, x, nan=0.0, posinf=None, neginf=None:
+defvjp(_nan_to_num, lambda g, ans, x, nan=0.0, posinf=None, neginf=None:
        g * mask_like(ns(raw(x)).isfinite(raw(x)), g))
 
 
@@ -181,7 +181,7 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: float | None
     data = raw(x)
     if hasattr(data, "dtype") and ns(data).isdtype(data.dtype, "complex floating"):
         raise TypeError(f"nan_to_num: x must be a real array, got dtype {data.dtype}")
-    return _nan_to_num_op(x, nan=nan, posinf=posinf, neginf=neginf)
+    return _nan_to_num(x, nan=nan, posinf=posinf, neginf=neginf)
 
 
 # --- composites ---------------------------------------------------------------------------

@@ -29,12 +29,10 @@ def _keep(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tenso
     return reshape(g, kept)
 
 
-def _sum(a, axis=None, keepdims=False):
+@primitive
+def sum(a, axis=None, keepdims=False):
     xp = ns(a)
     return xp.sum(a, axis=axis, keepdims=keepdims, dtype=a.dtype)
-
-
-sum = primitive(_sum, name="sum")
 
 
 def _sum_vjp(g, ans, a, axis=None, keepdims=False):
@@ -93,11 +91,9 @@ min = primitive(lambda a, axis=None, keepdims=False: ns(a).min(a, axis=axis, kee
 defvjp(min, _extreme_vjp)
 
 
-def _prod_raw(a, axis=None, keepdims=False):
+@primitive
+def _prod(a, axis=None, keepdims=False):
     return ns(a).prod(a, axis=axis, keepdims=keepdims, dtype=a.dtype)
-
-
-_prod = primitive(_prod_raw, name="prod")
 
 
 def prod(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:

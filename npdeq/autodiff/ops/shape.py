@@ -57,14 +57,14 @@ expand_dims = primitive(lambda a, axis: ns(a).expand_dims(a, axis=axis), name="e
 defvjp(expand_dims, lambda g, ans, a, axis: reshape(g, a.shape))
 
 
-def _squeeze(a, axis=None):
+@primitive
+def squeeze(a, axis=None):
     xp = ns(a)
     if axis is None:
         axis = tuple(i for i, s in enumerate(a.shape) if s == 1)
     return xp.squeeze(a, axis=axis)
 
 
-squeeze = primitive(_squeeze, name="squeeze")
 defvjp(squeeze, lambda g, ans, a, axis=None: reshape(g, a.shape))
 
 
@@ -75,13 +75,13 @@ def _inverse(axes: Sequence[int]) -> tuple[int, ...]:
     return tuple(inv)
 
 
-def _permute(a, axes=None):
+@primitive
+def permute(a, axes=None):
     if axes is None:
         axes = tuple(reversed(range(a.ndim)))
     return ns(a).permute_dims(a, tuple(ax % a.ndim for ax in axes))
 
 
-permute = primitive(_permute, name="permute")
 defvjp(permute, lambda g, ans, a, axes=None: permute(
     g, None if axes is None else _inverse([ax % len(a.shape) for ax in axes])))
 
@@ -176,7 +176,8 @@ def _pad_widths(pad_width, ndim):
     return [tuple(p) for p in pad_width]
 
 
-def _pad(a, pad_width, value=0.0):
+@primitive
+def pad(a, pad_width, value=0.0):
     xp = ns(a)
     widths = _pad_widths(pad_width, a.ndim)
     shape = tuple(s + lo + hi for s, (lo, hi) in zip(a.shape, widths))
@@ -185,7 +186,6 @@ def _pad(a, pad_width, value=0.0):
     return out
 
 
-pad = primitive(_pad, name="pad")
 defvjp(pad, lambda g, ans, a, pad_width, value=0.0: g[tuple(
     slice(lo, lo + s) for s, (lo, _) in zip(a.shape, _pad_widths(pad_width, len(a.shape))))])
 
@@ -203,16 +203,19 @@ def _axes_arg(axis: Any, ndim: int, name: str) -> tuple[int, ...] | None:
                          "dimensions") from None
 
 
-def _flip(a, axis=None):
+@primitive
+def flip(a, axis=None):
+    """Reverse the order of elements along ``axis`` (all axes when None), as ``numpy.flip``."""
     return ns(a).flip(a, axis=_axes_arg(axis, a.ndim, "flip"))
 
 
-flip = primitive(_flip, name="flip")
-"""Reverse the order of elements along ``axis`` (all axes when None), as ``numpy.flip``."""
 defvjp(flip, lambda g, ans, a, axis=None: flip(g, axis))
 
 
-def _roll(a, shift, axis=None):
+@primitive
+def roll(a, shift, axis=None):
+    """Shift elements by ``shift`` along ``axis`` (the flattened array when None), those past the
+    end coming back at the start, as ``numpy.roll``."""
     if axis is not None and not isinstance(axis, int):
         axis = tuple(axis)
     if not isinstance(shift, int):
@@ -220,9 +223,6 @@ def _roll(a, shift, axis=None):
     return ns(a).roll(a, shift, axis=axis)
 
 
-roll = primitive(_roll, name="roll")
-"""Shift elements by ``shift`` along ``axis`` (the flattened array when None), those past the
-end coming back at the start, as ``numpy.roll``."""
 defvjp(roll, lambda g, ans, a, shift, axis=None: roll(
     g, -shift if isinstance(shift, int) else tuple(-s for s in shift), axis))
 

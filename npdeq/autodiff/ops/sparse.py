@@ -16,9 +16,9 @@ from npdeq.autodiff.tensor import Tensor
 __all__ = ["mm"]
 
 # A travels as a keyword: it is a constant, and not an array of the tape's namespace.
-sparse_mm_ = primitive(lambda x, A, transpose=False: backend.sparse_matmul(A, x, transpose),
+_sparse_mm = primitive(lambda x, A, transpose=False: backend.sparse_matmul(A, x, transpose),
                        name="sparse.mm")
-defvjp(sparse_mm_, lambda g, ans, x, A, transpose=False: sparse_mm_(
+defvjp(_sparse_mm, lambda g, ans, x, A, transpose=False: _sparse_mm(
     g, A=A, transpose=not transpose))
 
 
@@ -56,4 +56,4 @@ def mm(A: Any, X: Any) -> Tensor:
     if str(A.dtype) != x_dtype:
         raise TypeError(f"sparse.mm: A has dtype {A.dtype} and X {x_dtype}; convert one "
                         "(e.g. A.astype(X.dtype)) so the result's dtype is the one you chose")
-    return sparse_mm_(X, A=A)
+    return _sparse_mm(X, A=A)
