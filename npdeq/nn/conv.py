@@ -9,7 +9,6 @@ the bias from the same interval), drawn from ``seed`` or npdeq's default generat
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import ops
@@ -55,7 +54,6 @@ class _ConvNd(Module):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True, *,
                  seed: Any = None, xp: Any = None, dtype: Any = None, device: Any = None) -> None:
         super().__init__()
-        where = dict(xp=xp, dtype=dtype, device=device)
         owner, dims = type(self).__name__, self._dims
         self.in_channels = check_int("in_channels", in_channels, 1, owner=owner)
         self.out_channels = check_int("out_channels", out_channels, 1, owner=owner)
@@ -76,11 +74,11 @@ class _ConvNd(Module):
         else:
             padding = check_size("padding", padding, 0, dims, owner)
         self.kernel_size, self.padding = kernel, padding
-        shape = (self.out_channels, self.in_channels // groups, *kernel)
-        rng = init.generator(seed)
-        self.weight = Parameter(init.kaiming_uniform(shape, seed=rng, **where))
-        self.bias = (Parameter(init.uniform((shape[0],), 1 / math.sqrt(init.fan_in(shape)),
-                                            seed=rng, **where)) if bias else None)
+        weight, bias = init.weight_and_bias(
+            (self.out_channels, self.in_channels // groups, *kernel), bias, seed, xp, dtype,
+            device)
+        self.weight = Parameter(weight)
+        self.bias = None if bias is None else Parameter(bias)
 
     def forward(self, x: Any) -> Tensor:
         return self._op(x, self.weight, self.bias, stride=self.stride, padding=self.padding,

@@ -16,7 +16,7 @@ from npdeq import backend
 from npdeq.backend.checks import check_int, check_real
 
 __all__ = ["manual_seed", "generator", "uniform", "kaiming_uniform", "fan_in",
-           "new_array", "zeros", "ones"]
+           "new_array", "zeros", "ones", "weight_and_bias"]
 
 _DEFAULT = {"generator": backend.make_generator(0)}
 
@@ -130,3 +130,22 @@ def kaiming_uniform(shape: tuple[int, ...], a: float = math.sqrt(5), seed: Any =
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(shape))
     return uniform(shape, bound, seed, xp, dtype, device)
+
+
+def weight_and_bias(shape: tuple[int, ...], bias: bool = True, seed: Any = None,
+                    xp: Any = None, dtype: Any = None,
+                    device: Any = None) -> tuple[Any, Any | None]:
+    """PyTorch's default initial values of a Linear or convolution layer: the weight of
+    ``shape`` ``(out, in, *kernel)`` by :func:`kaiming_uniform`, then the bias ``(out,)``
+    (or ``None``) from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), both from one generator.
+
+    Example:
+        >>> w, b = weight_and_bias((3, 4), seed=0)
+        >>> w.shape, b.shape, bool(abs(b).max() <= 0.5)
+        ((3, 4), (3,), True)
+    """
+    rng = generator(seed)
+    weight = kaiming_uniform(shape, seed=rng, xp=xp, dtype=dtype, device=device)
+    if not bias:
+        return weight, None
+    return weight, uniform((shape[0],), 1 / math.sqrt(fan_in(shape)), rng, xp, dtype, device)

@@ -12,7 +12,6 @@ default; ``Module.to`` moves them later).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from npdeq.autodiff import ops
@@ -64,12 +63,10 @@ class Linear(Module):
         out_features = self.out_features = check_int("out_features", out_features, 1,
                                                      owner="Linear")
         bias = check_bool("bias", bias, owner="Linear")
-        where = dict(xp=xp, dtype=dtype, device=device)
-        rng = init.generator(seed)
-        shape = (out_features, in_features)
-        self.weight = Parameter(init.kaiming_uniform(shape, seed=rng, **where))
-        self.bias = (Parameter(init.uniform((out_features,), 1 / math.sqrt(in_features),
-                                            seed=rng, **where)) if bias else None)
+        weight, bias = init.weight_and_bias((out_features, in_features), bias, seed, xp, dtype,
+                                            device)
+        self.weight = Parameter(weight)
+        self.bias = None if bias is None else Parameter(bias)
 
     def forward(self, x: Any) -> Tensor:
         y = ops.matmul(x, self.weight.T)
