@@ -24,15 +24,9 @@ __all__ = ["Conv1d", "Conv2d"]
 
 def check_size(name: str, value: Any, minimum: int, dims: int,
                owner: str) -> int | tuple[int, ...]:
-    """A size setting of a ``dims``-D layer, checked with its op's rules.
-
-    Returns:
-        For ``dims=1``, a 1-tuple (an int or a 1-tuple accepted, as PyTorch); for ``dims=2``,
-        the int or the pair of Python ints given.
-
-    Raises:
-        ValueError: anything else, or a value below ``minimum`` (named with ``owner``).
-    """
+    """A size setting of a ``dims``-D layer, checked with its op's rules (else ValueError):
+    for ``dims=1`` an int or a 1-tuple, returned as a 1-tuple; for ``dims=2`` an int or a
+    pair, returned as Python ints."""
     if dims == 1:
         return (_single(value, f"{owner}: {name}", minimum),)
     return check_int_or_pair(name, value, minimum, owner=owner)
@@ -122,16 +116,14 @@ class Conv2d(_ConvNd):
 
     Args:
         in_channels, out_channels: channel counts.
-        kernel_size, stride, padding, dilation: ints or pairs; ``padding`` may be
-            ``'same'`` or ``'valid'``.
+        kernel_size, stride, padding, dilation: ints or pairs (NumPy integers accepted);
+            ``padding`` may be ``'same'`` or ``'valid'``.
         groups: channel groups (``in_channels`` and ``out_channels`` divisible by it).
         bias: learn a per-channel bias.
         seed, xp, dtype, device: as for :class:`~npdeq.nn.Linear`.
 
     Shapes: ``(B, C_in, H, W) -> (B, C_out, H', W')``; ``weight`` is
     ``(C_out, C_in / groups, kh, kw)``.
-
-    Sizes are ints or pairs of ints (NumPy integers accepted).
 
     Raises:
         ValueError: bad sizes or a ``groups`` that does not divide the channels.

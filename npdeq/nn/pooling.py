@@ -108,13 +108,11 @@ class MaxPool2d(_MaxPoolNd):
     ``torch.nn.MaxPool2d``; the gradient goes to each window's first largest entry.
 
     Args:
-        kernel_size: an int or a pair.
+        kernel_size: an int or a pair (here and below, NumPy integers are accepted).
         stride: an int or a pair; ``None`` for the kernel size.
         padding: an int or a pair, at most half the kernel size.
         dilation: an int or a pair, the spacing of a window's entries.
         return_indices, ceil_mode: only ``False`` (PyTorch's defaults) is supported.
-
-    Sizes are ints or pairs of ints (NumPy integers accepted).
 
     Raises:
         ValueError: a bad size, a padding out of range, or a flag other than False.
@@ -132,11 +130,9 @@ class AvgPool2d(_PoolNd):
     ``torch.nn.AvgPool2d`` with its defaults.
 
     Args:
-        kernel_size: an int or a pair.
+        kernel_size: an int or a pair (here and below, NumPy integers are accepted).
         stride: an int or a pair; ``None`` for the kernel size.
         padding: an int or a pair, at most half the kernel size.
-
-    Sizes are ints or pairs of ints (NumPy integers accepted).
 
     Raises:
         ValueError: a non-positive kernel size or stride, or a padding out of range.

@@ -299,11 +299,7 @@ class Optimizer:
 
 
 def check_optimizer(optimizer: Any, owner: str) -> Optimizer:
-    """``optimizer``, checked to be an :class:`Optimizer` (for schedules and wrappers).
-
-    Raises:
-        TypeError: anything else, named with ``owner``.
-    """
+    """``optimizer``, checked to be an :class:`Optimizer` (else TypeError naming ``owner``)."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"{owner}: optimizer must be an npdeq.optim.Optimizer, got "
                         f"{type(optimizer).__name__}")
@@ -311,11 +307,8 @@ def check_optimizer(optimizer: Any, owner: str) -> Optimizer:
 
 
 def per_group(value: Any, optimizer: Optimizer, name: str, owner: str) -> list[Any]:
-    """A setting given once or as a list of one per parameter group, as that list.
-
-    Raises:
-        ValueError: a list or tuple whose length is not the number of groups.
-    """
+    """A setting given once or one per parameter group, as a list of one per group (else
+    ValueError)."""
     groups = len(optimizer.param_groups)
     if isinstance(value, (list, tuple)):
         if len(value) != groups:
