@@ -18,20 +18,14 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays.
 """
 
+from npdeq.backend import arrayfuncs, checks, dtypes, namespace, random, transfer, windows
 from npdeq.backend.arrayfuncs import *  # noqa: F401,F403
-from npdeq.backend.arrayfuncs import __all__ as _arrayfuncs_all
 from npdeq.backend.checks import *  # noqa: F401,F403
-from npdeq.backend.checks import __all__ as _checks_all
 from npdeq.backend.dtypes import *  # noqa: F401,F403
-from npdeq.backend.dtypes import __all__ as _dtypes_all
 from npdeq.backend.namespace import *  # noqa: F401,F403
-from npdeq.backend.namespace import __all__ as _namespace_all
 from npdeq.backend.random import *  # noqa: F401,F403
-from npdeq.backend.random import __all__ as _random_all
 from npdeq.backend.transfer import *  # noqa: F401,F403
-from npdeq.backend.transfer import __all__ as _transfer_all
 from npdeq.backend.windows import *  # noqa: F401,F403
-from npdeq.backend.windows import __all__ as _windows_all
 
-__all__ = [*_arrayfuncs_all, *_checks_all, *_dtypes_all, *_namespace_all, *_windows_all,
-           *_random_all, *_transfer_all]
+__all__ = [*arrayfuncs.__all__, *checks.__all__, *dtypes.__all__, *namespace.__all__,
+           *windows.__all__, *random.__all__, *transfer.__all__]
