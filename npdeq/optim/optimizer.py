@@ -1,5 +1,5 @@
 """The optimizer base class: parameter groups, checked settings and gradients, ``zero_grad``
-and the per-parameter ``state``; and the checks the schedules share.
+and the per-parameter ``state``.
 
 An optimizer updates each parameter's ``.data`` from its ``.grad`` in the parameter's own
 namespace, on its device and **in its dtype**: a gradient of another floating dtype (a
@@ -18,7 +18,7 @@ from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn.parameter import Parameter
 
-__all__ = ["Optimizer", "check_optimizer", "per_group"]
+__all__ = ["Optimizer"]
 
 
 def _is_array(obj: Any) -> bool:
@@ -296,23 +296,3 @@ class Optimizer:
                            + ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
                            for i, g in enumerate(self.param_groups))
         return f"{type(self).__name__}({groups})"
-
-
-def check_optimizer(optimizer: Any, owner: str) -> Optimizer:
-    """``optimizer``, checked to be an :class:`Optimizer` (else TypeError naming ``owner``)."""
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{owner}: optimizer must be an npdeq.optim.Optimizer, got "
-                        f"{type(optimizer).__name__}")
-    return optimizer
-
-
-def per_group(value: Any, optimizer: Optimizer, name: str, owner: str) -> list[Any]:
-    """A setting given once or one per parameter group, as a list of one per group (else
-    ValueError)."""
-    groups = len(optimizer.param_groups)
-    if isinstance(value, (list, tuple)):
-        if len(value) != groups:
-            raise ValueError(f"{owner}: expected {groups} {name} (one per parameter group), "
-                             f"got {len(value)}")
-        return list(value)
-    return [value] * groups

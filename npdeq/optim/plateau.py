@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from npdeq import backend
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
-from npdeq.optim.optimizer import Optimizer, check_optimizer, per_group
+from npdeq.optim.optimizer import Optimizer
+from npdeq.optim.scheduler import LRScheduler, check_optimizer, per_group
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -36,7 +37,7 @@ def _metric(value: Any) -> float:
     return float(backend.to_scalar(xp.reshape(data, ())))
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(LRScheduler):
     """Reduce every group's rate by ``factor`` once a metric stops improving (PyTorch's
     rule, arguments and defaults).
 
@@ -76,6 +77,8 @@ class ReduceLROnPlateau:
                  patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
                  cooldown: int = 0, min_lr: float | Sequence[float] = 0.0,
                  eps: float = 1e-8) -> None:
+        # Not LRScheduler.__init__ (as PyTorch's): there is no 'initial_lr' to record and no
+        # rule to step without a metric.
         owner = "ReduceLROnPlateau"
         self.optimizer = check_optimizer(optimizer, owner)
         if mode not in ("min", "max"):
@@ -142,15 +145,3 @@ class ReduceLROnPlateau:
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def get_last_lr(self) -> list[float]:
-        """The groups' rates after the last :meth:`step`."""
-        return list(self._last_lr)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything but the optimizer (PyTorch's convention)."""
-        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`."""
-        self.__dict__.update(state_dict)
