@@ -24,7 +24,8 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.mode import _mode, set_grad_enabled
+from npdeq.autodiff.graph import needed, topological_order
+from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor, ones_like
 
@@ -44,56 +45,6 @@ def _call_rules(node, ans, g, parents):
     if prim.vjp_argnums is not None:
         return prim.vjp_argnums([a for a, _ in parents], g, ans, *node.args, **node.kwargs)
     return [prim.vjps[a](g, ans, *node.args, **node.kwargs) for a, _ in parents]
-
-
-def _topological_order(roots: Sequence[Tensor], stop: set | None = None) -> list[Tensor]:
-    """Tensors with a node, each before all of its parents (a child-count walk); the walk
-    does not go past tensors whose id is in ``stop``."""
-    children: dict[int, int] = {}
-    stack = [r for r in roots if r._node is not None]
-    seen = {id(r) for r in stack}
-    while stack:
-        t = stack.pop()
-        if stop is not None and id(t) in stop:
-            continue
-        for _, p in t._node.parents:
-            if p._node is None:
-                continue
-            pid = id(p)
-            children[pid] = children.get(pid, 0) + 1
-            if pid not in seen:
-                seen.add(pid)
-                stack.append(p)
-    order = []
-    ready = [r for r in roots if r._node is not None and children.get(id(r), 0) == 0]
-    done = set()
-    while ready:
-        t = ready.pop()
-        if id(t) in done:
-            continue
-        done.add(id(t))
-        order.append(t)
-        if stop is not None and id(t) in stop:
-            continue
-        for _, p in t._node.parents:
-            if p._node is None:
-                continue
-            pid = id(p)
-            children[pid] -= 1
-            if children[pid] == 0:
-                ready.append(p)
-    return order
-
-
-def _needed(order: list[Tensor], wanted: set) -> set:
-    """The ids of the tensors of ``order`` through whose parents a tensor in ``wanted`` is
-    reachable, and ``wanted`` itself (freed nodes too, so that reaching one raises instead of
-    silently dropping a gradient)."""
-    needed = set(wanted)
-    for t in reversed(order):
-        if t._node.freed or any(id(p) in needed for _, p in t._node.parents):
-            needed.add(id(t))
-    return needed
 
 
 def _freed_error(node) -> RuntimeError:
@@ -172,8 +123,8 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
             leaves[id(out)] = out
 
     wanted = None if inputs is None else {id(t) for t in inputs}
-    order = _topological_order(outputs, wanted if stop_at_inputs else None)
-    needed = None if wanted is None else _needed(order, wanted)
+    order = topological_order(outputs, wanted if stop_at_inputs else None)
+    needed_ids = None if wanted is None else needed(order, wanted)
 
     grads: dict[int, Tensor] = {}
     with set_grad_enabled(create_graph):
@@ -188,8 +139,8 @@ def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inpu
                 grads[id(t)] = g
                 if stop_at_inputs:
                     continue
-            parents = node.parents if needed is None else [
-                (argnum, p) for argnum, p in node.parents if id(p) in needed]
+            parents = node.parents if needed_ids is None else [
+                (argnum, p) for argnum, p in node.parents if id(p) in needed_ids]
             for (argnum, parent), contribution in zip(parents, _call_rules(node, t, g, parents)):
                 if contribution is None:  # the rule hands this parent nothing (a zero)
                     continue

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq.autodiff.engine import (_as_tuple, _call_rules, _check_grad_output, _check_inputs,
-                                   _freed_error, _grad_outputs_tuple, _needed,
-                                   _topological_order, _unused_error, cast_to_input,
-                                   unbroadcast)
+                                   _freed_error, _grad_outputs_tuple, _unused_error,
+                                   cast_to_input, unbroadcast)
+from npdeq.autodiff.graph import needed, topological_order
 from npdeq.autodiff.mode import _mode
 from npdeq.autodiff.tensor import Tensor
 
@@ -40,8 +40,8 @@ class VJPProgram:
             if not out.requires_grad:
                 raise RuntimeError(f"output {i} does not require grad and has no graph")
         _check_inputs(inputs)
-        order = _topological_order(outputs)
-        needed = _needed(order, {id(t) for t in inputs})
+        order = topological_order(outputs)
+        reaching = needed(order, {id(t) for t in inputs})
         slots: dict[int, int] = {}
 
         def slot(t):
@@ -51,12 +51,12 @@ class VJPProgram:
         self._out_slots = [slot(out) for out in outputs]
         self._steps = []
         for t in order:
-            if id(t) not in needed:
+            if id(t) not in reaching:
                 continue
             node = t._node
             if node.freed:
                 raise _freed_error(node)
-            parents = [(argnum, p) for argnum, p in node.parents if id(p) in needed]
+            parents = [(argnum, p) for argnum, p in node.parents if id(p) in reaching]
             self._steps.append((slot(t), t, node, parents,
                                 [(slot(p), tuple(p.data.shape), p) for _, p in parents]))
         self._in_slots = [slots.get(id(t)) for t in inputs]

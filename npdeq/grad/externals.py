@@ -1,10 +1,10 @@
 """Find the tensors from outside a function that its recorded graph reaches.
 
 A DEQ map ``f(z)`` closes over parameters and an input injection (which may itself be the
-output of earlier layers). Rules that re-record ``f`` (PhantomGrad) need those tensors as
-their parents without the user listing them: record ``f`` once, then walk its graph from the
-outputs and stop at every tensor that existed before the call (a leaf that requires grad, or
-a node older than the call's start on the tape's clock). Imports only the tape.
+output of earlier layers). Rules that re-record ``f`` (PhantomGrad, ``mem_gc``) need those
+tensors as their parents without the user listing them: record ``f`` once, then walk its
+graph from the outputs and stop at every tensor that existed before the call (a leaf that
+requires grad, or one recorded before the call's start on the tape's clock).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from npdeq.autodiff import Tensor
+from npdeq.autodiff.graph import recorded_since, walk
 from npdeq.autodiff.primitive import tape_clock
 
 __all__ = ["outside_tensors", "tape_clock"]
@@ -30,19 +31,9 @@ def outside_tensors(outputs: Sequence[Tensor], inside: Sequence[Tensor],
         The outside tensors that require grad, each once, in discovery order.
     """
     inside_ids = {id(t) for t in inside}
-    found: list[Tensor] = []
-    seen: set[int] = set()
-    stack = [o for o in outputs if o.requires_grad]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        if id(t) in inside_ids:
-            continue
-        node = t._node
-        if node is None or node.clock < since:
-            found.append(t)
-            continue
-        stack.extend(p for _, p in node.parents)
-    return found
+
+    def made_by_the_call(t: Tensor) -> bool:
+        return id(t) not in inside_ids and recorded_since(t, since)
+
+    reached = walk([o for o in outputs if o.requires_grad], made_by_the_call)
+    return [t for t in reached if id(t) not in inside_ids and not recorded_since(t, since)]
