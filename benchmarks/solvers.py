@@ -5,7 +5,7 @@ the same data, to the same tolerance.
 Run from the repository root:
 
     python benchmarks/solvers.py [--repeat 5] [--workloads mlp,slow,small] [--tol 1e-4]
-                                 [--device cpu|gpu]
+                                 [--device cpu|gpu] [--solvers anderson,...]
 
 Workloads (fixed seeds): ``mlp`` f(z) = tanh(z W^T + x U^T + b), d=512, B=256, float32, W at
 spectral norm 0.9; ``slow``, the same with spectral norm 0.99 and inputs scaled down by 100
@@ -197,6 +197,7 @@ RUNS = [("npdeq", "fixed_point_iter", npdeq_run), ("npdeq", "anderson", npdeq_ru
         ("npdeq", "ode", npdeq_run), ("scipy", "anderson", scipy_run),
         ("torchdeq", "fixed_point_iter", torchdeq_run), ("torchdeq", "anderson", torchdeq_run),
         ("torchdeq", "broyden", torchdeq_run)]
+SOLVERS = {solver for _, solver, _ in RUNS}
 
 
 def marginal_evaluation_time(run, data, solver, repeat, short=10, long=30):
@@ -211,14 +212,16 @@ def marginal_evaluation_time(run, data, solver, repeat, short=10, long=30):
     return (t_long - t_short) / max(evals_long - evals_short, 1)
 
 
-def measure(workload: str, library: str, repeat: int, tol: float) -> list[str]:
+def measure(workload: str, library: str, repeat: int, tol: float,
+            solvers: tuple[str, ...] | None = None) -> list[str]:
     """The rows of one library on one workload (run in a child process, so that one
-    library's thread pools do not slow down the next one's timings)."""
+    library's thread pools do not slow down the next one's timings); ``solvers``: only
+    these solvers' rows (default all)."""
     data = make_workload(workload)
     f_seconds = f_call_time(data, library, repeat)
     rows = []
     for lib, solver, run in RUNS:
-        if lib != library:
+        if lib != library or (solvers is not None and solver not in solvers):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -240,12 +243,19 @@ def main(argv=None) -> None:
     parser.add_argument("--workloads", default="mlp,slow,small")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--solvers", default=None,
+                        help="comma-separated subset of: " + ", ".join(sorted(SOLVERS))
+                        + " (default all)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     DEVICE["name"] = args.device
+    solvers = None if args.solvers is None else tuple(args.solvers.split(","))
+    if solvers is not None and not set(solvers) <= SOLVERS:
+        parser.error(f"--solvers: unknown {sorted(set(solvers) - SOLVERS)}; expected names "
+                     f"from {sorted(SOLVERS)}")
     if args.child:
         workload, library = args.child.split(":")
-        print("\n".join(measure(workload, library, args.repeat, args.tol)))
+        print("\n".join(measure(workload, library, args.repeat, args.tol, solvers)))
         return
     have = {"npdeq": True,
             "scipy": args.device == "cpu" and importlib.util.find_spec("scipy") is not None,
@@ -258,9 +268,13 @@ def main(argv=None) -> None:
         for library in (lib for lib in have if have[lib]):
             # Tiny solves are cheap to repeat and noisy: take the best of more of them.
             repeat = args.repeat * 20 if workload == "small" else args.repeat
+            if solvers is not None and not any(lib == library and solver in solvers
+                                               for lib, solver, _ in RUNS):
+                continue
             out = subprocess.run(
                 [sys.executable, __file__, "--child", f"{workload}:{library}", "--repeat",
-                 str(repeat), "--tol", str(args.tol), "--device", args.device],
+                 str(repeat), "--tol", str(args.tol), "--device", args.device]
+                + ([] if solvers is None else ["--solvers", args.solvers]),
                 capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)

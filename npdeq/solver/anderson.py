@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.solver.state import packed_map
+from npdeq.solver.workspace import borrowed
 from npdeq.solver.stats import (SolverStat, SolveTracker, check_int, check_bool,
                                 check_real, check_solver_args, solver_entry)
 
@@ -84,47 +85,87 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     xp = tracker.xp
     batch, dim = x.shape
     dev = backend.device(x)
+    # The (B, m, D) histories are borrowed: fresh ones would cost a page fault per 4 KiB page
+    # at every solve. Their contents are undefined until written (see _iterate).
+    with borrowed(xp, (batch, m, dim), x.dtype, dev, count=2) as (images, residuals):
+        _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau)
+    return tracker.finish(restore, "anderson_solver")
+
+
+def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
+    """The Anderson loop: ``images``/``residuals`` are the ``(B, m, D)`` histories (a ring
+    buffer, slot ``k % m`` for iteration ``k``)."""
+    xp = tracker.xp
+    batch = x.shape[0]
+    dev = backend.device(x)
     dtype = x.dtype
-    images = xp.zeros((batch, m, dim), dtype=dtype, device=dev)     # f_i
-    residuals = xp.zeros((batch, m, dim), dtype=dtype, device=dev)  # g_i
     gram = xp.zeros((batch, m, m), dtype=dtype, device=dev)
     squares = xp.zeros((batch, m), dtype=dtype, device=dev)  # diag(gram), kept apart
     eye = xp.eye(m, dtype=dtype, device=dev)
     ones = xp.ones((batch, m), dtype=dtype, device=dev)
-    floor = float(xp.finfo(dtype).smallest_normal) ** 0.5
+    zeros = xp.zeros_like(ones)
+    floor, eps = _dtype_constants(xp, dtype)
     # Below rounding level relative to diag(H), lam_s would leave an exactly singular H
     # (lam = 0 with linearly dependent residuals) singular.
-    lam_relative = lam + float(xp.finfo(dtype).eps)
-
+    lam_relative = lam + eps
+    # NumPy and CuPy write f(x) - x straight into its history slot (no copy).
+    in_place = backend.is_numpy(xp) or backend.is_cupy(xp)
+    subtract = xp.subtract
+    observe = tracker.observe
+    if max_iter > 1:
+        # While the history fills up, the mixing reads all m image slots with zero weights
+        # for the empty ones (slicing the operand to the filled slots would change how the
+        # matrix product rounds): those must hold finite values, not whatever was there.
+        images[:, 1:, :] = 0.0
+        if tau != 1.0:  # the residuals are mixed too
+            residuals[:, 1:, :] = 0.0
     for k in range(max_iter):
         fx = f(x)
         tracker.nfe += 1
-        if not tracker.observe(x, fx) or k == max_iter - 1:
+        slot = k % m
+        if in_place:
+            g = subtract(fx, x, out=residuals[:, slot, :])
+        else:
+            g = fx - x
+        if not observe(x, fx, residual=g) or k == max_iter - 1:
             break
-        slot, n = k % m, min(k + 1, m)
-        g = tracker.residual
+        n = min(k + 1, m)
         images[:, slot, :] = fx
-        residuals[:, slot, :] = g
+        if not in_place:
+            residuals[:, slot, :] = g
         # A sample that went non-finite has NaN/inf in its own rows only (every op here is
-        # per sample); the tracker has frozen it, so its weights are never used.
-        row = xp.vecdot(residuals, g[:, None, :])
-        gram[:, slot, :] = row
-        gram[:, :, slot] = row
+        # per sample); the tracker has frozen it, so its weights are never used. Only the n
+        # filled residual slots enter the Gram matrix.
+        row = xp.vecdot(residuals if n == m else residuals[:, :n, :], g[:, None, :])
+        gram[:, slot, :n] = row
+        gram[:, :n, slot] = row
         squares[:, slot] = row[:, slot]
         if n < m:
             # The history is still filling up: weights for its first n slots, zero for the
             # empty ones (all zeros, so they add nothing). Slicing the (B, m, D) history
-            # instead would hand matmul a strided operand, several times slower.
+            # instead would change the rounding of the product.
             weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
                                       ones[:, :n], lam_relative, floor, slot)
-            weights = xp.concat([weights, xp.zeros_like(ones[:, n:])], axis=1)
+            weights = xp.concat([weights, zeros[:, n:]], axis=1)
         else:
             weights = _mixing_weights(xp, gram, squares, eye, ones, lam_relative, floor, slot)
         proposal = (weights[:, None, :] @ images)[:, 0, :]
         if tau != 1.0:
             proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals)[:, 0, :]
         x = tracker.next_iterate(proposal)
-    return tracker.finish(restore, "anderson_solver")
+
+
+# (namespace, dtype) -> (sqrt of the smallest normal number, machine epsilon), as floats.
+_CONSTANTS: dict = {}
+
+
+def _dtype_constants(xp: Any, dtype: Any) -> tuple[float, float]:
+    key = (xp, dtype)
+    found = _CONSTANTS.get(key)
+    if found is None:
+        info = xp.finfo(dtype)
+        found = _CONSTANTS[key] = (float(info.smallest_normal) ** 0.5, float(info.eps))
+    return found
 
 
 def _mixing_weights(xp: Any, gram: Any, squares: Any, eye: Any, ones: Any, lam: float,

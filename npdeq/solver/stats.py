@@ -32,6 +32,8 @@ STOP_MODES = ("abs", "rel")
 REL_EPS = 1e-8
 # Packed states of at least this many values take the selection shortcuts of observe().
 LARGE_STATE = 1 << 14
+# Below this batch size the three per-iteration sample counts fit one int64 (base B + 1).
+_PACKED_COUNTS_MAX_BATCH = 1 << 20
 
 
 class SolverStat(dict):
@@ -282,15 +284,16 @@ class SolveTracker:
         self.residual = None  # f(x) - x of the last observation, for the solvers to reuse
         # Known (from the last host read) to have every sample active; see observe().
         self.all_active = False
-        self.large = x0.shape[0] * x0.shape[1] >= LARGE_STATE
+        self.batch = batch
+        self.large = batch * x0.shape[1] >= LARGE_STATE
 
-    def observe(self, x: Any, fx: Any, sync: bool = True) -> bool:
+    def observe(self, x: Any, fx: Any, sync: bool = True, residual: Any = None) -> bool:
         """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
         still active (the one host synchronisation of an iteration; ``sync=False`` skips it
-        and returns True)."""
+        and returns True). ``residual``: ``fx - x`` if the caller has computed it already."""
         xp = self.xp
         self.iterations += 1
-        g = fx - x
+        g = fx - x if residual is None else residual
         self.residual = g
         abs_res = xp.sqrt(xp.vecdot(g, g))
         image_sq = xp.vecdot(fx, fx)
@@ -302,16 +305,15 @@ class SolveTracker:
         self.lowest = xp.where(improved, res, self.lowest)
         self.nstep = xp.where(improved, self.iterations, self.nstep)
         # NaN or inf anywhere in f(x) (or x) makes the residual non-finite.
-        self.nonfinite = self.nonfinite | (active & ~xp.isfinite(abs_res))
-        stopped = self.nonfinite if self.tol is None else self.nonfinite | (self.lowest <= self.tol)
-        pending = ~stopped
-        self.active = pending if self.per_sample else ~self.nonfinite
+        nonfinite = self.nonfinite | (active & ~xp.isfinite(abs_res))
+        self.nonfinite = nonfinite
+        pending = ~nonfinite if self.tol is None else ~(nonfinite | (self.lowest <= self.tol))
+        self.active = pending if self.per_sample else ~nonfinite
         any_active = True
         if sync and self.large:
-            # On large states a (B, D) selection costs more than reading two more flags in
-            # the same host transfer; usually every sample improved and is still active.
-            any_active, every_improved, self.all_active = backend.host_flags(
-                xp.any(pending), xp.all(improved), xp.all(self.active))
+            # On large states a (B, D) selection costs more than reading more flags in the
+            # same host transfer; usually every sample improved and is still active.
+            any_active, every_improved = self._read_flags(pending, improved)
             self.best = x if every_improved else xp.where(improved[:, None], x, self.best)
         else:
             self.best = xp.where(improved[:, None], x, self.best)
@@ -319,10 +321,33 @@ class SolveTracker:
                 any_active = backend.to_scalar(backend.any_true(pending))
         if self.return_final:
             # The evaluated iterate, except where it produced non-finite values.
-            self.last = xp.where(self.nonfinite[:, None], self.best, x)
+            self.last = xp.where(nonfinite[:, None], self.best, x)
         if self.iterations in self.indexing:
             self.trajectory[self.iterations] = self.last if self.return_final else self.best
         return any_active
+
+    def _read_flags(self, pending: Any, improved: Any) -> tuple[bool, bool]:
+        """``(any pending, every improved)`` in one host read; sets :attr:`all_active`.
+
+        The counts of pending, improved (and, batch-wise, active) samples are packed into one
+        integer in base ``B + 1``: three small reductions and one transfer, where reading
+        three booleans costs several times more on small ``(B,)`` masks.
+        """
+        xp = self.xp
+        batch = self.batch
+        if batch >= _PACKED_COUNTS_MAX_BATCH:  # the packed counts could overflow int64
+            any_pending, every_improved, self.all_active = backend.host_flags(
+                xp.any(pending), xp.all(improved), xp.all(self.active))
+            return any_pending, every_improved
+        base = batch + 1
+        code = xp.count_nonzero(pending) + xp.count_nonzero(improved) * base
+        if not self.per_sample:  # active (finite) differs from pending (unconverged)
+            code = code + xp.count_nonzero(self.active) * (base * base)
+        code = int(backend.to_scalar(code))
+        n_pending, code = code % base, code // base
+        n_improved, n_active = code % base, code // base
+        self.all_active = (n_pending if self.per_sample else n_active) == batch
+        return n_pending > 0, n_improved == batch
 
     def next_iterate(self, proposal: Any) -> Any:
         """``proposal`` for active samples, the frozen best iterate for the others."""
