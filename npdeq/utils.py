@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.autodiff import (Tensor, concat, defvjp_argnums, enable_grad, getitem,
                             is_grad_enabled, no_grad, primitive, reshape, zeros_like)
-from npdeq.autodiff.engine import _run
+from npdeq.autodiff.engine import partial_grad
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.nn import Module, init
 from npdeq.backend.checks import check_int
@@ -151,10 +151,9 @@ def _checkpoint_vjp(argnums, g, ans, *parents, run):
     if not packed.requires_grad:
         return tuple(zeros_like(w) for w in wanted)
     # Stop at the parents: one may be computed from another (an injection from a weight),
-    # and the engine adds that path itself. engine._run is partial_grad's walk with the
-    # create_graph switch, which the public partial_grad does not take.
-    grads, _ = _run((packed,), (g,), tuple(wanted), True, create_graph, stop_at_inputs=True)
-    return tuple(grads.get(id(w), zeros_like(w)) for w in wanted)
+    # and the engine adds that path itself.
+    grads = partial_grad(packed, wanted, g, create_graph=create_graph)
+    return tuple(zeros_like(w) if gw is None else gw for gw, w in zip(grads, wanted))
 
 
 _checkpoint = primitive(lambda *parents, run: run.take_output(), name="mem_gc")

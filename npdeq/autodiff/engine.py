@@ -1,22 +1,15 @@
-"""Reverse-mode traversal of the tape: ``backward``, ``grad`` and ``vjp``.
+"""Reverse-mode traversal of the tape: ``backward``, ``grad``, ``partial_grad`` and ``vjp``.
 
-The walk is iterative (a child-count topological order), never recursive, because unrolled
-solvers make deep graphs. Cotangents are summed per tensor; each rule is called only for
-parents that need a gradient, and ``grad(..., inputs)`` prunes the walk to the part of the
-graph that reaches ``inputs``. Rules run under ``no_grad`` unless ``create_graph=True``, in
-which case the backward pass is itself recorded (gradients of gradients). Summing a
-broadcast cotangent down to its input's shape happens here, once, for every op.
+Cotangents are summed per tensor along :func:`~npdeq.autodiff.graph.topological_order`;
+rules are called only for parents that need a gradient, and with ``inputs`` only for those
+through which an input is reached. Rules run under ``no_grad`` unless ``create_graph=True``,
+which records the backward pass (gradients of gradients).
 
-Dtypes. An op mixing float32 and float64 operands computes in float64, the array API and
-NumPy promotion rule (a Python scalar never promotes: ``float32 tensor * 2.0`` stays
-float32; a 0-d array or Tensor is an array and does, as in NumPy 2 and the array API, unlike
-PyTorch, so write ``x * 2.0`` or make the constant in ``x.dtype``). Gradients do not
-follow the promotion: every cotangent handed to an input is cast to that input's dtype, here,
-where it is summed down to the input's shape (PyTorch does the same), so a leaf's ``.grad``
-always has the leaf's dtype and a float32 parameter used with a float64 operand gets a
-float32 gradient. Only real floating dtypes are cast (float32 and float64); a cotangent
-that is complex, or meant for a complex input, is passed on unchanged, and integer inputs
-never receive one (only floating-point tensors can require gradients).
+Each cotangent handed to an input is summed down to the input's shape and cast to its dtype
+here, once, for every op. Ops promote as NumPy 2 and the array API (float32 with float64
+computes in float64; a Python scalar never promotes, a 0-d array or Tensor does, unlike
+PyTorch), but gradients do not: a float32 leaf gets a float32 ``.grad`` (as in PyTorch).
+Only real floating cotangents are cast; complex ones pass unchanged.
 """
 
 from __future__ import annotations
@@ -26,47 +19,30 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.autodiff.graph import needed, topological_order
 from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.ops.reductions import sum as sum_
+from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
-from npdeq.autodiff.tensor import Tensor, ones_like
+from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["backward", "grad", "vjp", "partial_grad", "vjp_program", "VJPProgram"]
-
-
-def _as_tuple(x):
-    if isinstance(x, (tuple, list)):
-        return tuple(x), True
-    return (x,), False
+__all__ = ["backward", "grad", "vjp", "partial_grad"]
 
 
-def _call_rules(node, ans, g, parents):
-    """The cotangents of ``parents`` (``(argnum, Tensor)`` pairs) for output cotangent g."""
-    node.check_saved(ans)
-    prim = node.primitive
-    if prim.vjp_argnums is not None:
-        return prim.vjp_argnums([a for a, _ in parents], g, ans, *node.args, **node.kwargs)
-    return [prim.vjps[a](g, ans, *node.args, **node.kwargs) for a, _ in parents]
-
-
-def _freed_error(node) -> RuntimeError:
-    return RuntimeError(
-        f"trying to backward through the graph a second time (at '{node.primitive.name}'), "
-        "but its saved values were freed by the first backward: pass retain_graph=True to "
-        "the first backward/grad call")
+def as_tuple(x: Any) -> tuple[tuple, bool]:
+    """``x`` as a tuple, and whether it was a sequence."""
+    return (tuple(x), True) if isinstance(x, (tuple, list)) else ((x,), False)
 
 
 def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Sum a cotangent down to ``shape`` (the inverse of broadcasting), with tape ops."""
-    gshape = tuple(g.shape)
-    if gshape == tuple(shape):
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
         return g
-    from npdeq.autodiff.ops import reshape, sum as sum_
-
-    lead = len(gshape) - len(shape)
+    lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and gshape[lead + i] != 1)
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
     if axes:
         g = sum_(g, axis=axes)
-    return reshape(g, tuple(shape)) if tuple(g.shape) != tuple(shape) else g
+    return reshape(g, shape) if tuple(g.shape) != shape else g
 
 
 # The cast of a cotangent to its input's dtype, recorded under create_graph like any rule.
@@ -75,8 +51,8 @@ defvjp(_cast, lambda g, ans, a, dtype: _cast(g, dtype=a.dtype))
 
 
 def cast_to_input(g: Tensor, parent: Tensor) -> Tensor:
-    """``g`` in ``parent``'s dtype when both are real floating and differ (float64
-    cotangent of a float32 input, from an op that promoted); otherwise ``g`` itself."""
+    """``g`` in ``parent``'s dtype where both are real floating and differ (the float64
+    cotangent of a float32 input of an op that promoted); otherwise ``g`` itself."""
     dtype = parent.data.dtype
     if g.data.dtype == dtype:
         return g
@@ -86,77 +62,127 @@ def cast_to_input(g: Tensor, parent: Tensor) -> Tensor:
     return g
 
 
-def _check_grad_output(out: Tensor, g: Any, index: int) -> Tensor:
-    if g is None:
-        if out.size != 1:
-            raise RuntimeError(
-                f"grad can be created implicitly only for scalar outputs; output {index} has "
-                f"shape {out.shape}: pass grad_outputs (or backward(grad=...)) of that shape")
-        return ones_like(out)
-    g = g if isinstance(g, Tensor) else Tensor(g)
-    if tuple(g.shape) != tuple(out.shape):
-        raise ValueError(
-            f"grad_outputs[{index}] has shape {g.shape} but output {index} has shape {out.shape}")
-    return cast_to_input(g, out)
-
-
-def _run(outputs, grad_outputs, inputs, retain_graph, create_graph, stop_at_inputs=False):
-    """Propagate cotangents from ``outputs``.
-
-    Returns:
-        ``(grads, leaves)``: ``grads`` maps ``id(t)`` to the total cotangent of every leaf
-        reached and of every tensor in ``inputs``; ``leaves`` maps ``id`` to the leaf Tensor.
-    """
-    cotangents: dict[int, Tensor] = {}
-    leaves: dict[int, Tensor] = {}
-    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+def check_outputs(outputs: tuple) -> None:
+    """Raise unless every one of ``outputs`` is a Tensor with a graph."""
+    for i, out in enumerate(outputs):
         if not isinstance(out, Tensor):
             raise TypeError(f"output {i} is a {type(out).__name__}, not a Tensor")
         if not out.requires_grad:
             raise RuntimeError(
                 f"output {i} does not require grad and has no graph: nothing it depends on "
                 "requires grad, or it was computed under no_grad()")
-        g = _check_grad_output(out, g, i)
+
+
+def seed(outputs: tuple, grad_outputs: Any, what: str = "grad_outputs") -> dict[int, Tensor]:
+    """The checked cotangents of ``outputs`` by id (ones for a one-element output without
+    one), summed where an output is given twice."""
+    grad_outputs = (None,) * len(outputs) if grad_outputs is None else as_tuple(grad_outputs)[0]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"got {len(grad_outputs)} {what} for {len(outputs)} outputs")
+    check_outputs(outputs)
+    cotangents: dict[int, Tensor] = {}
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if g is None:
+            if out.size != 1:
+                raise RuntimeError(
+                    f"grad can be created implicitly only for scalar outputs; output {i} has "
+                    f"shape {out.shape}: pass grad_outputs (or backward(grad=...)) of that "
+                    "shape")
+            g = Tensor(backend.array_namespace(out.data).ones_like(out.data))
+        g = g if isinstance(g, Tensor) else Tensor(g)
+        if tuple(g.shape) != tuple(out.shape):
+            raise ValueError(f"grad_outputs[{i}] has shape {g.shape} but output {i} has "
+                             f"shape {out.shape}")
+        g = cast_to_input(g, out)
         prev = cotangents.get(id(out))
         cotangents[id(out)] = g if prev is None else prev + g
-        if out._node is None:
-            leaves[id(out)] = out
+    return cotangents
 
+
+def _freed_error(node: Any) -> RuntimeError:
+    return RuntimeError(
+        f"trying to backward through the graph a second time (at '{node.primitive.name}'), "
+        "but its saved values were freed by the first backward: pass retain_graph=True to "
+        "the first backward/grad call")
+
+
+def plan(outputs: Sequence[Tensor], inputs: Sequence[Tensor] | None = None,
+         stop_at_inputs: bool = False) -> tuple[list[Tensor], list[tuple]]:
+    """The backward walk of ``outputs``' graph, found once.
+
+    Returns:
+        ``(order, steps)``: the :func:`~npdeq.autodiff.graph.topological_order`, and for
+        each of its tensors through which an input is reached (all, without ``inputs``)
+        ``(tensor, node, parents)`` with the node's ``(argnum, Tensor)`` pairs that lead on.
+
+    Raises:
+        RuntimeError: the walk needs a node freed by an earlier backward.
+    """
     wanted = None if inputs is None else {id(t) for t in inputs}
     order = topological_order(outputs, wanted if stop_at_inputs else None)
-    needed_ids = None if wanted is None else needed(order, wanted)
+    keep = None if wanted is None else needed(order, wanted)
+    steps = []
+    for t in order:
+        if keep is None or id(t) in keep:
+            if t._node.freed:
+                raise _freed_error(t._node)
+            steps.append((t, t._node, t._node.parents if keep is None else
+                          [(a, p) for a, p in t._node.parents if id(p) in keep]))
+    return order, steps
 
+
+def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = frozenset(),
+              stop_at_inputs: bool = False, leaves: dict | None = None) -> dict[int, Tensor]:
+    """Run the rules along ``steps`` (a :func:`plan`) from ``cotangents`` (by id; consumed).
+
+    Returns:
+        The cotangents by id of the tensors in ``wanted`` and of the leaves reached (also
+        recorded in ``leaves``, by id, when given); with ``stop_at_inputs`` nothing passes
+        through a tensor in ``wanted``.
+    """
     grads: dict[int, Tensor] = {}
-    with set_grad_enabled(create_graph):
-        for t in order:
-            g = cotangents.pop(id(t), None)
-            if g is None:
+    for t, node, parents in steps:
+        g = cotangents.pop(id(t), None)
+        if g is None:
+            continue
+        if node.freed:
+            raise _freed_error(node)
+        if id(t) in wanted:
+            grads[id(t)] = g
+            if stop_at_inputs:
                 continue
-            node = t._node
-            if node.freed:
-                raise _freed_error(node)
-            if wanted is not None and id(t) in wanted:
-                grads[id(t)] = g
-                if stop_at_inputs:
-                    continue
-            parents = node.parents if needed_ids is None else [
-                (argnum, p) for argnum, p in node.parents if id(p) in needed_ids]
-            for (argnum, parent), contribution in zip(parents, _call_rules(node, t, g, parents)):
-                if contribution is None:  # the rule hands this parent nothing (a zero)
-                    continue
-                pid = id(parent)
-                if not isinstance(contribution, Tensor):
-                    contribution = Tensor(contribution)
-                contribution = cast_to_input(unbroadcast(contribution, parent.shape), parent)
-                prev = cotangents.get(pid)
-                cotangents[pid] = contribution if prev is None else prev + contribution
-                if parent._node is None:
-                    leaves[pid] = parent
-    if not retain_graph:
+        node.check_saved(t)
+        prim = node.primitive
+        if prim.vjp_argnums is not None:
+            rules = prim.vjp_argnums([a for a, _ in parents], g, t, *node.args, **node.kwargs)
+        else:
+            rules = [prim.vjps[a](g, t, *node.args, **node.kwargs) for a, _ in parents]
+        for (_, parent), c in zip(parents, rules):
+            if c is None:  # the rule hands this parent nothing (a zero)
+                continue
+            c = unbroadcast(c if isinstance(c, Tensor) else Tensor(c), parent.shape)
+            c = cast_to_input(c, parent)
+            prev = cotangents.get(id(parent))
+            cotangents[id(parent)] = c if prev is None else prev + c
+            if leaves is not None and parent._node is None:
+                leaves[id(parent)] = parent
+    grads.update(cotangents)  # what is left belongs to leaves
+    return grads
+
+
+def _run(outputs: tuple, grad_outputs: Any, inputs: tuple | None, retain_graph: bool | None,
+         create_graph: bool, stop_at_inputs: bool = False, what: str = "grad_outputs"):
+    """Seed, plan and propagate; free the graph unless it is retained (by default only with
+    ``create_graph``: a recorded gradient refers to the graph's saved values)."""
+    cotangents = seed(outputs, grad_outputs, what)
+    leaves = {id(t): t for t in outputs if t._node is None}
+    order, steps = plan(outputs, inputs, stop_at_inputs)
+    wanted = frozenset() if inputs is None else {id(t) for t in inputs}
+    with set_grad_enabled(create_graph):
+        grads = propagate(steps, cotangents, wanted, stop_at_inputs, leaves)
+    if not (create_graph if retain_graph is None else retain_graph):
         for t in order:
             t._node.free()
-    for pid, g in cotangents.items():  # what is left belongs to leaves
-        grads[pid] = g
     return grads, leaves
 
 
@@ -168,8 +194,7 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
         tensors: output Tensor(s).
         grad_tensors: cotangent(s) of the outputs; may be omitted for one-element outputs.
         retain_graph: keep the graph for another backward pass; defaults to
-            ``create_graph`` (the recorded ``.grad`` refers to the graph's saved values, so
-            differentiating it needs them), else the graph is freed.
+            ``create_graph``, else the graph is freed.
         create_graph: record the backward pass, so ``.grad`` itself can be differentiated.
 
     Raises:
@@ -183,23 +208,13 @@ def backward(tensors: Tensor | Sequence[Tensor], grad_tensors: Any = None,
         >>> x.grad.item()
         6.0
     """
-    outputs, _ = _as_tuple(tensors)
-    if grad_tensors is None:
-        grad_tensors = (None,) * len(outputs)
-    else:
-        grad_tensors, _ = _as_tuple(grad_tensors)
-    if len(grad_tensors) != len(outputs):
-        raise ValueError(f"got {len(grad_tensors)} gradients for {len(outputs)} outputs")
-    if retain_graph is None:
-        retain_graph = create_graph
-    grads, leaves = _run(outputs, grad_tensors, None, retain_graph, create_graph)
+    grads, leaves = _run(as_tuple(tensors)[0], grad_tensors, None, retain_graph, create_graph,
+                         what="gradients")
     for pid, leaf in leaves.items():
         g = grads.get(pid)
-        if g is None or not leaf.requires_grad:
-            continue
-        if not create_graph:
-            g = g.detach()
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        if g is not None and leaf.requires_grad:
+            g = g if create_graph else g.detach()
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
@@ -231,23 +246,18 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         >>> npdeq.grad((x ** 2).sum(), x).data
         array([2., 4.])
     """
-    outs, _ = _as_tuple(outputs)
-    ins, was_sequence = _as_tuple(inputs)
-    _check_inputs(ins)
-    grad_outputs = _grad_outputs_tuple(grad_outputs, len(outs))
-    if retain_graph is None:
-        retain_graph = create_graph
-    grads, _ = _run(outs, grad_outputs, ins, retain_graph, create_graph)
-    result = []
-    for i, t in enumerate(ins):
-        g = grads.get(id(t))
+    ins, was_sequence = as_tuple(inputs)
+    check_inputs(ins)
+    grads, _ = _run(as_tuple(outputs)[0], grad_outputs, ins, retain_graph, create_graph)
+    result = tuple(grads.get(id(t)) for t in ins)
+    for i, (g, t) in enumerate(zip(result, ins)):
         if g is None and not allow_unused:
-            raise _unused_error(i, t)
-        result.append(g)
-    return tuple(result) if was_sequence else result[0]
+            raise unused_error(i, t)
+    return result if was_sequence else result[0]
 
 
-def _check_inputs(ins: tuple) -> None:
+def check_inputs(ins: tuple) -> None:
+    """Raise unless every one of ``ins`` is a Tensor that requires grad."""
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor):
             raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a Tensor")
@@ -256,14 +266,8 @@ def _check_inputs(ins: tuple) -> None:
                 f"inputs[{i}] (shape {t.shape}) does not require grad, so it is not in any graph")
 
 
-def _grad_outputs_tuple(grad_outputs: Any, n: int) -> tuple:
-    grad_outputs = (None,) * n if grad_outputs is None else _as_tuple(grad_outputs)[0]
-    if len(grad_outputs) != n:
-        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {n} outputs")
-    return grad_outputs
-
-
-def _unused_error(i: int, t: Tensor) -> RuntimeError:
+def unused_error(i: int, t: Tensor) -> RuntimeError:
+    """The error for ``inputs[i]`` not reached from the outputs."""
     return RuntimeError(f"inputs[{i}] (shape {t.shape}) is not in the graph of the outputs; "
                         "pass allow_unused=True to get None for it")
 

@@ -7,12 +7,21 @@ on it; :mod:`npdeq.autodiff` imports this module once, after the ops.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff import ops
+from npdeq.autodiff.engine import backward
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.ops import linalg_functions
 from npdeq.autodiff.tensor import Tensor
+
+
+def _backward(self, grad: Any = None, retain_graph: bool | None = None,
+              create_graph: bool = False) -> None:
+    """Accumulate the gradient of this tensor into ``.grad`` of the leaves: the engine's
+    :func:`~npdeq.autodiff.engine.backward` with ``grad`` its ``grad_tensors``."""
+    backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
 
 def _reflect(op):
@@ -66,7 +75,7 @@ _METHODS = {
     "matmul": ops.matmul,
     "norm": linalg_functions.tensor_norm, "trace": ops.trace, "diagonal": ops.diagonal,
     "flip": ops.flip,
-    "T": property(lambda self: ops.permute(self, None)),
+    "T": property(lambda self: ops.permute(self, None)), "backward": _backward,
     "mT": property(lambda self: ops.swapaxes(self, -1, -2)),
 }
 

@@ -2,9 +2,8 @@
 
 A Tensor made by a recorded operation holds a :class:`~npdeq.autodiff.primitive.Node` (the
 primitive, its arguments and the parent Tensors that require a gradient); the graph is these
-parent pointers, nothing global. Operator methods (``+``, ``@``, ``x.sum()``, ...) are
-attached by :mod:`npdeq.autodiff.methods` once the ops exist, so this module imports only the
-backend and the grad mode.
+parent pointers, nothing global. Operators and methods (``+``, ``x.sum()``, ``x.backward()``)
+are attached by :mod:`npdeq.autodiff.methods`, which can import the ops built on this type.
 """
 
 from __future__ import annotations
@@ -183,16 +182,6 @@ class Tensor:
     def numpy(self) -> Any:
         """A NumPy copy of the data (copied from the device for CuPy)."""
         return backend.to_numpy(self.data)
-
-    def backward(self, grad: Any = None, retain_graph: bool | None = None,
-                 create_graph: bool = False) -> None:
-        """Accumulate the gradient of this tensor into ``.grad`` of the leaves.
-
-        See :func:`npdeq.autodiff.engine.backward`.
-        """
-        from npdeq.autodiff.engine import backward
-
-        backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,

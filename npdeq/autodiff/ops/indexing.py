@@ -9,6 +9,7 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -143,8 +144,6 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     """
     a_raw = raw(a)
     if axis is None:
-        from npdeq.autodiff.ops.shape import reshape
-
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "take")
     indices = _index_array(indices, a_raw, "take")
@@ -153,8 +152,6 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     shape = tuple(a_raw.shape[:axis]) + tuple(indices.shape) + tuple(a_raw.shape[axis + 1:])
     if tuple(out.shape) == shape:
         return out
-    from npdeq.autodiff.ops.shape import reshape
-
     return reshape(out, shape)
 
 
@@ -189,8 +186,6 @@ def take_along_axis(a: Any, indices: Any, axis: int | None = -1) -> Tensor:
     """
     a_raw = raw(a)
     if axis is None:
-        from npdeq.autodiff.ops.shape import reshape
-
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "take_along_axis")
     indices = _index_array(indices, a_raw, "take_along_axis")
@@ -224,8 +219,6 @@ def sort(a: Any, axis: int | None = -1) -> Tensor:
     """
     a_raw = raw(a)
     if axis is None:
-        from npdeq.autodiff.ops.shape import reshape
-
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
     axis = _axis(axis, a_raw.ndim, "sort")
     return _take_along_axis(a, argsort(a_raw, axis=axis).data, axis)

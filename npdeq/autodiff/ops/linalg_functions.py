@@ -16,7 +16,8 @@ from npdeq.autodiff.ops._util import mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import abs, mul, neg, sign
 from npdeq.autodiff.ops.linalg import matmul, trace as _trace
 from npdeq.autodiff.ops.reductions import _keep, max, min, sum
-from npdeq.autodiff.ops.shape import diagonal as _diagonal, reshape, squeeze, swapaxes
+from npdeq.autodiff.ops.numpy_shape import diagonal as _diagonal
+from npdeq.autodiff.ops.shape import reshape, squeeze, swapaxes
 from npdeq.autodiff.primitive import defvjp, defvjp_argnums, primitive
 from npdeq.autodiff.tensor import Tensor
 

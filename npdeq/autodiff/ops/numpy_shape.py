@@ -1,9 +1,9 @@
-"""NumPy's array rearrangements missing from :mod:`npdeq.autodiff.ops.shape`: ``ravel``,
-``moveaxis``, ``atleast_1d/2d/3d``, ``fliplr``, ``flipud``, ``rot90``, ``diag``, ``diff``,
-``array_split``, ``hsplit``, ``vsplit``, ``dsplit``.
+"""NumPy's array rearrangements built on the shape and indexing ops: ``ravel``, ``moveaxis``,
+``atleast_1d/2d/3d``, ``fliplr``, ``flipud``, ``rot90``, ``diag``, ``diagonal``, ``diff``,
+``split``, ``array_split``, ``hsplit``, ``vsplit``, ``dsplit``, ``tile``, ``repeat``.
 
-All are compositions of the shape primitives (reshape, permute, flip, pad, getitem, sub), so
-their gradients, of any order, come from those ops' rules. Raw arrays in give Tensors out.
+All are compositions of primitives (reshape, permute, flip, pad, getitem, take, sub), so their
+gradients, of any order, come from those ops' rules. Raw arrays in give Tensors out.
 
 Example:
     >>> import numpy as np, npdeq
@@ -22,13 +22,14 @@ from typing import Any, Sequence
 from npdeq import backend
 from npdeq.autodiff.ops._util import as_operand, ns, raw
 from npdeq.autodiff.ops.elementwise import sub
-from npdeq.autodiff.ops.indexing import getitem
-from npdeq.autodiff.ops.shape import (broadcast_to, concat, diagonal, flip, pad, permute,
-                                      reshape, split)
+from npdeq.autodiff.ops.indexing import getitem, take
+from npdeq.autodiff.ops.shape import (broadcast_to, concat, expand_dims, flip, pad, permute,
+                                      reshape)
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",
-           "rot90", "diag", "diff", "array_split", "hsplit", "vsplit", "dsplit"]
+           "rot90", "diag", "diff", "array_split", "hsplit", "vsplit", "dsplit", "split", "tile",
+           "repeat", "diagonal"]
 
 
 def _shape(a: Any) -> tuple[int, ...]:
@@ -279,3 +280,126 @@ def vsplit(ary: Any, indices_or_sections: int | Sequence[int]) -> list:
 def dsplit(ary: Any, indices_or_sections: int | Sequence[int]) -> list:
     """Split along axis 2 of an input of at least 3 dimensions, as ``numpy.dsplit``."""
     return _split_along(ary, indices_or_sections, 2, 3, "dsplit")
+
+
+def split(a: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split along ``axis`` into equal sections (an int) or at the given indices (a list).
+
+    Raises:
+        ValueError: an int that does not divide the axis length.
+    """
+    length = a.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if indices_or_sections <= 0 or length % indices_or_sections:
+            raise ValueError(
+                f"split: cannot split an axis of length {length} into {indices_or_sections} "
+                "equal sections")
+        step = length // indices_or_sections
+        bounds = list(range(0, length + 1, step))
+    else:
+        bounds = [0, *indices_or_sections, length]
+    axis_ = axis % a.ndim
+    head = (slice(None),) * axis_
+    # getitem, not a[...]: a raw array in gives Tensors out, and the key is made portable.
+    return [getitem(a, head + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _count_arg(value: Any, name: str, what: str) -> int:
+    value = _int(name, what, value)
+    if not value >= 0:
+        raise ValueError(f"{name}: {what} must be >= 0, got {value}")
+    return value
+
+
+def tile(a: Any, reps: Any) -> Tensor:
+    """Repeat the whole array ``reps[i]`` times along each axis, as ``numpy.tile`` (a shorter
+    ``reps`` is padded with ones in front, a shorter ``a`` gets leading axes of size 1).
+
+    Raises:
+        TypeError: a repetition count that is not an int.
+        ValueError: a negative repetition count.
+    """
+    reps = (reps,) if not isinstance(reps, (tuple, list)) else tuple(reps)
+    reps = tuple(_count_arg(r, "tile", "reps") for r in reps)
+    shape = tuple(raw(a).shape)
+    n = max(len(shape), len(reps))
+    shape = (1,) * (n - len(shape)) + shape
+    reps = (1,) * (n - len(reps)) + reps
+    # (s0, s1) -> (1, s0, 1, s1) -> (r0, s0, r1, s1) -> (r0*s0, r1*s1)
+    spread = reshape(a, tuple(x for s in shape for x in (1, s)))
+    wide = broadcast_to(spread, tuple(x for r, s in zip(reps, shape) for x in (r, s)))
+    return reshape(wide, tuple(r * s for r, s in zip(reps, shape)))
+
+
+def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
+    """Repeat each element ``repeats`` times (an int, or one count per element along
+    ``axis``), as ``numpy.repeat``; ``axis=None`` repeats the flattened array.
+
+    Raises:
+        TypeError: a count that is not an int.
+        ValueError: a negative count, an axis out of range, or a count sequence whose length
+            is not the axis length.
+    """
+    a_raw = raw(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    ndim = len(raw(a).shape)
+    if not isinstance(axis, int) or not -ndim <= axis < max(ndim, 1):
+        raise ValueError(f"repeat: axis={axis!r} is out of range for an array of "
+                         f"{len(a_raw.shape)} dimensions")
+    if ndim == 0:
+        a, ndim = reshape(a, (1,)), 1
+    axis %= ndim
+    shape = tuple(raw(a).shape)
+    if hasattr(repeats, "shape") or isinstance(repeats, (list, tuple)):
+        counts = (backend.to_numpy(raw(repeats)).tolist() if hasattr(repeats, "shape")
+                  else list(repeats))
+        counts = [counts] if not isinstance(counts, list) else counts
+        counts = [_count_arg(c, "repeat", "each count in repeats") for c in counts]
+        if len(counts) == 1:
+            repeats = counts[0]
+        else:
+            if len(counts) != shape[axis]:
+                raise ValueError(f"repeat: {len(counts)} counts in repeats for an axis of "
+                                 f"length {shape[axis]}")
+            xp = ns(raw(a))
+            index = [i for i, c in enumerate(counts) for _ in range(c)]
+            return take(a, xp.asarray(index, dtype=xp.int64, device=backend.device(raw(a))),
+                        axis=axis)
+    repeats = _count_arg(repeats, "repeat", "repeats")
+    spread = expand_dims(a, axis + 1)
+    wide = broadcast_to(spread, shape[:axis + 1] + (repeats,) + shape[axis + 1:])
+    return reshape(wide, shape[:axis] + (shape[axis] * repeats,) + shape[axis + 1:])
+
+
+def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
+    """The diagonal of the 2-d slices over ``axis1`` and ``axis2``, as ``numpy.diagonal``:
+    those two axes are removed and the diagonal appended as the last axis (``offset`` > 0
+    above the main diagonal).
+
+    Raises:
+        ValueError: fewer than 2 dimensions, an axis out of range, or ``axis1 == axis2``.
+    """
+    shape = tuple(raw(a).shape)
+    nd = len(shape)
+    if nd < 2:
+        raise ValueError(f"diagonal: needs an array of at least 2 dimensions, got shape {shape}")
+    for name, ax in (("axis1", axis1), ("axis2", axis2)):
+        if not -nd <= ax < nd:
+            raise ValueError(f"diagonal: {name}={ax} is out of range for an array of {nd} "
+                             "dimensions")
+    ax1, ax2 = axis1 % nd, axis2 % nd
+    if ax1 == ax2:
+        raise ValueError(f"diagonal: axis1={axis1} and axis2={axis2} are the same axis")
+    offset = int(offset)
+    rest = [i for i in range(nd) if i not in (ax1, ax2)]
+    moved = permute(a, tuple(rest) + (ax1, ax2))
+    n, m = shape[ax1], shape[ax2]
+    # In the flattened (n*m) matrix the diagonal is every (m+1)-th element from its start.
+    start = offset if offset >= 0 else -offset * m
+    length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
+    flat = reshape(moved, tuple(shape[i] for i in rest) + (n * m,))
+    head = (slice(None),) * len(rest)
+    if length == 0:
+        return getitem(flat, head + (slice(0, 0),))
+    return getitem(flat, head + (slice(start, start + (length - 1) * (m + 1) + 1, m + 1),))

@@ -11,6 +11,7 @@ from typing import Any
 
 from npdeq.autodiff.ops._util import as_operand, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import exp, log, sqrt, where
+from npdeq.autodiff.ops.shape import broadcast_to, reshape, squeeze
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -20,8 +21,6 @@ __all__ = ["sum", "mean", "var", "std", "max", "min", "prod", "cumsum", "cumprod
 
 def _keep(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tensor:
     """Reinsert reduced axes of ``g`` as size 1 so it broadcasts against ``shape``."""
-    from npdeq.autodiff.ops.shape import reshape
-
     if keepdims:
         return g
     axes = normalize_axis(axis, len(shape))
@@ -36,8 +35,6 @@ def sum(a, axis=None, keepdims=False):
 
 
 def _sum_vjp(g, ans, a, axis=None, keepdims=False):
-    from npdeq.autodiff.ops.shape import broadcast_to
-
     return broadcast_to(_keep(g, a.shape, axis, keepdims), a.shape)
 
 
@@ -182,8 +179,6 @@ def _cumulative_args(a: Any, axis: Any, name: str) -> tuple[Tensor, int]:
     if axis is None or a.ndim == 0:
         if axis is not None:
             normalize_axis(axis, 0)
-        from npdeq.autodiff.ops.shape import reshape
-
         return reshape(a, (-1,)), 0
     return a, normalize_axis(axis, a.ndim)[0]
 
@@ -227,8 +222,6 @@ def logsumexp(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     out = log(sum(exp(a - shift), axis=axis, keepdims=True)) + shift
     if keepdims:
         return out
-    from npdeq.autodiff.ops.shape import squeeze
-
     return squeeze(out, axis=normalize_axis(axis, a.ndim))
 
 
