@@ -1,9 +1,8 @@
 """Reverse-mode traversal of the tape: ``backward``, ``grad``, ``partial_grad`` and ``vjp``.
 
-Cotangents are summed per tensor along :func:`~npdeq.autodiff.graph.topological_order`;
-rules are called only for parents that need a gradient, and with ``inputs`` only for those
-through which an input is reached. Rules run under ``no_grad`` unless ``create_graph=True``,
-which records the backward pass (gradients of gradients).
+Cotangents are summed per tensor along the walk of :func:`~npdeq.autodiff.graph.plan`; rules
+are called only for parents that need a gradient and, given ``inputs``, lead to one. Rules
+run under ``no_grad`` unless ``create_graph=True`` records them (gradients of gradients).
 
 Each cotangent handed to an input is summed down to the input's shape and cast to its dtype
 here, once, for every op. Ops promote as NumPy 2 and the array API (float32 with float64
@@ -17,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.graph import needed, topological_order
+from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.ops.reductions import sum as sum_
 from npdeq.autodiff.ops.shape import reshape
@@ -99,54 +98,18 @@ def seed(outputs: tuple, grad_outputs: Any, what: str = "grad_outputs") -> dict[
     return cotangents
 
 
-def _freed_error(node: Any) -> RuntimeError:
-    return RuntimeError(
-        f"trying to backward through the graph a second time (at '{node.primitive.name}'), "
-        "but its saved values were freed by the first backward: pass retain_graph=True to "
-        "the first backward/grad call")
-
-
-def plan(outputs: Sequence[Tensor], inputs: Sequence[Tensor] | None = None,
-         stop_at_inputs: bool = False) -> tuple[list[Tensor], list[tuple]]:
-    """The backward walk of ``outputs``' graph, found once.
-
-    Returns:
-        ``(order, steps)``: the :func:`~npdeq.autodiff.graph.topological_order`, and for
-        each of its tensors through which an input is reached (all, without ``inputs``)
-        ``(tensor, node, parents)`` with the node's ``(argnum, Tensor)`` pairs that lead on.
-
-    Raises:
-        RuntimeError: the walk needs a node freed by an earlier backward.
-    """
-    wanted = None if inputs is None else {id(t) for t in inputs}
-    order = topological_order(outputs, wanted if stop_at_inputs else None)
-    keep = None if wanted is None else needed(order, wanted)
-    steps = []
-    for t in order:
-        if keep is None or id(t) in keep:
-            if t._node.freed:
-                raise _freed_error(t._node)
-            steps.append((t, t._node, t._node.parents if keep is None else
-                          [(a, p) for a, p in t._node.parents if id(p) in keep]))
-    return order, steps
-
-
 def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = frozenset(),
               stop_at_inputs: bool = False, leaves: dict | None = None) -> dict[int, Tensor]:
-    """Run the rules along ``steps`` (a :func:`plan`) from ``cotangents`` (by id; consumed).
-
-    Returns:
-        The cotangents by id of the tensors in ``wanted`` and of the leaves reached (also
-        recorded in ``leaves``, by id, when given); with ``stop_at_inputs`` nothing passes
-        through a tensor in ``wanted``.
-    """
+    """Run the rules along ``steps`` (a :func:`~npdeq.autodiff.graph.plan`) from
+    ``cotangents`` (by id; consumed). Returns the cotangents by id of ``wanted`` and of the
+    leaves reached (added to ``leaves``, when given); with ``stop_at_inputs`` nothing passes
+    through a tensor in ``wanted``."""
     grads: dict[int, Tensor] = {}
     for t, node, parents in steps:
         g = cotangents.pop(id(t), None)
         if g is None:
             continue
-        if node.freed:
-            raise _freed_error(node)
+        node.check_live()
         if id(t) in wanted:
             grads[id(t)] = g
             if stop_at_inputs:
@@ -277,10 +240,9 @@ def partial_grad(output: Tensor, inputs: Sequence[Tensor], grad_output: Any,
     """Partial derivatives of ``output`` with respect to ``inputs``, holding each input fixed.
 
     Unlike :func:`grad`, the walk stops at every input: when one input depends on another,
-    the second's result excludes the path through the first. Gradient rules that hand
-    cotangents to their parents use this (the engine then adds the indirect paths). The
-    graph is retained; the pass is recorded only with ``create_graph=True`` (a rule's own
-    backward under ``create_graph``).
+    the second's result excludes the path through the first (rules that hand cotangents to
+    their parents use this; the engine adds the indirect paths). The graph is retained; the
+    pass is recorded only with ``create_graph=True``.
 
     Returns:
         One Tensor per input, or ``None`` where ``output`` does not depend on it.

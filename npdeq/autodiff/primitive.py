@@ -1,103 +1,32 @@
 """The primitive registry: an op's raw forward and its VJP rules, declared side by side.
 
-A primitive is its public op: decorate the raw forward (a function of arrays), and calling
-it with Tensors or arrays unwraps them, runs it, and, when grad mode is on and an argument
-requires a gradient, records a :class:`Node` on the Tensor it returns. It keeps the
-function's name and docstring and binds as a method (``Tensor.exp = exp``).
-:func:`defvjp` attaches one rule per positional argument::
+A primitive is its public op: ``@primitive`` on a function of arrays keeps the function's
+name and docstring and binds as a method. Called with Tensors or arrays, it runs the
+function on the arrays and, when grad mode is on and an argument requires a gradient,
+records a :class:`~npdeq.autodiff.graph.Node` on the Tensor it returns. Where a public op is
+a Python function around a primitive, the primitive is ``_<op>``; a primitive's name in
+error messages is its function's without the underscore.
 
-    @primitive
-    def exp(x):
-        return array_namespace(x).exp(x)
-    defvjp(exp, lambda g, ans, x: g * ans)
-
-Naming: where the public op is a Python function around a primitive (argument checks,
-several primitives), the primitive is ``_<op>``; a primitive's name in error messages is
-its function's without the leading underscore (or ``name=``, for lambdas).
-
-A rule ``rule(g, ans, *args, **kwargs)`` gets the output's cotangent ``g``, the output
-Tensor ``ans`` and the op's own arguments (Tensors where Tensors were passed). Rules use
-npdeq ops (so ``create_graph`` can record them) and close over no outputs (no reference
-cycles). Summing a cotangent down to a broadcast input's shape is the engine's job.
+A rule ``rule(g, ans, *args, **kwargs)`` gets the output's cotangent ``g``, the output Tensor
+``ans`` and the op's own arguments. Rules use npdeq ops (so ``create_graph`` can record
+them) and close over no outputs (no reference cycles); summing a cotangent down to a
+broadcast input's shape is the engine's job.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import types
 from typing import Any, Callable
 
 from npdeq import backend
+from npdeq.autodiff.graph import Node
 from npdeq.autodiff.mode import _mode
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["Node", "Primitive", "primitive", "defvjp", "defvjp_argnums", "tape_clock"]
+__all__ = ["Primitive", "primitive", "defvjp", "defvjp_argnums"]
 
 _PY_SCALARS = (bool, int, float, complex)
-
-
-_clock = itertools.count()
-
-
-def tape_clock() -> int:
-    """A counter that grows with every recorded node: nodes made after a reading have a
-    larger ``clock``. Gradient rules use it to tell the tensors a function made from the
-    ones it closed over."""
-    return next(_clock)
-
-
-class Node:
-    """One recorded call: the primitive, its arguments, and the parents that need gradients.
-
-    ``parents`` is a tuple of ``(argnum, Tensor)`` pairs; ``clock`` the tape clock at
-    recording; ``saved`` the arrays the op saw (its arguments' and its output's ``.data``),
-    which :meth:`check_saved` compares with what the Tensors hold at backward time. After a backward pass without ``retain_graph`` the node is freed: its
-    arguments are dropped (so their arrays can be collected) and a second backward through
-    it raises ``RuntimeError``.
-    """
-
-    __slots__ = ("primitive", "args", "kwargs", "parents", "freed", "clock", "saved")
-
-    def __init__(self, primitive: "Primitive", args: tuple, kwargs: dict,
-                 parents: tuple, saved: tuple = ()) -> None:
-        self.primitive = primitive
-        self.args = args
-        self.kwargs = kwargs
-        self.parents = parents
-        self.freed = False
-        self.clock = next(_clock)
-        self.saved = saved
-
-    def free(self) -> None:
-        self.args = None
-        self.kwargs = None
-        self.parents = ()
-        self.saved = ()
-        self.freed = True
-
-    def check_saved(self, ans: Tensor) -> None:
-        """Raise if a Tensor this op used (or its output ``ans``) had its ``.data`` replaced
-        since the op was recorded: the VJP rules read the arrays at backward time, so the
-        gradient would silently belong to other values (PyTorch's version-counter check).
-
-        Raises:
-            RuntimeError: naming the op, the argument and its shape.
-        """
-        if not self.saved:
-            return
-        *inputs, out = self.saved
-        if ans.data is not out:
-            changed = "its output"
-        else:
-            changed = next((f"argument {i}" for i, (a, d) in enumerate(zip(self.args, inputs))
-                            if isinstance(a, Tensor) and a.data is not d), None)
-            if changed is None:
-                return
-        raise RuntimeError(
-            f"{changed} of '{self.primitive.name}' had its .data replaced after the operation "
-            "was recorded, so the gradient would be computed from other values: assign .data "
-            "(e.g. an optimizer step) only after backward(), or record the forward again")
 
 
 class Primitive:
@@ -181,15 +110,12 @@ def primitive(fun: Callable[..., Any] | None = None, *, name: str | None = None)
 
 
 def defvjp(prim: Primitive, *rules: Callable[..., Any] | None) -> Primitive:
-    """Register VJP rules for ``prim``, one per positional argument, in order.
+    """Register VJP rules for ``prim``, one per positional argument, in order; returns ``prim``.
 
     Args:
         prim: the primitive.
         *rules: ``rule(g, ans, *args, **kwargs)`` returning the cotangent of that argument,
             or ``None`` for an argument that is not differentiable (integers, flags).
-
-    Returns:
-        ``prim``.
     """
     for argnum, rule in enumerate(rules):
         if rule is not None:
@@ -198,7 +124,8 @@ def defvjp(prim: Primitive, *rules: Callable[..., Any] | None) -> Primitive:
 
 
 def defvjp_argnums(prim: Primitive, rule: Callable[..., Any]) -> Primitive:
-    """Register one rule that returns the cotangents of several arguments together.
+    """Register one rule that returns the cotangents of several arguments together; returns
+    ``prim``.
 
     For ops whose cotangents share an expensive step (an adjoint solve, a reverse sweep):
     the engine calls ``rule(argnums, g, ans, *args, **kwargs)`` once per node with the
@@ -208,9 +135,6 @@ def defvjp_argnums(prim: Primitive, rule: Callable[..., Any]) -> Primitive:
     Args:
         prim: the primitive.
         rule: the shared rule.
-
-    Returns:
-        ``prim``.
     """
     prim.vjp_argnums = rule
     return prim

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from npdeq.autodiff.engine import (as_tuple, check_inputs, check_outputs, plan, propagate, seed,
+from npdeq.autodiff.engine import (as_tuple, check_inputs, check_outputs, propagate, seed,
                                    unused_error)
+from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.tensor import Tensor
 

@@ -1,9 +1,9 @@
 """The ``Tensor``: an array of any supported namespace plus its place on the tape.
 
 A Tensor made by a recorded operation holds a :class:`~npdeq.autodiff.primitive.Node` (the
-primitive, its arguments and the parent Tensors that require a gradient); the graph is these
-parent pointers, nothing global. Operators and methods (``+``, ``x.sum()``, ``x.backward()``)
-are attached by :mod:`npdeq.autodiff.methods`, which can import the ops built on this type.
+primitive, its arguments and the parents that require a gradient); the graph is these parent
+pointers, nothing global. Operators and methods (``+``, ``x.sum()``, ``x.backward()``) are
+attached by :mod:`npdeq.autodiff.methods`, which can import the ops built on this type.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 from npdeq import backend
 
-__all__ = ["Tensor", "tensor", "as_tensor", "zeros_like", "ones_like"]
+__all__ = ["Tensor"]
 
 
-_PYTHON_DATA = (bool, int, float, complex, list, tuple)
+PYTHON_DATA = (bool, int, float, complex, list, tuple)
 
 
-def _from_python(data: Any, dtype: Any, xp: Any, device: Any) -> Any:
+def from_python(data: Any, dtype: Any, xp: Any, device: Any) -> Any:
     """A Python scalar or nested list as an array of ``xp`` (NumPy by default); without a
     ``dtype``, floats take the default dtype (complex numbers its complex counterpart),
     ints and bools keep int64 and bool, as in PyTorch."""
@@ -34,10 +34,6 @@ def _from_python(data: Any, dtype: Any, xp: Any, device: Any) -> Any:
         elif array.dtype == ns.complex128:
             array = ns.astype(array, ns.complex64)
     return array
-
-
-def _is_floating(xp: Any, dtype: Any) -> bool:
-    return xp.isdtype(dtype, ("real floating", "complex floating"))
 
 
 class Tensor:
@@ -68,8 +64,8 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        elif type(data) in _PYTHON_DATA:
-            data = _from_python(data, None, None, None)
+        elif type(data) in PYTHON_DATA:
+            data = from_python(data, None, None, None)
         self.data = data
         self.grad: Tensor | None = None
         self._node = None
@@ -81,10 +77,7 @@ class Tensor:
     def _from_node(cls, data: Any, node: Any) -> "Tensor":
         # The hot path of every recorded op: skip __init__'s checks.
         t = cls.__new__(cls)
-        t.data = data
-        t.grad = None
-        t._node = node
-        t.requires_grad = True
+        t.data, t.grad, t._node, t.requires_grad = data, None, node, True
         return t
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
@@ -96,16 +89,14 @@ class Tensor:
         """
         if requires_grad:
             xp = backend.array_namespace(self.data)
-            if not _is_floating(xp, self.data.dtype):
-                raise TypeError(
-                    f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
-                )
+            if not xp.isdtype(self.data.dtype, ("real floating", "complex floating")):
+                raise TypeError("only floating-point tensors can require gradients, got dtype "
+                                f"{self.data.dtype}")
         elif self._node is not None:
             raise RuntimeError("requires_grad can only be turned off on a leaf; use .detach()")
         self.requires_grad = bool(requires_grad)
         return self
 
-    # -- array attributes -------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
@@ -154,9 +145,8 @@ class Tensor:
         return int(self.data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        # np.asarray(tensor) used to build an object array of 0-d Tensors through __len__ and
-        # __iter__; an implicit conversion would also hide a device copy (CuPy) and drop the
-        # tape. PyTorch converts silently (and fails for CUDA tensors or requires_grad).
+        # An implicit conversion would hide a device copy (CuPy) and drop the tape; without
+        # this, np.asarray(tensor) built an object array of 0-d Tensors through __iter__.
         raise TypeError(
             "a Tensor is not converted to a NumPy array implicitly (np.asarray / np.array): "
             "use tensor.numpy() for a NumPy copy on the host, or tensor.data for the array "
@@ -167,7 +157,6 @@ class Tensor:
         ns = backend.namespace_name(backend.array_namespace(self.data))
         return f"Tensor({self.data!r}{grad}, xp={ns})"
 
-    # -- conversions ------------------------------------------------------------------------
     def detach(self) -> "Tensor":
         """A new leaf sharing this tensor's array, cut off from the graph."""
         return Tensor(self.data)
@@ -182,90 +171,6 @@ class Tensor:
     def numpy(self) -> Any:
         """A NumPy copy of the data (copied from the device for CuPy)."""
         return backend.to_numpy(self.data)
-
-
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
-           device: Any = None) -> Tensor:
-    """Create a new leaf Tensor holding a copy of ``data``.
-
-    Args:
-        data: array, Tensor, Python scalar or nested list.
-        dtype: dtype of the result (in the target namespace); default keeps an array's
-            dtype, and Python floats (scalars, lists) take :func:`npdeq.get_default_dtype`
-            (float64 unless set; complex numbers the matching complex dtype).
-        requires_grad: whether to record operations on it.
-        xp: namespace to create the array in; default is ``data``'s own, or NumPy.
-        device: device to create it on; default is ``data``'s.
-
-    Returns:
-        A leaf Tensor.
-
-    Raises:
-        TypeError: ``requires_grad=True`` with an integer dtype.
-
-    Example:
-        >>> import npdeq
-        >>> npdeq.tensor([1.0, 2.0], requires_grad=True).shape
-        (2,)
-    """
-    return _make(data, dtype, requires_grad, xp, device, copy=True)
-
-
-def as_tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
-              device: Any = None) -> Tensor:
-    """Like :func:`tensor` but shares ``data``'s memory when no conversion is needed.
-
-    A Tensor passed in is returned unchanged when no dtype, namespace or device change is
-    asked for.
-    """
-    if isinstance(data, Tensor) and dtype is None and xp is None and device is None:
-        if requires_grad and not data.requires_grad:
-            return Tensor(data.data, requires_grad=True)
-        return data
-    return _make(data, dtype, requires_grad, xp, device, copy=None)
-
-
-def _make(data, dtype, requires_grad, xp, device, copy):
-    if isinstance(data, Tensor):
-        data = data.data
-    if type(data) in _PYTHON_DATA:
-        return Tensor(_from_python(data, dtype, xp, device), requires_grad=requires_grad)
-    source = backend.array_namespace(data)
-    target = source if xp is None else xp
-    if target is not source:
-        data = backend.to_numpy(data)  # crossing libraries goes through the host
-    elif device is None:
-        device = backend.device(data)
-    kwargs = {} if device is None else {"device": device}
-    array = target.asarray(data, dtype=dtype, copy=copy, **kwargs)
-    return Tensor(array, requires_grad=requires_grad)
-
-
-def _like_dtype(xp: Any, dtype: Any) -> Any:
-    if dtype is None:
-        return None
-    found = backend.namespace_dtype(xp, dtype)
-    if found is None:
-        raise TypeError(f"dtype={dtype!r} is not a dtype of {backend.namespace_name(xp)}")
-    return found
-
-
-def zeros_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
-    """A leaf of zeros with ``t``'s shape, namespace, device and dtype (or ``dtype``: a
-    dtype of ``t``'s namespace or its name), as ``numpy.zeros_like``."""
-    data = t.data if isinstance(t, Tensor) else t
-    xp = backend.array_namespace(data)
-    return Tensor(xp.zeros_like(data, dtype=_like_dtype(xp, dtype)),
-                  requires_grad=requires_grad)
-
-
-def ones_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
-    """A leaf of ones with ``t``'s shape, namespace, device and dtype (or ``dtype``), as
-    ``numpy.ones_like``."""
-    data = t.data if isinstance(t, Tensor) else t
-    xp = backend.array_namespace(data)
-    return Tensor(xp.ones_like(data, dtype=_like_dtype(xp, dtype)),
-                  requires_grad=requires_grad)
 
 
 # The solvers (below the tape) read a Tensor given to them as its array.

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from npdeq.autodiff import Tensor
-from npdeq.autodiff.graph import recorded_since, walk
-from npdeq.autodiff.primitive import tape_clock
+from npdeq.autodiff.graph import recorded_since, tape_clock, walk
 
 __all__ = ["outside_tensors", "tape_clock"]
 

@@ -42,3 +42,10 @@ def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
             raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
         out.append(a % ndim if ndim else 0)
     return tuple(sorted(set(out)))
+
+
+def check_square(a: Any, name: str) -> None:
+    """Raise ``ValueError`` unless ``a`` holds square matrices in its last two axes."""
+    shape = tuple(a.shape)
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise ValueError(f"{name}: needs square matrices in the last two axes, got shape {shape}")

@@ -1,6 +1,6 @@
-"""Array creation with NumPy's names and signatures, returning leaf Tensors: ``zeros``,
-``ones``, ``full``, ``empty`` (zeros), ``eye``, ``arange``, ``linspace``, ``full_like`` and
-``empty_like``.
+"""Array creation, returning leaf Tensors: PyTorch's ``tensor`` and ``as_tensor``, and with
+NumPy's names and signatures ``zeros``, ``ones``, ``full``, ``empty`` (zeros), ``eye``,
+``arange``, ``linspace``, ``zeros_like``, ``ones_like``, ``full_like`` and ``empty_like``.
 
 Arrays are made in NumPy unless ``xp=`` (a namespace module: ``numpy``, ``cupy``,
 ``array_api_strict``) or ``device=`` (``'cpu'``, ``'cuda'``, ``'cuda:N'``, a device object)
@@ -26,10 +26,10 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.backend.dtypes import PYTHON_DTYPES
-from npdeq.autodiff.tensor import Tensor
+from npdeq.autodiff.tensor import PYTHON_DATA, Tensor, from_python
 
-__all__ = ["zeros", "ones", "full", "empty", "eye", "arange", "linspace", "full_like",
-           "empty_like"]
+__all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "eye", "arange", "linspace",
+           "zeros_like", "ones_like", "full_like", "empty_like"]
 
 def _target(name: str, xp: Any, device: Any) -> tuple[Any, Any]:
     """The namespace and device (None: the namespace's default) to create the array in."""
@@ -248,3 +248,74 @@ def empty_like(a: Any, dtype: Any = None, *, requires_grad: bool = False) -> Ten
     ns, data, dt = _like("empty_like", a, dtype)
     return _leaf(ns.zeros(tuple(data.shape), dtype=dt, device=backend.device(data)),
                  requires_grad)
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
+           device: Any = None) -> Tensor:
+    """Create a new leaf Tensor holding a copy of ``data``.
+
+    Args:
+        data: array, Tensor, Python scalar or nested list.
+        dtype: dtype of the result (in the target namespace); default keeps an array's
+            dtype, and Python floats (scalars, lists) take :func:`npdeq.get_default_dtype`
+            (float64 unless set; complex numbers the matching complex dtype).
+        requires_grad: whether to record operations on it.
+        xp: namespace to create the array in; default is ``data``'s own, or NumPy.
+        device: device to create it on; default is ``data``'s.
+
+    Returns:
+        A leaf Tensor.
+
+    Raises:
+        TypeError: ``requires_grad=True`` with an integer dtype.
+
+    Example:
+        >>> import npdeq
+        >>> npdeq.tensor([1.0, 2.0], requires_grad=True).shape
+        (2,)
+    """
+    return _make(data, dtype, requires_grad, xp, device, copy=True)
+
+
+def as_tensor(data: Any, dtype: Any = None, requires_grad: bool = False, *, xp: Any = None,
+              device: Any = None) -> Tensor:
+    """Like :func:`tensor` but shares ``data``'s memory when no conversion is needed.
+
+    A Tensor passed in is returned unchanged when no dtype, namespace or device change is
+    asked for.
+    """
+    if isinstance(data, Tensor) and dtype is None and xp is None and device is None:
+        if requires_grad and not data.requires_grad:
+            return Tensor(data.data, requires_grad=True)
+        return data
+    return _make(data, dtype, requires_grad, xp, device, copy=None)
+
+
+def _make(data, dtype, requires_grad, xp, device, copy):
+    if isinstance(data, Tensor):
+        data = data.data
+    if type(data) in PYTHON_DATA:
+        return Tensor(from_python(data, dtype, xp, device), requires_grad=requires_grad)
+    source = backend.array_namespace(data)
+    target = source if xp is None else xp
+    if target is not source:
+        data = backend.to_numpy(data)  # crossing libraries goes through the host
+    elif device is None:
+        device = backend.device(data)
+    kwargs = {} if device is None else {"device": device}
+    array = target.asarray(data, dtype=dtype, copy=copy, **kwargs)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
+    """A leaf of zeros with ``t``'s shape, namespace, device and dtype (or ``dtype``: a
+    dtype of ``t``'s namespace or its name), as ``numpy.zeros_like``."""
+    ns, data, dt = _like("zeros_like", t, dtype)
+    return _leaf(ns.zeros_like(data, dtype=dt), requires_grad)
+
+
+def ones_like(t: Tensor | Any, dtype: Any = None, *, requires_grad: bool = False) -> Tensor:
+    """A leaf of ones with ``t``'s shape, namespace, device and dtype (or ``dtype``), as
+    ``numpy.ones_like``."""
+    ns, data, dt = _like("ones_like", t, dtype)
+    return _leaf(ns.ones_like(data, dtype=dt), requires_grad)

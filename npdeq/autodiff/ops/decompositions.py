@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.ops._util import check_square, ns, raw
 from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.linalg import matmul
-from npdeq.autodiff.ops.linalg_functions import _check_square, matrix_transpose, _solve
+from npdeq.autodiff.ops.linalg_functions import matrix_transpose, solve
 from npdeq.autodiff.ops.shape import expand_dims, tril
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
@@ -32,7 +32,7 @@ def _eye_like(a: Any) -> Any:
 def cholesky(a):
     """The lower Cholesky factor ``L`` of each symmetric positive-definite matrix (``a = L Lᵀ``),
     as ``numpy.linalg.cholesky``; the library's ``LinAlgError`` if one is not positive definite."""
-    _check_square(a, "cholesky")
+    check_square(a, "cholesky")
     return ns(a).linalg.cholesky(a)
 
 
@@ -41,8 +41,8 @@ def _cholesky_vjp(g, ans, a):
     lt = matrix_transpose(ans)
     phi = tril(matmul(lt, g))
     phi = phi - 0.5 * mul(phi, _eye_like(ans))
-    left = _solve(lt, phi)                                      # L⁻ᵀ Φ
-    s = matrix_transpose(_solve(lt, matrix_transpose(left)))   # L⁻ᵀ Φ L⁻¹
+    left = solve(lt, phi)                                      # L⁻ᵀ Φ
+    s = matrix_transpose(solve(lt, matrix_transpose(left)))   # L⁻ᵀ Φ L⁻¹
     return 0.5 * (s + matrix_transpose(s))
 
 
@@ -50,7 +50,7 @@ defvjp(cholesky, _cholesky_vjp)
 
 
 def _eigh_part(a, part):
-    _check_square(a, "eigh")
+    check_square(a, "eigh")
     return ns(a).linalg.eigh(a)[part]
 
 

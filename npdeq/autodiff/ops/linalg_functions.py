@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from npdeq.autodiff.ops._util import mask_like, normalize_axis, ns, raw
+from npdeq.autodiff.ops._util import check_square, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import abs, mul, neg, sign
 from npdeq.autodiff.ops.linalg import matmul, trace as _trace
 from npdeq.autodiff.ops.reductions import _keep, max, min, sum
@@ -171,12 +171,6 @@ def tensor_norm(self: Any, p: Any = "fro", dim: Any = None, keepdim: bool = Fals
 # --- solve, inv, det ---------------------------------------------------------------------
 
 
-def _check_square(a: Any, name: str) -> None:
-    shape = tuple(a.shape)
-    if len(shape) < 2 or shape[-1] != shape[-2]:
-        raise ValueError(f"{name}: needs square matrices in the last two axes, got shape {shape}")
-
-
 def matrix_transpose(x: Any) -> Tensor:
     """Swap the last two axes, as ``numpy.linalg.matrix_transpose``."""
     return swapaxes(x, -1, -2)
@@ -210,7 +204,7 @@ def solve(a: Any, b: Any) -> Tensor:
         array([1. , 0.5])
     """
     a_raw, b_raw = raw(a), raw(b)
-    _check_square(a_raw, "solve")
+    check_square(a_raw, "solve")
     m = a_raw.shape[-1]
     if b_raw.ndim == 1:
         if b_raw.shape[0] != m:
@@ -227,7 +221,7 @@ def solve(a: Any, b: Any) -> Tensor:
 @primitive
 def inv(a):
     """The inverse of each square matrix of the last two axes, as ``numpy.linalg.inv``."""
-    _check_square(a, "inv")
+    check_square(a, "inv")
     return ns(a).linalg.inv(a)
 
 
@@ -244,7 +238,7 @@ def _as_matrix_scale(g: Any) -> Tensor:
 def det(a):
     """The determinant of each square matrix of the last two axes, as ``numpy.linalg.det``;
     its gradient ``det(a) inv(a)ᵀ`` needs a non-singular matrix."""
-    _check_square(a, "det")
+    check_square(a, "det")
     return ns(a).linalg.det(a)
 
 
@@ -253,7 +247,7 @@ defvjp(det, lambda g, ans, a: mul(_as_matrix_scale(g * ans), matrix_transpose(in
 
 @primitive
 def _slogdet(a):
-    _check_square(a, "slogdet")
+    check_square(a, "slogdet")
     return ns(a).linalg.slogdet(a)[1]
 
 
@@ -280,7 +274,7 @@ def slogdet(a: Any) -> SlogdetResult:
         (-1.0, 1.7918)
     """
     a_raw = raw(a)
-    _check_square(a_raw, "slogdet")
+    check_square(a_raw, "slogdet")
     sign_ = Tensor(ns(a_raw).linalg.slogdet(a_raw)[0])
     return SlogdetResult(sign_, _slogdet(a))
 
