@@ -61,15 +61,20 @@ def cast_to_input(g: Tensor, parent: Tensor) -> Tensor:
     return g
 
 
-def check_outputs(outputs: tuple) -> None:
-    """Raise unless every one of ``outputs`` is a Tensor with a graph."""
-    for i, out in enumerate(outputs):
-        if not isinstance(out, Tensor):
-            raise TypeError(f"output {i} is a {type(out).__name__}, not a Tensor")
-        if not out.requires_grad:
-            raise RuntimeError(
-                f"output {i} does not require grad and has no graph: nothing it depends on "
-                "requires grad, or it was computed under no_grad()")
+OUTPUTS = ("output {i}", "output {i} does not require grad and has no graph: nothing it "
+           "depends on requires grad, or it was computed under no_grad()")
+INPUTS = ("inputs[{i}]", "inputs[{i}] (shape {shape}) does not require grad, so it is not in "
+          "any graph")
+
+
+def check_tensors(tensors: tuple, kind: tuple[str, str] = INPUTS) -> None:
+    """Raise unless each of ``tensors`` (inputs, or outputs with ``kind=OUTPUTS``) is a
+    Tensor that requires grad."""
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{kind[0].format(i=i)} is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(kind[1].format(i=i, shape=t.shape))
 
 
 def seed(outputs: tuple, grad_outputs: Any, what: str = "grad_outputs") -> dict[int, Tensor]:
@@ -78,7 +83,7 @@ def seed(outputs: tuple, grad_outputs: Any, what: str = "grad_outputs") -> dict[
     grad_outputs = (None,) * len(outputs) if grad_outputs is None else as_tuple(grad_outputs)[0]
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"got {len(grad_outputs)} {what} for {len(outputs)} outputs")
-    check_outputs(outputs)
+    check_tensors(outputs, OUTPUTS)
     cotangents: dict[int, Tensor] = {}
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if g is None:
@@ -210,23 +215,13 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
         array([2., 4.])
     """
     ins, was_sequence = as_tuple(inputs)
-    check_inputs(ins)
+    check_tensors(ins)
     grads, _ = _run(as_tuple(outputs)[0], grad_outputs, ins, retain_graph, create_graph)
     result = tuple(grads.get(id(t)) for t in ins)
     for i, (g, t) in enumerate(zip(result, ins)):
         if g is None and not allow_unused:
             raise unused_error(i, t)
     return result if was_sequence else result[0]
-
-
-def check_inputs(ins: tuple) -> None:
-    """Raise unless every one of ``ins`` is a Tensor that requires grad."""
-    for i, t in enumerate(ins):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"inputs[{i}] is a {type(t).__name__}, not a Tensor")
-        if not t.requires_grad:
-            raise RuntimeError(
-                f"inputs[{i}] (shape {t.shape}) does not require grad, so it is not in any graph")
 
 
 def unused_error(i: int, t: Tensor) -> RuntimeError:

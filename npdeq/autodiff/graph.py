@@ -129,22 +129,19 @@ def topological_order(roots: Sequence[Tensor], stop: set | None = None) -> list[
             for _, p in t._node.parents:
                 if p._node is not None:
                     children[id(p)] = children.get(id(p), 0) + 1
+    # Each tensor becomes ready once: a root without children, or when its last child is done.
+    ready = list({id(r): r for r in roots if r._node is not None and id(r) not in children}
+                 .values())
     order = []
-    ready = [r for r in roots if r._node is not None and id(r) not in children]
-    done = set()
     while ready:
         t = ready.pop()
-        if id(t) in done:
-            continue
-        done.add(id(t))
         order.append(t)
-        if not expand(t):
-            continue
-        for _, p in t._node.parents:
-            if p._node is not None:
-                children[id(p)] -= 1
-                if children[id(p)] == 0:
-                    ready.append(p)
+        if expand(t):
+            for _, p in t._node.parents:
+                if p._node is not None:
+                    children[id(p)] -= 1
+                    if children[id(p)] == 0:
+                        ready.append(p)
     return order
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from npdeq.autodiff.engine import (as_tuple, check_inputs, check_outputs, propagate, seed,
+from npdeq.autodiff.engine import (OUTPUTS, as_tuple, check_tensors, propagate, seed,
                                    unused_error)
 from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import set_grad_enabled
@@ -31,8 +31,8 @@ class VJPProgram:
     __slots__ = ("_outputs", "_inputs", "_steps", "_wanted")
 
     def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
-        check_outputs(outputs)
-        check_inputs(inputs)
+        check_tensors(outputs, OUTPUTS)
+        check_tensors(inputs)
         _, self._steps = plan(outputs, inputs)
         reached = {id(t) for t in outputs}
         for t, _, parents in self._steps:

@@ -3,12 +3,15 @@ what a node records, and the namespace/device checks every op makes."""
 
 from __future__ import annotations
 
+import inspect
+
 import array_api_strict
 import numpy as np
 import pytest
 
 import npdeq
 from npdeq import backend
+from npdeq.autodiff.graph import parents, topological_order, walk
 from npdeq.testing.gradcheck import check_grads
 
 
@@ -111,6 +114,38 @@ def test_node_records_the_call(xp, to_xp):
     assert z._node.clock > node.clock
     z.sum().backward()
     assert node.freed and node.args is None and node.parents == ()
+
+
+def test_a_primitive_is_its_public_op(xp, to_xp, check_array):
+    @npdeq.primitive
+    def _cube(x):
+        """The cube of ``x``."""
+        return x * x * x
+
+    npdeq.defvjp(_cube, lambda g, ans, x: g * 3.0 * x * x)
+    # name, docstring and signature of the function; the error-message name drops the "_"
+    assert _cube.__name__ == "_cube" and _cube.__doc__ == "The cube of ``x``."
+    assert str(inspect.signature(_cube)) == "(x)" and _cube.name == "cube"
+    assert npdeq.erf.__doc__.startswith("The error function") and npdeq.erf.name == "erf"
+    x = npdeq.Tensor(to_xp(np.array([1.0, 2.0])), requires_grad=True)
+    # bound as a method, like a function: Tensor.exp is the primitive itself
+    assert npdeq.Tensor.exp is npdeq.exp
+    check_array(x.exp(), shape=(2,), dtype=xp.float64)
+    np.testing.assert_allclose(x.exp().numpy(), np.exp([1.0, 2.0]), rtol=1e-15)
+    np.testing.assert_array_equal(npdeq.grad(_cube(x).sum(), x).numpy(), [3.0, 12.0])
+
+
+def test_graph_walks_and_parents(xp, to_xp):
+    a = npdeq.Tensor(to_xp(np.array([1.0, 2.0])), requires_grad=True)
+    b = a * 2.0
+    c = b * b + npdeq.tanh(b)
+    assert parents(a) == () and parents(b) == (a,)
+    order = topological_order([c, b, c])  # repeated and dependent roots: each once
+    assert len(order) == len({id(t) for t in order}) == 4 and order[0] is c
+    position = {id(t): i for i, t in enumerate(order)}
+    for t in order:  # each tensor before its parents
+        assert all(position[id(t)] < position[id(p)] for p in parents(t) if not p.is_leaf)
+    assert [t for t in walk([c], lambda t: t is not b) if t is a] == []  # not past b
 
 
 # --- namespaces and devices --------------------------------------------------------------

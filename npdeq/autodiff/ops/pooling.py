@@ -77,6 +77,15 @@ def check_pool_flags(ceil_mode: Any, return_indices: Any, what: str) -> None:
                          "False)")
 
 
+def _geometry(what: str, to_tuple: Any, kernel_size: Any, stride: Any, padding: Any,
+              dilation: Any = 1) -> tuple:
+    """The checked ``(kernel, stride, padding, dilation)``, each through ``to_tuple``
+    (``_single`` or ``_pair``); the stride defaults to the kernel."""
+    kernel = to_tuple(kernel_size, f"{what}: kernel_size", 1)
+    return (kernel, kernel if stride is None else to_tuple(stride, f"{what}: stride", 1),
+            to_tuple(padding, f"{what}: padding", 0), to_tuple(dilation, f"{what}: dilation", 1))
+
+
 def avg_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] | None = None,
                padding: int | tuple[int] = 0) -> Tensor:
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d`` with
@@ -101,9 +110,7 @@ def avg_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] |
         [[[0.5, 2.5, 4.5]]]
     """
     _check_sequence(x, "avg_pool1d")
-    k = _single(kernel_size, "avg_pool1d: kernel_size", 1)
-    s = k if stride is None else _single(stride, "avg_pool1d: stride", 1)
-    p = _single(padding, "avg_pool1d: padding", 0)
+    k, s, p, _ = _geometry("avg_pool1d", _single, kernel_size, stride, padding)
     b, c, n = x.shape
     cols = _pool_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (0, p), (1, 1), 0.0,
                          "avg_pool1d", (k, p, 1, tuple(x.shape)))
@@ -134,9 +141,7 @@ def avg_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None,
         (1, 1, 2, 2)
     """
     _check_image(x, "avg_pool2d")
-    kernel = _pair(kernel_size, "avg_pool2d: kernel_size", 1)
-    stride_ = kernel if stride is None else _pair(stride, "avg_pool2d: stride", 1)
-    padding_ = _pair(padding, "avg_pool2d: padding", 0)
+    kernel, stride_, padding_, _ = _geometry("avg_pool2d", _pair, kernel_size, stride, padding)
     cols = _pool_windows(x, kernel, stride_, padding_, (1, 1), 0.0, "avg_pool2d")
     return mean(cols, axis=(2, 3))
 
@@ -170,10 +175,7 @@ def max_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] |
         [[[3.0, 2.0]]]
     """
     _check_sequence(x, "max_pool1d")
-    k = _single(kernel_size, "max_pool1d: kernel_size", 1)
-    s = k if stride is None else _single(stride, "max_pool1d: stride", 1)
-    p = _single(padding, "max_pool1d: padding", 0)
-    d = _single(dilation, "max_pool1d: dilation", 1)
+    k, s, p, d = _geometry("max_pool1d", _single, kernel_size, stride, padding, dilation)
     check_pool_flags(ceil_mode, return_indices, "max_pool1d")
     b, c, n = x.shape
     cols = _pool_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (0, p), (1, d),
@@ -211,10 +213,8 @@ def max_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None, padding: P
         [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
     _check_image(x, "max_pool2d")
-    kernel = _pair(kernel_size, "max_pool2d: kernel_size", 1)
-    stride_ = kernel if stride is None else _pair(stride, "max_pool2d: stride", 1)
-    padding_ = _pair(padding, "max_pool2d: padding", 0)
-    dilation_ = _pair(dilation, "max_pool2d: dilation", 1)
+    kernel, stride_, padding_, dilation_ = _geometry("max_pool2d", _pair, kernel_size, stride,
+                                                     padding, dilation)
     check_pool_flags(ceil_mode, return_indices, "max_pool2d")
     cols = _pool_windows(x, kernel, stride_, padding_, dilation_, -float("inf"), "max_pool2d")
     return _max_over_windows(cols)
