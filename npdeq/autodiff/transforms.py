@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff.engine import grad
+from npdeq.autodiff.graph import walk
 from npdeq.autodiff.mode import enable_grad, is_grad_enabled
 from npdeq.autodiff.program import vjp_program
 from npdeq.autodiff.tensor import Tensor
@@ -142,16 +143,8 @@ def reaches_outside(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...]) -> boo
     """Whether the recorded graph of ``outs`` reaches a tensor that requires grad besides
     ``leaves`` (``fn`` closes over parameters the caller may differentiate)."""
     own = {id(t) for t in leaves}
-    stack, seen = [o for o in outs if o.requires_grad], set()
-    while stack:
-        t = stack.pop()
-        if id(t) in seen or id(t) in own:
-            continue
-        seen.add(id(t))
-        if t._node is None:
-            return True
-        stack.extend(p for _, p in t._node.parents)
-    return False
+    reached = walk([o for o in outs if o.requires_grad], lambda t: id(t) not in own)
+    return any(t.is_leaf and id(t) not in own for t in reached)
 
 
 def settle_graph(create_graph: bool | None, differentiable: bool, outs: tuple,

@@ -227,8 +227,9 @@ def to_numpy(x: Any) -> np.ndarray:
     """
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
-    if hasattr(x, "_node"):  # an npdeq Tensor (this layer cannot import the class)
-        return to_numpy(x.data)
+    inner = unwrap_array(x)  # an npdeq Tensor (registered by the tape): its array
+    if inner is not x:
+        return to_numpy(inner)
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()
     xp = array_namespace(x)

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from npdeq import backend
+from npdeq.autodiff import Tensor, tanh
 
 __all__ = ["ContractiveMap", "contractive_maps", "states", "deq_configs", "SOLVER_NAMES",
            "MAP_KINDS", "MATRIX_STRUCTURES"]
@@ -77,8 +78,7 @@ class ContractiveMap:
         pre = z @ W.T + x @ U.T + b
         if self.kind == "linear":
             return pre
-        if hasattr(pre, "_node"):  # a Tensor: the tape's tanh
-            from npdeq.autodiff import tanh
+        if isinstance(pre, Tensor):  # the tape's tanh
             return tanh(pre)
         return backend.array_namespace(pre).tanh(pre)
 
