@@ -13,6 +13,11 @@ Run from the repository root:
 
     python benchmarks/gradients.py [--repeat 5] [--workloads mlp,small,conv] [--methods ift,phantom]
 
+After the table, for each workload's IFT row: what one more adjoint iteration adds to the
+backward pass (two backward passes run to exactly 5 and 25 iterations, ``tol=0``,
+differenced) against one VJP of f on npdeq's tape and, for the ``mlp``-kind workloads, one
+raw NumPy VJP ``(g * (1 - y**2)) @ W``.
+
 TorchDEQ columns appear when ``torch`` and ``torchdeq`` are importable, autograd's when
 ``autograd`` is. Peak memory is the growth of the process's peak resident set during the
 measured steps, each configuration in its own subprocess so that one does not hide another.
@@ -132,6 +137,24 @@ def npdeq_vjp_time(data: dict, repeat: int) -> float:
     return best_time(lambda: npdeq.grad(f, z, g, retain_graph=True), repeat)
 
 
+def raw_vjp_time(data: dict, repeat: int) -> float | None:
+    """Seconds for one VJP of the ``mlp``-kind f in plain NumPy, ``(g * (1 - y**2)) @ W`` with
+    ``y = f(z)`` saved (the floor for one adjoint iteration); None for other workloads."""
+    if data["kind"] != "mlp":
+        return None
+    z = (np.random.default_rng(1).standard_normal(data["z0"].shape)
+         .astype(data["z0"].dtype))
+    W = data["W"]
+    y = np.tanh(z @ W.T + (data["x"] @ data["U"].T + data["b"]))
+    g = np.ones_like(y)
+    calls = 200 if y.size < 1000 else 20
+
+    def run():
+        for _ in range(calls):
+            (g * (1.0 - y * y)) @ W
+    return best_time(run, repeat) / calls
+
+
 # --- TorchDEQ --------------------------------------------------------------------------------
 
 def torchdeq_step(data: dict, method: str):
@@ -239,6 +262,7 @@ def measure(library: str, workload: str, method: str, repeat: int) -> dict:
     result = {"seconds": seconds, "peak_mb": (after - before) / 1024.0, **extra}
     if library == "npdeq" and method == "ift":
         result["vjp_seconds"] = npdeq_vjp_time(data, repeat)
+        result["raw_vjp_seconds"] = raw_vjp_time(data, repeat)
         result["adjoint_seconds"] = npdeq_adjoint_iteration_time(data, repeat)
     return result
 
@@ -323,7 +347,10 @@ def main(argv=None) -> None:
             print(f"{workload}: IFT forward+backward {ratio.lstrip(', ') or '(no TorchDEQ)'}; "
                   f"{r['b_nfe']} adjoint iterations; one more adjoint iteration costs "
                   f"{1e3 * per_iteration:.3f} ms, one VJP of f {1e3 * r['vjp_seconds']:.3f} ms "
-                  f"(ratio {per_iteration / r['vjp_seconds']:.2f})")
+                  f"(ratio {per_iteration / r['vjp_seconds']:.2f})"
+                  + ("" if r.get("raw_vjp_seconds") is None else
+                     f", one raw NumPy VJP {1e3 * r['raw_vjp_seconds']:.3f} ms "
+                     f"(ratio {per_iteration / r['raw_vjp_seconds']:.2f})"))
             for method in B_SOLVER_METHODS:
                 other = [t for w, m, lib, t in rows if (w, m, lib) == (workload, method, library)]
                 if other:

@@ -159,6 +159,7 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
     xp = backend.array_namespace(g)
     # tol = 0 asks for exactly max_iter steps: nothing to fall back from, nothing to warn.
     run_to_max_iter = b_solver != "direct" and kwargs["tol"] == 0
+    all_converged = False  # known True only after the host read below (then not read again)
     with backend.ignore_float_errors():  # non-finite values are flagged in the statistics
         if b_solver == "direct":
             u, info = _direct_solve(vjp_z, g, xp)
@@ -171,12 +172,13 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
                 # warning about the backward solve is raised below instead.
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 u, _, info = solver(lambda v: vjp_z(v) + g, xp.zeros_like(g), **kwargs)
-            if (fallback == "gmres" and not run_to_max_iter
-                    and not backend.to_scalar(xp.all(info["converged"]))):
-                u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
+            if fallback == "gmres" and not run_to_max_iter:
+                all_converged = not backend.to_scalar(backend.any_true(~info["converged"]))
+                if not all_converged:
+                    u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
     if "fallback" not in info:
         info["fallback"] = xp.zeros_like(info["converged"])
-    _warn_if_failed(info, xp, run_to_max_iter)
+    _warn_if_failed(info, xp, run_to_max_iter or all_converged)
     if writer is not None:
         writer(info)
     return u, info
@@ -203,13 +205,15 @@ def store_backward_stats(info: dict, stats: dict) -> None:
         info.setdefault("backward_higher", {})[order] = stats
 
 
-def _warn_if_failed(info: dict, xp: Any, run_to_max_iter: bool) -> None:
+def _warn_if_failed(info: dict, xp: Any, skip_convergence: bool) -> None:
     # The messages carry no numbers (those are in the statistics), so Python's default
     # filter shows each once per line of user code that ran the backward pass.
-    nonfinite = backend.to_scalar(xp.any(info["nonfinite"]))
+    # ``skip_convergence``: a solve run to max_iter on purpose, or one already known to
+    # have converged everywhere.
+    nonfinite = backend.to_scalar(backend.any_true(info["nonfinite"]))
     if nonfinite:
         warnings.warn(_NONFINITE, ConvergenceWarning, stacklevel=warn_location())
-    elif not run_to_max_iter and not backend.to_scalar(xp.all(info["converged"])):
+    elif not skip_convergence and backend.to_scalar(backend.any_true(~info["converged"])):
         warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=warn_location())
 
 

@@ -21,6 +21,7 @@ Imports the backend and this package's ``state`` and ``stats``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
@@ -76,10 +77,13 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     """
     max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
                                                              tau)
-    m = check_int("m (the Anderson history size)", m, 1)
-    lam = check_real("lam", lam, 0.0)
-    check_bool("return_final", return_final)
-    check_bool("per_sample", per_sample)
+    if not (type(m) is int and m >= 1):  # plain values pass without the general checks
+        m = check_int("m (the Anderson history size)", m, 1)
+    if not (type(lam) is float and 0.0 <= lam < math.inf):
+        lam = check_real("lam", lam, 0.0)
+    if type(return_final) is not bool or type(per_sample) is not bool:
+        check_bool("return_final", return_final)
+        check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
     tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
     xp = tracker.xp

@@ -13,6 +13,7 @@ Imports the backend and the shared exceptions.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import warnings
 from typing import Any, Callable, NamedTuple, Sequence
@@ -163,12 +164,16 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
         >>> check_solver_args(np.int64(5), np.float32(0.5), "rel", [4, 2, 4])
         SolverArgs(max_iter=5, tol=0.5, stop_mode='rel', indexing=[4, 2, 4], tau=1.0)
     """
-    max_iter = check_int("max_iter", max_iter, 0)
-    if tol is not None:
+    # Plain Python numbers in range pass without the general checks (which build their
+    # messages up front): this runs at every solve, twice per IFT training step.
+    if not (type(max_iter) is int and max_iter >= 0):
+        max_iter = check_int("max_iter", max_iter, 0)
+    if tol is not None and not (type(tol) is float and 0.0 <= tol < math.inf):
         tol = check_real("tol", tol, 0.0)
     if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
         raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
+    if not (type(tau) is float and 0.0 < tau <= 1.0):
+        tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
     steps = []
     for i in (indexing or ()):
         try:
@@ -206,9 +211,27 @@ def _half_precision_positions(x0: Any) -> set[int]:
     arrays = list(x0) if isinstance(x0, (tuple, list)) else [x0]
     half = set()
     for i, a in enumerate(arrays):
-        if hasattr(a, "dtype") and hasattr(a, "shape") and str(a.dtype) == "float16":
+        if hasattr(a, "shape") and _is_half(getattr(a, "dtype", None)):
             half.add(i)
     return half
+
+
+# (dtype type, dtype) -> whether it is float16 (a dtype's str() costs microseconds on every
+# solve). The type comes first so that dtypes of different libraries are never compared.
+_HALF: dict = {}
+
+
+def _is_half(dtype: Any) -> bool:
+    if dtype is None:
+        return False
+    key = (type(dtype), dtype)
+    try:
+        return _HALF[key]
+    except KeyError:
+        found = _HALF[key] = str(dtype) == "float16"
+    except TypeError:  # an unhashable dtype
+        found = str(dtype) == "float16"
+    return found
 
 
 def _solve_in_float32(solver, func, x0, half, args, kwargs):
@@ -368,35 +391,39 @@ class SolveTracker:
         xp = self.xp
         z = self.last if self.return_final else self.best
         trajectory = [self.trajectory.get(i, z) for i in self.indexing]
-        batch = z.shape[0]
-        dev = backend.device(z)
+        lowest = self.lowest
         if self.abs_trace:
-            abs_trace = xp.stack(self.abs_trace, axis=1)
-            rel_trace = abs_trace / (xp.sqrt(xp.stack(self.image_sq_trace, axis=1)) + REL_EPS)
+            abs_trace = _columns(xp, self.abs_trace)
+            rel_trace = abs_trace / (xp.sqrt(_columns(xp, self.image_sq_trace)) + REL_EPS)
             # ``lowest`` is the best iterate's stop_mode residual (inf where there is none);
             # the other one is read from its column of the traces.
-            column = xp.arange(1, abs_trace.shape[1] + 1, device=dev)[None, :] == self.nstep[:, None]
-            if self.use_abs:
-                abs_lowest = self.lowest
-                rel_lowest = _select_column(xp, column, rel_trace, self.lowest)
+            other = rel_trace if self.use_abs else abs_trace
+            if len(self.abs_trace) == 1:  # one column: no selection to make
+                picked = other[:, 0]
             else:
-                rel_lowest = self.lowest
-                abs_lowest = _select_column(xp, column, abs_trace, self.lowest)
+                column = (xp.arange(1, abs_trace.shape[1] + 1, device=backend.device(z))[None, :]
+                          == self.nstep[:, None])
+                picked = xp.sum(xp.where(column, other, 0.0), axis=1)
+            picked = xp.where(lowest < math.inf, picked, math.inf)
+            abs_lowest, rel_lowest = (lowest, picked) if self.use_abs else (picked, lowest)
         else:
-            abs_trace = rel_trace = xp.zeros((batch, 0), dtype=z.dtype, device=dev)
-            abs_lowest = rel_lowest = self.lowest
-        converged = xp.zeros((batch,), dtype=xp.bool, device=dev)
-        if self.tol is not None:
-            converged = ~self.nonfinite & (self.lowest <= self.tol)
+            abs_trace = rel_trace = xp.zeros((z.shape[0], 0), dtype=z.dtype,
+                                             device=backend.device(z))
+            abs_lowest = rel_lowest = lowest
+        nonfinite = self.nonfinite
+        if self.tol is None:
+            converged = xp.zeros_like(nonfinite)
+        else:
+            converged = ~nonfinite & (lowest <= self.tol)
         info = SolverStat(
             abs_lowest=abs_lowest,
             rel_lowest=rel_lowest,
             abs_trace=abs_trace,
             rel_trace=rel_trace,
             nstep=self.nstep,
-            sradius=xp.zeros((batch,), dtype=z.dtype, device=dev),
+            sradius=xp.zeros_like(lowest),
             converged=converged,
-            nonfinite=self.nonfinite,
+            nonfinite=nonfinite,
             nfe=self.nfe,
         )
         if warn and self.iterations > 0:
@@ -405,20 +432,19 @@ class SolveTracker:
         return restore(z), [restore(t) for t in trajectory], info
 
 
-def _select_column(xp: Any, column: Any, trace: Any, lowest: Any) -> Any:
-    """Per row, the entry of ``trace`` where ``column`` is True; inf in rows with none (those
-    where ``lowest`` is inf)."""
-    picked = xp.sum(xp.where(column, trace, 0.0), axis=1)
-    return xp.where(lowest < float("inf"), picked, float("inf"))
+def _columns(xp: Any, vectors: list) -> Any:
+    """``(B,)`` arrays as the columns of a ``(B, N)`` array: one concatenation and a
+    transposed view (NumPy's ``stack`` costs several times more in Python)."""
+    return xp.reshape(xp.concat(vectors), (len(vectors), vectors[0].shape[0])).T
 
 
 def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, expect_tol: bool) -> None:
     # The messages carry no numbers (those are in ``info``): Python's default filter then
     # shows a failing solve once per calling line, not once per call.
     # The usual case, every sample converged, costs one host read.
-    if expect_tol and backend.to_scalar(xp.all(info["converged"])):
+    if expect_tol and not backend.to_scalar(backend.any_true(~info["converged"])):
         return
-    if backend.to_scalar(xp.any(info["nonfinite"])):
+    if backend.to_scalar(backend.any_true(info["nonfinite"])):
         message = (f"{solver_name}: f returned non-finite values for some samples; they keep "
                    "their best finite iterate (see info['nonfinite'])")
     elif expect_tol:  # not all converged (checked above)
