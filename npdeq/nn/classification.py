@@ -14,7 +14,7 @@ from typing import Any
 from npdeq import backend
 from npdeq.autodiff import ops
 from npdeq.autodiff.ops._util import as_operand, raw
-from npdeq.autodiff.ops.losses import _check_reduction
+from npdeq.autodiff.ops.losses import check_reduction
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
 
@@ -145,7 +145,7 @@ def nll_loss(input: Any, target: Any, weight: Any = None, size_average: Any = No
         0.693147
     """
     check_no_legacy(size_average, reduce, "nll_loss")
-    _check_reduction(reduction, "nll_loss")
+    check_reduction(reduction, "nll_loss")
     return _class_loss(as_operand(input), target, weight, ignore_index, reduction, 0.0,
                        "nll_loss")
 
@@ -184,7 +184,7 @@ def cross_entropy(input: Any, target: Any, weight: Any = None, size_average: Any
     """
     what = "cross_entropy"
     check_no_legacy(size_average, reduce, what)
-    _check_reduction(reduction, what)
+    check_reduction(reduction, what)
     smoothing = check_real("label_smoothing", label_smoothing, 0.0, 1.0, owner=what)
     x = as_operand(input)
     logp = ops.log_softmax(x, axis=1 if x.ndim > 1 else 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import ops
-from npdeq.autodiff.ops.conv import _padding, _single
+from npdeq.autodiff.ops.conv import check_padding, check_single
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_int, check_int_or_pair
 from npdeq.nn import init
@@ -28,7 +28,7 @@ def check_size(name: str, value: Any, minimum: int, dims: int,
     for ``dims=1`` an int or a 1-tuple, returned as a 1-tuple; for ``dims=2`` an int or a
     pair, returned as Python ints."""
     if dims == 1:
-        return (_single(value, f"{owner}: {name}", minimum),)
+        return (check_single(value, f"{owner}: {name}", minimum),)
     return check_int_or_pair(name, value, minimum, owner=owner)
 
 
@@ -63,7 +63,7 @@ class _ConvNd(Module):
             # The op's rules ('valid', or 'same' with stride 1), checked here so that a bad
             # setting fails where it is written rather than at the first forward call.
             lead = (1,) * (2 - dims)
-            _padding(padding, lead + kernel, lead + as_tuple(self.stride, dims),
+            check_padding(padding, lead + kernel, lead + as_tuple(self.stride, dims),
                      lead + as_tuple(self.dilation, dims))
         else:
             padding = check_size("padding", padding, 0, dims, owner)

@@ -30,7 +30,7 @@ from npdeq.autodiff.ops._util import as_operand, raw
 from npdeq.autodiff.ops.conv import conv1d
 from npdeq.autodiff.ops.linalg_functions import vector_norm
 from npdeq.autodiff.ops.lookup import embedding
-from npdeq.autodiff.ops.losses import _check_reduction, _reduce
+from npdeq.autodiff.ops.losses import check_reduction, reduce_loss
 from npdeq.autodiff.ops.pooling import avg_pool1d, max_pool1d, max_pool2d
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
@@ -317,9 +317,9 @@ def l1_loss(input: Any, target: Any, size_average: Any = None, reduce: Any = Non
         2.0
     """
     check_no_legacy(size_average, reduce, "l1_loss")
-    _check_reduction(reduction, "l1_loss")
+    check_reduction(reduction, "l1_loss")
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"l1_loss: input shape {tuple(input.shape)} and target shape "
                          f"{tuple(target.shape)} differ (broadcasting is not applied)")
-    return _reduce(ops.abs(as_operand(input) - target), reduction, "l1_loss")
+    return reduce_loss(ops.abs(as_operand(input) - target), reduction, "l1_loss")
 

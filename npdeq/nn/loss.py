@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from npdeq.autodiff.ops.losses import _check_reduction
+from npdeq.autodiff.ops.losses import check_reduction
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
 from npdeq.nn import functional as F
@@ -22,7 +22,7 @@ class _Loss(Module):
         super().__init__()
         name = type(self).__name__
         check_no_legacy(size_average, reduce, name)
-        _check_reduction(reduction, name)
+        check_reduction(reduction, name)
         self.reduction = reduction
 
     def extra_repr(self) -> str:

@@ -11,7 +11,7 @@ from hypothesis import assume, given, strategies as st
 
 import npdeq
 from npdeq.autodiff.ops.conv import (_conv2d, _conv2d_input_grad, _conv2d_weight_grad, _fold,
-                                     _windows)
+                                     image_windows)
 from npdeq.autodiff.ops.linalg import matmul
 from npdeq.autodiff.ops.shape import pad, reshape
 from npdeq.testing import check_grads
@@ -26,7 +26,7 @@ def reference_conv2d(x, weight, bias, stride, padding, dilation, groups):
     (pt, pb), (pl, pr) = padding
     if pt or pb or pl or pr:
         x = pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
-    cols = _windows(x, (kh, kw), stride, dilation)
+    cols = image_windows(x, (kh, kw), stride, dilation)
     ho, wo = cols.shape[4], cols.shape[5]
     k = c_group * kh * kw
     cols = reshape(cols, (b, groups, k, ho * wo))
@@ -172,7 +172,7 @@ def test_window_primitives_are_adjoint_with_matching_vjps(xp, to_xp, check_array
     assume(all(n >= d * (k - 1) + 1 for n, k, d in zip(size, kernel, dilation)))
     rng = np.random.default_rng(seed)
     x = to_xp(rng.standard_normal((1, 2) + size))
-    cols = _windows(x, kernel, stride, dilation)
+    cols = image_windows(x, kernel, stride, dilation)
     check_array(cols, shape=(1, 2) + kernel + tuple(cols.shape[4:]), dtype=xp.float64)
     c = to_xp(rng.standard_normal(cols.shape))
     folded = _fold(c, tuple(x.shape), stride, dilation)
@@ -181,7 +181,7 @@ def test_window_primitives_are_adjoint_with_matching_vjps(xp, to_xp, check_array
     lhs = np.sum(cols.numpy() * npdeq.backend.to_numpy(c))
     assert lhs == pytest.approx(np.sum(npdeq.backend.to_numpy(x) * folded.numpy()), rel=1e-12,
                                 abs=1e-12)
-    check_grads(lambda a: _windows(a, kernel, stride, dilation), x, order=2, seed=seed)
+    check_grads(lambda a: image_windows(a, kernel, stride, dilation), x, order=2, seed=seed)
     check_grads(lambda a: _fold(a, tuple(x.shape), stride, dilation), c, order=2, seed=seed)
 
 

@@ -14,13 +14,13 @@ from npdeq.testing import check_grads
 REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
 
 
-def _reduce(per_item, reduction):
+def reduce_loss(per_item, reduction):
     return {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction](per_item)
 
 
 def cross_entropy_reference(logits, labels, reduction):
     logp = scipy.special.log_softmax(logits, axis=1)
-    return _reduce(-logp[np.arange(len(labels)), labels], reduction)
+    return reduce_loss(-logp[np.arange(len(labels)), labels], reduction)
 
 
 @st.composite
@@ -100,7 +100,7 @@ def test_mse_loss_matches_reference_and_finite_differences(xp, to_xp, check_arra
     rng = np.random.default_rng(seed)
     a, b = rng.standard_normal(shape), rng.standard_normal(shape)
     out = npdeq.mse_loss(to_xp(a), to_xp(b), reduction=reduction)
-    expected = _reduce((a - b) ** 2, reduction)
+    expected = reduce_loss((a - b) ** 2, reduction)
     check_array(out, shape=np.shape(expected), dtype=xp.float64)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-14)
     # Gradients flow to both the input and the target.

@@ -6,7 +6,7 @@ to the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run one 2-D
 per kernel offset on slices of contiguous buffers, so the arithmetic stays in BLAS (cuBLAS on
 CuPy). All three are bilinear and each one's VJPs are the other two, so gradients of any
 order work. ``conv2d`` is ``_conv2d`` plus a bias; ``conv1d`` runs it on a unit height axis.
-The sliding-window primitives ``_windows``/``_fold`` (each the other's VJP) serve the
+The sliding-window primitives ``image_windows``/``_fold`` (each the other's VJP) serve the
 pooling ops (:mod:`npdeq.autodiff.ops.pooling`).
 
 May import: ``npdeq.backend`` and the other op modules (no NumPy).
@@ -28,7 +28,7 @@ Pair = int | tuple[int, int]
 
 
 @primitive(name="sliding_windows")
-def _windows(x, kernel, stride, dilation):
+def image_windows(x, kernel, stride, dilation):
     """``(B, C, H, W) -> (B, C, kh, kw, Ho, Wo)``: the windows of an already padded batch."""
     return backend.sliding_windows(x, kernel, stride, dilation)
 
@@ -39,10 +39,10 @@ def _fold(cols, image_shape, stride, dilation):
     return backend.fold_windows(cols, image_shape, stride, dilation)
 
 
-defvjp(_windows, lambda g, ans, x, kernel, stride, dilation:
+defvjp(image_windows, lambda g, ans, x, kernel, stride, dilation:
        _fold(g, tuple(x.shape), stride, dilation))
 defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
-       _windows(g, tuple(cols.shape[2:4]), stride, dilation))
+       image_windows(g, tuple(cols.shape[2:4]), stride, dilation))
 
 
 # --- convolution as 2-D matrix products -------------------------------------------------
@@ -85,7 +85,7 @@ defvjp(_conv2d_weight_grad,
        lambda v, ans, x, g, weight_shape, **geo: _conv2d(x, v, **geo))
 
 
-def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+def check_pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints as a pair, each at least ``minimum``."""
     single = backend.as_count(value)
     pair = (single, single) if single is not None else (
@@ -97,7 +97,7 @@ def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     return pair
 
 
-def _padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
+def check_padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
              dilation: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
     """``(before, after)`` padding of the height and width axes."""
     if isinstance(padding, str):
@@ -110,7 +110,7 @@ def _padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
         # As PyTorch: an odd total pads one more after than before.
         total = [d * (k - 1) for d, k in zip(dilation, kernel)]
         return tuple((t // 2, t - t // 2) for t in total)  # type: ignore[return-value]
-    ph, pw = _pair(padding, "padding", 0)
+    ph, pw = check_pair(padding, "padding", 0)
     return (ph, ph), (pw, pw)
 
 
@@ -125,7 +125,7 @@ def _check_fits(x: Any, kernel: tuple[int, int], dilation: tuple[int, int], padd
             f"{tuple(x.shape)} padded by {padding} (padded spatial size {(h, w)})")
 
 
-def _check_image(x: Any, what: str) -> None:
+def check_image(x: Any, what: str) -> None:
     if len(x.shape) != 4:
         raise ValueError(f"{what}: input must have shape (B, C, H, W), got shape "
                          f"{tuple(x.shape)}")
@@ -184,15 +184,15 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
         >>> out.shape
         (2, 4, 5, 5)
     """
-    _check_image(x, "conv2d")
+    check_image(x, "conv2d")
     if len(weight.shape) != 4:
         raise ValueError(f"conv2d: weight must have shape (C_out, C_in // groups, kh, kw), "
                          f"got shape {tuple(weight.shape)}")
     groups = _check_channels(x, weight, bias, groups, "conv2d")
     c_out, _, kh, kw = weight.shape
-    stride_ = _pair(stride, "conv2d: stride", 1)
-    dilation_ = _pair(dilation, "conv2d: dilation", 1)
-    pads = _padding(padding, (kh, kw), stride_, dilation_)
+    stride_ = check_pair(stride, "conv2d: stride", 1)
+    dilation_ = check_pair(dilation, "conv2d: dilation", 1)
+    pads = check_padding(padding, (kh, kw), stride_, dilation_)
     _check_fits(x, (kh, kw), dilation_, pads, "conv2d")
     out = _conv2d(x, weight, stride=stride_, padding=pads, dilation=dilation_, groups=groups)
     if bias is not None:
@@ -200,7 +200,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
     return out
 
 
-def _single(value: Any, name: str, minimum: int) -> int:
+def check_single(value: Any, name: str, minimum: int) -> int:
     """An int or a 1-sequence of ints (PyTorch's ``(s,)``) as an int, at least ``minimum``."""
     single = backend.as_count(value)
     if single is None and isinstance(value, (tuple, list)) and len(value) == 1:
@@ -212,7 +212,7 @@ def _single(value: Any, name: str, minimum: int) -> int:
     return single
 
 
-def _check_sequence(x: Any, what: str) -> None:
+def check_sequence(x: Any, what: str) -> None:
     if len(x.shape) != 3:
         raise ValueError(f"{what}: input must have shape (B, C, L), got shape {tuple(x.shape)}")
 
@@ -248,13 +248,13 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
         >>> npdeq.conv1d(np.ones((2, 3, 7)), np.ones((4, 3, 3)), padding=1).shape
         (2, 4, 7)
     """
-    _check_sequence(x, "conv1d")
+    check_sequence(x, "conv1d")
     if len(weight.shape) != 3:
         raise ValueError(f"conv1d: weight must have shape (C_out, C_in // groups, k), got "
                          f"shape {tuple(weight.shape)}")
     groups = _check_channels(x, weight, bias, groups, "conv1d")
-    s = _single(stride, "conv1d: stride", 1)
-    d = _single(dilation, "conv1d: dilation", 1)
+    s = check_single(stride, "conv1d: stride", 1)
+    d = check_single(dilation, "conv1d: dilation", 1)
     b, c, n = x.shape
     o, cg, k = weight.shape
     if isinstance(padding, str):
@@ -266,7 +266,7 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
         total = 0 if padding == "valid" else d * (k - 1)
         before, after = total // 2, total - total // 2  # an odd total pads more after
     else:
-        before = after = _single(padding, "conv1d: padding", 0)
+        before = after = check_single(padding, "conv1d: padding", 0)
     if n + before + after < d * (k - 1) + 1:
         raise ValueError(f"conv1d: kernel size {k} with dilation {d} does not fit the input of "
                          f"shape {tuple(x.shape)} padded by {padding!r} (padded length "

@@ -18,7 +18,7 @@ __all__ = ["cross_entropy", "mse_loss"]
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _reduce(per_item: Tensor, reduction: str, what: str) -> Tensor:
+def reduce_loss(per_item: Tensor, reduction: str, what: str) -> Tensor:
     if reduction == "mean":
         if per_item.size == 0:
             # PyTorch returns NaN, which then silently poisons every parameter it reaches.
@@ -31,7 +31,7 @@ def _reduce(per_item: Tensor, reduction: str, what: str) -> Tensor:
     return per_item
 
 
-def _check_reduction(reduction: str, what: str) -> None:
+def check_reduction(reduction: str, what: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{what}: reduction={reduction!r} is not one of {_REDUCTIONS}")
 
@@ -63,7 +63,7 @@ def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Tensor:
         >>> round(float(loss.data), 6)  # log(4)
         1.386294
     """
-    _check_reduction(reduction, "cross_entropy")
+    check_reduction(reduction, "cross_entropy")
     labels = raw(target)
     shape = tuple(logits.shape)
     if len(shape) != 2:
@@ -87,7 +87,7 @@ def cross_entropy(logits: Any, target: Any, reduction: str = "mean") -> Tensor:
         # A raw array on the left of a Tensor operator is not deferred by every namespace.
         logits = Tensor(logits)
     per_item = -sum(log_softmax(logits, axis=1) * onehot, axis=1)
-    return _reduce(per_item, reduction, "cross_entropy")
+    return reduce_loss(per_item, reduction, "cross_entropy")
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
@@ -110,7 +110,7 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
         >>> float(npdeq.mse_loss(np.array([1.0, 3.0]), np.array([0.0, 0.0])).data)
         5.0
     """
-    _check_reduction(reduction, "mse_loss")
+    check_reduction(reduction, "mse_loss")
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"mse_loss: input shape {tuple(input.shape)} and target shape "
                          f"{tuple(target.shape)} differ (broadcasting is not applied)")
@@ -118,4 +118,4 @@ def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
         # A raw array on the left of a Tensor operator is not deferred by every namespace.
         input = Tensor(input)
     diff = input - target
-    return _reduce(diff * diff, reduction, "mse_loss")
+    return reduce_loss(diff * diff, reduction, "mse_loss")

@@ -17,7 +17,8 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff.ops._util import ns, raw
-from npdeq.autodiff.ops.conv import _check_image, _check_sequence, _pair, _single, _windows
+from npdeq.autodiff.ops.conv import (check_image, check_pair, check_sequence, check_single,
+                                     image_windows)
 from npdeq.autodiff.ops.elementwise import where
 from npdeq.autodiff.ops.reductions import mean, sum
 from npdeq.autodiff.ops.shape import pad, reshape
@@ -42,7 +43,7 @@ def _pool_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
                          f"shape {shape_} padded by {p_}")
     if ph or pw:
         x = pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), value=fill)
-    return _windows(x, kernel, stride, dilation)
+    return image_windows(x, kernel, stride, dilation)
 
 
 def _max_over_windows(cols: Tensor) -> Tensor:
@@ -80,7 +81,7 @@ def check_pool_flags(ceil_mode: Any, return_indices: Any, what: str) -> None:
 def _geometry(what: str, to_tuple: Any, kernel_size: Any, stride: Any, padding: Any,
               dilation: Any = 1) -> tuple:
     """The checked ``(kernel, stride, padding, dilation)``, each through ``to_tuple``
-    (``_single`` or ``_pair``); the stride defaults to the kernel."""
+    (``check_single`` or ``check_pair``); the stride defaults to the kernel."""
     kernel = to_tuple(kernel_size, f"{what}: kernel_size", 1)
     return (kernel, kernel if stride is None else to_tuple(stride, f"{what}: stride", 1),
             to_tuple(padding, f"{what}: padding", 0), to_tuple(dilation, f"{what}: dilation", 1))
@@ -109,8 +110,8 @@ def avg_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] |
         >>> npdeq.avg_pool1d(np.arange(6.0).reshape(1, 1, 6), 2).numpy().tolist()
         [[[0.5, 2.5, 4.5]]]
     """
-    _check_sequence(x, "avg_pool1d")
-    k, s, p, _ = _geometry("avg_pool1d", _single, kernel_size, stride, padding)
+    check_sequence(x, "avg_pool1d")
+    k, s, p, _ = _geometry("avg_pool1d", check_single, kernel_size, stride, padding)
     b, c, n = x.shape
     cols = _pool_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (0, p), (1, 1), 0.0,
                          "avg_pool1d", (k, p, 1, tuple(x.shape)))
@@ -140,8 +141,8 @@ def avg_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None,
         >>> npdeq.avg_pool2d(np.ones((1, 1, 4, 4)), 2).shape
         (1, 1, 2, 2)
     """
-    _check_image(x, "avg_pool2d")
-    kernel, stride_, padding_, _ = _geometry("avg_pool2d", _pair, kernel_size, stride, padding)
+    check_image(x, "avg_pool2d")
+    kernel, stride_, padding_, _ = _geometry("avg_pool2d", check_pair, kernel_size, stride, padding)
     cols = _pool_windows(x, kernel, stride_, padding_, (1, 1), 0.0, "avg_pool2d")
     return mean(cols, axis=(2, 3))
 
@@ -174,8 +175,8 @@ def max_pool1d(x: Any, kernel_size: int | tuple[int], stride: int | tuple[int] |
         >>> npdeq.max_pool1d(np.array([[[1.0, 3.0, 2.0, 0.0]]]), 2).numpy().tolist()
         [[[3.0, 2.0]]]
     """
-    _check_sequence(x, "max_pool1d")
-    k, s, p, d = _geometry("max_pool1d", _single, kernel_size, stride, padding, dilation)
+    check_sequence(x, "max_pool1d")
+    k, s, p, d = _geometry("max_pool1d", check_single, kernel_size, stride, padding, dilation)
     check_pool_flags(ceil_mode, return_indices, "max_pool1d")
     b, c, n = x.shape
     cols = _pool_windows(reshape(x, (b, c, 1, n)), (1, k), (1, s), (0, p), (1, d),
@@ -212,8 +213,8 @@ def max_pool2d(x: Any, kernel_size: Pair, stride: Pair | None = None, padding: P
         >>> npdeq.max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2).numpy().tolist()
         [[[[5.0, 7.0], [13.0, 15.0]]]]
     """
-    _check_image(x, "max_pool2d")
-    kernel, stride_, padding_, dilation_ = _geometry("max_pool2d", _pair, kernel_size, stride,
+    check_image(x, "max_pool2d")
+    kernel, stride_, padding_, dilation_ = _geometry("max_pool2d", check_pair, kernel_size, stride,
                                                      padding, dilation)
     check_pool_flags(ceil_mode, return_indices, "max_pool2d")
     cols = _pool_windows(x, kernel, stride_, padding_, dilation_, -float("inf"), "max_pool2d")
