@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import pathlib
-import time
 
 import numpy as np
 
@@ -54,17 +53,7 @@ def _problem(data):
     return values, solved
 
 
-def best_time(fn, repeat):
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def measure(data, repeat):
+def measure(data, repeat, best_time):
     values, solved = _problem(data)
     rng = np.random.default_rng(0)
     direction = [rng.standard_normal(v.shape) for v in values]
@@ -102,12 +91,12 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--workloads", default="mlp,small")
     args = parser.parse_args(argv)
-    make_workload = _gradients_module().make_workload
+    gradients = _gradients_module()
     print(f"{'workload':<9} {'grad ms':>9} {'hvp ms':>9} {'hvp/grad':>9} {'solve ms':>9} "
           f"{'jvp ms':>9} {'jvp/solve':>9}")
     results = {}
     for name in args.workloads.split(","):
-        t = measure(make_workload(name), args.repeat)
+        t = measure(gradients.make_workload(name), args.repeat, gradients.best_time)
         results[name] = t
         print(f"{name:<9} {t['grad'] * 1e3:9.2f} {t['hvp'] * 1e3:9.2f} "
               f"{t['hvp'] / t['grad']:9.2f} {t['solve'] * 1e3:9.2f} {t['jvp'] * 1e3:9.2f} "

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from npdeq.autodiff.engine import grad
-from npdeq.autodiff.mode import enable_grad
 from npdeq.autodiff.ops import moveaxis, reshape, stack
-from npdeq.autodiff.program import vjp_program
 from npdeq.autodiff.tensor import Tensor
 from npdeq.autodiff.transforms import (as_arguments, call, make_leaves, recorded_gradient,
-                                       settle_graph, transposed_vjp, wants_graph, zeros_of)
+                                       repeated_vjp, settle_graph, transposed_vjp,
+                                       wants_graph, zeros_of)
 
 __all__ = ["jacobian", "hessian", "MODES", "FORWARD_COST"]
 
@@ -86,17 +84,10 @@ def _rows(targets: tuple, leaves: tuple, cotangent_sets: Iterator,
     live = [i for i, t in enumerate(targets) if t is not None and t.requires_grad]
     if not live:
         return [(i, [zeros_of(x) for x in leaves]) for i, _ in cotangent_sets]
-    program = None if differentiable else vjp_program(
-        [targets[i] for i in live], leaves, allow_unused=True)
+    vjp_of = repeated_vjp([targets[i] for i in live], leaves, differentiable)
     out = []
     for index, cotangents in cotangent_sets:
-        chosen = [cotangents[i] for i in live]
-        if differentiable:
-            with enable_grad():
-                gs = grad([targets[i] for i in live], leaves, grad_outputs=chosen,
-                          create_graph=True, retain_graph=True, allow_unused=True)
-        else:
-            gs = program(chosen)
+        gs = vjp_of([cotangents[i] for i in live])
         out.append((index, [zeros_of(x) if g is None else g for g, x in zip(gs, leaves)]))
     return out
 

@@ -160,6 +160,22 @@ def zeros_of(t: Tensor) -> Tensor:
     return Tensor(t.xp.zeros_like(t.data))
 
 
+def repeated_vjp(targets: list, inputs: tuple,
+                 differentiable: bool) -> Callable[[list], tuple]:
+    """``vjp_of(cotangents)``: the VJP of the recorded ``targets`` with respect to
+    ``inputs`` (``None`` where unused), for many cotangents: recorded (``create_graph``)
+    when ``differentiable``, else replayed from one walk of the graph."""
+    if not differentiable:
+        return vjp_program(targets, inputs, allow_unused=True)
+
+    def vjp_of(cotangents: list) -> tuple:
+        with enable_grad():
+            return grad(targets, inputs, grad_outputs=cotangents, create_graph=True,
+                        retain_graph=True, allow_unused=True)
+
+    return vjp_of
+
+
 def transposed_vjp(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...],
                    differentiable: bool) -> Callable[[tuple], tuple]:
     """``push(tangents) -> J tangents`` (one Tensor per output) for ``outs = fn(*leaves)``.
@@ -184,20 +200,13 @@ def transposed_vjp(outs: tuple[Tensor, ...], leaves: tuple[Tensor, ...],
                 "instead of npdeq ops), so its VJP cannot be transposed; write the rule with "
                 "npdeq ops (check it with check_grads(..., order=2))")
     used = [j for j, g in enumerate(gs) if g is not None]
-    program = None if differentiable or not used else vjp_program(
-        [gs[j] for j in used], dummies, allow_unused=True)
+    vjp_of = repeated_vjp([gs[j] for j in used], dummies, differentiable) if used else None
 
     def push(tangents: tuple) -> tuple:
         result: list = [None] * len(outs)
         if not used:
             return tuple(zeros_of(o) for o in outs)
-        cotangents = [tangents[j] for j in used]
-        if differentiable:
-            with enable_grad():
-                columns = grad([gs[j] for j in used], dummies, grad_outputs=cotangents,
-                               create_graph=True, retain_graph=True, allow_unused=True)
-        else:
-            columns = program(cotangents)
+        columns = vjp_of([tangents[j] for j in used])
         for i, c in zip(live, columns):
             result[i] = c
         return tuple(zeros_of(o) if c is None else c for c, o in zip(result, outs))
