@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias
 
 import array_api_compat
 import numpy as np
 
 __all__ = [
+    "Array",
     "array_namespace",
     "default_namespace",
     "device",
@@ -34,6 +35,11 @@ __all__ = [
     "register_array_wrapper",
     "unwrap_array",
 ]
+
+#: An array of any supported namespace (NumPy, CuPy, ``array_api_strict``, ...). Array
+#: libraries share no common base class, so this is ``Any`` to type checkers; in signatures
+#: it says "an array" where ``Any`` would say nothing.
+Array: TypeAlias = Any
 
 # array_api_compat's lookup costs a few microseconds; the namespace depends only on the
 # array's type, so it is cached per type (the tape calls this once per recorded op).
