@@ -16,7 +16,7 @@ The fitted model's steady states and their convergence flags come from
 
 Run ``npdeq example dask-sites [--sites 20000] [--chunk 2000] [--steps 30]
 [--scheduler threads|cluster]`` (``--help`` for the options). Needs the dask extra and
-SciPy. May import numpy.
+SciPy.
 """
 
 from __future__ import annotations
@@ -131,10 +131,7 @@ def parser() -> argparse.ArgumentParser:
                    help="sites per chunk, >= 1")
     p.add_argument("--steps", type=options.POSITIVE_INT, default=30,
                    help="L-BFGS-B iterations, >= 1")
-    p.add_argument("--noise", type=options.real(0), default=0.01,
-                   help="observation noise, >= 0")
-    p.add_argument("--seed", type=options.SEED, default=0,
-                   help=f"seed of the sites and the noise, in [0, {options.SEED_MAX}]")
+    options.add_noise_and_seed(p, "observation noise", "the sites and the noise")
     p.add_argument("--scheduler", choices=("threads", "cluster"), default="threads",
                    help="Dask's threaded scheduler, or a LocalCluster of 2 worker processes")
     return p

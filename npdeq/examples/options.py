@@ -5,8 +5,6 @@ command with **one line** on stderr (``PROG: error: argument --OPT: what was exp
 what``) and exit status 2, never a traceback and never after a long run. The type functions
 below are argparse ``type=`` callables: they return the converted value or raise
 :class:`argparse.ArgumentTypeError` with a message that states the rule and the value.
-
-May import anything (the examples sit at the top of the layer stack).
 """
 
 from __future__ import annotations
@@ -20,8 +18,9 @@ from typing import Callable, NoReturn, Sequence
 
 from npdeq.backend.checks import describe_range
 
-__all__ = ["Parser", "HelpFormatter", "integer", "real", "SEED", "POSITIVE_INT", "NON_NEGATIVE_INT",
-           "output_dir", "output_file", "one_line_error"]
+__all__ = ["Parser", "HelpFormatter", "integer", "real", "SEED", "POSITIVE_INT",
+           "NON_NEGATIVE_INT", "add_seed", "add_noise_and_seed", "output_dir", "output_file",
+           "one_line_error"]
 
 SEED_MAX = 2 ** 32 - 1  # scikit-learn's and NumPy's legacy seeding accept [0, 2**32 - 1]
 
@@ -160,6 +159,37 @@ def real(low: float | None = None, high: float | None = None, *, low_open: bool 
 POSITIVE_INT = integer(1)
 NON_NEGATIVE_INT = integer(0)
 SEED = integer(0, SEED_MAX)
+
+
+def add_seed(parser: argparse.ArgumentParser, drawn: str) -> None:
+    """Add ``--seed``: an integer in ``[0, SEED_MAX]``, default 0.
+
+    Args:
+        parser: the command's parser.
+        drawn: what the seed draws, for the help (``'the sources and the noise'``).
+    """
+    parser.add_argument("--seed", type=SEED, default=0,
+                        help=f"seed of {drawn}, in [0, {SEED_MAX}]")
+
+
+def add_noise_and_seed(parser: argparse.ArgumentParser, noise: str, drawn: str) -> None:
+    """Add the options of an example that fits a model to observations it simulates:
+    ``--noise`` (a finite number >= 0, default 0.01) and ``--seed`` (:func:`add_seed`).
+
+    Args:
+        parser: the example's parser.
+        noise: what ``--noise`` is, for the help (``'observation noise'``).
+        drawn: what the seed draws, for the help.
+
+    Example:
+        >>> p = Parser(prog="fit")
+        >>> add_noise_and_seed(p, "observation noise", "the data")
+        >>> args = p.parse_args(["--seed", "3"])
+        >>> args.noise, args.seed
+        (0.01, 3)
+    """
+    parser.add_argument("--noise", type=real(0), default=0.01, help=f"{noise}, >= 0")
+    add_seed(parser, drawn)
 
 
 def _missing_parents(path: str) -> list[str]:

@@ -22,8 +22,8 @@ Run ``python -m npdeq.examples.steady_state [--grid 64] [--steps 40] [--device g
 ``npdeq example steady-state``; ``--help`` lists the options and their valid values).
 ``--sensitivities`` adds the forward sensitivities dz*/dp of the fitted steady state and
 ``--newton-cg`` a Newton-CG fit beside gradient descent, both from second-order derivatives
-through the fixed point (:mod:`npdeq.examples.steady_state_analysis`).
-May import numpy (and matplotlib, optionally, for the figure).
+through the fixed point (:mod:`npdeq.examples.steady_state_analysis`). The figure needs
+matplotlib (optional).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ import npdeq
 from npdeq import backend
 from npdeq.autodiff import Tensor, enable_grad, exp, pad
 from npdeq.autodiff import grad as tape_grad
+from npdeq.backend import Array
+from npdeq.backend.checks import as_count, check_int, check_real
 from npdeq.grad import fixed_point
 from npdeq.testing import check_fixed_point_grads
 
@@ -54,7 +56,7 @@ FORWARD = {"tol": 1e-9, "max_iter": 400, "m": 6, "stop_mode": "abs"}
 BACKWARD = {"tol": 1e-9, "max_iter": 400, "m": 6, "stop_mode": "abs"}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class FitResult:
     """The outcome of :func:`run`.
 
@@ -78,7 +80,7 @@ class FitResult:
     observed: np.ndarray
     fitted_field: np.ndarray
     seconds: float
-    source: Any = None
+    source: Array | None = None
 
 
 def _neighbour_sum(u: Tensor) -> Tensor:
@@ -88,7 +90,7 @@ def _neighbour_sum(u: Tensor) -> Tensor:
 
 
 def steady_state_map(u: Tensor, log_D: Tensor, log_k: Tensor, log_a: Tensor,
-                     source: Any) -> Tensor:
+                     source: Array) -> Tensor:
     """One nonlinear Jacobi sweep for the steady state (a contraction when k > 0.65 a).
 
     Args:
@@ -118,32 +120,36 @@ def _sources(grid: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _log_params(values: dict, xp: Any, like: Any) -> dict:
+def _log_params(values: dict, xp: Any, like: Array) -> dict:
     return {f"log_{n}": xp.asarray(math.log(values[n]), dtype=xp.float64,
                                    device=backend.device(like)) for n in NAMES}
 
 
-def _solve(params: dict, source: Any, z0: Any, grad: Any = "ift",
-           backward: dict = BACKWARD) -> tuple[Any, dict]:
+def solve(params: dict, source: Array, z0: Array, grad: Any = "ift",
+          backward: dict = BACKWARD) -> tuple[Tensor, dict]:
+    """The steady state for log-parameters ``params`` (``log_D``, ``log_k``, ``log_a``) by
+    Anderson from ``z0``, differentiable by ``grad`` (IFT by default; ``None``: no gradient)
+    with ``backward`` the adjoint solver's settings."""
     return fixed_point(lambda u: steady_state_map(u, **params, source=source), z0,
                        grad=grad, solver_kwargs=FORWARD, b_solver="anderson",
                        b_solver_kwargs=backward)
 
 
-class _Objective:
+class Objective:
     """Loss and IFT gradient in log-parameter space, warm-starting every solve from the
     last solution."""
 
-    def __init__(self, source: Any, observed: Any, z0: Any, backward: dict = BACKWARD) -> None:
+    def __init__(self, source: Array, observed: Array, z0: Array,
+                 backward: dict = BACKWARD) -> None:
         self.source, self.observed, self.warm = source, observed, z0
         self.solves, self.backward = 0, backward
 
-    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray, dict, Any]:
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray, dict, Array]:
         xp = backend.array_namespace(self.source)
         dev = backend.device(self.source)
         leaves = [Tensor(xp.asarray(float(t), device=dev), requires_grad=True) for t in theta]
         with enable_grad():
-            u, info = _solve(dict(zip(("log_D", "log_k", "log_a"), leaves)), self.source,
+            u, info = solve(dict(zip(("log_D", "log_k", "log_a"), leaves)), self.source,
                              self.warm, backward=self.backward)
             loss = ((u - self.observed) ** 2).mean()
             grads = tape_grad(loss, leaves)
@@ -152,7 +158,7 @@ class _Objective:
                 u.data)
 
 
-def _bfgs_step(objective: _Objective, theta: np.ndarray, loss: float, g: np.ndarray,
+def _bfgs_step(objective: Objective, theta: np.ndarray, loss: float, g: np.ndarray,
                h_inv: np.ndarray) -> tuple:
     """One quasi-Newton step: direction ``-H g`` from the gradients seen so far, length by
     backtracking until the loss decreases enough (Armijo)."""
@@ -202,20 +208,19 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
         ValueError: ``grid < 4``, ``steps < 0``, ``seed < 0``, or ``noise`` is negative or
             not finite.
     """
+    # A value of the wrong type is a TypeError here, one out of range a ValueError.
     for name, value, low in (("grid", grid, 4), ("steps", steps, 0), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if as_count(value) is None:
             raise TypeError(f"{name} must be an int, got {value!r}")
-        if not value >= low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(name, value, low)
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
         raise TypeError(f"noise must be a real number, got {noise!r}")
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    check_real("noise", noise, 0)
     xp = backend.array_namespace(np.zeros(0)) if xp is None else xp
     rng = np.random.default_rng(seed)
     source = xp.asarray(_sources(grid, rng))
     z0 = xp.zeros(source.shape, dtype=source.dtype, device=backend.device(source))
-    u_true, _ = _solve(_log_params(TRUE_PARAMS, xp, source), source, z0, grad=None)
+    u_true, _ = solve(_log_params(TRUE_PARAMS, xp, source), source, z0, grad=None)
     clean = backend.to_numpy(u_true.data)
     observed_np = clean + noise * float(np.max(np.abs(clean))) * rng.standard_normal(clean.shape)
     observed = xp.asarray(observed_np, device=backend.device(source))
@@ -229,7 +234,7 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
     log("")
 
     tic = time.perf_counter()
-    objective = _Objective(source, observed, z0)
+    objective = Objective(source, observed, z0)
     theta = np.array([math.log(INITIAL_GUESS[n]) for n in NAMES])
     loss, g, info, objective.warm = objective(theta)
     # A first step of at most 0.5 in log space: the gradient's scale says nothing about it.
@@ -332,10 +337,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"grid side N, in [4, {GRID_MAX}]")
     p.add_argument("--steps", type=options.NON_NEGATIVE_INT, default=40,
                    help="gradient steps, >= 0")
-    p.add_argument("--noise", type=options.real(0), default=0.01,
-                   help="observation noise relative to the field's maximum, >= 0")
-    p.add_argument("--seed", type=options.SEED, default=0,
-                   help=f"seed of the sources and the noise, in [0, {options.SEED_MAX}]")
+    options.add_noise_and_seed(p, "observation noise relative to the field's maximum",
+                               "the sources and the noise")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="cpu runs on NumPy, gpu on CuPy")
     # No default here: argparse would check it even with --no-plot (main checks it then).

@@ -9,8 +9,7 @@
   differentiate the IFT gradient itself; both stop at the same gradient tolerance and
   report their outer iterations.
 
-Used by ``python -m npdeq.examples.steady_state --sensitivities --newton-cg``. May import
-numpy.
+Used by ``python -m npdeq.examples.steady_state --sensitivities --newton-cg``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ import numpy as np
 
 from npdeq import backend
 from npdeq.autodiff import Tensor, hvp, jacobian, log, no_grad
-from npdeq.examples.steady_state import NAMES, _Objective, _solve
+from npdeq.backend import Array
+from npdeq.examples.steady_state import NAMES, Objective, solve
 
 __all__ = ["sensitivities", "print_sensitivities", "newton_cg_vs_gradient_descent",
            "print_fit_counts", "FitCount", "report", "GTOL"]
@@ -37,13 +37,13 @@ MAX_STEP = 1.0  # longest step in log-parameter space (a factor e on a parameter
 BACKWARD_REL = {"tol": 1e-11, "max_iter": 400, "m": 6, "stop_mode": "rel"}
 
 
-def _scalars(values: dict, like: Any) -> tuple:
+def _scalars(values: dict, like: Array) -> tuple:
     xp = backend.array_namespace(like)
     return tuple(xp.asarray(float(values[n]), dtype=xp.float64, device=backend.device(like))
                  for n in NAMES)
 
 
-def sensitivities(values: dict, source: Any, z0: Any, fd_step: float = 1e-4) -> dict:
+def sensitivities(values: dict, source: Array, z0: Array, fd_step: float = 1e-4) -> dict:
     """Forward sensitivities of the steady state to D, k and a, and their check.
 
     Args:
@@ -57,7 +57,7 @@ def sensitivities(values: dict, source: Any, z0: Any, fd_step: float = 1e-4) -> 
         relative L2 difference from central finite differences.
     """
     def field(D: Tensor, k: Tensor, a: Tensor) -> Tensor:
-        u, _ = _solve({"log_D": log(D), "log_k": log(k), "log_a": log(a)}, source, z0)
+        u, _ = solve({"log_D": log(D), "log_k": log(k), "log_a": log(a)}, source, z0)
         return u
 
     columns = jacobian(field, _scalars(values, source), mode="forward")
@@ -90,7 +90,7 @@ def print_sensitivities(values: dict, result: dict, log_line: Any = print) -> No
                  f"{err:>10.1e}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class FitCount:
     """One method's fit: outer iterations, loss and gradient evaluations, Hessian-vector
     products, whether it reached the tolerance, the final loss, the fitted parameters and
@@ -106,7 +106,7 @@ class FitCount:
     seconds: float = 0.0
 
 
-def _line_search(objective: _Objective, theta, loss, g, direction, t=1.0):
+def _line_search(objective: Objective, theta, loss, g, direction, t=1.0):
     """Backtracking (Armijo) along ``direction``, at most ``MAX_STEP`` long. A trial
     point may leave the region where the map contracts (k < 0.65 a): its solve warns and
     fails, and the step is halved, so those warnings are expected and silenced here."""
@@ -163,7 +163,7 @@ def _newton_cg(objective, theta, gtol, max_iter, hessian_vector):
     return theta, loss, it, products, float(np.linalg.norm(g)) <= target
 
 
-def newton_cg_vs_gradient_descent(source: Any, observed: Any, z0: Any, initial: dict,
+def newton_cg_vs_gradient_descent(source: Array, observed: Array, z0: Array, initial: dict,
                                   gtol: float = GTOL, max_newton: int = 50,
                                   max_gd: int = 500) -> list:
     """Fit log D, log k, log a from ``initial`` by gradient descent and by Newton-CG.
@@ -188,17 +188,17 @@ def newton_cg_vs_gradient_descent(source: Any, observed: Any, z0: Any, initial: 
     results = []
 
     tic = time.perf_counter()
-    gd = _Objective(source, observed, z0, BACKWARD_REL)
+    gd = Objective(source, observed, z0, BACKWARD_REL)
     theta, loss, iters, ok = _gradient_descent(gd, theta0.copy(), gtol, max_gd)
     results.append(FitCount("gradient descent", iters, gd.solves, 0, ok, loss,
                             dict(zip(NAMES, np.exp(theta).tolist())),
                             time.perf_counter() - tic))
 
-    newton = _Objective(source, observed, z0, BACKWARD_REL)
+    newton = Objective(source, observed, z0, BACKWARD_REL)
 
     def loss_of(theta_t: Tensor) -> Tensor:
         params = {f"log_{n}": theta_t[i] for i, n in enumerate(NAMES)}
-        u, _ = _solve(params, source, newton.warm, backward=BACKWARD_REL)
+        u, _ = solve(params, source, newton.warm, backward=BACKWARD_REL)
         return ((u - observed) ** 2).mean()
 
     def hessian_vector(theta, v):

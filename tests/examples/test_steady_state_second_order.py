@@ -20,14 +20,14 @@ def problem():
     rng = np.random.default_rng(0)
     source = xp.asarray(ss._sources(GRID, rng))
     z0 = xp.zeros(source.shape, dtype=source.dtype)
-    u, _ = ss._solve(ss._log_params(ss.TRUE_PARAMS, xp, source), source, z0, grad=None)
+    u, _ = ss.solve(ss._log_params(ss.TRUE_PARAMS, xp, source), source, z0, grad=None)
     observed = u.data + 0.01 * float(np.max(u.data)) * rng.standard_normal(u.data.shape)
     return source, z0, u.data, observed
 
 
 def _steady(values, source, warm):
     xp = backend.array_namespace(source)
-    u, _ = ss._solve(ss._log_params(values, xp, source), source, warm, grad=None)
+    u, _ = ss.solve(ss._log_params(values, xp, source), source, warm, grad=None)
     return u.data
 
 

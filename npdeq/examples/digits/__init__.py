@@ -16,7 +16,7 @@ of every batch, gradients averaged before each step; rank 0 alone prints and wri
 and an error on any rank ends every rank with a message naming it. Needs the ``mpi`` extra.
 
 Needs scikit-learn; tqdm (bars) and matplotlib (the figure) are optional (all three are the
-``examples`` extra). May import anything.
+``examples`` extra).
 """
 
 from __future__ import annotations
@@ -80,9 +80,7 @@ def parser() -> argparse.ArgumentParser:
                    help="training batch size, >= 1")
     p.add_argument("--lr", type=options.real(0, low_open=True), default=3e-3,
                    help="AdamW's learning rate, > 0, then a cosine schedule")
-    p.add_argument("--seed", type=options.SEED, default=0,
-                   help=f"seed of the split, the initialisation and the batches, in "
-                        f"[0, {options.SEED_MAX}]")
+    options.add_seed(p, "the split, the initialisation and the batches")
     p.add_argument("--train-size", type=options.integer(10, TRAIN_IMAGES), default=None,
                    help=f"use only this many training images, in [10, {TRAIN_IMAGES}] "
                         f"(default: all {TRAIN_IMAGES})")
