@@ -1,9 +1,8 @@
-"""DEQ configuration: TorchDEQ's config keys and defaults, their checks, and :class:`DEQConfig`.
+"""DEQ configuration: :class:`DEQConfig`, the DEQ keys that were set, checked and copied.
 
-Every DEQ setting has one name and one default here (:data:`DEFAULTS`, grouped as TorchDEQ's
-command line groups in :data:`GROUPS`); the cores, ``get_deq`` and ``add_deq_args``
-(:mod:`npdeq.core.args`) read them from this module. Keys for features that later layers
-implement (normalisation, Jacobian regularisation) are accepted, checked and stored.
+The keys, their defaults and their checks live in :mod:`npdeq.core.keys` (re-exported here:
+:data:`DEFAULTS`, :data:`GROUPS`, :func:`check_value`, ...); the cores, ``get_deq`` and
+``add_deq_args`` (:mod:`npdeq.core.args`) read them through this module.
 
 Where a configuration comes from decides how unknown keys are treated (TorchDEQ silently
 ignores them all):
@@ -15,60 +14,27 @@ ignores them all):
   unless they look like a misspelled DEQ key (``difflib`` ratio >= 0.9, e.g. ``f_maxiter``,
   ``stop_mode``), which raises as well.
 
-Values are checked by :func:`check_value` (types, finiteness, ranges; NumPy scalars are
-taken as Python numbers). A setting given explicitly that the configuration does not use (for
-example ``tau`` with ``ift=True`` and one state) is accepted, as in TorchDEQ, but the cores
-name it in one :class:`ConfigWarning` when they are built.
-
-Imports only the standard library (``difflib`` lazily, on errors).
+A setting given explicitly that the configuration does not use (for example ``tau`` with
+``ift=True`` and one state) is accepted, as in TorchDEQ, but the cores name it in one
+:class:`ConfigWarning` when they are built.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from npdeq.backend.checks import as_count, check_bool, check_real
+from npdeq.core.keys import DEFAULTS, GROUPS, STOP_MODES, check_value, unknown_key_error
 from npdeq.exceptions import ConfigWarning
-from npdeq.grad.adjoint import FALLBACKS
-from npdeq.grad.phantom import PHANTOM_MEMORY
 
 __all__ = ["DEQConfig", "DEFAULTS", "GROUPS", "STOP_MODES", "ConfigWarning", "default",
            "is_default", "is_set", "check_value", "unknown_key_error"]
 
-# TorchDEQ's keys, defaults and command line groups (its add_deq_args plus DEQBase's no_stat).
-GROUPS: dict[str, dict[str, Any]] = {
-    "solver": {
-        "f_solver": "fixed_point_iter", "b_solver": "fixed_point_iter",
-        "f_max_iter": 40, "b_max_iter": 40, "f_tol": 1e-3, "b_tol": 1e-6,
-        "f_stop_mode": "abs", "b_stop_mode": "abs", "eval_factor": 1.0, "eval_f_max_iter": 0,
-        "no_stat": None,
-        # npdeq's own: GMRES re-solves the samples an iterative IFT adjoint leaves
-        # unconverged ('gmres'), or they are only flagged and warned about (None)
-        "b_fallback": "gmres",
-    },
-    "norm": {
-        "norm_type": "weight_norm", "norm_no_scale": False, "norm_clip": False,
-        "norm_clip_value": 1.0, "norm_target_norm": 1.0, "sn_n_power_iters": 1,
-    },
-    "training": {
-        "core": "sliced", "ift": False, "hook_ift": False, "n_states": 1, "indexing": None,
-        "gamma": 0.8, "grad": 1, "tau": 1.0, "sup_gap": -1, "sup_loc": None,
-        # npdeq's own: what PhantomGrad keeps for the backward pass (npdeq.grad.phantom)
-        "phantom_memory": "store",
-    },
-    "regularization": {"jac_loss_weight": 0.0, "jac_loss_freq": 0.0, "jac_incremental": 0},
-    "monitoring": {"sradius_mode": False},
-}
-DEFAULTS: dict[str, Any] = {k: v for group in GROUPS.values() for k, v in group.items()}
-
 # Attribute objects (argparse namespaces) may carry the script's own flags; only names this
 # close to a DEQ key are taken for misspellings.
 NEAR_MISS_RATIO = 0.9
-STOP_MODES = ("abs", "rel")
 
 
 class _Default:
@@ -152,175 +118,6 @@ def is_set(config: "DEQConfig", key: str) -> bool:
     return value != base
 
 
-# --- value checks -------------------------------------------------------------------------
-
-def _bad(key: str, value: Any, expected: str) -> ValueError:
-    return ValueError(f"config key {key!r}: expected {expected}, got {value!r}")
-
-
-def _int(key: str, value: Any, minimum: int | None = None) -> int:
-    """An integer count: Python/NumPy ints, integral floats (``12.0``); never bools/strings."""
-    expected = "an int" if minimum is None else f"an int >= {minimum}"
-    out = as_count(value)
-    if out is None:  # an integral float (a parsed 12.0) is a count too
-        try:
-            number = check_real(key, value)
-        except ValueError:
-            raise _bad(key, value, expected) from None
-        if not number.is_integer():
-            raise _bad(key, value, expected)
-        out = int(number)
-    if minimum is not None and not out >= minimum:
-        raise _bad(key, value, expected)
-    return int(out)
-
-
-def _number(key: str, value: Any, low: float = -math.inf, high: float = math.inf,
-            low_open: bool = False) -> float:
-    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``), as a
-    Python float: Python and NumPy ints and floats, and 0-d real arrays; never bools, strings,
-    NaN or infinities."""
-    expected = "a finite number"
-    if low_open:
-        expected += f" > {low:g}" if high == math.inf else f" in ({low:g}, {high:g}]"
-    elif low > -math.inf:
-        expected += f" >= {low:g}" if high == math.inf else f" in [{low:g}, {high:g}]"
-    try:
-        return check_real(key, value, None if low == -math.inf else low,
-                          None if high == math.inf else high, low_open=low_open)
-    except ValueError:
-        raise _bad(key, value, expected) from None
-
-
-def _bool(key: str, value: Any) -> bool:
-    try:
-        return check_bool(key, value)
-    except TypeError:
-        raise _bad(key, value, "True or False") from None
-
-
-def _name(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise _bad(key, value, "a name (str)")
-    return value
-
-
-def _int_list(key: str, value: Any, minimum: int | None = None) -> list[int] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_int(key, v, minimum) for v in value]
-    return [_int(key, value, minimum)]
-
-
-def check_value(key: str, value: Any) -> Any:
-    """Check one DEQ setting and return it normalised (sequences become new lists, numbers
-    Python ints and floats).
-
-    Counts (``f_max_iter``, ``n_states``, ``indexing`` entries, ...) take Python or NumPy
-    ints and integral floats, never bools; real settings (``f_tol``, ``gamma``, ``tau``, ...)
-    take Python or NumPy numbers and 0-d real arrays, never bools or strings, and must be
-    finite. Ranges: ``f_max_iter``, ``b_max_iter``, ``eval_f_max_iter``,
-    ``jac_incremental`` >= 0; ``n_states``, ``sn_n_power_iters``, ``indexing`` and
-    ``sup_loc`` entries >= 1 (``indexing`` strictly increasing); ``grad`` entries >= 0
-    (>= 1 where PhantomGrad uses them, checked by the cores); ``sup_gap`` any int (<= 0:
-    off); ``f_tol``, ``b_tol``, ``gamma``, ``jac_loss_weight`` >= 0 (a tolerance of 0 runs
-    the solver to its ``max_iter``); ``jac_loss_freq`` in ``[0, 1]``; ``eval_factor``,
-    ``norm_clip_value``, ``norm_target_norm`` > 0; ``tau`` in ``(0, 1]``; ``phantom_memory``
-    ``'store'`` or ``'recompute'``; ``b_fallback`` ``'gmres'`` or ``None`` (``'none'``).
-
-    Args:
-        key: a key of :data:`DEFAULTS`.
-        value: its value.
-
-    Returns:
-        The value, normalised (e.g. ``indexing=5`` becomes ``[5]``).
-
-    Raises:
-        ValueError: an unknown key or an invalid value (wrong type, NaN, infinite, or out of
-            range), naming the key, the value and what was expected.
-
-    Example:
-        >>> check_value('indexing', (4, 8)), check_value('f_max_iter', 12.0)
-        ([4, 8], 12)
-        >>> check_value('gamma', float('nan'))
-        Traceback (most recent call last):
-        ValueError: config key 'gamma': expected a finite number >= 0, got nan
-    """
-    if key not in DEFAULTS:
-        raise unknown_key_error(key)
-    if key in ("f_solver", "b_solver", "core", "norm_type"):
-        return _name(key, value)
-    if key in ("f_max_iter", "b_max_iter", "eval_f_max_iter", "jac_incremental"):
-        return _int(key, value, 0)
-    if key in ("n_states", "sn_n_power_iters"):
-        return _int(key, value, 1)
-    if key == "sup_gap":
-        return _int(key, value)  # <= 0: off
-    if key in ("f_tol", "b_tol", "gamma", "jac_loss_weight"):
-        return _number(key, value, low=0.0)  # tol 0: run to max_iter
-    if key == "jac_loss_freq":
-        return _number(key, value, low=0.0, high=1.0)
-    if key in ("eval_factor", "norm_clip_value", "norm_target_norm"):
-        return _number(key, value, low=0.0, low_open=True)
-    if key == "tau":
-        return _number(key, value, low=0.0, high=1.0, low_open=True)
-    if key in ("f_stop_mode", "b_stop_mode"):
-        if not isinstance(value, str) or value not in STOP_MODES:
-            raise _bad(key, value, f"one of {STOP_MODES}")
-        return value
-    if key == "b_fallback":
-        if isinstance(value, str) and value.lower() == "none":
-            return None  # the command line's spelling of None
-        if value not in FALLBACKS:
-            raise _bad(key, value, f"one of {FALLBACKS}")
-        return value
-    if key == "phantom_memory":
-        if not isinstance(value, str) or value not in PHANTOM_MEMORY:
-            raise _bad(key, value, f"one of {PHANTOM_MEMORY}")
-        return value
-    if key == "no_stat":
-        return None if value is None else _bool(key, value)
-    if key in ("ift", "hook_ift", "norm_no_scale", "norm_clip", "sradius_mode"):
-        return _bool(key, value)
-    if key == "indexing":
-        steps = _int_list(key, value, 1)
-        if steps and any(b <= a for a, b in zip(steps, steps[1:])):
-            raise _bad(key, value, "strictly increasing solver steps >= 1")
-        return steps
-    if key == "sup_loc":
-        return _int_list(key, value, 1)
-    if key == "grad":
-        if value is None or isinstance(value, (list, tuple)) and not value:
-            raise _bad(key, value, "an int >= 0 or a non-empty list of them")
-        steps = _int_list(key, value, 0)
-        return steps if isinstance(value, (list, tuple)) else steps[0]
-    raise AssertionError(f"no check for config key {key!r}")  # pragma: no cover
-
-
-def unknown_key_error(key: Any, valid: Any = DEFAULTS, what: str = "config key") -> ValueError:
-    """A ``ValueError`` for an unknown key that names the closest valid ones.
-
-    Args:
-        key: the offending key.
-        valid: the valid keys.
-        what: how to call a key in the message.
-
-    Returns:
-        The error (to raise).
-
-    Example:
-        >>> print(unknown_key_error('stop_mode'))
-        unknown config key 'stop_mode'; did you mean 'f_stop_mode', 'b_stop_mode'?
-    """
-    import difflib  # noqa: PLC0415 - only on errors
-
-    close = difflib.get_close_matches(str(key), sorted(valid), n=3, cutoff=0.6)
-    hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close else
-            f"valid keys: {', '.join(sorted(valid))}")
-    return ValueError(f"unknown {what} {key!r}; {hint}")
-
-
 def _is_near_miss(key: str) -> bool:
     import difflib  # noqa: PLC0415
 
@@ -359,7 +156,7 @@ class DEQConfig:
         (12, 0.001, True)
         >>> DEQConfig({'f_maxiter': 12})
         Traceback (most recent call last):
-        ValueError: unknown config key 'f_maxiter'; did you mean 'f_max_iter', 'b_max_iter', 'eval_f_max_iter'?
+        ValueError: unknown config key 'f_maxiter'; did you mean 'f_max_iter', 'b_max_iter', ...
     """
 
     def __init__(self, config: Any = None, *, strict: bool | None = None) -> None:

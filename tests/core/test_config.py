@@ -37,6 +37,15 @@ def test_defaults_are_torchdeqs():
     assert set(GROUPS) == {"solver", "norm", "training", "regularization", "monitoring"}
 
 
+def test_every_default_passes_its_own_check():
+    for key, value in DEFAULTS.items():
+        assert check_value(key, value) == value, key
+    # the command line's spellings of each choice key's None, and its refusal elsewhere
+    assert check_value("b_fallback", "None") is None and check_value("b_fallback", None) is None
+    with pytest.raises(ValueError, match="config key 'phantom_memory': expected one of"):
+        check_value("phantom_memory", "none")
+
+
 def test_sources_dict_namespace_config_and_kwargs():
     as_dict = DEQConfig({"f_max_iter": 12, "ift": True})
     as_namespace = DEQConfig(argparse.Namespace(f_max_iter=12, ift=True))
