@@ -1,6 +1,6 @@
 """The digits data: scikit-learn's bundled 8x8 handwritten digits (1797 images, no download),
 split into a stratified training and held-out test set, standardised with the training
-statistics, and served in shuffled mini-batches. Imports numpy and scikit-learn.
+statistics, and served in shuffled mini-batches. Needs scikit-learn.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from npdeq.backend.checks import as_count
+
 __all__ = ["Digits", "load", "batches", "IMAGES", "TEST_FRACTION", "TRAIN_IMAGES"]
 
 IMAGES = 1797  # scikit-learn's bundled set
@@ -19,7 +21,7 @@ TEST_FRACTION = 0.2
 TRAIN_IMAGES = IMAGES - math.ceil(TEST_FRACTION * IMAGES)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Digits:
     """Training and test arrays (host NumPy): standardised images ``(N, 64)`` and labels
     ``(N,)``."""
@@ -57,11 +59,11 @@ def load(seed: int = 0, test_fraction: float = TEST_FRACTION, train_size: int | 
     x_train, x_test, y_train, y_test = train_test_split(
         x / 16.0, y, test_size=test_fraction, stratify=y, random_state=seed)
     if train_size is not None:
-        if isinstance(train_size, bool) or not isinstance(train_size, int) or \
-                not 1 <= train_size <= len(y_train):
+        count = as_count(train_size)
+        if count is None or not 1 <= count <= len(y_train):
             raise ValueError(f"train_size must be an int from 1 to {len(y_train)} (the "
                              f"training images), got {train_size!r}")
-        x_train, y_train = x_train[:train_size], y_train[:train_size]
+        x_train, y_train = x_train[:count], y_train[:count]
     # One mean and scale for all pixels: per-pixel statistics blow up the nearly always
     # blank border pixels.
     mean, scale = x_train.mean(), x_train.std()

@@ -90,6 +90,6 @@ MODELS = {"mlp": MLPDEQ, "conv": ConvDEQ}
 def build_model(name: str, deq_config: dict[str, Any], seed: int = 0) -> nn.Module:
     """The demo model ``name`` (``'mlp'``, ``'conv'`` or ``'multiscale'``)."""
     if name == "multiscale":
-        from npdeq.models import multiscale_classifier  # written with issue 8's models
+        from npdeq.models import multiscale_classifier
         return multiscale_classifier(deq_config, seed=seed)
     return MODELS[name](deq_config, seed=seed)

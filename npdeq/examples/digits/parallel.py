@@ -11,8 +11,7 @@ differently on each rank of a communicator.
   mean loss and per-batch solver statistics, accuracy and converged fraction over every
   sample seen, the largest residual, the slowest rank's time.
 
-Imports npdeq (``npdeq.distributed``, whose mpi4py import happens when the communicator is
-made) and numpy.
+mpi4py is imported when the communicator is made (``npdeq.distributed``).
 """
 
 from __future__ import annotations
@@ -62,16 +61,16 @@ class Shards:
         for index in self.sampler.batches(self.per_rank):
             yield np.asarray(index)
 
-    def reduce_epoch(self, losses: list, correct: int, seen: int, fwd: list, bwd: list,
-                     residual: list, converged: int, largest: float,
-                     seconds: float) -> dict[str, float]:
-        """The epoch's figures over all ranks (the same on every rank)."""
+    def reduce_epoch(self, tally: Any, seconds: float) -> dict[str, float]:
+        """The epoch's figures over all ranks (the same on every rank), from each rank's
+        :class:`~npdeq.examples.digits.training.EpochTally`."""
         sums = reduce_scalars(self.comm, {
-            "loss": float(np.sum(losses)), "batches": len(losses), "correct": correct,
-            "seen": seen, "forward": float(np.sum(fwd)), "backward": float(np.sum(bwd)),
-            "backward_batches": len(bwd), "residual": float(np.sum(residual)),
-            "converged": converged})
-        peaks = reduce_scalars(self.comm, {"largest": largest, "seconds": seconds}, "max")
+            "loss": float(np.sum(tally.losses)), "batches": len(tally.losses),
+            "correct": tally.correct, "seen": tally.seen,
+            "forward": float(np.sum(tally.forward)), "backward": float(np.sum(tally.backward)),
+            "backward_batches": len(tally.backward), "residual": float(np.sum(tally.residual)),
+            "converged": tally.converged})
+        peaks = reduce_scalars(self.comm, {"largest": tally.largest, "seconds": seconds}, "max")
         nan = float("nan")
         batches, backward_batches = sums["batches"], sums["backward_batches"]
         return dict(loss=sums["loss"] / batches if batches else nan,

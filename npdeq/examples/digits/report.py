@@ -1,5 +1,5 @@
 """The demo's outputs: the final table, the metrics JSON and the figure (training curves and
-the forward solver's per-sample residual traces). Imports numpy and (optionally) matplotlib.
+the forward solver's per-sample residual traces). The figure needs matplotlib (optional).
 """
 
 from __future__ import annotations

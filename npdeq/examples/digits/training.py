@@ -13,7 +13,7 @@ on every rank: rank 0's parameters are broadcast, each rank takes its share of e
 (:class:`~npdeq.distributed.DistributedSampler`), gradients are averaged before each step
 (:class:`~npdeq.distributed.DistributedOptimizer`), and the epoch's figures (loss, accuracy,
 solver statistics, the test set evaluated in shards) are reduced over all ranks
-(:mod:`npdeq.examples.digits.parallel`). Imports numpy, npdeq and (optionally) tqdm.
+(:mod:`npdeq.examples.digits.parallel`). The progress bar needs tqdm (optional).
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import numpy as np
 import npdeq
 from npdeq import backend, optim
 from npdeq.autodiff import cross_entropy, no_grad
+from npdeq.backend import Array
 from npdeq.examples.digits.data import Digits, batches
 
 __all__ = ["Settings", "History", "train", "evaluate", "epoch_line", "terminal_width"]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Settings:
     """What :func:`train` needs besides the model and the data."""
 
@@ -47,7 +48,7 @@ class Settings:
     progress: bool = True  # a bar during each epoch, if the terminal can show one
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class History:
     """Per-epoch metrics (lists of floats, one entry per epoch) and the final residual traces."""
 
@@ -64,7 +65,7 @@ class History:
     residual_traces: Any = None  # (samples, iterations) host array from the last evaluation
 
 
-def _on(xp: Any, device: Any, a: np.ndarray) -> Any:
+def _on(xp: Any, device: Any, a: np.ndarray) -> Array:
     return backend.move_array(a, xp, device)
 
 
@@ -72,7 +73,7 @@ def _mean(values: list) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray, batch_size: int = 512,
+def evaluate(model: npdeq.nn.Module, x: Array, y: np.ndarray, batch_size: int = 512,
              comm: Any = None) -> tuple[float, float, np.ndarray]:
     """Accuracy, converged fraction and forward residual traces on ``(x, y)`` in eval mode.
 
@@ -114,6 +115,80 @@ def evaluate(model: npdeq.nn.Module, x: Any, y: np.ndarray, batch_size: int = 51
     return correct / seen, converged / seen, traces
 
 
+@dataclasses.dataclass(slots=True)
+class EpochTally:
+    """One epoch's running figures on this rank: per-batch losses and solver statistics
+    (mean forward and backward iterations, mean residual), and counts over the samples."""
+
+    losses: list = dataclasses.field(default_factory=list)
+    forward: list = dataclasses.field(default_factory=list)
+    backward: list = dataclasses.field(default_factory=list)
+    residual: list = dataclasses.field(default_factory=list)
+    correct: int = 0
+    seen: int = 0
+    converged: int = 0
+    largest: float = 0.0
+
+    def add(self, loss: float, correct: int, seen: int, info: dict) -> None:
+        """Count one batch: its loss, correct predictions, size and the solver's ``info``."""
+        self.losses.append(loss)
+        self.correct += correct
+        self.seen += seen
+        self.forward.append(float(backend.to_numpy(info["nstep"]).mean()))
+        lowest = backend.to_numpy(info["abs_lowest"])
+        self.residual.append(float(lowest.mean()))
+        self.largest = max(self.largest, float(lowest.max()))
+        self.converged += int(backend.to_numpy(info["converged"]).sum())
+        if info.get("backward") is not None:
+            self.backward.append(float(backend.to_numpy(info["backward"]["nstep"]).mean()))
+
+    def figures(self, n: int, seconds: float) -> dict[str, float]:
+        """The epoch's figures over ``n`` training samples (one process)."""
+        return dict(loss=_mean(self.losses), accuracy=self.correct / n, seconds=seconds,
+                    forward=_mean(self.forward), backward=_mean(self.backward),
+                    residual=_mean(self.residual), converged=self.converged / n,
+                    largest=self.largest)
+
+    def show(self, bar: Any) -> None:
+        """Advance the progress bar (if any) by this batch, with the running figures."""
+        if bar is None:
+            return
+        # Accuracy so far in this epoch (over the samples seen), not progress.
+        bar.set_postfix(loss=f"{self.losses[-1]:.3f}", acc=f"{self.correct / self.seen:.3f}",
+                        fwd=f"{self.forward[-1]:.1f}", res=f"{self.residual[-1]:.1e}",
+                        refresh=False)  # drawn by update, with this batch's count
+        bar.update(1)
+
+
+def _step(model: npdeq.nn.Module, optimizer: Any, x: Array, y: Array,
+          jacobian_weight: float) -> tuple[float, Any, dict]:
+    """One training step on a batch: fresh normalised weights, forward solve, loss,
+    backward, update. Returns ``(loss, logits, info)``."""
+    npdeq.reset_deq(model)
+    logits, info = model(x)
+    loss = cross_entropy(logits, y)
+    jacobian_loss = info["solution"].jacobian_loss
+    if jacobian_loss is not None:  # --jac-reg: keeps f contractive while it learns
+        loss = loss + jacobian_weight * jacobian_loss
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item(), logits, info
+
+
+def _record(history: History, figures: dict[str, float], accuracy: float,
+            test_converged: float, traces: Any) -> None:
+    """Append one epoch's training figures and test evaluation to ``history``."""
+    for field, key in (("train_loss", "loss"), ("train_accuracy", "accuracy"),
+                       ("epoch_seconds", "seconds"), ("forward_iterations", "forward"),
+                       ("backward_iterations", "backward"), ("forward_residual", "residual"),
+                       ("largest_residual", "largest"), ("converged_fraction", "converged")):
+        getattr(history, field).append(figures[key])
+    history.test_accuracy.append(accuracy)
+    history.test_converged_fraction.append(test_converged)
+    history.residual_traces = traces
+
+
 def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = None,
           device: Any = None, log: Callable[[str], None] = print, comm: Any = None) -> History:
     """Train ``model`` on ``data`` with AdamW and a cosine schedule.
@@ -150,8 +225,7 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
         optimizer, steps = shards.optimizer, shards.steps
     for epoch in range(settings.epochs):
         start = time.perf_counter()
-        losses, correct, seen, fwd, bwd, residual, converged = [], 0, 0, [], [], [], 0
-        largest = 0.0
+        tally = EpochTally()
         bar = _progress(settings.progress, steps, f"epoch {epoch + 1}/{settings.epochs}")
         epoch_batches = batches(n, settings.batch_size, rng) if shards is None else \
             shards.batches(epoch)
@@ -161,52 +235,18 @@ def train(model: npdeq.nn.Module, data: Digits, settings: Settings, xp: Any = No
             warnings.simplefilter("ignore", npdeq.ConvergenceWarning)
             for index in epoch_batches:
                 key = _on(xp, device, index)
-                npdeq.reset_deq(model)
-                logits, info = model(x_train[key])
-                loss = cross_entropy(logits, y_train[key])
-                jacobian_loss = info["solution"].jacobian_loss
-                if jacobian_loss is not None:  # --jac-reg: keeps f contractive while it learns
-                    loss = loss + jacobian_weight * jacobian_loss
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+                loss, logits, info = _step(model, optimizer, x_train[key], y_train[key],
+                                           jacobian_weight)
                 predicted = backend.to_numpy(logits.data).argmax(axis=1)
-                correct += int((predicted == data.y_train[index]).sum())
-                seen += index.shape[0]
-                fwd.append(float(backend.to_numpy(info["nstep"]).mean()))
-                lowest = backend.to_numpy(info["abs_lowest"])
-                residual.append(float(lowest.mean()))
-                largest = max(largest, float(lowest.max()))
-                converged += int(backend.to_numpy(info["converged"]).sum())
-                if info.get("backward") is not None:
-                    bwd.append(float(backend.to_numpy(info["backward"]["nstep"]).mean()))
-                if bar is not None:
-                    # Accuracy so far in this epoch (over the samples seen), not progress.
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}", acc=f"{correct / seen:.3f}",
-                                    fwd=f"{fwd[-1]:.1f}", res=f"{residual[-1]:.1e}",
-                                    refresh=False)  # drawn by update, with this batch's count
-                    bar.update(1)
+                tally.add(loss, int((predicted == data.y_train[index]).sum()), index.shape[0],
+                          info)
+                tally.show(bar)
         schedule.step()
         seconds = time.perf_counter() - start
-        figures = dict(loss=_mean(losses), accuracy=correct / n, seconds=seconds,
-                       forward=_mean(fwd), backward=_mean(bwd), residual=_mean(residual),
-                       converged=converged / n, largest=largest)
-        if shards is not None:  # the same figures over every rank's batches
-            figures = shards.reduce_epoch(losses, correct, seen, fwd, bwd, residual, converged,
-                                          largest, seconds)
-        accuracy, test_converged, traces = evaluate(model, x_test, data.y_test, comm=comm)
-        history.train_loss.append(figures["loss"])
-        history.train_accuracy.append(figures["accuracy"])
-        history.test_accuracy.append(accuracy)
-        history.epoch_seconds.append(figures["seconds"])
-        history.forward_iterations.append(figures["forward"])
-        history.backward_iterations.append(figures["backward"])
-        history.forward_residual.append(figures["residual"])
-        history.largest_residual.append(figures["largest"])
-        history.converged_fraction.append(figures["converged"])
-        history.test_converged_fraction.append(test_converged)
-        history.residual_traces = traces
+        # With a communicator, the same figures over every rank's batches.
+        figures = tally.figures(n, seconds) if shards is None else \
+            shards.reduce_epoch(tally, seconds)
+        _record(history, figures, *evaluate(model, x_test, data.y_test, comm=comm))
         if bar is not None:
             bar.close()  # leave=False: the epoch's line below takes the bar's place
         log(epoch_line(history, epoch, settings.epochs))
