@@ -36,8 +36,7 @@ A training script (run with ``mpiexec -n 2 python train.py``)::
                 opt.step()
 
 mpi4py (the ``mpi`` extra) and CuPy are imported only when a communicator is made or a
-probe runs: importing this package imports neither. Imports the optimisers, ``npdeq.nn``,
-the tape and the backend.
+probe runs: importing this package imports neither.
 """
 
 from npdeq.distributed.communicator import REDUCE_OPS, Communicator, create_communicator

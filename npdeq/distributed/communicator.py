@@ -10,7 +10,6 @@ training step costs one collective per dtype, whatever the number of parameters.
 Every collective must be called by every rank of the communicator, in the same order, with
 arrays of the same shapes and dtypes (the optimizer and broadcast check the model's layout
 once, :mod:`npdeq.distributed.signature`). mpi4py is imported when a communicator is made.
-Imports the backend.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq import backend
+from npdeq.backend import Array
+from npdeq.backend.checks import as_count
 from npdeq.distributed import environment, packing
 from npdeq.distributed.transport import (CudaAwareMPITransport, HostTransport, MPITransport,
                                          NCCLTransport)
@@ -29,7 +30,7 @@ _TRANSPORTS = {"nccl": NCCLTransport, "cuda_aware_mpi": CudaAwareMPITransport,
                "host": HostTransport}
 
 
-def _check_op(op: Any, arrays: Sequence[Any] = ()) -> str:
+def _check_op(op: Any, arrays: Sequence[Array] = ()) -> str:
     if op not in REDUCE_OPS:
         raise ValueError(f"op must be one of {', '.join(REDUCE_OPS)}, got {op!r}")
     for a in arrays:
@@ -56,9 +57,7 @@ class Communicator:
         if not isinstance(mpi_comm, MPI.Comm):
             raise TypeError(f"mpi_comm must be an mpi4py communicator (mpi4py.MPI.Comm), got "
                             f"{type(mpi_comm).__name__}")
-        if backend not in ("auto", *environment.DEVICE_BACKENDS):
-            raise ValueError(f"backend must be 'auto' or one of "
-                             f"{', '.join(environment.DEVICE_BACKENDS)}, got {backend!r}")
+        environment.check_backend(backend)
         self.mpi_comm = mpi_comm
         self.rank, self.size = mpi_comm.Get_rank(), mpi_comm.Get_size()
         node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
@@ -93,7 +92,7 @@ class Communicator:
             self._host = HostTransport(self.mpi_comm)
         return self._host
 
-    def backend_for(self, array: Any) -> str:
+    def backend_for(self, array: Array) -> str:
         """The transport ``array`` would travel by (``'mpi'`` for NumPy arrays)."""
         return self._transport(backend.array_namespace(array)).name
 
@@ -139,7 +138,7 @@ class Communicator:
             return total / self.size if op == "mean" else total
         return self.allreduce_arrays([x], op)[0]
 
-    def allreduce_arrays(self, arrays: Sequence[Any], op: str = "mean") -> list[Any]:
+    def allreduce_arrays(self, arrays: Sequence[Array], op: str = "mean") -> list[Array]:
         """Reduce a list of arrays (mixed shapes and dtypes) through one buffer per dtype.
 
         Args:
@@ -167,7 +166,7 @@ class Communicator:
             bucket.buffer = reduced
         return packing.unpack(buckets, len(arrays))
 
-    def bcast_arrays(self, arrays: Sequence[Any], root: int = 0) -> list[Any]:
+    def bcast_arrays(self, arrays: Sequence[Array], root: int = 0) -> list[Array]:
         """``root``'s arrays on every rank (each rank passes arrays of the same shapes and
         dtypes, which are not modified); new arrays in each rank's namespace and device."""
         root = self._check_root(root)
@@ -205,9 +204,10 @@ class Communicator:
         self.mpi_comm.Abort(code)
 
     def _check_root(self, root: Any) -> int:
-        if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < self.size:
+        rank = as_count(root)
+        if rank is None or not 0 <= rank < self.size:
             raise ValueError(f"root must be a rank from 0 to {self.size - 1}, got {root!r}")
-        return root
+        return rank
 
 
 def create_communicator(mpi_comm: Any = None, backend: str = "auto") -> Communicator:

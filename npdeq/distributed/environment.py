@@ -3,7 +3,7 @@ whether mpi4py is installed, the MPI library's version, whether it is CUDA-aware
 CuPy has NCCL, which transport CuPy arrays get, and whether an MPI launcher started us.
 
 mpi4py and CuPy are imported inside the functions that need them (importing ``mpi4py.MPI``
-initialises MPI). Imports nothing else from npdeq.
+initialises MPI).
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import importlib.util
 import os
 from typing import Any
 
+from npdeq import backend
+
 __all__ = ["mpi_available", "mpi_library_version", "cuda_aware_mpi", "nccl_available",
-           "device_backend", "launcher_size", "launcher_rank", "DEVICE_BACKENDS", "require_mpi"]
+           "device_backend", "check_backend", "launcher_size", "launcher_rank",
+           "DEVICE_BACKENDS", "require_mpi"]
 
 # Transports for device (CuPy) buffers, best first; 'auto' picks the first that works.
 DEVICE_BACKENDS = ("nccl", "cuda_aware_mpi", "host")
@@ -63,14 +66,25 @@ def cuda_aware_mpi() -> bool:
 
 def nccl_available() -> bool:
     """Whether CuPy is installed with its NCCL bindings and sees a GPU."""
-    if importlib.util.find_spec("cupy") is None:
+    if not backend.cupy_available():
         return False
     try:
-        cupy = importlib.import_module("cupy")
         nccl = importlib.import_module("cupy.cuda.nccl")
-        return bool(getattr(nccl, "available", True)) and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver, no NCCL in this CuPy build: unavailable
+    except Exception:  # no NCCL in this CuPy build: unavailable
         return False
+    return bool(getattr(nccl, "available", True))
+
+
+def check_backend(requested: Any) -> str:
+    """``requested`` if it is ``'auto'`` or one of :data:`DEVICE_BACKENDS`.
+
+    Raises:
+        ValueError: anything else, naming the valid values.
+    """
+    if requested not in ("auto", *DEVICE_BACKENDS):
+        raise ValueError(f"backend must be 'auto' or one of {', '.join(DEVICE_BACKENDS)}, "
+                         f"got {requested!r}")
+    return requested
 
 
 def device_backend(requested: str = "auto") -> str:
@@ -84,10 +98,7 @@ def device_backend(requested: str = "auto") -> str:
         ValueError: an unknown name.
         RuntimeError: a forced transport this process cannot use.
     """
-    if requested not in ("auto", *DEVICE_BACKENDS):
-        raise ValueError(f"backend must be 'auto' or one of {', '.join(DEVICE_BACKENDS)}, "
-                         f"got {requested!r}")
-    if requested == "auto":
+    if check_backend(requested) == "auto":
         if nccl_available():
             return "nccl"
         return "cuda_aware_mpi" if cuda_aware_mpi() else "host"

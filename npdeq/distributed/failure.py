@@ -2,8 +2,7 @@
 (ChainerMN's best-known pitfall): :func:`abort_on_exception` and :func:`install_excepthook`
 print which rank failed and why, then end every rank with ``MPI_Abort``.
 
-With one process there is nothing to hang: the exception propagates as usual. Imports
-nothing else from npdeq.
+With one process there is nothing to hang: the exception propagates as usual.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ def failure_message(rank: int, size: int, exc: BaseException) -> str:
     """The line printed before aborting.
 
     Example:
-        >>> failure_message(1, 2, ValueError("bad batch"))
-        'npdeq.distributed: rank 1 of 2 failed: ValueError: bad batch; aborting all 2 ranks (MPI_Abort)'
+        >>> print(failure_message(1, 2, ValueError("bad batch")))
+        npdeq.distributed: rank 1 of 2 failed: ValueError: bad batch; aborting all 2 ranks
+        (MPI_Abort)
     """
     return (f"npdeq.distributed: rank {rank} of {size} failed: {type(exc).__name__}: {exc}; "
             f"aborting all {size} ranks (MPI_Abort)")

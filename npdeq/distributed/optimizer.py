@@ -11,8 +11,6 @@ number of ranks, which is the gradient of the mean loss over the global batch (t
 samples did not depend on the parameter). A parameter without a gradient on every rank
 keeps ``.grad = None`` everywhere and is not stepped, as in one process; so every rank
 updates the same parameters and nothing deadlocks or drifts apart.
-
-Imports the optimisers, ``npdeq.nn``, the tape's ``Tensor`` and the backend.
 """
 
 from __future__ import annotations

@@ -2,16 +2,17 @@
 so that a step costs one collective per dtype instead of one per parameter (Horovod's
 tensor fusion, ChainerMN's packed allreduce).
 
-Pure array logic in the arrays' own namespace and on their device; no MPI here. Imports the
-backend.
+Pure array logic in the arrays' own namespace and on their device; no MPI here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Sequence
 
 from npdeq import backend
+from npdeq.backend import Array
 
 __all__ = ["Bucket", "pack", "unpack", "dtype_key"]
 
@@ -22,7 +23,7 @@ def dtype_key(dtype: Any) -> str:
     return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Bucket:
     """One dtype's arrays packed end to end.
 
@@ -36,17 +37,10 @@ class Bucket:
     key: str
     positions: list[int]
     shapes: list[tuple[int, ...]]
-    buffer: Any
+    buffer: Array
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for extent in shape:
-        n *= extent
-    return n
-
-
-def pack(arrays: Sequence[Any]) -> list[Bucket]:
+def pack(arrays: Sequence[Array]) -> list[Bucket]:
     """Group ``arrays`` by dtype and concatenate each group, flattened, into one buffer.
 
     Args:
@@ -83,7 +77,7 @@ def pack(arrays: Sequence[Any]) -> list[Bucket]:
     return buckets
 
 
-def unpack(buckets: Sequence[Bucket], count: int) -> list[Any]:
+def unpack(buckets: Sequence[Bucket], count: int) -> list[Array]:
     """The arrays of :func:`pack`, cut back out of (possibly reduced) buffers.
 
     Args:
@@ -100,12 +94,12 @@ def unpack(buckets: Sequence[Bucket], count: int) -> list[Any]:
         >>> [a.shape for a in out], out[1].dtype
         ([(2, 2), (3,)], dtype('int32'))
     """
-    out: list[Any] = [None] * count
+    out: list[Array] = [None] * count
     for bucket in buckets:
         xp = backend.array_namespace(bucket.buffer)
         start = 0
         for position, shape in zip(bucket.positions, bucket.shapes):
-            n = _size(shape)
+            n = math.prod(shape)
             out[position] = xp.reshape(bucket.buffer[start:start + n], shape)
             start += n
         if start != bucket.buffer.shape[0]:

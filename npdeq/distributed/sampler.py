@@ -6,7 +6,7 @@ The permutation depends only on ``(seed, epoch)``, never on the rank or the numb
 timing, so every rank computes the same one without communicating. Rank ``r`` of ``R`` takes
 positions ``r, r + R, r + 2R, ...``: its ``k``-th batch of ``b`` and the other ranks' ``k``-th
 batches together are positions ``kbR`` to ``(k+1)bR`` of the permutation, the ``k``-th batch of
-``bR`` in one process. Imports the backend (for the host generator).
+``bR`` in one process.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 from typing import Any, Iterator
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.backend.checks import check_bool, check_int
 
 __all__ = ["DistributedSampler", "mix_seed", "rank_seed"]
@@ -106,7 +107,7 @@ class DistributedSampler:
         """This rank's samples per epoch (the same on every rank)."""
         return self.total // self.num_replicas
 
-    def permutation(self) -> Any:
+    def permutation(self) -> Array:
         """The epoch's order of all ``total`` positions (padded or cut), the same on every
         rank, as a host integer array."""
         xp = backend.default_namespace()
@@ -123,14 +124,14 @@ class DistributedSampler:
             missing -= parts[-1].shape[0]
         return xp.concat(parts)
 
-    def indices(self) -> Any:
+    def indices(self) -> Array:
         """This rank's indices for the epoch, in order (a host integer array)."""
         return self.permutation()[self.rank:self.total:self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices().tolist())
 
-    def batches(self, batch_size: int) -> Iterator[Any]:
+    def batches(self, batch_size: int) -> Iterator[Array]:
         """This rank's indices in chunks of ``batch_size`` (the last one may be smaller, by
         the same amount on every rank)."""
         batch_size = check_int("batch_size", batch_size, 1, owner="DistributedSampler.batches")

@@ -3,8 +3,7 @@ across ranks before the first broadcast or gradient reduction, so ranks that dis
 clear error instead of a hang or a sum of unrelated numbers.
 
 Only a 16-byte hash travels in the common case; the full lists are gathered to describe the
-difference only when the hashes differ. Every rank raises the same error. Imports nothing
-else from npdeq.
+difference only when the hashes differ. Every rank raises the same error.
 """
 
 from __future__ import annotations
@@ -48,8 +47,9 @@ def describe_mismatch(signatures: Sequence[Sequence[Entry]], what: str = "the mo
 
     Example:
         >>> a = [("w", (2, 2), "float64")]
-        >>> describe_mismatch([a, [("w", (3, 2), "float64")]])
-        "ranks disagree on the model: rank 1 has 'w' of shape (3, 2) and dtype float64, rank 0 has shape (2, 2) and dtype float64"
+        >>> print(describe_mismatch([a, [("w", (3, 2), "float64")]]))
+        ranks disagree on the model: rank 1 has 'w' of shape (3, 2) and dtype float64, rank 0
+        has shape (2, 2) and dtype float64
     """
     reference = list(signatures[0])
     for rank, entries in enumerate(signatures[1:], start=1):

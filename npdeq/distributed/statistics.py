@@ -4,7 +4,6 @@ converged fraction, largest residual).
 
 Each reduction gathers every rank's small dict and combines it in rank order, so every rank
 gets bit-identical results (decisions taken from them, such as early stopping, agree).
-Imports the backend.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ place, by the engine that suits where it lives.
 
 Every rank must call with buffers of the same length and dtype, in the same order: that is
 what the callers (:mod:`npdeq.distributed.communicator`) guarantee. mpi4py and CuPy are
-imported lazily. Imports the backend.
+imported lazily.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import importlib
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend import Array
 
 __all__ = ["MPITransport", "CudaAwareMPITransport", "NCCLTransport", "HostTransport", "OPS"]
 
@@ -38,13 +39,13 @@ class MPITransport:
         self.comm = comm  # an mpi4py communicator
         self.MPI = importlib.import_module("mpi4py.MPI")
 
-    def allreduce(self, buffer: Any, op: str = "sum") -> Any:
+    def allreduce(self, buffer: Array, op: str = "sum") -> Array:
         """Reduce ``buffer`` across ranks in place; return it."""
         if buffer.shape[0]:
             self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=_mpi_op(self.MPI, op))
         return buffer
 
-    def bcast(self, buffer: Any, root: int) -> Any:
+    def bcast(self, buffer: Array, root: int) -> Array:
         """Overwrite ``buffer`` with ``root``'s in place; return it."""
         if buffer.shape[0]:
             self.comm.Bcast(buffer, root=root)
@@ -60,11 +61,11 @@ class CudaAwareMPITransport(MPITransport):
 
     name = "cuda_aware_mpi"
 
-    def allreduce(self, buffer: Any, op: str = "sum") -> Any:
+    def allreduce(self, buffer: Array, op: str = "sum") -> Array:
         importlib.import_module("cupy").cuda.get_current_stream().synchronize()
         return super().allreduce(buffer, op)
 
-    def bcast(self, buffer: Any, root: int) -> Any:
+    def bcast(self, buffer: Array, root: int) -> Array:
         importlib.import_module("cupy").cuda.get_current_stream().synchronize()
         return super().bcast(buffer, root)
 
@@ -75,7 +76,7 @@ class HostTransport(MPITransport):
 
     name = "host"
 
-    def _through_host(self, buffer: Any, run: Any) -> Any:
+    def _through_host(self, buffer: Array, run: Any) -> Array:
         xp = backend.array_namespace(buffer)
         host = backend.to_numpy(buffer)
         if backend.array_namespace(host) is xp:  # already on the host: to_numpy shares it
@@ -83,10 +84,10 @@ class HostTransport(MPITransport):
         run(host)
         return backend.move_array(host, xp, backend.device(buffer))
 
-    def allreduce(self, buffer: Any, op: str = "sum") -> Any:
+    def allreduce(self, buffer: Array, op: str = "sum") -> Array:
         return self._through_host(buffer, lambda h: MPITransport.allreduce(self, h, op))
 
-    def bcast(self, buffer: Any, root: int) -> Any:
+    def bcast(self, buffer: Array, root: int) -> Array:
         return self._through_host(buffer, lambda h: MPITransport.bcast(self, h, root))
 
 
@@ -114,7 +115,7 @@ class NCCLTransport:
                                                     self.comm.Get_rank())
         return self._nccl_comm
 
-    def _typed(self, buffer: Any, op: str) -> tuple[Any, int, int]:
+    def _typed(self, buffer: Array, op: str) -> tuple[Array, int, int]:
         """``(buffer or a real view of it, element count, NCCL dtype)``."""
         cupy = importlib.import_module("cupy")
         nccl = importlib.import_module("cupy.cuda.nccl")
@@ -132,7 +133,7 @@ class NCCLTransport:
             raise TypeError(f"NCCL cannot reduce {buffer.dtype} buffers")
         return buffer, buffer.size, types[buffer.dtype.name]
 
-    def allreduce(self, buffer: Any, op: str = "sum") -> Any:
+    def allreduce(self, buffer: Array, op: str = "sum") -> Array:
         """Reduce ``buffer`` across ranks in place, queued on the current stream."""
         if not buffer.shape[0]:
             return buffer
@@ -145,7 +146,7 @@ class NCCLTransport:
                                        stream)
         return buffer
 
-    def bcast(self, buffer: Any, root: int) -> Any:
+    def bcast(self, buffer: Array, root: int) -> Array:
         """Overwrite ``buffer`` with ``root``'s in place, queued on the current stream."""
         if not buffer.shape[0]:
             return buffer

@@ -53,6 +53,10 @@ def test_bad_arguments_are_refused_before_communicating(comm):
         comm.allreduce(np.ones(2, dtype=np.int64), "mean")
     with pytest.raises(ValueError, match="root must be a rank from 0 to 0, got 1"):
         comm.bcast(np.ones(2), root=1)
+    for bad in (True, 0.0, -1):
+        with pytest.raises(ValueError, match="root must be a rank from 0 to 0"):
+            comm.bcast_arrays([np.ones(2)], root=bad)
+    assert comm.bcast(np.ones(2), root=np.int64(0)).tolist() == [1.0, 1.0]  # NumPy ints too
     from npdeq.distributed import Communicator, create_communicator
     from mpi4py import MPI
     with pytest.raises(ValueError, match="backend must be"):
