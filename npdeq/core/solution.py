@@ -5,11 +5,9 @@ DeepEquilibriumNetworks.jl returns a ``DeepEquilibriumSolution`` (``z_star``, ``
 record, with the solver's statistics and a per-sample return code, in the ``info`` dict they
 return (``info['solution']``), in training and eval mode alike. :func:`solution_record` builds
 it from one extra evaluation of ``f`` at the returned state, made when its ``residual`` is
-first read (at once, recorded on the tape, when the Jacobian term is due); :func:`jacobian_due` decides when that is, from the config keys
-``jac_loss_weight`` and ``jac_loss_freq``.
-
-Imports the tape, the gradient layer's state helpers and Jacobian estimate, the default
-random generator of :mod:`npdeq.nn.init`, the solver statistics and the backend.
+first read (at once, recorded on the tape, when the Jacobian term is due);
+:func:`jacobian_due` decides when that is, from the config keys ``jac_loss_weight`` and
+``jac_loss_freq``.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import dataclasses
 from typing import Any, Callable
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff import Tensor, enable_grad, no_grad
 from npdeq.grad.jacobian import jacobian_frobenius
 from npdeq.grad.state import as_state_tuple, call_state_func, raw_arrays, restore
@@ -25,7 +24,8 @@ from npdeq.nn import init
 from npdeq.solver import SolverStat, pack_states, residual_norms
 from npdeq.solver import solver_stat_from_final_step as _stat_from_arrays
 
-__all__ = ["DEQSolution", "RETCODES", "jacobian_due", "solution_record", "solver_stat_from_final_step"]
+__all__ = ["DEQSolution", "RETCODES", "jacobian_due", "solution_record",
+           "solver_stat_from_final_step"]
 
 # Per-sample return codes, in the order they are decided (a non-finite sample never counts
 # as converged; the solvers guarantee that).
@@ -35,13 +35,37 @@ RETCODES = ("converged", "nonfinite", "max_iter")
 _NOT_STATS = ("solution", "backward")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+class Once:
+    """A callable without arguments that calls ``make`` on its first call and then returns
+    that result, having let go of ``make`` (and of what it holds: ``f``, its inputs).
+
+    Example:
+        >>> once = Once(lambda: [1])
+        >>> once() is once()
+        True
+    """
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make: Callable[[], Any] | None = make
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if self._make is not None:
+            self._value, self._make = self._make(), None
+        return self._value
+
+
+@dataclasses.dataclass(frozen=True, eq=False, slots=True)
 class DEQSolution:
     """What one DEQ forward found: DeepEquilibriumNetworks.jl's ``DeepEquilibriumSolution``
     with the solver's statistics and return codes.
 
     An immutable dataclass; the models of :mod:`npdeq.models` add fields with
-    :meth:`replace`. ``B`` is the batch size.
+    :meth:`replace`. ``B`` is the batch size. The record never changes once built: its lazy
+    ``residual`` is kept by the callable ``residual_of`` (a :class:`Once`), which copies made by
+    :meth:`replace` share (so the extra call of ``f`` happens once for all of them).
 
     Attributes:
         z_star: the state the DEQ returns as its output (``z_out[-1]``'s value, detached): a
@@ -55,6 +79,8 @@ class DEQSolution:
             of the state, as the solvers' ``abs`` residual), from one extra call of ``f``
             made when the field is first read (or at once, with the Jacobian term), so that
             training steps that never look at it do not pay for it.
+        residual_of: the callable (no arguments) that returns ``residual``; a :class:`Once`
+            from the cores, so every read after the first returns the same array.
         jacobian_loss: a 0-d Tensor, the Hutchinson estimate of ``||df/dz||_F^2 / numel(z)``
             at ``z_star`` (:func:`~npdeq.grad.jacobian.jacobian_frobenius`, one probe) when
             Jacobian regularisation ran in this call (:func:`jacobian_due`), else ``None``.
@@ -77,26 +103,24 @@ class DEQSolution:
 
     z_star: Any
     u0: Any
-    residual_of: Callable[[], Any] | Any = dataclasses.field(repr=False)
+    residual_of: Callable[[], Array] = dataclasses.field(repr=False)
     jacobian_loss: Tensor | None
     nfe: int
     stats: SolverStat
     skip_loss: Tensor | None = None
 
     @property
-    def residual(self) -> Any:
+    def residual(self) -> Array:
         """``(B,)`` array: ``||f(z_star) - z_star||`` per sample (computed on first read)."""
-        if callable(self.residual_of):
-            object.__setattr__(self, "residual_of", self.residual_of())
-        return self.residual_of
+        return self.residual_of()
 
     @property
-    def converged(self) -> Any:
+    def converged(self) -> Array:
         """``(B,)`` bool array: the sample reached the forward tolerance."""
         return self.stats["converged"]
 
     @property
-    def nonfinite(self) -> Any:
+    def nonfinite(self) -> Array:
         """``(B,)`` bool array: ``f`` returned NaN/inf for the sample during the solve."""
         return self.stats["nonfinite"]
 
@@ -192,15 +216,15 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
     """
     states = raw_arrays(as_state_tuple(z_out))
 
-    def residual_of(images: Any) -> Any:
+    def residual_of(images: Any) -> Array:
         return residual_norms(pack_states(raw_arrays(images)), pack_states(states))[0]
 
-    def lazy_residual() -> Any:
+    def lazy_residual() -> Array:
         with no_grad():
             return residual_of(call_state_func(func, tuple(Tensor(a) for a in states)))
 
     jac = None
-    residual: Any = lazy_residual
+    residual: Callable[[], Array] = Once(lazy_residual)
     if jacobian:
         with enable_grad():
             leaves = tuple(Tensor(a, requires_grad=True) for a in states)
@@ -208,7 +232,8 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
             jac = jacobian_frobenius(images, leaves, vecs=1, create_graph=create_graph,
                                      seed=init.generator())
         jac = jac if create_graph else jac.detach()
-        residual = residual_of(images)
+        value = residual_of(images)
+        residual = lambda: value  # noqa: E731 - already computed with the Jacobian term
     return DEQSolution(
         z_star=restore(tuple(Tensor(a) for a in states), z_out),
         u0=restore(tuple(Tensor(a) for a in as_state_tuple(z0)), z0),

@@ -4,7 +4,10 @@ regularisation on/off), the ``jac_loss_freq`` semantics, and the return codes.""
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -220,3 +223,26 @@ def test_the_residual_costs_a_call_of_f_only_when_read():
     assert info["solution"].residual is residual  # computed once, then kept
     assert len(calls) == info["nfe"] + 1
     np.testing.assert_allclose(residual, 0.0, atol=1e-7)
+
+
+def test_reading_the_residual_leaves_the_record_unchanged_and_lets_go_of_f():
+    class Half:
+        calls = 0
+
+        def __call__(self, z):
+            Half.calls += 1
+            return 0.5 * z + 1.0
+
+    f = Half()
+    alive = weakref.ref(f)
+    _, info = npdeq.get_deq(core="indexing", f_tol=1e-8).eval()(f, np.zeros((2, 3)))
+    sol = info["solution"]
+    copy = sol.replace(nfe=0)
+    fields = [getattr(sol, k.name) for k in dataclasses.fields(sol)]
+    del f
+    residual = copy.residual
+    assert [getattr(sol, k.name) for k in dataclasses.fields(sol)] == fields
+    assert sol.residual is residual and Half.calls == info["nfe"] + 1  # one call for both
+    gc.collect()
+    assert alive() is None  # the record keeps the residual, not f and what f holds
+    assert not hasattr(sol, "__dict__")  # a slotted record: nothing can be cached on it
