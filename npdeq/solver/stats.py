@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
-import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 from npdeq import backend
 from npdeq.backend.checks import _as_count, check_int, check_bool, check_real
-from npdeq.exceptions import ConvergenceWarning
+from npdeq.solver.failure import warn_if_failed, warn_location
 from npdeq.solver.state import pack_states
 
 __all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
@@ -35,6 +33,11 @@ REL_EPS = 1e-8
 LARGE_STATE = 1 << 14
 # Below this batch size the three per-iteration sample counts fit one int64 (base B + 1).
 _PACKED_COUNTS_MAX_BATCH = 1 << 20
+# The failure messages, after the solver's name (no numbers: see npdeq.solver.failure).
+_NONFINITE = ("f returned non-finite values for some samples; they keep their best finite "
+              "iterate (see info['nonfinite'])")
+_NOT_CONVERGED = ("some samples did not reach tol within max_iter (see info['converged'] and "
+                  "info['abs_lowest'])")
 
 
 class SolverStat(dict):
@@ -428,7 +431,8 @@ class SolveTracker:
         )
         if warn and self.iterations > 0:
             # tol = 0 asks for max_iter iterations: running them all is not a failure.
-            _warn_if_failed(info, xp, solver_name, bool(self.tol))
+            warn_if_failed(info, _NONFINITE, _NOT_CONVERGED if self.tol else None,
+                           who=solver_name)
         return restore(z), [restore(t) for t in trajectory], info
 
 
@@ -436,37 +440,3 @@ def _columns(xp: Any, vectors: list) -> Any:
     """``(B,)`` arrays as the columns of a ``(B, N)`` array: one concatenation and a
     transposed view (NumPy's ``stack`` costs several times more in Python)."""
     return xp.reshape(xp.concat(vectors), (len(vectors), vectors[0].shape[0])).T
-
-
-def _warn_if_failed(info: SolverStat, xp: Any, solver_name: str, expect_tol: bool) -> None:
-    # The messages carry no numbers (those are in ``info``): Python's default filter then
-    # shows a failing solve once per calling line, not once per call.
-    # The usual case, every sample converged, costs one host read.
-    if expect_tol and not backend.to_scalar(backend.any_true(~info["converged"])):
-        return
-    if backend.to_scalar(backend.any_true(info["nonfinite"])):
-        message = (f"{solver_name}: f returned non-finite values for some samples; they keep "
-                   "their best finite iterate (see info['nonfinite'])")
-    elif expect_tol:  # not all converged (checked above)
-        message = (f"{solver_name}: some samples did not reach tol within max_iter (see "
-                   "info['converged'] and info['abs_lowest'])")
-    else:
-        return
-    warnings.warn(message, ConvergenceWarning, stacklevel=warn_location())
-
-
-def warn_location() -> int:
-    """The ``stacklevel`` that makes a warning issued by this function's caller point at the
-    first frame outside npdeq: the user's line that started the solve (so the default filter
-    shows it once per such line)."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and _in_npdeq(frame):
-        frame = frame.f_back
-        level += 1
-    return level if frame is not None else 1
-
-
-def _in_npdeq(frame: Any) -> bool:
-    name = frame.f_globals.get("__name__", "")
-    return name == "npdeq" or name.startswith("npdeq.")
