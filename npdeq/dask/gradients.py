@@ -5,7 +5,7 @@ Each chunk's task records the chunk's loss on npdeq's tape (its fixed points sol
 :func:`npdeq.fixed_point`, whose IFT or PhantomGrad rule gives the gradient) and returns the
 loss and the gradients flattened into one row; the rows of all chunks are summed by Dask's
 tree reduction (``sum(axis=0, split_every=...)``), so the combining work is spread over the
-workers too. Imports the tape and the backend; Dask lazily.
+workers too.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff import Tensor, enable_grad, grad as tape_grad
+from npdeq.backend.checks import check_int
 from npdeq.dask.graph import check_batched, chunk_context, chunk_tasks, pick, require_dask, shared
 
 __all__ = ["value_and_grad"]
@@ -24,7 +25,7 @@ _OWNER = "npdeq.dask.value_and_grad"
 _REDUCTIONS = ("sum", "mean")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _GradSpec:
     """What a chunk's task needs besides its arrays and the parameters; one graph key."""
     loss_fn: Callable[..., Any]
@@ -57,8 +58,7 @@ def _chunk_row(spec: _GradSpec, shared_values: list, index: int, bounds: tuple[i
         loss = spec.loss_fn(_structure(spec, leaves), *x_blocks)
         if not isinstance(loss, Tensor) or math.prod(loss.shape) != 1:
             raise TypeError(f"{_OWNER}: loss_fn must return the chunk's summed loss as a "
-                            f"one-element Tensor, got "
-                            f"{_describe(loss)}")
+                            f"one-element Tensor, got {_describe(loss)}")
         # A loss that depends on no parameter (a chunk where they drop out) has no graph.
         grads = (tape_grad(loss, leaves, allow_unused=True) if loss.requires_grad
                  else [None] * len(leaves))
@@ -158,11 +158,7 @@ def value_and_grad(loss_fn: Callable[..., Any], params: Any, *batched: Any,
         raise TypeError(f"{_OWNER}: loss_fn must be callable, got {type(loss_fn).__name__}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{_OWNER}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if split_every is not None:
-        split_every = backend.as_count(split_every)
-        if not split_every >= 2:
-            raise ValueError(f"{_OWNER}: split_every must be an int >= 2 or None, got "
-                             f"{split_every!r}")
+    split_every = check_int("split_every", split_every, 2, owner=_OWNER, none_ok=True)
     names, kind, arrays = _as_params(params)
     if not batched:
         raise ValueError(f"{_OWNER}: at least one batched Dask array is needed (it sets the "

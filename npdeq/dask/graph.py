@@ -19,6 +19,8 @@ import math
 import operator
 from typing import Any, Iterator, Sequence
 
+from npdeq.backend import Array
+
 __all__ = ["require_dask", "check_batched", "shared", "chunk_tasks", "pick", "sample_ranges",
            "chunk_context"]
 
@@ -114,7 +116,7 @@ def sample_ranges(batch_chunks: Sequence[int]) -> list[tuple[int, int]]:
 
 def chunk_tasks(prefix: str, fn: Any, spec: Any, objs: Sequence[Any],
                 groups: Sequence[Sequence[Any]], batch_chunks: tuple[int, ...],
-                meta: Any) -> Any:
+                meta: Array) -> Any:
     """One task per batch chunk:
     ``fn(spec, [objs], index, (start, stop), *[blocks of each group])``.
 
@@ -147,7 +149,7 @@ def chunk_tasks(prefix: str, fn: Any, spec: Any, objs: Sequence[Any],
     return da.Array(graph, name, (tuple(batch_chunks),), meta=meta)
 
 
-def pick(record: Any, k: int, chunks: tuple, meta: Any, label: str) -> Any:
+def pick(record: Any, k: int, chunks: tuple, meta: Array, label: str) -> Any:
     """Output ``k`` of every chunk's result tuple as a Dask array of ``chunks`` and ``meta``.
 
     Every output refers to the same chunk tasks, so computing several outputs together (one

@@ -3,8 +3,7 @@
 The solvers are per sample (a sample's iterates depend on its own state and inputs only, and
 a converged sample stops moving), so a batch chunked along axis 0 is solved chunk by chunk
 with :func:`npdeq.fixed_point`, each chunk on its worker, with no round trip to the scheduler
-per iteration. Imports the gradient layer's ``fixed_point``, the solvers' registry and the
-backend; Dask lazily.
+per iteration.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ _OWNER = "npdeq.dask.fixed_point"
 _STATS = ("nstep", "abs_lowest", "rel_lowest", "converged", "nonfinite")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _SolveSpec:
     """Everything a chunk's solve needs besides its arrays; one graph key for all chunks."""
     func: Callable[..., Any]

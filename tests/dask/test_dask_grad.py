@@ -3,6 +3,8 @@ single-process gradient on the concatenated batch and finite differences (float6
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -127,5 +129,9 @@ def test_a_raising_loss_reports_its_chunk_and_bad_arguments_are_refused():
         npdeq.dask.value_and_grad(loss_fn, [np.ones(1)], xd, reduction="avg")
     with pytest.raises(ValueError, match="at least one batched"):
         npdeq.dask.value_and_grad(loss_fn, [np.ones(1)])
+    for bad in (1, 2.5, "4", True):
+        with pytest.raises(ValueError, match=f"split_every must be an int >= 2 or None, got "
+                                             f"{re.escape(repr(bad))}"):
+            npdeq.dask.value_and_grad(loss_fn, [np.ones(1)], xd, split_every=bad)
     with pytest.raises(ValueError, match=r"rechunk\(\{1: -1\}\)"):
         npdeq.dask.value_and_grad(loss_fn, [np.ones(1)], da.zeros((4, 4), chunks=2))
