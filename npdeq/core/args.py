@@ -2,7 +2,7 @@
 
 The flags are generated from :data:`npdeq.core.config.DEFAULTS` (list flags keep TorchDEQ's
 ``[]``/``[1]`` defaults, which mean the same as the config's ``None``/``1``). A parsed
-namespace goes to ``get_deq`` as is. Imports ``config`` of this package.
+namespace goes to ``get_deq`` as is.
 """
 
 from __future__ import annotations
@@ -10,69 +10,82 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq.core.config import DEFAULTS, STOP_MODES
+from npdeq.grad.phantom import PHANTOM_MEMORY
 
 __all__ = ["add_deq_args"]
 
 
-def _flags() -> list[tuple[str, str, dict[str, Any]]]:
-    """(group title, key, argparse keywords) for each command line flag, TorchDEQ's set."""
-    def value(key, kind, text, **extra):
-        return key, dict(type=kind, default=DEFAULTS[key], help=text, **extra)
+# The help of each flag, in TorchDEQ's groups. A flag's type and default are its key's default
+# (a bool default makes a switch); the list flags and the choices are below.
+HELP: dict[str, dict[str, str]] = {
+    "DEQ solver": {
+        "f_solver": "forward solver: fixed_point_iter, simple_fixed_point_iter, anderson, "
+                    "broyden, or a registered name",
+        "b_solver": "backward (IFT adjoint) solver, as --f_solver, or 'direct'",
+        "f_max_iter": "most function evaluations of the forward solve",
+        "b_max_iter": "most iterations of the backward solve",
+        "f_tol": "forward solve tolerance",
+        "b_tol": "backward solve tolerance",
+        "f_stop_mode": "forward residual: abs or rel",
+        "b_stop_mode": "backward residual: abs or rel",
+        "b_fallback": "re-solve samples the iterative IFT adjoint leaves unconverged by GMRES "
+                      "(gmres), or only flag them (none; npdeq only)",
+        "eval_factor": "at test time, f_max_iter times this factor",
+        "eval_f_max_iter": "at test time, this many iterations (0: use eval_factor)",
+    },
+    "DEQ normalisation": {
+        "norm_type": "weight normalisation: weight_norm, spectral_norm or none",
+        "norm_no_scale": "no learnable target norm",
+        "norm_clip": "clip the rescaling factor at norm_clip_value",
+        "norm_clip_value": "largest rescaling factor",
+        "norm_target_norm": "target norm when it is not learned",
+        "sn_n_power_iters": "power iterations of spectral normalisation",
+    },
+    "DEQ training": {
+        "core": "DEQ core: indexing or sliced (or a registered name)",
+        "ift": "implicit differentiation on the last state",
+        "hook_ift": "implicit differentiation (same rule in npdeq)",
+        "n_states": "number of states sampled uniformly along the solve",
+        "indexing": "solver steps at which to sample states",
+        "gamma": "weight decay of the fixed-point correction loss",
+        "grad": "PhantomGrad steps per state",
+        "tau": "PhantomGrad damping",
+        "sup_gap": "also supervise every sup_gap-th PhantomGrad step (> 0)",
+        "sup_loc": "also supervise these PhantomGrad steps",
+        "phantom_memory": "PhantomGrad: keep the k recorded steps for the backward pass "
+                          "(store) or record them again there (recompute: memory flat in k; "
+                          "npdeq only)",
+    },
+    "DEQ regularisation": {
+        "jac_loss_weight": "Jacobian regularisation weight",
+        "jac_loss_freq": "fraction of steps with Jacobian regularisation",
+        "jac_incremental": "raise jac_loss_weight by 0.1 every this many steps (0: never)",
+    },
+    "DEQ monitoring": {"sradius_mode": "estimate the spectral radius at test time"},
+}
+# TorchDEQ's lists of ints (nargs='+') and their defaults, which mean the config's None and 1.
+LIST_DEFAULTS: dict[str, list[int]] = {"indexing": [], "grad": [1], "sup_loc": []}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "f_stop_mode": STOP_MODES, "b_stop_mode": STOP_MODES, "b_fallback": ("gmres", "none"),
+    "phantom_memory": PHANTOM_MEMORY}
 
-    def switch(key, text):
-        return key, dict(action="store_true", help=text)
 
-    solver = [
-        value("f_solver", str, "forward solver: fixed_point_iter, simple_fixed_point_iter, "
-              "anderson, broyden, or a registered name"),
-        value("b_solver", str, "backward (IFT adjoint) solver, as --f_solver, or 'direct'"),
-        value("f_max_iter", int, "most function evaluations of the forward solve"),
-        value("b_max_iter", int, "most iterations of the backward solve"),
-        value("f_tol", float, "forward solve tolerance"),
-        value("b_tol", float, "backward solve tolerance"),
-        value("f_stop_mode", str, "forward residual: abs or rel", choices=STOP_MODES),
-        value("b_stop_mode", str, "backward residual: abs or rel", choices=STOP_MODES),
-        value("b_fallback", str, "re-solve samples the iterative IFT adjoint leaves "
-              "unconverged by GMRES (gmres), or only flag them (none; npdeq only)",
-              choices=("gmres", "none")),
-        value("eval_factor", float, "at test time, f_max_iter times this factor"),
-        value("eval_f_max_iter", int, "at test time, this many iterations (0: use eval_factor)"),
-    ]
-    norm = [
-        value("norm_type", str, "weight normalisation: weight_norm, spectral_norm or none"),
-        switch("norm_no_scale", "no learnable target norm"),
-        switch("norm_clip", "clip the rescaling factor at norm_clip_value"),
-        value("norm_clip_value", float, "largest rescaling factor"),
-        value("norm_target_norm", float, "target norm when it is not learned"),
-        value("sn_n_power_iters", int, "power iterations of spectral normalisation"),
-    ]
-    training = [
-        value("core", str, "DEQ core: indexing or sliced (or a registered name)"),
-        switch("ift", "implicit differentiation on the last state"),
-        switch("hook_ift", "implicit differentiation (same rule in npdeq)"),
-        value("n_states", int, "number of states sampled uniformly along the solve"),
-        ("indexing", dict(type=int, nargs="+", default=[],
-                          help="solver steps at which to sample states")),
-        value("gamma", float, "weight decay of the fixed-point correction loss"),
-        ("grad", dict(type=int, nargs="+", default=[1], help="PhantomGrad steps per state")),
-        value("tau", float, "PhantomGrad damping"),
-        value("sup_gap", int, "also supervise every sup_gap-th PhantomGrad step (> 0)"),
-        ("sup_loc", dict(type=int, nargs="+", default=[],
-                         help="also supervise these PhantomGrad steps")),
-        value("phantom_memory", str, "PhantomGrad: keep the k recorded steps for the backward "
-              "pass (store) or record them again there (recompute: memory flat in k; "
-              "npdeq only)", choices=("store", "recompute")),
-    ]
-    regularization = [
-        value("jac_loss_weight", float, "Jacobian regularisation weight"),
-        value("jac_loss_freq", float, "fraction of steps with Jacobian regularisation"),
-        value("jac_incremental", int, "raise jac_loss_weight by 0.1 every this many steps "
-              "(0: never)"),
-    ]
-    monitoring = [switch("sradius_mode", "estimate the spectral radius at test time")]
-    groups = [("DEQ solver", solver), ("DEQ normalisation", norm), ("DEQ training", training),
-              ("DEQ regularisation", regularization), ("DEQ monitoring", monitoring)]
-    return [(title, key, kw) for title, flags in groups for key, kw in flags]
+def flag_options(key: str, text: str) -> dict[str, Any]:
+    """The ``add_argument`` keywords of the flag of ``key``, with help ``text``.
+
+    Example:
+        >>> flag_options('f_max_iter', 'most iterations')
+        {'type': <class 'int'>, 'default': 40, 'help': 'most iterations'}
+    """
+    if key in LIST_DEFAULTS:
+        return dict(type=int, nargs="+", default=list(LIST_DEFAULTS[key]), help=text)
+    value = DEFAULTS[key]
+    if isinstance(value, bool):
+        return dict(action="store_true", help=text)
+    options = dict(type=type(value), default=value, help=text)
+    if key in CHOICES:
+        options["choices"] = CHOICES[key]
+    return options
 
 
 def add_deq_args(parser: Any) -> Any:
@@ -101,9 +114,8 @@ def add_deq_args(parser: Any) -> Any:
     import argparse  # noqa: PLC0415 - the caller has imported it already
 
     nest = isinstance(parser, argparse.ArgumentParser)  # groups inside groups are deprecated
-    groups: dict[str, Any] = {}
-    for title, key, kwargs in _flags():
-        if title not in groups:
-            groups[title] = parser.add_argument_group(title) if nest else parser
-        groups[title].add_argument(f"--{key}", **kwargs)
+    for title, texts in HELP.items():
+        group = parser.add_argument_group(title) if nest else parser
+        for key, text in texts.items():
+            group.add_argument(f"--{key}", **flag_options(key, text))
     return parser
