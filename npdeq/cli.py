@@ -3,8 +3,7 @@
 ``npdeq demo`` trains a DEQ classifier on the 8x8 digits (:mod:`npdeq.examples.digits`; its
 options follow ``demo``). Every option of every command is checked before any work starts
 (:mod:`npdeq.examples.options`): bad input exits with status 2 and one line on stderr
-(``npdeq ...: error: ...``), never a traceback. Imports everything below it (it is the top
-layer).
+(``npdeq ...: error: ...``), never a traceback.
 """
 
 from __future__ import annotations

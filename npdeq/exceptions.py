@@ -1,4 +1,4 @@
-"""Warnings and errors shared by every layer of npdeq. Imports nothing from npdeq."""
+"""Warnings and errors shared by every layer of npdeq."""
 
 from __future__ import annotations
 

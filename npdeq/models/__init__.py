@@ -7,9 +7,6 @@ Every model returns ``(z_out, info)`` (the classifier ``(logits, info)``) with t
 record :class:`~npdeq.core.DEQSolution` in ``info['solution']`` (re-exported here). Modules:
 ``common`` (shared checks, the default core), ``layers`` (``Parallel``), ``skip``,
 ``multiscale``, ``classifier``.
-
-Imports the DEQ cores, :mod:`npdeq.nn`, the gradient layer's state helpers, the tape and the
-backend.
 """
 
 from npdeq.core.solution import DEQSolution

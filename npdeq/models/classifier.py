@@ -2,7 +2,7 @@
 
 Dense layers at every scale, as DeepEquilibriumNetworks.jl's multi-scale example, sized for the
 64 pixels of a digit: a forward on a batch of 128 is a few small matrix products per solver
-iteration. Imports :mod:`npdeq.nn`, the tape and this package's ``multiscale`` and ``layers``.
+iteration.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq.autodiff import Tensor, add, concat, flatten
+from npdeq.backend.checks import check_int
 from npdeq.models.common import as_input
 from npdeq.models.layers import Parallel
 from npdeq.models.multiscale import MultiScaleDEQ
 from npdeq.nn import Identity, Linear, Module, Tanh, init
-from npdeq.backend.checks import check_int
 
 __all__ = ["MultiScaleClassifier", "multiscale_classifier"]
 

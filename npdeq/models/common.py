@@ -1,7 +1,5 @@
 """Pieces the models share: argument checks, the default DEQ core, zero states, the state
 mean squared error.
-
-Imports the DEQ cores (:func:`npdeq.core.get_deq`), :mod:`npdeq.nn`, the tape and the backend.
 """
 
 from __future__ import annotations
@@ -10,10 +8,10 @@ from typing import Any, Sequence
 
 from npdeq import backend
 from npdeq.autodiff import Tensor
+from npdeq.backend.checks import check_int
 from npdeq.core import DEQBase, get_deq
 from npdeq.grad.state import as_state_tuple
 from npdeq.nn import Module
-from npdeq.backend.checks import check_int
 
 __all__ = ["MODEL_DEQ_DEFAULTS", "build_deq", "check_module", "as_input", "per_sample_shape",
            "zero_state", "state_mse"]

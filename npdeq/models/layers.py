@@ -1,7 +1,5 @@
 """``Parallel``: Lux's ``Parallel(connection, layers...)``, for writing DeepEquilibriumNetworks.jl
 models (a multi-scale model's first main layer takes the state and the input) in npdeq.
-
-Imports :mod:`npdeq.nn`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """``MultiScaleDEQ``: one fixed point over states at several resolutions (Bai et al. 2020;
 DeepEquilibriumNetworks.jl's ``MultiScaleDeepEquilibriumNetwork``), solved by an npdeq DEQ core
 on a tuple state.
-
-Imports the DEQ cores, :mod:`npdeq.nn`, the tape and this package's ``common``.
 """
 
 from __future__ import annotations

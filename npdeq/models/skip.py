@@ -1,7 +1,5 @@
 """``SkipDEQ``: a DEQ whose solve starts from a learned guess (DeepEquilibriumNetworks.jl's
 ``SkipDeepEquilibriumNetwork``, Pal et al. 2022), and its regularised variant (``SkipRegDEQ``).
-
-Imports the DEQ cores, :mod:`npdeq.nn`, the tape and this package's ``common``.
 """
 
 from __future__ import annotations
