@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import npdeq
+from npdeq.backend.checks import check_int, check_real
 from npdeq.examples import options
 
 __all__ = ["main", "run", "steady_state_map", "TRUE_LOG_K", "TRUE_A"]
@@ -83,7 +84,14 @@ def run(sites: int = 20000, chunk: int = 2000, steps: int = 30, noise: float = 0
     Returns:
         A dict: ``log_k``, ``A`` (fitted), ``losses`` (one per evaluation), ``converged``
         (fraction of sites whose fitted steady state converged), ``seconds``.
+
+    Raises:
+        ValueError: ``sites``, ``chunk`` or ``steps`` not an int >= 1, ``seed`` not an
+            int >= 0, or ``noise`` not a finite number >= 0 (before any work).
     """
+    sites, chunk, steps = (check_int(name, value, 1) for name, value in
+                           (("sites", sites), ("chunk", chunk), ("steps", steps)))
+    seed, noise = check_int("seed", seed, 0), check_real("noise", noise, 0)
     import dask
     import dask.array as da
     from scipy.optimize import minimize

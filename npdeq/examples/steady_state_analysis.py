@@ -25,7 +25,7 @@ import numpy as np
 from npdeq import backend
 from npdeq.autodiff import Tensor, hvp, jacobian, log, no_grad
 from npdeq.backend import Array
-from npdeq.examples.steady_state import NAMES, Objective, solve
+from npdeq.examples.steady_state import NAMES, FitResult, Objective, solve
 
 __all__ = ["sensitivities", "print_sensitivities", "newton_cg_vs_gradient_descent",
            "print_fit_counts", "FitCount", "report", "GTOL"]
@@ -226,12 +226,12 @@ def print_fit_counts(counts: list, gtol: float, log_line: Any = print) -> None:
                  + ("  yes" if c.converged else "  NO (iteration limit)"))
 
 
-def report(result: Any, show_sensitivities: bool, newton: bool, gd_steps: int,
+def report(result: FitResult, show_sensitivities: bool, newton: bool, gd_steps: int,
            log_line: Any = print) -> None:
     """What ``--sensitivities`` and ``--newton-cg`` print after the example's fit.
 
     Args:
-        result: the example's :class:`~npdeq.examples.steady_state.FitResult`.
+        result: the example's fit.
         show_sensitivities: print ``dz*/dp`` at the fitted parameters.
         newton: compare Newton-CG with gradient descent from the initial guess.
         gd_steps: gradient descent's iteration limit.

@@ -21,6 +21,18 @@ def test_fit_on_few_sites(capsys):
     assert "150 sites in chunks of 50" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"sites": 0}, "sites must be an int >= 1, got 0"),
+    ({"chunk": 2.0}, "chunk must be an int >= 1, got 2.0"),
+    ({"steps": True}, "steps must be an int >= 1, got True"),
+    ({"seed": -1}, "seed must be an int >= 0, got -1"),
+    ({"noise": float("nan")}, "noise must be a finite number >= 0, got nan"),
+])
+def test_run_refuses_bad_arguments_before_any_work(bad, message):
+    with pytest.raises(ValueError, match=message):
+        dask_sites.run(**{"sites": 20, "chunk": 10, "steps": 1, **bad})
+
+
 def test_the_command_runs_and_bad_options_stop_with_a_message(capsys):
     assert main(["example", "dask-sites", "--sites", "60", "--chunk", "30", "--steps", "2"]) == 0
     assert "60 sites in chunks of 30" in capsys.readouterr().out
