@@ -216,7 +216,7 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
         raise TypeError(f"noise must be a real number, got {noise!r}")
     check_real("noise", noise, 0)
-    xp = backend.array_namespace(np.zeros(0)) if xp is None else xp
+    xp = backend.default_namespace() if xp is None else xp
     rng = np.random.default_rng(seed)
     source = xp.asarray(_sources(grid, rng))
     z0 = xp.zeros(source.shape, dtype=source.dtype, device=backend.device(source))
@@ -312,15 +312,6 @@ def save_figure(result: FitResult, path: str) -> bool:
     return True
 
 
-def _namespace(device: str) -> Any:
-    if device == "cpu":
-        return backend.array_namespace(np.zeros(0))
-    if not backend.cupy_available():
-        return None
-    import cupy
-    return backend.array_namespace(cupy.zeros(0))
-
-
 GRID_MAX = 2048  # (2, N, N) fields and Anderson's history: a few GB at this size already
 DEFAULT_FIGURE = "steady_state.png"
 
@@ -378,10 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out = options.output_file(".png")(DEFAULT_FIGURE)
         except argparse.ArgumentTypeError as exc:
             p.error(f"argument --out (default): {exc}")
-    xp = _namespace(args.device)
-    if xp is None:
+    if args.device == "gpu" and not backend.cupy_available():
         return options.one_line_error(p.prog, "--device gpu needs CuPy and a CUDA GPU, and "
                                       "none is available")
+    xp, _ = backend.resolve_target(args.device)  # the current GPU's namespace, or NumPy
     print(f"npdeq {npdeq.__version__}: steady state of a reaction-diffusion model on a "
           f"{args.grid}x{args.grid} grid ({backend.namespace_name(xp)}), 2 experiments")
     result = run(args.grid, args.steps, args.noise, args.seed, xp)
