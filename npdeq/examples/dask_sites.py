@@ -30,6 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 import npdeq
+from npdeq.autodiff import Tensor
+from npdeq.backend import Array
 from npdeq.backend.checks import check_int, check_real
 from npdeq.examples import options
 
@@ -41,13 +43,13 @@ SOLVE = {"tol": 1e-10, "max_iter": 200, "m": 5}
 BACKWARD = {"tol": 1e-10, "max_iter": 200}
 
 
-def steady_state_map(c: Any, s: Any, log_k: Any, A: Any) -> Any:
+def steady_state_map(c: Tensor, s: Array, log_k: Tensor, A: Tensor) -> Tensor:
     """One sweep ``c -> (s + A h(c)) / k`` for ``(B, 3)`` states ``c`` and supplies ``s``."""
     c2 = c * c
     return (s + (c2 / (1.0 + c2)) @ npdeq.transpose(A)) / npdeq.exp(log_k)
 
 
-def site_loss(params: Sequence[Any], s: Any, y: Any) -> Any:
+def site_loss(params: Sequence[Tensor], s: Array, y: Array) -> Tensor:
     """The summed squared error of one chunk of sites (what each Dask task computes)."""
     log_k, A = params
     c, _ = npdeq.fixed_point(lambda c: steady_state_map(c, s, log_k, A), s * 0.0,
