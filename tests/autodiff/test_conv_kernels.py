@@ -1,0 +1,101 @@
+"""The NumPy stride-1 convolution kernels (one product per kernel row, npdeq.backend.conv_rows)
+against the portable per-offset grid kernels they replaced on NumPy (npdeq.backend.conv_grid,
+still the path of array_api_strict and CuPy): forward, input VJP and weight VJP equal to
+rounding in float64, for every padding (also wider than the kernel, where the input VJP crops),
+dilation, group count and 1-D shape; float32 stays float32; the dispatcher takes the row
+path on NumPy and the grid path elsewhere."""
+
+from __future__ import annotations
+
+import array_api_strict
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from npdeq.backend import conv_grid, conv_rows, convolution
+
+pairs = st.tuples
+
+
+@st.composite
+def stride_one_cases(draw):
+    groups = draw(st.integers(1, 3))
+    one_d = draw(st.booleans())
+    size = (1 if one_d else draw(st.integers(1, 6)), draw(st.integers(1, 7)))
+    kernel = (1 if one_d else draw(st.integers(1, 3)), draw(st.integers(1, 4)))
+    dilation = (1 if one_d else draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    # Up to one more than the dilated kernel's extent on each side, uneven allowed.
+    padding = tuple((draw(st.integers(0, d * (k - 1) + 1)), draw(st.integers(0, d * (k - 1) + 1)))
+                    for k, d in zip(kernel, dilation))
+    padding = ((0, 0), padding[1]) if one_d else padding
+    for n, k, d, (before, after) in zip(size, kernel, dilation, padding):
+        assume(n + before + after >= d * (k - 1) + 1)
+    return dict(batch=draw(st.integers(1, 3)), c_in=groups * draw(st.integers(1, 3)),
+                c_out=groups * draw(st.integers(1, 3)), groups=groups, size=size, kernel=kernel,
+                dilation=dilation, padding=padding, seed=draw(st.integers(0, 2 ** 16)))
+
+
+def _arrays(case, dtype=np.float64):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((case["batch"], case["c_in"]) + case["size"]).astype(dtype)
+    w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
+    return x, w.astype(dtype)
+
+
+@given(case=stride_one_cases())
+def test_row_kernels_match_the_grid_kernels(case):
+    x, w = _arrays(case)
+    geo = (case["padding"], case["dilation"], case["groups"])
+    want = conv_grid.grid_forward(x, w, (1, 1), *geo)
+    got = conv_rows.rows_forward(x, w, *geo)
+    assert got.shape == want.shape and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(case["seed"] + 1).standard_normal(want.shape)
+    np.testing.assert_allclose(conv_rows.rows_input_grad(g, w, x.shape, *geo),
+                               conv_grid.grid_input_grad(g, w, x.shape, (1, 1), *geo),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_rows.rows_weight_grad(x, g, w.shape, *geo),
+                               conv_grid.grid_weight_grad(x, g, w.shape, (1, 1), *geo),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_row_kernels_keep_float32_and_return_fresh_arrays():
+    case = dict(batch=2, c_in=4, c_out=6, groups=2, size=(5, 6), kernel=(3, 2), dilation=(1, 2),
+                padding=((1, 2), (0, 3)), seed=3)
+    x, w = _arrays(case, np.float32)
+    geo = (case["padding"], case["dilation"], case["groups"])
+    y = conv_rows.rows_forward(x, w, *geo)
+    g = np.ones_like(y)
+    gx = conv_rows.rows_input_grad(g, w, x.shape, *geo)
+    gw = conv_rows.rows_weight_grad(x, g, w.shape, *geo)
+    for got, want in ((y, conv_grid.grid_forward(x, w, (1, 1), *geo)),
+                      (gx, conv_grid.grid_input_grad(g, w, x.shape, (1, 1), *geo)),
+                      (gw, conv_grid.grid_weight_grad(x, g, w.shape, (1, 1), *geo))):
+        assert got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    kept = [a.copy() for a in (y, gx, gw)]
+    conv_rows.rows_forward(2 * x, w, *geo)  # the same work arrays again
+    conv_rows.rows_input_grad(2 * g, w, x.shape, *geo)
+    conv_rows.rows_weight_grad(2 * x, g, w.shape, *geo)
+    for a, before in zip((y, gx, gw), kept):
+        np.testing.assert_array_equal(a, before)
+
+
+@pytest.mark.parametrize("name", ["forward", "input_grad", "weight_grad"])
+def test_stride_one_dispatch_takes_the_row_path_on_numpy_only(monkeypatch, name):
+    calls = []
+    real = getattr(conv_rows, f"rows_{name}")
+    monkeypatch.setattr(convolution, f"rows_{name}",
+                        lambda *a: calls.append(name) or real(*a))
+    x, w = np.ones((1, 2, 4, 4)), np.ones((3, 2, 3, 3))
+    g = np.ones((1, 3, 4, 4))
+    geo = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    run = {"forward": lambda a, b, c: convolution.conv_forward(a, b, *geo),
+           "input_grad": lambda a, b, c: convolution.conv_input_grad(c, b, a.shape, *geo),
+           "weight_grad": lambda a, b, c: convolution.conv_weight_grad(a, c, b.shape, *geo)}[name]
+    expected = run(x, w, g)
+    assert calls == [name]
+    strict = [array_api_strict.asarray(a) for a in (x, w, g)]
+    got = run(*strict)
+    assert calls == [name]  # array_api_strict stays on the portable grid path
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12)
