@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq.autodiff import Tensor
+from npdeq.backend.checks import as_count
 from npdeq.grad.state import as_state_tuple, restore
 from npdeq.models.common import (as_input, build_deq, check_module, per_sample_shape,
                                  state_mse, zero_state)
@@ -97,8 +98,9 @@ class SkipDEQ(Module):
         """``state_shape`` as a list of per-sample shapes (several for a tuple state)."""
         if state_shape is None:
             return None
-        if isinstance(state_shape, list) and all(isinstance(s, (tuple, list, int))
-                                                 and not isinstance(s, bool)
+        # A list of shapes (ints, NumPy integers included, or tuples) is a tuple state.
+        if isinstance(state_shape, list) and all(isinstance(s, (tuple, list))
+                                                 or as_count(s) is not None
                                                  for s in state_shape):
             return [per_sample_shape(s, f"state_shape[{i}]") for i, s in enumerate(state_shape)]
         return [per_sample_shape(state_shape, "state_shape")]

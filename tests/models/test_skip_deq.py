@@ -134,7 +134,9 @@ def test_tuple_state_in_both_variants():
             return self.a(x), self.b(x)
 
     for model in (SkipDEQ(PairMap(), PairGuess(), f_tol=1e-8),
-                  SkipDEQ(PairMap(), variant="regularized", state_shape=[3, (2,)], f_tol=1e-8)):
+                  SkipDEQ(PairMap(), variant="regularized", state_shape=[3, (2,)], f_tol=1e-8),
+                  SkipDEQ(PairMap(), variant="regularized", state_shape=[np.int64(3), (2,)],
+                          f_tol=1e-8)):
         z_out, info = model(x)
         assert [tuple(z.shape) for z in z_out[-1]] == [(4, 3), (4, 2)]
         sol = info["solution"]
