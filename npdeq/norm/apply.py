@@ -20,7 +20,7 @@ from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
 from npdeq.nn.conv import Conv1d
 from npdeq.nn.module import Module
-from npdeq.norm.base import NormBase, _as_dims, snapshot
+from npdeq.norm.base import NormBase, as_dims, snapshot
 from npdeq.norm.spectral_norm import SpectralNorm
 from npdeq.norm.weight_norm import WeightNorm
 
@@ -109,7 +109,7 @@ def register_norm_module(module_class: type, norm_type: str, names: str | Sequen
                         f"{module_class!r}")
     norm_class = _norm_class(norm_type)
     names = (names,) if isinstance(names, str) else tuple(names)
-    dims = _as_dims(dims, len(names))
+    dims = as_dims(dims, len(names))
     if not all(isinstance(n, str) and n for n in names):
         raise TypeError(f"names must be attribute names (str), got {names!r}")
     if not names or len(names) != len(dims):

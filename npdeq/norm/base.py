@@ -19,7 +19,8 @@ from npdeq.backend.checks import check_int
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
 
-__all__ = ["NormBase", "reduce_axes", "norm_except_dim", "as_tensor_operand", "snapshot"]
+__all__ = ["NormBase", "reduce_axes", "norm_except_dim", "as_tensor_operand", "as_dims",
+           "snapshot"]
 
 Targets = tuple[tuple[str, ...], tuple[Any, ...]]
 
@@ -97,8 +98,20 @@ def norm_except_dim(w: Any, dim: int | None) -> Tensor:
     return ops.sqrt(ops.sum(w * w, axis=reduce_axes(w.ndim, dim), keepdims=True))
 
 
-def _as_dims(dims: Any, count: int) -> tuple[Any, ...]:
-    """``dims`` as one entry per name: ints (NumPy integers accepted) or ``None``."""
+def as_dims(dims: Any, count: int) -> tuple[Any, ...]:
+    """``dims`` as one entry per name: ints (NumPy integers accepted) or ``None``.
+
+    An entry that is not an int is kept as it is, for :func:`reduce_axes` to report with
+    the weight's number of dimensions.
+
+    Raises:
+        ValueError: ``dims`` neither an int, ``None`` nor a sequence.
+
+    Example:
+        >>> import numpy as np
+        >>> as_dims(np.int64(0), 2), as_dims([1, None], 2)
+        ((0, 0), (1, None))
+    """
     if dims is None:
         return (None,) * count
     try:
@@ -283,7 +296,7 @@ class NormBase:
             names = found[0] if names is None else names
             dims = found[1] if dims is None else dims
         names = (names,) if isinstance(names, str) else tuple(names)
-        dims = _as_dims(dims, len(names))
+        dims = as_dims(dims, len(names))
         for name in names:
             if not isinstance(module._parameters.get(name), Parameter):
                 raise ValueError(f"{type(module).__name__}.{name} is not a Parameter, so "

@@ -17,7 +17,7 @@ import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 from npdeq import backend
-from npdeq.backend.checks import _as_count, check_int, check_bool, check_real
+from npdeq.backend.checks import as_count, check_bool, check_int, check_real
 from npdeq.solver.failure import warn_if_failed, warn_location
 from npdeq.solver.state import pack_states
 
@@ -179,11 +179,10 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
         tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
     steps = []
     for i in (indexing or ()):
-        try:
-            step = _as_count(i)
-        except TypeError:
+        step = as_count(i)
+        if step is None:
             raise ValueError(f"indexing entries must be ints (iterations 1..{max_iter}), "
-                             f"got {i!r}") from None
+                             f"got {i!r}")
         if not 1 <= step <= max(max_iter, 1):
             raise ValueError(f"indexing entry {step} is outside the iterations 1..{max_iter}")
         steps.append(step)
