@@ -1,17 +1,14 @@
 """DEQ cores with TorchDEQ's interface: ``DEQBase``, ``DEQIndexing``, ``DEQSliced``,
-``get_deq``, ``register_deq``, ``reset_deq``, ``DEQConfig`` and ``add_deq_args``; and the solve's
-record ``DEQSolution``.
+``get_deq``, ``register_deq``, ``reset_deq``, ``DEQConfig`` and ``add_deq_args``; and the
+solve's record ``DEQSolution``.
 
 ``z_out, info = deq(func, z_init)`` solves the fixed point of ``func`` and, in training mode,
 returns the gradient-carrying states the core samples (IFT and/or PhantomGrad, from
-:mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``config`` (keys, defaults, checks,
-``DEQConfig``), ``args`` (``add_deq_args``), ``sampling`` (which solver steps carry
+:mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``keys`` (keys, defaults, checks),
+``config`` (``DEQConfig``), ``args`` (``add_deq_args``), ``sampling`` (which solver steps carry
 gradients), ``base`` (``DEQBase``), ``cores`` (the two cores), ``solution`` (``DEQSolution``,
 ``info['solution']``, with the Jacobian regularisation term), ``registry`` (by-name
 construction, ``reset_deq``), ``sradius`` (power method).
-
-Imports :mod:`npdeq.grad`, :mod:`npdeq.solver`, :mod:`npdeq.autodiff`, :mod:`npdeq.nn`, the
-backend and the shared exceptions.
 """
 
 from npdeq.core.args import add_deq_args

@@ -12,9 +12,7 @@ differ only in where the states come from:
 
 Their shared settings, checks and functor construction live in :class:`SampledDEQ`. Eval
 mode is :class:`~npdeq.core.base.DEQBase`'s. In both modes :class:`SampledDEQ` adds the
-solve's record, :class:`~npdeq.core.solution.DEQSolution`, to ``info['solution']``. Imports
-``base``, ``config``, ``sampling``, ``solution``, the gradient layer, the backend and the
-shared exceptions.
+solve's record, :class:`~npdeq.core.solution.DEQSolution`, to ``info['solution']``.
 """
 
 from __future__ import annotations

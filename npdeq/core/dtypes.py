@@ -8,7 +8,7 @@ recorded, and the tensors from outside ``func`` that its result depends on (the 
 and a recorded input injection: :func:`~npdeq.grad.externals.outside_tensors`) are compared
 with the state. The opposite mix (a float64 parameter in a float32 model) makes ``func``
 return float64 for a float32 state, which the solvers' check of every call reports
-(:func:`npdeq.solver.state.check_result`). Imports the tape and the gradient layer's helpers.
+(:func:`npdeq.solver.state.check_result`).
 """
 
 from __future__ import annotations

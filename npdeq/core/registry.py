@@ -3,7 +3,6 @@
 ``reset_deq`` is an extension point: the layers that add per-iteration state to a DEQ layer
 (weight normalisation, variational dropout) register a reset hook with
 :func:`register_reset_hook` when they are imported, so this module does not import them.
-Imports ``config`` and ``cores`` of this package.
 """
 
 from __future__ import annotations

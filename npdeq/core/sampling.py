@@ -5,7 +5,7 @@ Both cores start from the same list of solver steps (:func:`sample_steps`): ``DE
 reads the states of one solve at those steps, ``DEQSliced`` cuts the solve into the segments
 between them (:func:`segment_lengths`). :func:`pair_grad_steps` gives each state its
 PhantomGrad step count (TorchDEQ's ``make_pair``). Everything is checked here, before any
-solve. Imports nothing from npdeq.
+solve.
 """
 
 from __future__ import annotations

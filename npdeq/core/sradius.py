@@ -1,10 +1,9 @@
 """Spectral radius of a DEQ map's Jacobian at a point, by the power method on VJPs.
 
-:func:`power_method` (TorchDEQ's ``power_method``, which :mod:`npdeq.loss` re-exports once it
-exists) iterates ``v <- J^T v / ||J^T v||`` per sample, each step one VJP of a recorded call
+:func:`power_method` (TorchDEQ's ``power_method``, which :mod:`npdeq.loss` re-exports)
+iterates ``v <- J^T v / ||J^T v||`` per sample, each step one VJP of a recorded call
 ``f0 = f(z0)``; :func:`spectral_radius` records that call for a DEQ ``func``. Everything stays
-in the input's namespace and device, with no host synchronisation in the loop. Imports the
-tape, the backend and the gradient layer's state helpers.
+in the input's namespace and device, with no host synchronisation in the loop.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff import Tensor, enable_grad, grad
 from npdeq.grad.state import as_state_tuple, call_state_func, raw_arrays
 
@@ -87,7 +87,7 @@ def power_method(f0: Tensor | Sequence[Tensor], z0: Tensor | Sequence[Tensor],
 
 
 def spectral_radius(func: Callable[..., Any], z: Any, n_iters: int = 100,
-                    seed: Any = None) -> Any:
+                    seed: Any = None) -> Array:
     """Per-sample spectral radius estimate of a DEQ map's Jacobian at ``z``.
 
     Records ``func`` once at ``z`` (a fresh leaf; nothing outside is touched) and runs

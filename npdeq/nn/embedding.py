@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff import ops
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_int
@@ -83,7 +84,7 @@ class Embedding(Module):
         self.weight = Parameter(weight)
 
     @classmethod
-    def from_pretrained(cls, embeddings: Any, freeze: bool = True,
+    def from_pretrained(cls, embeddings: Array, freeze: bool = True,
                         padding_idx: int | None = None) -> "Embedding":
         """An Embedding holding a copy of the ``(V, D)`` array ``embeddings`` (PyTorch's
         classmethod); ``freeze`` turns its gradient off.

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.backend.checks import check_int, check_real
 
 __all__ = ["manual_seed", "generator", "uniform", "kaiming_uniform", "fan_in",
@@ -50,7 +51,7 @@ def generator(seed: Any = None) -> Any:
 
 
 def new_array(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
-              device: Any = None) -> Any:
+              device: Any = None) -> Array:
     """Zeros of ``shape`` in namespace ``xp`` (NumPy by default), ``dtype`` (by default
     :func:`npdeq.get_default_dtype`, float64 unless set) on ``device``: the array whose place
     and dtype initial values take.
@@ -69,18 +70,20 @@ def new_array(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
     return xp.zeros(shape, dtype=dtype, device=device)
 
 
-def zeros(shape: tuple[int, ...], xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+def zeros(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
+          device: Any = None) -> Array:
     """Zeros, for biases and normalisation shifts (see :func:`new_array`)."""
     return new_array(shape, xp, dtype, device)
 
 
-def ones(shape: tuple[int, ...], xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+def ones(shape: tuple[int, ...], xp: Any = None, dtype: Any = None,
+         device: Any = None) -> Array:
     """Ones, for normalisation scales (see :func:`new_array`)."""
     return new_array(shape, xp, dtype, device) + 1
 
 
 def uniform(shape: tuple[int, ...], bound: float, seed: Any = None, xp: Any = None,
-            dtype: Any = None, device: Any = None) -> Any:
+            dtype: Any = None, device: Any = None) -> Array:
     """Samples of U(-bound, bound).
 
     Args:
@@ -114,7 +117,7 @@ def fan_in(shape: tuple[int, ...]) -> int:
 
 
 def kaiming_uniform(shape: tuple[int, ...], a: float = math.sqrt(5), seed: Any = None,
-                    xp: Any = None, dtype: Any = None, device: Any = None) -> Any:
+                    xp: Any = None, dtype: Any = None, device: Any = None) -> Array:
     """He/Kaiming uniform initialisation for a leaky-ReLU slope ``a`` (PyTorch's default
     for Linear and Conv2d weights: ``a = sqrt(5)``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 
@@ -134,7 +137,7 @@ def kaiming_uniform(shape: tuple[int, ...], a: float = math.sqrt(5), seed: Any =
 
 def weight_and_bias(shape: tuple[int, ...], bias: bool = True, seed: Any = None,
                     xp: Any = None, dtype: Any = None,
-                    device: Any = None) -> tuple[Any, Any | None]:
+                    device: Any = None) -> tuple[Array, Array | None]:
     """PyTorch's default initial values of a Linear or convolution layer: the weight of
     ``shape`` ``(out, in, *kernel)`` by :func:`kaiming_uniform`, then the bias ``(out,)``
     (or ``None``) from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), both from one generator.

@@ -13,6 +13,8 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterator, Mapping
 
 from npdeq import backend
+from npdeq.backend import Array
+from npdeq.backend.checks import check_bool
 from npdeq.autodiff.tensor import Tensor
 from npdeq.nn import state
 from npdeq.nn.parameter import Parameter
@@ -95,7 +97,7 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name: str, array: Any) -> None:
+    def register_buffer(self, name: str, array: Array) -> None:
         """Register an array (or ``None``) saved and moved with the module but not trained.
 
         Args:
@@ -219,14 +221,14 @@ class Module:
         for _, param in self.named_parameters():
             yield param
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Array]]:
         """Yield ``(dotted name, array)`` for every buffer that is not ``None``."""
         for module_name, module in self.named_modules(prefix):
             for name, array in module._buffers.items():
                 if array is not None:
                     yield (f"{module_name}.{name}" if module_name else name), array
 
-    def buffers(self) -> Iterator[Any]:
+    def buffers(self) -> Iterator[Array]:
         """Yield every buffer array."""
         for _, array in self.named_buffers():
             yield array
@@ -248,8 +250,7 @@ class Module:
         Raises:
             TypeError: ``mode`` is not a bool.
         """
-        if not isinstance(mode, bool):
-            raise TypeError(f"train(mode) takes a bool, got {type(mode).__name__}")
+        mode = check_bool("mode", mode, owner=f"{type(self).__name__}.train")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -271,7 +272,7 @@ class Module:
 
     # -- state and moving ---------------------------------------------------------------------
 
-    def state_dict(self) -> "OrderedDict[str, Any]":
+    def state_dict(self) -> "OrderedDict[str, Array]":
         """Parameters and buffers by dotted name, as arrays (shared, not copied).
 
         Example:
@@ -281,7 +282,7 @@ class Module:
         """
         return state.state_dict(self)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Array], strict: bool = True) -> None:
         """Copy arrays into the parameters and buffers of the same names.
 
         Values are copied to each target's namespace, device and dtype; Parameter objects

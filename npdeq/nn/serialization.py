@@ -6,15 +6,16 @@ Arrays are written from the host, so a file saved from CuPy loads anywhere.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Mapping
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.nn.module import Module
 
 __all__ = ["save", "load"]
 
 
-def save(obj: Module | Mapping[str, Any], path: str | os.PathLike) -> None:
+def save(obj: Module | Mapping[str, Array], path: str | os.PathLike) -> None:
     """Write a module's ``state_dict()`` (or a state dict) to ``path`` as ``.npz``.
 
     Arrays are copied to the host first, so a model on CuPy saves the same file.
@@ -40,7 +41,8 @@ def save(obj: Module | Mapping[str, Any], path: str | os.PathLike) -> None:
     backend.save_npz(path, obj)
 
 
-def load(path: str | os.PathLike, into: Module | None = None, strict: bool = True) -> dict:
+def load(path: str | os.PathLike, into: Module | None = None,
+         strict: bool = True) -> dict[str, Array]:
     """Read a state dict written by :func:`save`; with ``into``, load it into that module.
 
     Args:

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Mapping
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff.tensor import Tensor
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _convert(name: str, value: Any, current: Any) -> Any:
     return xp.asarray(array, copy=True)
 
 
-def state_dict(module: Module) -> "OrderedDict[str, Any]":
+def state_dict(module: Module) -> "OrderedDict[str, Array]":
     """:meth:`Module.state_dict <npdeq.nn.Module.state_dict>`: parameters, then buffers."""
     state: OrderedDict[str, Any] = OrderedDict()
     for name, param in module.named_parameters():
@@ -92,7 +93,7 @@ def _targets(module: Module) -> "OrderedDict[str, tuple[Module, str, Any]]":
     return targets
 
 
-def load_state_dict(module: Module, state: Mapping[str, Any], strict: bool = True) -> None:
+def load_state_dict(module: Module, state: Mapping[str, Array], strict: bool = True) -> None:
     """:meth:`Module.load_state_dict <npdeq.nn.Module.load_state_dict>`: every entry is
     checked and converted before the first is assigned."""
     if not isinstance(state, Mapping):
