@@ -1,4 +1,4 @@
-"""Grad mode: whether operations are recorded on the tape. Thread-local. Imports nothing."""
+"""Grad mode: whether operations are recorded on the tape, per thread."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from typing import Iterator
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 
-class _GradMode(threading.local):
+class GradMode(threading.local):
+    """The per-thread recording flag (read by every primitive call: one attribute lookup)."""
+
     enabled = True
 
 
-_mode = _GradMode()
+grad_mode = GradMode()
 
 
 def is_grad_enabled() -> bool:
     """Whether new operations are recorded on the tape in this thread."""
-    return _mode.enabled
+    return grad_mode.enabled
 
 
 @contextmanager
@@ -32,12 +34,12 @@ def set_grad_enabled(enabled: bool) -> Iterator[None]:
         >>> with set_grad_enabled(False):
         ...     assert not is_grad_enabled()
     """
-    previous = _mode.enabled
-    _mode.enabled = bool(enabled)
+    previous = grad_mode.enabled
+    grad_mode.enabled = bool(enabled)
     try:
         yield
     finally:
-        _mode.enabled = previous
+        grad_mode.enabled = previous
 
 
 def no_grad():

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff.graph import Node
-from npdeq.autodiff.mode import _mode
+from npdeq.autodiff.mode import grad_mode
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["Primitive", "primitive", "defvjp", "defvjp_argnums"]
@@ -55,7 +55,7 @@ class Primitive:
         raw = list(args)
         parents = []
         first = None
-        record = _mode.enabled
+        record = grad_mode.enabled
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
                 d = raw[i] = a.data

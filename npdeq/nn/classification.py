@@ -13,8 +13,8 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff import ops
-from npdeq.autodiff.ops._util import as_operand, raw
 from npdeq.autodiff.ops.losses import check_reduction
+from npdeq.autodiff.ops.util import as_operand, raw
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_int, check_real
 

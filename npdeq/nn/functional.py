@@ -26,12 +26,12 @@ from typing import Any, Sequence
 
 from npdeq import backend
 from npdeq.autodiff import ops
-from npdeq.autodiff.ops._util import as_operand, raw
 from npdeq.autodiff.ops.conv import conv1d
 from npdeq.autodiff.ops.linalg_functions import vector_norm
 from npdeq.autodiff.ops.lookup import embedding
 from npdeq.autodiff.ops.losses import check_reduction, reduce_loss
 from npdeq.autodiff.ops.pooling import avg_pool1d, max_pool1d, max_pool2d
+from npdeq.autodiff.ops.util import as_operand, raw
 from npdeq.autodiff.tensor import Tensor
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn import init

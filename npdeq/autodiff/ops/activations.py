@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from npdeq.autodiff.ops._util import ns, raw
 from npdeq.autodiff.ops.elementwise import exp, sigmoid
+from npdeq.autodiff.ops.util import ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import check_square, ns, raw
 from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.linalg import matmul
 from npdeq.autodiff.ops.linalg_functions import matrix_transpose, solve
 from npdeq.autodiff.ops.shape import expand_dims, tril
+from npdeq.autodiff.ops.util import check_square, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from npdeq.autodiff.ops._util import mask_like, ns, raw
+from npdeq.autodiff.ops.util import mask_like, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 
 __all__ = [

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import ns, raw
 from npdeq.autodiff.ops.shape import reshape
+from npdeq.autodiff.ops.util import ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import ns, raw
 from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.reductions import sum
 from npdeq.autodiff.ops.numpy_shape import diagonal
 from npdeq.autodiff.ops.shape import broadcast_to, expand_dims, reshape, swapaxes
+from npdeq.autodiff.ops.util import ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

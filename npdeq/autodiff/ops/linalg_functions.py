@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from npdeq.autodiff.ops._util import check_square, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import abs, mul, neg, sign
 from npdeq.autodiff.ops.linalg import matmul, trace as _trace
-from npdeq.autodiff.ops.reductions import _keep, max, min, sum
+from npdeq.autodiff.ops.reductions import max, min, sum, unreduce
 from npdeq.autodiff.ops.numpy_shape import diagonal as _diagonal
 from npdeq.autodiff.ops.shape import reshape, squeeze, swapaxes
+from npdeq.autodiff.ops.util import check_square, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.primitive import defvjp, defvjp_argnums, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -38,8 +38,8 @@ def _vector_norm(x, p, axis, keepdims):
 
 def _vector_norm_vjp(g, ans, x, p, axis, keepdims):
     shape = tuple(x.shape)
-    g = _keep(g, shape, axis, keepdims)
-    n = _keep(ans, shape, axis, keepdims)
+    g = unreduce(g, shape, axis, keepdims)
+    n = unreduce(ans, shape, axis, keepdims)
     if p == 1:
         return g * sign(x)
     # The norm is 0 only where x is 0 along the reduced axes: dividing by 1 there gives the

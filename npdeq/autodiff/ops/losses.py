@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import raw
 from npdeq.autodiff.ops.reductions import log_softmax, mean, sum
+from npdeq.autodiff.ops.util import raw
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["cross_entropy", "mse_loss"]

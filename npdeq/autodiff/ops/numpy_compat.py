@@ -25,11 +25,11 @@ import math
 from typing import Any, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import as_operand, mask_like, ns, raw
 from npdeq.autodiff.ops.elementwise import (abs, div, logaddexp, mul, neg, pow, sub, where)
 from npdeq.autodiff.ops.reductions import max, min
 from npdeq.autodiff.ops.shape import concat, reshape
 from npdeq.autodiff.ops.trigonometric import deg2rad, rad2deg, sin
+from npdeq.autodiff.ops.util import as_operand, mask_like, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

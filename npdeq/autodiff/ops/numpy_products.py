@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from npdeq.autodiff.ops._util import raw
 from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.linalg import matmul
 from npdeq.autodiff.ops.shape import pad, permute, reshape, stack
+from npdeq.autodiff.ops.util import raw
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["dot", "tensordot", "inner", "kron", "cross"]

@@ -20,11 +20,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import as_operand, ns, raw
 from npdeq.autodiff.ops.elementwise import sub
 from npdeq.autodiff.ops.indexing import getitem, take
 from npdeq.autodiff.ops.shape import (broadcast_to, concat, expand_dims, flip, pad, permute,
                                       reshape)
+from npdeq.autodiff.ops.util import as_operand, ns, raw
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",

@@ -7,11 +7,12 @@ the primitives here, so their gradients (of any order) come from the primitives'
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from npdeq.autodiff.ops._util import as_operand, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.ops.elementwise import exp, log, sqrt, where
 from npdeq.autodiff.ops.shape import broadcast_to, reshape, squeeze
+from npdeq.autodiff.ops.util import as_operand, mask_like, normalize_axis, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -19,7 +20,7 @@ __all__ = ["sum", "mean", "var", "std", "max", "min", "prod", "cumsum", "cumprod
            "softmax", "log_softmax"]
 
 
-def _keep(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tensor:
+def unreduce(g: Tensor, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Tensor:
     """Reinsert reduced axes of ``g`` as size 1 so it broadcasts against ``shape``."""
     if keepdims:
         return g
@@ -35,17 +36,14 @@ def sum(a, axis=None, keepdims=False):
 
 
 def _sum_vjp(g, ans, a, axis=None, keepdims=False):
-    return broadcast_to(_keep(g, a.shape, axis, keepdims), a.shape)
+    return broadcast_to(unreduce(g, a.shape, axis, keepdims), a.shape)
 
 
 defvjp(sum, _sum_vjp)
 
 
 def _count(shape: tuple[int, ...], axis: Any) -> int:
-    n = 1
-    for i in normalize_axis(axis, len(shape)):
-        n *= shape[i]
-    return n
+    return math.prod(shape[i] for i in normalize_axis(axis, len(shape)))
 
 
 def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
@@ -74,9 +72,9 @@ def _extreme_vjp(g, ans, a, axis=None, keepdims=False):
     # The cotangent is shared equally among the positions that attain the extreme value.
     a_raw = raw(a)
     xp = ns(a_raw)
-    hit = xp.astype(a_raw == raw(_keep(ans, a_raw.shape, axis, keepdims)), a_raw.dtype)
+    hit = xp.astype(a_raw == raw(unreduce(ans, a_raw.shape, axis, keepdims)), a_raw.dtype)
     share = hit / xp.sum(hit, axis=axis, keepdims=True)
-    return _keep(g, a_raw.shape, axis, keepdims) * share
+    return unreduce(g, a_raw.shape, axis, keepdims) * share
 
 
 max = primitive(lambda a, axis=None, keepdims=False: ns(a).max(a, axis=axis, keepdims=keepdims),
@@ -121,8 +119,8 @@ def _prod_vjp(g, ans, a, axis=None, keepdims=False):
     count = xp.sum(xp.astype(zero, a_raw.dtype), axis=axis, keepdims=True)
     safe = where(zero, 1.0, a)
     others = _prod(safe, axis=axis, keepdims=True) * xp.astype(count == 1, a_raw.dtype)
-    return _keep(g, a_raw.shape, axis, keepdims) * where(
-        zero, others, _keep(ans, a_raw.shape, axis, keepdims) / safe)
+    return unreduce(g, a_raw.shape, axis, keepdims) * where(
+        zero, others, unreduce(ans, a_raw.shape, axis, keepdims) / safe)
 
 
 defvjp(_prod, _prod_vjp)

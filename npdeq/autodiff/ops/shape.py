@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import normalize_axis, ns, raw
+from npdeq.autodiff.ops.util import normalize_axis, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import raw
+from npdeq.autodiff.ops.util import raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 

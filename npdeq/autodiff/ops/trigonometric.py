@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 
-from npdeq.autodiff.ops._util import ns
 from npdeq.autodiff.ops.elementwise import sqrt
+from npdeq.autodiff.ops.util import ns
 from npdeq.autodiff.primitive import defvjp, primitive
 
 __all__ = [

@@ -1,0 +1,53 @@
+"""Helpers shared by the op modules and the functional layers built on them: the array inside
+a Tensor, operands for composites, constant masks, axis normalisation (used within the
+package, not exported)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from npdeq import backend
+from npdeq.autodiff.tensor import Tensor
+
+ns = backend.array_namespace
+
+
+def raw(x: Any) -> Any:
+    """The array inside a Tensor (or ``x`` itself)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def as_operand(x: Any) -> Tensor:
+    """``x`` as a Tensor (a raw array becomes a leaf without a graph).
+
+    Composites apply Python operators to their input (``a - mean(a)``); a raw array on the
+    left of a Tensor only works where the library defers to Tensor's reflected operators
+    (NumPy does, array_api_strict raises TypeError), so composites wrap their input first.
+    """
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def mask_like(condition: Any, like: Any) -> Any:
+    """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
+    like = raw(like)
+    return ns(like).astype(raw(condition), like.dtype)
+
+
+def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for an array of {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    return tuple(sorted(set(out)))
+
+
+def check_square(a: Any, name: str) -> None:
+    """Raise ``ValueError`` unless ``a`` holds square matrices in its last two axes."""
+    shape = tuple(a.shape)
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise ValueError(f"{name}: needs square matrices in the last two axes, got shape {shape}")
