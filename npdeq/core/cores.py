@@ -17,7 +17,6 @@ solve's record, :class:`~npdeq.core.solution.DEQSolution`, to ``info['solution']
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
@@ -27,11 +26,11 @@ from npdeq.core.base import (BackwardRecorder, DEQBase, array_map, check_solver_
 from npdeq.core.config import default, is_default, is_set
 from npdeq.core.sampling import pair_grad_steps, sample_steps, segment_lengths
 from npdeq.core.solution import jacobian_due, solution_record
-from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import backward_factory, supervised_steps
 from npdeq.grad.adjoint import ADJOINT_DEFAULTS, ADJOINT_OPTIONS, LINEAR_SOLVERS
 from npdeq.grad.state import as_state_tuple, raw_arrays
 from npdeq.solver import SolverStat, get_solver
+from npdeq.solver.failure import warn_failure
 
 __all__ = ["SampledDEQ", "DEQIndexing", "DEQSliced", "merge_segment_stats",
            "flag_nonfinite_states"]
@@ -345,9 +344,8 @@ def flag_nonfinite_states(z_out: Sequence[Any], info: SolverStat) -> None:
     info["nonfinite"] = before | bad
     info["converged"] = info["converged"] & ~bad
     if backend.to_scalar(xp.any(bad & ~before)):
-        warnings.warn("DEQ gradient steps (PhantomGrad's unrolled steps or IFT's f(z*)) "
-                      "produced non-finite values for some samples (info['nonfinite'])",
-                      ConvergenceWarning, stacklevel=4)
+        warn_failure("DEQ gradient steps (PhantomGrad's unrolled steps or IFT's f(z*)) "
+                     "produced non-finite values for some samples (info['nonfinite'])")
 
 
 def merge_segment_stats(infos: Sequence[SolverStat]) -> SolverStat:
@@ -387,6 +385,6 @@ def merge_segment_stats(infos: Sequence[SolverStat]) -> SolverStat:
         inner = inner | info["nonfinite"]
     merged["nonfinite"] = inner | last["nonfinite"]
     if backend.to_scalar(xp.any(inner & ~last["nonfinite"])):
-        warnings.warn("DEQSliced: f returned non-finite values in an inner solve segment "
-                      "(info['nonfinite'])", ConvergenceWarning, stacklevel=4)
+        warn_failure("DEQSliced: f returned non-finite values in an inner solve segment "
+                     "(info['nonfinite'])")
     return merged

@@ -332,7 +332,8 @@ def test_sliced_warns_once_for_non_finite_inner_segments(xp, to_xp):
     deq = DEQSliced(f_max_iter=6, n_states=2, f_tol=1e-30)
     with pytest.warns(npdeq.ConvergenceWarning) as record:
         _, info = deq(blows_up_once, to_xp(np.zeros((1, 1))))
-    assert any("inner solve segment" in str(w.message) for w in record)
+    inner = [w for w in record if "inner solve segment" in str(w.message)]
+    assert inner and inner[0].filename == __file__  # at the line that called the DEQ
     assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [True]
 
 
@@ -545,8 +546,9 @@ def test_non_finite_values_from_the_gradient_steps_are_flagged(xp, to_xp, core, 
         return halving(z) + (bad_row if len(calls) > 3 else 0.0)
 
     deq = CORES[core](f_max_iter=3, f_tol=0.0, **grad_mode)
-    with pytest.warns(npdeq.ConvergenceWarning, match="gradient steps"):
+    with pytest.warns(npdeq.ConvergenceWarning, match="gradient steps") as record:
         z_out, info = deq(func, to_xp(np.zeros((3, 2))))
+    assert {w.filename for w in record if "gradient steps" in str(w.message)} == {__file__}
     assert npdeq.backend.to_numpy(info["nonfinite"]).tolist() == [False, True, False]
     assert not npdeq.backend.to_numpy(info["converged"]).any()
     assert info["solution"].retcode[1] == "nonfinite"
