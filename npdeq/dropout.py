@@ -15,8 +15,7 @@ Mask shapes for channels-first inputs (``token_first=False``, npdeq's layout):
 - :class:`VariationalDropout1d`/``2d``/``3d``: ``(B, C, 1, ...)``, whole channels dropped;
 - :class:`VariationalDropToken1d`/``2d``/``3d``: ``(B, 1, L, ...)``, whole positions dropped.
 
-Importing this module registers the ``reset_deq`` hook. Imports the tape, ``npdeq.nn``, the
-backend and :mod:`npdeq.core.registry`.
+Importing this module registers the ``reset_deq`` hook.
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff import Tensor
-from npdeq.autodiff import ops
+from npdeq.autodiff import Tensor, ops
+from npdeq.backend import Array
+from npdeq.backend.checks import check_bool, check_real
 from npdeq.core.registry import register_reset_hook
 from npdeq.nn import init
-from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn.functional import dropout_mask
 from npdeq.nn.module import Module
 
@@ -86,7 +85,7 @@ class _VariationalDropoutNd(Module):
         # An int seed starts one stream for this layer (so successive masks differ); with
         # no seed every draw uses the default generator of that moment (manual_seed works).
         self._generator = None if seed is None else init.generator(seed)
-        self.mask: Any = None
+        self.mask: Array = None
 
     def mask_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The mask's shape for an input of ``shape``.
@@ -112,7 +111,7 @@ class _VariationalDropoutNd(Module):
         """Forget the mask: the next training-mode call draws a new one."""
         self.mask = None
 
-    def draw_mask(self, x: Any) -> Any:
+    def draw_mask(self, x: Any) -> Array:
         """Draw and keep a new mask for input ``x`` (in its namespace, on its device).
 
         Args:
@@ -216,136 +215,62 @@ class _TokenDropout(_VariationalDropoutNd):
         return (shape[0], 1, *shape[2:])
 
 
-class VariationalDropout1d(_ChannelDropout):
-    """Variational dropout of whole channels of a sequence: mask ``(B, C, 1)``.
+# The six channel and token layers differ in their base class and number of spatial axes
+# only, so one docstring template serves them all.
+_WHAT = {1: "a sequence", 2: "an image", 3: "a volume"}
+_TOKEN_UNIT = {1: "position", 2: "pixel", 3: "voxel"}
+_LAYER_DOC = """Variational dropout of whole {unit}s of {what}: mask ``{mask}``.
 
     Args:
-        dropout: probability of zeroing a channel, in ``[0, 1]``.
-        token_first: inputs are ``(B, L, C)`` (mask ``(B, 1, C)``) instead of ``(B, C, L)``.
+        dropout: probability of zeroing a {unit}{whole}, in ``[0, 1]``.
+        token_first: inputs are ``{last_layout}`` (mask ``{last_mask}``) instead of
+            ``{layout}``.
         seed: an int or Generator for the masks (default: npdeq's default generator).
 
-    Shapes: ``(B, C, L) -> (B, C, L)``.
+    Shapes: ``{layout} -> {layout}``.
 
     Raises:
-        ValueError: a bad ``dropout``; an input that is not 3-D.
+        ValueError: a bad ``dropout``; an input that is not {ndim}-D.
 
     Example:
         >>> import numpy as np
-        >>> VariationalDropout1d(0.5, seed=0).draw_mask(np.ones((2, 4, 7))).shape
-        (2, 4, 1)
+        >>> {name}(0.5, seed=0).draw_mask(np.ones({example})).shape
+        {expected}
     """
 
-    spatial_dims = 1
+
+def _layer(name: str, base: type, spatial_dims: int, example: tuple[int, ...],
+           expected: tuple[int, ...]) -> type:
+    """The public layer ``name``: ``base`` for inputs with ``spatial_dims`` spatial axes,
+    documented from :data:`_LAYER_DOC` (``example`` an input shape, ``expected`` its mask's)."""
+    layout, last_layout = _LAYOUTS[spatial_dims]
+    axes = layout[1:-1].split(", ")  # B, C, then the spatial axes
+    spatial, ones = axes[2:], ["1"] * spatial_dims
+    if base is _ChannelDropout:
+        unit, whole = "channel", ""
+        mask, last_mask = ["B", "C", *ones], ["B", *ones, "C"]
+    else:
+        unit, whole = _TOKEN_UNIT[spatial_dims], " (all its channels)"
+        mask, last_mask = ["B", "1", *spatial], ["B", *spatial, "1"]
+    doc = _LAYER_DOC.format(
+        unit=unit, what=_WHAT[spatial_dims], whole=whole, layout=layout, ndim=spatial_dims + 2,
+        last_layout=last_layout, mask=f"({', '.join(mask)})",
+        last_mask=f"({', '.join(last_mask)})", name=name, example=example, expected=expected)
+    return type(name, (base,), {"__doc__": doc, "__module__": __name__, "__qualname__": name,
+                                "spatial_dims": spatial_dims})
 
 
-class VariationalDropout2d(_ChannelDropout):
-    """Variational dropout of whole channels of an image: mask ``(B, C, 1, 1)``.
-
-    Args:
-        dropout: probability of zeroing a channel, in ``[0, 1]``.
-        token_first: inputs are ``(B, H, W, C)`` (mask ``(B, 1, 1, C)``).
-        seed: an int or Generator for the masks (default: npdeq's default generator).
-
-    Shapes: ``(B, C, H, W) -> (B, C, H, W)``.
-
-    Raises:
-        ValueError: a bad ``dropout``; an input that is not 4-D.
-
-    Example:
-        >>> import numpy as np
-        >>> VariationalDropout2d(0.5, seed=0).draw_mask(np.ones((2, 4, 5, 5))).shape
-        (2, 4, 1, 1)
-    """
-
-    spatial_dims = 2
-
-
-class VariationalDropout3d(_ChannelDropout):
-    """Variational dropout of whole channels of a volume: mask ``(B, C, 1, 1, 1)``.
-
-    Args:
-        dropout: probability of zeroing a channel, in ``[0, 1]``.
-        token_first: inputs are ``(B, D, H, W, C)`` (mask ``(B, 1, 1, 1, C)``).
-        seed: an int or Generator for the masks (default: npdeq's default generator).
-
-    Shapes: ``(B, C, D, H, W) -> (B, C, D, H, W)``.
-
-    Raises:
-        ValueError: a bad ``dropout``; an input that is not 5-D.
-
-    Example:
-        >>> import numpy as np
-        >>> VariationalDropout3d(0.5, seed=0).draw_mask(np.ones((2, 4, 3, 3, 3))).shape
-        (2, 4, 1, 1, 1)
-    """
-
-    spatial_dims = 3
-
-
-class VariationalDropToken1d(_TokenDropout):
-    """Variational dropout of whole positions of a sequence: mask ``(B, 1, L)``.
-
-    Args:
-        dropout: probability of zeroing a position (all its channels), in ``[0, 1]``.
-        token_first: inputs are ``(B, L, C)`` (mask ``(B, L, 1)``) instead of ``(B, C, L)``.
-        seed: an int or Generator for the masks (default: npdeq's default generator).
-
-    Shapes: ``(B, C, L) -> (B, C, L)``.
-
-    Raises:
-        ValueError: a bad ``dropout``; an input that is not 3-D.
-
-    Example:
-        >>> import numpy as np
-        >>> VariationalDropToken1d(0.5, seed=0).draw_mask(np.ones((2, 4, 7))).shape
-        (2, 1, 7)
-    """
-
-    spatial_dims = 1
-
-
-class VariationalDropToken2d(_TokenDropout):
-    """Variational dropout of whole pixels of an image: mask ``(B, 1, H, W)``.
-
-    Args:
-        dropout: probability of zeroing a pixel (all its channels), in ``[0, 1]``.
-        token_first: inputs are ``(B, H, W, C)`` (mask ``(B, H, W, 1)``).
-        seed: an int or Generator for the masks (default: npdeq's default generator).
-
-    Shapes: ``(B, C, H, W) -> (B, C, H, W)``.
-
-    Raises:
-        ValueError: a bad ``dropout``; an input that is not 4-D.
-
-    Example:
-        >>> import numpy as np
-        >>> VariationalDropToken2d(0.5, seed=0).draw_mask(np.ones((2, 4, 5, 6))).shape
-        (2, 1, 5, 6)
-    """
-
-    spatial_dims = 2
-
-
-class VariationalDropToken3d(_TokenDropout):
-    """Variational dropout of whole voxels of a volume: mask ``(B, 1, D, H, W)``.
-
-    Args:
-        dropout: probability of zeroing a voxel (all its channels), in ``[0, 1]``.
-        token_first: inputs are ``(B, D, H, W, C)`` (mask ``(B, D, H, W, 1)``).
-        seed: an int or Generator for the masks (default: npdeq's default generator).
-
-    Shapes: ``(B, C, D, H, W) -> (B, C, D, H, W)``.
-
-    Raises:
-        ValueError: a bad ``dropout``; an input that is not 5-D.
-
-    Example:
-        >>> import numpy as np
-        >>> VariationalDropToken3d(0.5, seed=0).draw_mask(np.ones((2, 4, 3, 3, 3))).shape
-        (2, 1, 3, 3, 3)
-    """
-
-    spatial_dims = 3
+VariationalDropout1d = _layer("VariationalDropout1d", _ChannelDropout, 1, (2, 4, 7), (2, 4, 1))
+VariationalDropout2d = _layer("VariationalDropout2d", _ChannelDropout, 2, (2, 4, 5, 5),
+                              (2, 4, 1, 1))
+VariationalDropout3d = _layer("VariationalDropout3d", _ChannelDropout, 3, (2, 4, 3, 3, 3),
+                              (2, 4, 1, 1, 1))
+VariationalDropToken1d = _layer("VariationalDropToken1d", _TokenDropout, 1, (2, 4, 7),
+                                (2, 1, 7))
+VariationalDropToken2d = _layer("VariationalDropToken2d", _TokenDropout, 2, (2, 4, 5, 6),
+                                (2, 1, 5, 6))
+VariationalDropToken3d = _layer("VariationalDropToken3d", _TokenDropout, 3, (2, 4, 3, 3, 3),
+                                (2, 1, 3, 3, 3))
 
 
 def reset_dropout(model: Any) -> None:
