@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff.ops._util import ns, raw
+from npdeq.autodiff.ops.util import ns, raw
 from npdeq.autodiff.ops.conv import (check_image, check_pair, check_sequence, check_single,
                                      image_windows)
 from npdeq.autodiff.ops.elementwise import where
