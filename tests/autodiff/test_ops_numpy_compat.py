@@ -263,6 +263,16 @@ def test_bad_arguments(call, error, match):
         call()
 
 
+def test_counts_and_axes_accept_numpy_integers_but_not_bools():
+    # Counts as everywhere else (backend.checks): what operator.index accepts, bools excepted.
+    v = np.arange(1.0, 4.0)
+    np.testing.assert_array_equal(npdeq.diag(v, k=np.int64(1)).numpy(), np.diag(v, k=1))
+    np.testing.assert_array_equal(npdeq.tile(v, np.int32(2)).numpy(), np.tile(v, 2))
+    np.testing.assert_array_equal(npdeq.diff(v, n=np.array(2)).numpy(), np.diff(v, n=2))
+    with pytest.raises(TypeError, match=r"rot90: k must be an int, got True"):
+        npdeq.rot90(M, k=True)
+
+
 def test_sinc_series_matches_numpy_at_the_switch():
     # Both sides of |pi x| = 0.1, where the series hands over to sin(t)/t.
     x = np.array([0.1 / math.pi * (1 - 1e-12), 0.1 / math.pi * (1 + 1e-12), 0.1 / math.pi])

@@ -36,10 +36,14 @@ def _shape(a: Any) -> tuple[int, ...]:
     return tuple(raw(a).shape)
 
 
-def _int(name: str, what: str, value: Any) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__") or hasattr(value, "shape"):
+def _int(name: str, what: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as a Python int (TypeError otherwise), at least ``minimum`` (ValueError)."""
+    number = backend.as_count(value)
+    if number is None:
         raise TypeError(f"{name}: {what} must be an int, got {value!r}")
-    return int(value)
+    if minimum is not None and not number >= minimum:
+        raise ValueError(f"{name}: {what} must be >= {minimum}, got {number}")
+    return number
 
 
 def _axis(name: str, what: str, value: Any, ndim: int) -> int:
@@ -210,9 +214,7 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
     Raises:
         ValueError: a negative ``n``, an axis out of range, or a 0-d input.
     """
-    n = _int("diff", "n", n)
-    if not n >= 0:
-        raise ValueError(f"diff: n must be >= 0, got {n}")
+    n = _int("diff", "n", n, minimum=0)
     nd = len(_shape(a))
     if nd == 0:
         raise ValueError("diff: a must have at least 1 dimension, got shape ()")
@@ -304,13 +306,6 @@ def split(a: Tensor, indices_or_sections: int | Sequence[int], axis: int = 0) ->
     return [getitem(a, head + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _count_arg(value: Any, name: str, what: str) -> int:
-    value = _int(name, what, value)
-    if not value >= 0:
-        raise ValueError(f"{name}: {what} must be >= 0, got {value}")
-    return value
-
-
 def tile(a: Any, reps: Any) -> Tensor:
     """Repeat the whole array ``reps[i]`` times along each axis, as ``numpy.tile`` (a shorter
     ``reps`` is padded with ones in front, a shorter ``a`` gets leading axes of size 1).
@@ -320,7 +315,7 @@ def tile(a: Any, reps: Any) -> Tensor:
         ValueError: a negative repetition count.
     """
     reps = (reps,) if not isinstance(reps, (tuple, list)) else tuple(reps)
-    reps = tuple(_count_arg(r, "tile", "reps") for r in reps)
+    reps = tuple(_int("tile", "reps", r, minimum=0) for r in reps)
     shape = tuple(raw(a).shape)
     n = max(len(shape), len(reps))
     shape = (1,) * (n - len(shape)) + shape
@@ -355,7 +350,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
         counts = (backend.to_numpy(raw(repeats)).tolist() if hasattr(repeats, "shape")
                   else list(repeats))
         counts = [counts] if not isinstance(counts, list) else counts
-        counts = [_count_arg(c, "repeat", "each count in repeats") for c in counts]
+        counts = [_int("repeat", "each count in repeats", c, minimum=0) for c in counts]
         if len(counts) == 1:
             repeats = counts[0]
         else:
@@ -366,7 +361,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
             index = [i for i, c in enumerate(counts) for _ in range(c)]
             return take(a, xp.asarray(index, dtype=xp.int64, device=backend.device(raw(a))),
                         axis=axis)
-    repeats = _count_arg(repeats, "repeat", "repeats")
+    repeats = _int("repeat", "repeats", repeats, minimum=0)
     spread = expand_dims(a, axis + 1)
     wide = broadcast_to(spread, shape[:axis + 1] + (repeats,) + shape[axis + 1:])
     return reshape(wide, shape[:axis] + (shape[axis] * repeats,) + shape[axis + 1:])
@@ -384,14 +379,10 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     nd = len(shape)
     if nd < 2:
         raise ValueError(f"diagonal: needs an array of at least 2 dimensions, got shape {shape}")
-    for name, ax in (("axis1", axis1), ("axis2", axis2)):
-        if not -nd <= ax < nd:
-            raise ValueError(f"diagonal: {name}={ax} is out of range for an array of {nd} "
-                             "dimensions")
-    ax1, ax2 = axis1 % nd, axis2 % nd
+    ax1, ax2 = _axis("diagonal", "axis1", axis1, nd), _axis("diagonal", "axis2", axis2, nd)
     if ax1 == ax2:
         raise ValueError(f"diagonal: axis1={axis1} and axis2={axis2} are the same axis")
-    offset = int(offset)
+    offset = _int("diagonal", "offset", offset)
     rest = [i for i in range(nd) if i not in (ax1, ax2)]
     moved = permute(a, tuple(rest) + (ax1, ax2))
     n, m = shape[ax1], shape[ax2]
