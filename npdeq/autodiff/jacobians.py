@@ -6,11 +6,12 @@ row (reverse mode: one VJP per output component); both record ``fn`` once and sh
 recording (and, forward, the first transpose of the double-VJP trick) across all
 columns or rows. ``batched=True`` gives per-sample Jacobians of a function whose samples
 are independent (a DEQ layer's): differentiating the batch sum costs as much as one
-sample's Jacobian. Imports the engine and :mod:`npdeq.autodiff.transforms`.
+sample's Jacobian.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterator
 
 from npdeq.autodiff.ops import moveaxis, reshape, stack
@@ -18,6 +19,7 @@ from npdeq.autodiff.tensor import Tensor
 from npdeq.autodiff.transforms import (as_arguments, call, make_leaves, recorded_gradient,
                                        repeated_vjp, settle_graph, transposed_vjp,
                                        wants_graph, zeros_of)
+from npdeq.backend.checks import check_bool
 
 __all__ = ["jacobian", "hessian", "MODES", "FORWARD_COST"]
 
@@ -97,7 +99,7 @@ def _unit_sets(targets: tuple, lead: tuple) -> Iterator:
     ``targets[i]``, with zeros for the other targets."""
     zeros = [u.xp.zeros_like(u.data) for u in targets] if len(targets) > 1 else []
     for i, t in enumerate(targets):
-        for e in _basis(t, lead, _prod(t.shape[len(lead):])):
+        for e in _basis(t, lead, math.prod(t.shape[len(lead):])):
             yield i, [e if j == i else z for j, z in enumerate(zeros)] or [e]
 
 
@@ -142,8 +144,7 @@ def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: boo
                [0., 4.]])
     """
     _check_mode(mode)
-    if not isinstance(batched, bool) and type(batched).__name__ != "bool_":
-        raise TypeError(f"batched must be True or False, got {batched!r}")
+    check_bool("batched", batched)
     xs, tuple_in = as_arguments(x, "x")
     differentiable = wants_graph(create_graph, xs)
     leaves = make_leaves(xs, differentiable)
@@ -153,8 +154,8 @@ def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: boo
     if batched and _batch(outs, "output") != lead:
         raise ValueError(f"batched=True: fn's outputs have batch size {outs[0].shape[0]} but "
                          f"its inputs have {lead[0]}")
-    n_in = sum(t.data.size // max(1, _prod(lead)) for t in xs)
-    n_out = sum(t.data.size // max(1, _prod(lead)) for t in outs)
+    n_in = sum(t.data.size // max(1, math.prod(lead)) for t in xs)
+    n_out = sum(t.data.size // max(1, math.prod(lead)) for t in outs)
     forward = mode == "forward" or (mode == "auto" and FORWARD_COST * n_in < n_out)
     blocks = [[None] * len(xs) for _ in outs]
     if forward:
@@ -173,13 +174,6 @@ def jacobian(fn: Callable[..., Any], x: Any, *, mode: str = "auto", batched: boo
     if not differentiable:
         blocks = [[b.detach() for b in r] for r in blocks]
     return _nest(blocks, tuple_out, tuple_in)
-
-
-def _prod(shape: tuple) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def hessian(fn: Callable[..., Any], x: Any, *, create_graph: bool | None = None) -> Any:

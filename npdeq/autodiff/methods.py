@@ -177,8 +177,7 @@ def _chunk(self, chunks, axis=0, *, dim=None):
     pieces of ``ceil(n / chunks)``, the last smaller, possibly fewer than ``chunks``.
     Returns a tuple of Tensors (views on the tape)."""
     axis = axis if dim is None else dim
-    if isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1:
-        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    chunks = backend.check_int("chunks", chunks, 1, owner="chunk")
     if not -self.ndim <= axis < max(self.ndim, 1) or self.ndim == 0:
         raise ValueError(f"chunk: axis {axis} is out of range for a tensor of shape "
                          f"{self.shape}")

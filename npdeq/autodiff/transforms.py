@@ -16,7 +16,7 @@ reverse-over-reverse: the gradient recorded, then its VJP along the vector (the 
 symmetric, so this is ``H v``).
 
 The dense :func:`~npdeq.autodiff.jacobians.jacobian` and
-:func:`~npdeq.autodiff.jacobians.hessian` build on the helpers here. Imports the engine.
+:func:`~npdeq.autodiff.jacobians.hessian` build on the helpers here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Random numbers in any namespace: the array API standard has none. A seeded NumPy
 ``Generator`` on the host, ``cupy.random`` on the GPU; results take the dtype, namespace and
-device of a ``like`` array. Imports NumPy and the namespace helpers of :mod:`npdeq.backend`.
+device of a ``like`` array.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from npdeq.backend.checks import as_count
 from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
 
 __all__ = ["random_normal", "random_uniform", "make_generator"]
@@ -35,7 +36,7 @@ def make_generator(seed: Any = None) -> np.random.Generator:
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+    if seed is not None and as_count(seed) is None:
         raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
                         f"got {type(seed).__name__}")
     return np.random.default_rng(seed)

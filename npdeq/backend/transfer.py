@@ -2,8 +2,7 @@
 
 What ``Module.to`` and model saving need: a target named by a namespace, a device or a
 string (``'cpu'``, ``'gpu'``/``'cuda'``), resolved once to a ``(namespace, device)`` pair,
-and a copy of any array there. Imports NumPy and the namespace helpers of
-:mod:`npdeq.backend`; CuPy only when a target asks for it.
+and a copy of any array there.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Image windows (im2col / col2im) and scatter-add: what convolution and indexing VJPs need
 and the array API standard lacks. Strided views on NumPy and CuPy, a portable fallback in
-the standard's functions elsewhere. Imports NumPy and the namespace helpers of
-:mod:`npdeq.backend`.
+the standard's functions elsewhere.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import numpy as np
@@ -114,9 +114,7 @@ def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
         return out
     # Portable fallback: find the flat position of every selected element, then add them in
     # with a one-hot matrix product (O(selected * size) memory: fine for tests, slow at scale).
-    size = 1
-    for s in shape:
-        size *= s
+    size = math.prod(shape)
     positions = xp.reshape(xp.reshape(xp.arange(size, device=device(values)), shape)[key], (-1,))
     grid = xp.arange(size, device=device(values))
     onehot = xp.astype(positions[:, None] == grid[None, :], values.dtype)
@@ -144,8 +142,6 @@ def add_rows(num_rows: int, index: Any, values: Any) -> Any:
     # memory (the standard has no scatter); fine for tests and small vocabularies.
     rows = xp.arange(num_rows, dtype=index.dtype, device=device(values))
     onehot = xp.astype(rows[:, None] == index[None, :], values.dtype)
-    width = 1
-    for s in shape[1:]:
-        width *= s
-    flat = xp.reshape(values, (values.shape[0], width))  # not -1: there may be no rows
+    # The row width given, not -1: there may be no rows.
+    flat = xp.reshape(values, (values.shape[0], math.prod(shape[1:])))
     return xp.reshape(onehot @ flat, shape)

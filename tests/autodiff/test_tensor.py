@@ -288,8 +288,9 @@ def test_chunk_follows_pytorch(xp, to_xp, check_array):
     check_array(parts[2], shape=(2, 2), dtype=xp.float64)
     (parts[0].sum() + 2 * parts[2].sum()).backward()
     np.testing.assert_array_equal(t.grad.numpy(), [[1, 1, 0, 0, 2, 2]] * 2)
+    assert len(t.chunk(np.int64(2))) == 2  # a count as everywhere: NumPy integers too
     for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="chunks"):
+        with pytest.raises(ValueError, match=r"chunk: chunks must be an int >= 1, got"):
             t.chunk(bad)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.backend.dtypes import PYTHON_DTYPES
+from npdeq.autodiff.ops.util import int_arg
 from npdeq.autodiff.tensor import PYTHON_DATA, Tensor, from_python
 
 __all__ = ["tensor", "as_tensor", "zeros", "ones", "full", "empty", "eye", "arange", "linspace",
@@ -159,11 +160,7 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = None, *, xp: Any 
     for arg, value in (("N", N), ("M", M), ("k", k)):
         if value is None and arg == "M":
             continue
-        count = backend.as_count(value)
-        if count is None:
-            raise TypeError(f"eye: {arg} must be an int, got {value!r}")
-        if arg != "k" and not count >= 0:
-            raise ValueError(f"eye: {arg} must be >= 0, got {count}")
+        int_arg("eye", arg, value, None if arg == "k" else 0)
     ns, dev = _target("eye", xp, device)
     array = ns.eye(int(N), None if M is None else int(M), k=int(k),
                    dtype=_dtype("eye", ns, dtype), device=dev)
@@ -209,11 +206,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
         ValueError: a negative ``num``.
     """
     start, stop = _real("linspace", "start", start), _real("linspace", "stop", stop)
-    count = backend.as_count(num)
-    if count is None:
-        raise TypeError(f"linspace: num must be an int, got {num!r}")
-    if not count >= 0:
-        raise ValueError(f"linspace: num must be >= 0, got {count}")
+    count = int_arg("linspace", "num", num, 0)
     ns, dev = _target("linspace", xp, device)
     dt = _dtype("linspace", ns, dtype)
     out = _leaf(ns.linspace(start, stop, count, dtype=dt, device=dev, endpoint=bool(endpoint)),

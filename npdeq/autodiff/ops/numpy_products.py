@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from npdeq.autodiff.ops.elementwise import mul
@@ -28,13 +29,6 @@ __all__ = ["dot", "tensordot", "inner", "kron", "cross"]
 
 def _shape(a: Any) -> tuple[int, ...]:
     return tuple(getattr(raw(a), "shape", ()))  # a Python number is 0-d
-
-
-def _prod(values) -> int:
-    n = 1
-    for v in values:
-        n *= v
-    return n
 
 
 def _axes_list(name: str, value: Any, ndim: int, which: str) -> list[int]:
@@ -87,9 +81,9 @@ def tensordot(a: Any, b: Any, axes: int | Sequence = 2) -> Tensor:
                              f"has length {sa[i]}, axis {j} of b has length {sb[j]}")
     free_a = [i for i in range(len(sa)) if i not in ax_a]
     free_b = [j for j in range(len(sb)) if j not in ax_b]
-    k = _prod(sa[i] for i in ax_a)
-    left = reshape(permute(a, tuple(free_a + ax_a)), (_prod(sa[i] for i in free_a), k))
-    right = reshape(permute(b, tuple(ax_b + free_b)), (k, _prod(sb[j] for j in free_b)))
+    k = math.prod(sa[i] for i in ax_a)
+    left = reshape(permute(a, tuple(free_a + ax_a)), (math.prod(sa[i] for i in free_a), k))
+    right = reshape(permute(b, tuple(ax_b + free_b)), (k, math.prod(sb[j] for j in free_b)))
     return reshape(matmul(left, right), tuple(sa[i] for i in free_a) +
                    tuple(sb[j] for j in free_b))
 

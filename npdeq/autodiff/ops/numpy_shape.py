@@ -24,7 +24,7 @@ from npdeq.autodiff.ops.elementwise import sub
 from npdeq.autodiff.ops.indexing import getitem, take
 from npdeq.autodiff.ops.shape import (broadcast_to, concat, expand_dims, flip, pad, permute,
                                       reshape)
-from npdeq.autodiff.ops.util import as_operand, ns, raw
+from npdeq.autodiff.ops.util import as_operand, int_arg, ns, raw
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",
@@ -36,18 +36,8 @@ def _shape(a: Any) -> tuple[int, ...]:
     return tuple(raw(a).shape)
 
 
-def _int(name: str, what: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as a Python int (TypeError otherwise), at least ``minimum`` (ValueError)."""
-    number = backend.as_count(value)
-    if number is None:
-        raise TypeError(f"{name}: {what} must be an int, got {value!r}")
-    if minimum is not None and not number >= minimum:
-        raise ValueError(f"{name}: {what} must be >= {minimum}, got {number}")
-    return number
-
-
 def _axis(name: str, what: str, value: Any, ndim: int) -> int:
-    value = _int(name, what, value)
+    value = int_arg(name, what, value)
     if not -ndim <= value < ndim:
         raise ValueError(f"{name}: {what}={value} is out of range for an array of {ndim} "
                          "dimensions")
@@ -149,7 +139,7 @@ def rot90(m: Any, k: int = 1, axes: Sequence[int] = (0, 1)) -> Tensor:
         ValueError: ``axes`` not two distinct axes in range.
         TypeError: ``k`` not an int.
     """
-    k = _int("rot90", "k", k) % 4
+    k = int_arg("rot90", "k", k) % 4
     nd = len(_shape(m))
     axes = tuple(axes)
     if len(axes) != 2:
@@ -175,7 +165,7 @@ def diag(v: Any, k: int = 0) -> Tensor:
     Raises:
         ValueError: an input of another number of dimensions.
     """
-    k = _int("diag", "k", k)
+    k = int_arg("diag", "k", k)
     shape = _shape(v)
     if len(shape) == 2:
         return diagonal(v, offset=k)
@@ -214,7 +204,7 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
     Raises:
         ValueError: a negative ``n``, an axis out of range, or a 0-d input.
     """
-    n = _int("diff", "n", n, minimum=0)
+    n = int_arg("diff", "n", n, minimum=0)
     nd = len(_shape(a))
     if nd == 0:
         raise ValueError("diff: a must have at least 1 dimension, got shape ()")
@@ -245,9 +235,9 @@ def array_split(ary: Any, indices_or_sections: int | Sequence[int], axis: int = 
         raise ValueError("array_split: ary must have at least 1 dimension, got shape ()")
     axis = _axis("array_split", "axis", axis, nd)
     if isinstance(indices_or_sections, (tuple, list)):
-        return split(ary, [_int("array_split", "each index", i) for i in indices_or_sections],
+        return split(ary, [int_arg("array_split", "each index", i) for i in indices_or_sections],
                      axis=axis)
-    sections = _int("array_split", "indices_or_sections", indices_or_sections)
+    sections = int_arg("array_split", "indices_or_sections", indices_or_sections)
     if not sections >= 1:
         raise ValueError(f"array_split: indices_or_sections must be >= 1 sections, got "
                          f"{sections}")
@@ -315,7 +305,7 @@ def tile(a: Any, reps: Any) -> Tensor:
         ValueError: a negative repetition count.
     """
     reps = (reps,) if not isinstance(reps, (tuple, list)) else tuple(reps)
-    reps = tuple(_int("tile", "reps", r, minimum=0) for r in reps)
+    reps = tuple(int_arg("tile", "reps", r, minimum=0) for r in reps)
     shape = tuple(raw(a).shape)
     n = max(len(shape), len(reps))
     shape = (1,) * (n - len(shape)) + shape
@@ -350,7 +340,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
         counts = (backend.to_numpy(raw(repeats)).tolist() if hasattr(repeats, "shape")
                   else list(repeats))
         counts = [counts] if not isinstance(counts, list) else counts
-        counts = [_int("repeat", "each count in repeats", c, minimum=0) for c in counts]
+        counts = [int_arg("repeat", "each count in repeats", c, minimum=0) for c in counts]
         if len(counts) == 1:
             repeats = counts[0]
         else:
@@ -361,7 +351,7 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
             index = [i for i, c in enumerate(counts) for _ in range(c)]
             return take(a, xp.asarray(index, dtype=xp.int64, device=backend.device(raw(a))),
                         axis=axis)
-    repeats = _int("repeat", "repeats", repeats, minimum=0)
+    repeats = int_arg("repeat", "repeats", repeats, minimum=0)
     spread = expand_dims(a, axis + 1)
     wide = broadcast_to(spread, shape[:axis + 1] + (repeats,) + shape[axis + 1:])
     return reshape(wide, shape[:axis] + (shape[axis] * repeats,) + shape[axis + 1:])
@@ -382,7 +372,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     ax1, ax2 = _axis("diagonal", "axis1", axis1, nd), _axis("diagonal", "axis2", axis2, nd)
     if ax1 == ax2:
         raise ValueError(f"diagonal: axis1={axis1} and axis2={axis2} are the same axis")
-    offset = _int("diagonal", "offset", offset)
+    offset = int_arg("diagonal", "offset", offset)
     rest = [i for i in range(nd) if i not in (ax1, ax2)]
     moved = permute(a, tuple(rest) + (ax1, ax2))
     n, m = shape[ax1], shape[ax2]

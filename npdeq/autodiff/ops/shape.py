@@ -4,6 +4,7 @@ rule; the rearrangements built on indexing are in :mod:`npdeq.autodiff.ops.numpy
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from npdeq import backend
@@ -39,10 +40,7 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     start, end = start_dim % len(shape), end_dim % len(shape)
     if start > end:
         raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim}")
-    n = 1
-    for s in shape[start:end + 1]:
-        n *= s
-    return reshape(a, shape[:start] + (n,) + shape[end + 1:])
+    return reshape(a, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
 
 
 broadcast_to = primitive(lambda a, shape: ns(a).broadcast_to(a, _shape_arg(shape)),

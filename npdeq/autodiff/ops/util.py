@@ -27,6 +27,22 @@ def as_operand(x: Any) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
+def int_arg(name: str, what: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as a Python int, at least ``minimum``: an op's count or offset.
+
+    Accepts what :func:`~npdeq.backend.as_count` accepts (NumPy integers too, bools not).
+    Raises ``TypeError`` for a non-int, as NumPy does (:func:`~npdeq.backend.check_int`, for
+    settings, raises ``ValueError``), and ``ValueError`` below ``minimum``; ``name`` is the op,
+    ``what`` the argument.
+    """
+    number = backend.as_count(value)
+    if number is None:
+        raise TypeError(f"{name}: {what} must be an int, got {value!r}")
+    if minimum is not None and not number >= minimum:
+        raise ValueError(f"{name}: {what} must be >= {minimum}, got {number}")
+    return number
+
+
 def mask_like(condition: Any, like: Any) -> Any:
     """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
     like = raw(like)
