@@ -44,18 +44,47 @@ def _row_windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
     (pt, pb), (pl, pr) = padding
     hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
     a = work_array(np, np, slot, (c, kw, hp, b, wo), x, zero=False)
-    xt = x.transpose(1, 2, 0, 3)  # (C, H, B, W), the order of A's columns
     r0 = max(0, pt)  # rows of A that hold input rows: [r0, r1)
     r1 = max(min(hp, h + pt), r0)
     a[:, :, :r0] = 0
     a[:, :, r1:] = 0
+    if r1 == r0:
+        return a
+    xt = x.transpose(1, 2, 0, 3)[:, r0 - pt:r1 - pt]  # (C, rows, B, W): A's column order
+    if wo == w and b > 1:
+        # The output keeps the input's width (padding 'same'): transpose once, then each
+        # offset is one flat shift along (b, j), a long contiguous copy; the few columns
+        # that a shift carries across an image's edge are zeroed after. The unshifted
+        # offset (if any) takes the transposed copy itself.
+        centre = next((q for q in range(kw) if q * dw == pl), None)
+        if centre is None:
+            rows = work_array(np, np, slot + "-rows", (c, r1 - r0, b, w), x, zero=False)
+        else:
+            rows = a[:, centre, r0:r1]
+        rows[...] = xt
+        flat = rows.reshape(c, r1 - r0, b * w)
+        for q in range(kw):
+            shift = q * dw - pl
+            if q == centre:
+                continue
+            dest = a[:, q, r0:r1].reshape(c, r1 - r0, b * w)
+            lo, hi = max(0, -shift), min(b * w, b * w - shift)
+            dest[:, :, lo:hi] = flat[:, :, lo + shift:hi + shift]
+            dest[:, :, :lo] = 0
+            dest[:, :, hi:] = 0
+            edge = a[:, q, r0:r1]
+            if shift < 0:
+                edge[..., :min(-shift, w)] = 0
+            else:
+                edge[..., max(w - shift, 0):] = 0
+        return a
     for q in range(kw):
         j0 = min(max(0, pl - q * dw), wo)  # columns of A that hold input columns: [j0, j1)
         j1 = max(min(wo, w + pl - q * dw), j0)
         a[:, q, r0:r1, :, :j0] = 0
         a[:, q, r0:r1, :, j1:] = 0
         shift = q * dw - pl
-        a[:, q, r0:r1, :, j0:j1] = xt[:, r0 - pt:r1 - pt, :, j0 + shift:j1 + shift]
+        a[:, q, r0:r1, :, j0:j1] = xt[..., j0 + shift:j1 + shift]
     return a
 
 
