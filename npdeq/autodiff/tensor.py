@@ -18,7 +18,7 @@ __all__ = ["Tensor"]
 PYTHON_DATA = (bool, int, float, complex, list, tuple)
 
 
-def from_python(data: Any, dtype: Any, xp: Any, device: Any) -> Any:
+def from_python(data: Any, dtype: Any, xp: Any, device: Any) -> backend.Array:
     """A Python scalar or nested list as an array of ``xp`` (NumPy by default); without a
     ``dtype``, floats take the default dtype (complex numbers its complex counterpart),
     ints and bools keep int64 and bool, as in PyTorch."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
+from npdeq.backend.namespace import Array, array_namespace, device, is_cupy, is_numpy
 
 __all__ = ["einsum", "index_add", "add_along_axis", "is_sparse_matrix", "sparse_matmul"]
 
@@ -24,7 +24,7 @@ def _library(xp: Any) -> Any:
 # --- einsum ------------------------------------------------------------------------------
 
 
-def einsum(subscripts: str, *operands: Any) -> Any:
+def einsum(subscripts: str, *operands: Array) -> Array:
     """``numpy.einsum`` with explicit subscripts (``'ij,jk->ik'``, letters only, no ``...``)
     in any namespace: NumPy's or CuPy's own, elsewhere aligned broadcasting and sums.
 
@@ -68,7 +68,7 @@ def einsum(subscripts: str, *operands: Any) -> Any:
 # --- index-add ---------------------------------------------------------------------------
 
 
-def index_add(values: Any, indices: Any, axis: int, length: int) -> Any:
+def index_add(values: Array, indices: Array, axis: int, length: int) -> Array:
     """Zeros with axis ``axis`` of length ``length``, and ``values[..., k, ...]`` added at
     ``indices[k]`` along that axis (repeated indices add up): the adjoint of
     ``take(a, indices, axis)`` for 1-d integer ``indices``.
@@ -90,7 +90,7 @@ def index_add(values: Any, indices: Any, axis: int, length: int) -> Any:
     return xp.moveaxis(moved, -1, axis)
 
 
-def add_along_axis(values: Any, indices: Any, axis: int, length: int) -> Any:
+def add_along_axis(values: Array, indices: Array, axis: int, length: int) -> Array:
     """The adjoint of ``take_along_axis``: zeros shaped like ``values`` with axis ``axis`` of
     length ``length``, and ``values`` added at ``indices`` along that axis (``indices`` of
     ``values``' shape; repeated indices add up)."""
@@ -124,7 +124,7 @@ def is_sparse_matrix(a: Any) -> bool:
     return False
 
 
-def sparse_matmul(a: Any, x: Any, transpose: bool = False) -> Any:
+def sparse_matmul(a: Any, x: Array, transpose: bool = False) -> Array:
     """``a @ x`` (``a.T @ x`` with ``transpose``) for a sparse matrix ``a`` of the library of
     ``x`` (SciPy with NumPy, ``cupyx`` with CuPy) and a dense 1-d or 2-d ``x``; other
     namespaces gather and add with the standard's functions. The caller checks shapes and

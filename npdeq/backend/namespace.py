@@ -151,7 +151,7 @@ def unwrap_array(x: Any) -> Any:
     return unwrap(x)
 
 
-def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+def default_asarray(obj: Any, dtype: Any = None, copy: bool | None = None) -> Array:
     """Convert a Python scalar or nested list to an array of the default namespace (NumPy)."""
     return default_namespace().asarray(obj, dtype=dtype, copy=copy)
 
@@ -178,7 +178,7 @@ def is_cupy(xp: Any) -> bool:
     return getattr(xp, "__name__", "") in ("cupy", "array_api_compat.cupy")
 
 
-def device(x: Any) -> Any:
+def device(x: Array) -> Any:
     """The device of array ``x`` (``'cpu'`` for NumPy), as the array API standard defines it."""
     if isinstance(x, (np.ndarray, np.generic)):
         return "cpu"
@@ -245,7 +245,7 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_scalar(x: Any) -> float | bool | int:
+def to_scalar(x: Array) -> float | bool | int:
     """Convert a 0-d array to a Python scalar: the one place npdeq synchronises with the host.
 
     Solvers route every host read (their one convergence check per iteration) through here, so
@@ -261,7 +261,7 @@ def to_scalar(x: Any) -> float | bool | int:
     return float(x)
 
 
-def host_flags(*flags: Any) -> tuple[bool, ...]:
+def host_flags(*flags: Array) -> tuple[bool, ...]:
     """Read several 0-d boolean arrays to the host in one :func:`to_scalar` call.
 
     Args:
@@ -280,7 +280,7 @@ def host_flags(*flags: Any) -> tuple[bool, ...]:
     return tuple(bool(value >> i & 1) for i in range(len(flags)))
 
 
-def any_true(mask: Any) -> Any:
+def any_true(mask: Array) -> Array:
     """``xp.any(mask)`` as a 0-d array (no host synchronisation: pass it to :func:`to_scalar`).
 
     NumPy's method is several times cheaper than the namespace's wrapper on the tiny masks a
@@ -291,7 +291,7 @@ def any_true(mask: Any) -> Any:
     return array_namespace(mask).any(mask)
 
 
-def solve_vectors(a: Any, b: Any) -> Any:
+def solve_vectors(a: Array, b: Array) -> Array:
     """Solve ``a[i] @ x[i] = b[i]`` for a batch of vectors: ``a`` ``(B, n, n)``, ``b`` ``(B, n)``.
 
     The standard's ``linalg.solve`` treats a 2-D ``b`` as a matrix, so vectors go through a

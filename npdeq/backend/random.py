@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from npdeq.backend.checks import as_count
-from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
+from npdeq.backend.namespace import Array, array_namespace, device, is_cupy, is_numpy
 
 __all__ = ["random_normal", "random_uniform", "make_generator"]
 
@@ -42,7 +42,7 @@ def make_generator(seed: Any = None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def random_normal(shape: tuple[int, ...], *, like: Any, seed: Any = None) -> Any:
+def random_normal(shape: tuple[int, ...], *, like: Array, seed: Any = None) -> Array:
     """Standard normal samples with ``like``'s dtype, namespace and device.
 
     Args:
@@ -57,8 +57,8 @@ def random_normal(shape: tuple[int, ...], *, like: Any, seed: Any = None) -> Any
     return _random(shape, like, seed, "normal")
 
 
-def random_uniform(shape: tuple[int, ...], *, like: Any, seed: Any = None,
-                   low: float = 0.0, high: float = 1.0) -> Any:
+def random_uniform(shape: tuple[int, ...], *, like: Array, seed: Any = None,
+                   low: float = 0.0, high: float = 1.0) -> Array:
     """Uniform samples in ``[low, high)`` with ``like``'s dtype, namespace and device."""
     return low + (high - low) * _random(shape, like, seed, "uniform")
 

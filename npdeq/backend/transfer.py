@@ -14,8 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from npdeq.backend.namespace import (array_namespace, default_namespace, device, is_cupy,
-                                     is_numpy, namespace_name, to_numpy)
+from npdeq.backend.namespace import (Array, array_namespace, default_namespace, device,
+                                     is_cupy, is_numpy, namespace_name, to_numpy)
 
 __all__ = ["resolve_target", "move_array", "save_npz", "load_npz"]
 
@@ -79,7 +79,7 @@ def _require_cupy(what: str) -> Any:
     return importlib.import_module("cupy")
 
 
-def move_array(a: Any, xp: Any, target_device: Any = None, dtype: Any = None) -> Any:
+def move_array(a: Array, xp: Any, target_device: Any = None, dtype: Any = None) -> Array:
     """Copy ``a`` into namespace ``xp`` on ``target_device`` (the default one when ``None``).
 
     An array already there (and of ``dtype``) is returned as it is, not copied.
@@ -117,7 +117,7 @@ def move_array(a: Any, xp: Any, target_device: Any = None, dtype: Any = None) ->
     return out
 
 
-def save_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+def save_npz(path: str | os.PathLike, arrays: Mapping[str, Array]) -> None:
     """Write named arrays of any library to an uncompressed ``.npz`` file (via the host).
 
     ``.npz`` is appended to a path without it, as ``numpy.savez`` does.

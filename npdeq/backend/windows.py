@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from npdeq.backend.namespace import array_namespace, device, is_cupy, is_numpy
+from npdeq.backend.namespace import Array, array_namespace, device, is_cupy, is_numpy
 
 __all__ = ["sliding_windows", "fold_windows", "scatter_add", "add_rows"]
 
 
-def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-                    dilation: tuple[int, int]) -> Any:
+def sliding_windows(x: Array, kernel: tuple[int, int], stride: tuple[int, int],
+                    dilation: tuple[int, int]) -> Array:
     """Gather the sliding windows of a padded image batch (im2col).
 
     Args:
@@ -62,8 +62,8 @@ def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
     return xp.stack(rows, axis=2)
 
 
-def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int]) -> Any:
+def fold_windows(cols: Array, image_shape: tuple[int, int, int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> Array:
     """Sum sliding windows back into an image (col2im): the adjoint of :func:`sliding_windows`.
 
     Args:
@@ -93,7 +93,7 @@ def fold_windows(cols: Any, image_shape: tuple[int, int, int, int], stride: tupl
 # --- scatter-add ---------------------------------------------------------------------------
 
 
-def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
+def scatter_add(shape: tuple[int, ...], key: Any, values: Array) -> Array:
     """``zeros(shape)`` with ``values`` added at index ``key``; repeated indices add up.
 
     Args:
@@ -123,7 +123,7 @@ def scatter_add(shape: tuple[int, ...], key: Any, values: Any) -> Any:
 
 
 
-def add_rows(num_rows: int, index: Any, values: Any) -> Any:
+def add_rows(num_rows: int, index: Array, values: Array) -> Array:
     """Rows added up by index (an embedding's gradient): ``out[index[i]] += values[i]``.
 
     Args:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff.tensor import Tensor
 
 ns = backend.array_namespace
@@ -43,7 +44,7 @@ def int_arg(name: str, what: str, value: Any, minimum: int | None = None) -> int
     return number
 
 
-def mask_like(condition: Any, like: Any) -> Any:
+def mask_like(condition: Tensor | Array, like: Tensor | Array) -> Array:
     """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
     like = raw(like)
     return ns(like).astype(raw(condition), like.dtype)
