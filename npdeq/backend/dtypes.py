@@ -1,9 +1,8 @@
 """The default floating-point dtype: what new parameters and tensors made from Python numbers
 get when no dtype is asked for (float64 unless set), like ``torch.set_default_dtype``.
 
-Part of :mod:`npdeq.backend`, below every layer that creates arrays. The default is stored
-as a name (``'float32'`` or ``'float64'``), so it applies in every namespace:
-:func:`get_default_dtype` with a namespace returns that namespace's dtype object.
+The default is stored as a name (``'float32'`` or ``'float64'``), so it applies in every
+namespace: :func:`get_default_dtype` with a namespace returns that namespace's dtype object.
 
 Only new arrays follow the default: arrays passed in keep their dtype, and nothing already
 made is converted.

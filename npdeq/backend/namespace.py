@@ -1,7 +1,8 @@
 """Array-namespace selection, devices and the one host-synchronisation point.
 
-Part of :mod:`npdeq.backend`, the only layer of npdeq's core that may import NumPy; nothing
-imports CuPy at module level (:func:`cupy_available` looks it up lazily).
+What every layer above asks of an array: its namespace (cached per array type), its device,
+a NumPy copy on the host, a Python scalar from a 0-d array (:func:`to_scalar`, the read that
+tests count), and the array inside a registered wrapper (the tape's ``Tensor``).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from npdeq.autodiff.ops.losses import check_reduction, reduce_loss
 from npdeq.autodiff.ops.pooling import avg_pool1d, max_pool1d, max_pool2d
 from npdeq.autodiff.ops.util import as_operand, raw
 from npdeq.autodiff.tensor import Tensor
+from npdeq.backend import Array
 from npdeq.backend.checks import check_bool, check_real
 from npdeq.nn import init
 from npdeq.nn.classification import check_no_legacy, cross_entropy, nll_loss
@@ -164,7 +165,8 @@ def normalize(input: Any, p: float = 2.0, dim: int | Sequence[int] = 1,
 # --- dropout -------------------------------------------------------------------------------
 
 
-def dropout_mask(like: Any, shape: Sequence[int], p: float, seed: Any = None) -> Any:
+def dropout_mask(like: Tensor | Array, shape: Sequence[int], p: float, seed: Any = None
+                 ) -> Array:
     """A dropout mask: ``0`` with probability ``p``, else ``1 / (1 - p)`` (zeros for
     ``p = 1``), in ``like``'s dtype, namespace and device.
 

@@ -4,8 +4,6 @@
 Two primitives, each the other's VJP (so gradients of any order work): ``_take_rows``
 gathers rows (``xp.take`` along axis 0) and ``_add_rows`` adds rows back by index
 (``backend.add_rows``: a scatter-add, repeated indices add up).
-
-May import: ``npdeq.backend`` and the other op modules (no NumPy).
 """
 
 from __future__ import annotations

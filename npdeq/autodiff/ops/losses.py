@@ -1,7 +1,5 @@
 """Loss functions with PyTorch's conventions: ``cross_entropy`` (logits and integer labels)
 and ``mse_loss``, as composites of the tape's primitives.
-
-May import: ``npdeq.backend`` and the other op modules (no NumPy).
 """
 
 from __future__ import annotations
