@@ -2,127 +2,49 @@
 
 The configuration (solver settings, checked at construction), the forward solve on raw arrays
 (``func`` wrapped into an array map that records nothing), the checks of ``forward``'s
-arguments before any solve, the eval path (one solve, detached ``[z*]``, optional spectral
-radius), and the hook that keeps the backward statistics in ``info``. The cores in
-:mod:`npdeq.core.cores` add the training path.
+arguments before any solve (the solver calls: :mod:`npdeq.core.solver_calls`), the eval path
+(one solve, detached ``[z*]``, optional spectral radius), and the hook that keeps the
+backward statistics in ``info``. The cores in :mod:`npdeq.core.cores` add the training path.
 
 ``DEQBase`` is an :class:`npdeq.nn.Module`, so ``model.train()`` / ``model.eval()`` on a
 user's model reach it, as in TorchDEQ.
-
-Imports the config module, the solvers, the gradient layer's state helpers and adjoint solver
-names, ``nn.Module``, the tape and the shared exceptions.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import warnings
-from collections.abc import Mapping
 from typing import Any, Callable
 
 from npdeq.autodiff import Tensor, is_grad_enabled, no_grad
+from npdeq.core.config import ConfigWarning, DEQConfig, default, is_default, is_set
 from npdeq.core.dtypes import call_checking_dtypes
-from npdeq.core.config import (ConfigWarning, DEQConfig, check_value, default, is_default,
-                               is_set, unknown_key_error)
+from npdeq.core.solver_calls import (NO_STOPPING_TEST, check_solver_call, check_solver_kwargs,
+                                     named_solver, solver_parameters)
 from npdeq.core.sradius import spectral_radius
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad.adjoint import LINEAR_SOLVERS, store_backward_stats
-from npdeq.grad.state import call_state_func
+from npdeq.grad.state import call_state_func, solver_map
 from npdeq.nn.module import Module
-from npdeq.solver import get_solver, registered_solvers
+from npdeq.solver import get_solver
 
 __all__ = ["DEQBase", "array_map", "initial_state", "solver_parameters", "check_solver_call",
-           "BackwardRecorder"]
-
-# Solver arguments the cores set themselves (not through solver_kwargs).
-_RESERVED = ("func", "x0", "max_iter", "indexing")
-# Registered solvers that take a tolerance for the solver contract but never stop early.
-NO_STOPPING_TEST = ("simple_fixed_point_iter",)
-
-
-@functools.lru_cache(maxsize=64)
-def solver_parameters(solver: Callable[..., Any]) -> frozenset[str] | None:
-    """The keyword arguments ``solver`` takes besides ``func``, ``x0``, ``max_iter`` and
-    ``indexing`` (``None``: any, it has ``**kwargs``).
-
-    Args:
-        solver: a solver function.
-
-    Returns:
-        The names, or ``None``.
-
-    Example:
-        >>> from npdeq.solver import fixed_point_iter
-        >>> sorted(solver_parameters(fixed_point_iter))
-        ['per_sample', 'return_final', 'stop_mode', 'tau', 'tol']
-    """
-    try:
-        params = inspect.signature(solver).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                   inspect.Parameter.KEYWORD_ONLY)]
-    return frozenset(names[2:]) - set(_RESERVED)  # after (func, x0)
-
-
-def check_solver_call(solver: Callable[..., Any], name: str, role: str,
-                      keys: Any) -> None:
-    """Check, before any solve, that ``solver(func, x0, **{key: ...})`` is a valid call.
-
-    The cores call every solver with the same keywords (``max_iter``, ``indexing``, ``tol``,
-    ``stop_mode`` for the forward solve; ``max_iter``, ``tol``, ``stop_mode`` for the IFT
-    backward solve): a registered solver whose signature cannot take them would otherwise
-    fail at the first forward call, or only at ``backward()``.
-
-    Args:
-        solver: the solver function.
-        name: its registered name (for the message).
-        role: the config key that chose it (``'f_solver'`` or ``'b_solver'``).
-        keys: the keyword names the core passes.
-
-    Raises:
-        ValueError: the signature cannot bind those keywords (names the solver and the
-            keywords).
-
-    Example:
-        >>> try:
-        ...     check_solver_call(lambda func, x0, max_iter: None, 'mine', 'b_solver',
-        ...                       ('max_iter', 'tol'))
-        ... except ValueError as error:
-        ...     print(str(error).split(': ')[-1])
-        got an unexpected keyword argument 'tol'
-    """
-    try:
-        signature = inspect.signature(solver)
-    except (TypeError, ValueError):
-        return
-    keys = tuple(keys)
-    try:
-        signature.bind(None, None, **dict.fromkeys(keys))
-    except TypeError as error:
-        call = ", ".join(["func", "x0"] + [f"{k}=..." for k in keys])
-        raise ValueError(f"{role} {name!r} cannot be called as the DEQ core calls it, "
-                         f"solver({call}): {error}") from None
+           "BackwardRecorder", "NO_STOPPING_TEST"]
 
 
 def array_map(func: Callable[..., Any], z: Any,
               check_dtypes: bool | None = None) -> Callable[..., Any]:
-    """``func`` on Tensors as a map on raw arrays for the solvers; nothing is recorded.
-
-    Every call checks that ``func`` returns the structure and shapes of its input
-    (:func:`npdeq.grad.state.call_state_func`). With ``check_dtypes`` the first call is
-    recorded, to check that no parameter has a lower precision than the state
+    """The cores' :func:`~npdeq.grad.state.solver_map`: with ``check_dtypes`` its first
+    call is recorded, to check that no parameter has a lower precision than the state
     (:func:`npdeq.core.dtypes.call_checking_dtypes`); by default it is when grad mode is on
     at that call (a training forward: the eval path and ``no_grad`` record nothing).
 
     Args:
         func: ``func(z)`` or ``func(*zs)`` on Tensors.
         z: an array or a tuple of arrays: the structure ``func`` is called with.
+        check_dtypes: ``True``/``False``: always/never check at the first call.
 
     Returns:
         ``f(z) -> z'`` (or ``f(*zs) -> tuple``) on raw arrays.
@@ -132,20 +54,17 @@ def array_map(func: Callable[..., Any], z: Any,
         >>> array_map(lambda z: npdeq.tanh(z), np.zeros((1, 2)))(np.ones((1, 2))).shape
         (1, 2)
     """
-    single = not isinstance(z, tuple)
-    first = [check_dtypes is not False]
+    if check_dtypes is False:
+        return solver_map(func, z)
+    return solver_map(func, z, functools.partial(_first_call, check_dtypes))
 
-    def mapped(*zs: Any) -> Any:
-        states = tuple(Tensor(a) for a in zs)
-        if first[0] and (check_dtypes or is_grad_enabled()):
-            out = call_checking_dtypes(func, states)
-        else:
-            with no_grad():
-                out = call_state_func(func, states)
-        first[0] = False
-        return out[0].data if single else tuple(o.data for o in out)
 
-    return mapped
+def _first_call(check_dtypes: bool | None, func: Callable[..., Any],
+                states: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    if check_dtypes or is_grad_enabled():
+        return call_checking_dtypes(func, states)
+    with no_grad():
+        return call_state_func(func, states)
 
 
 def initial_state(z_init: Any) -> Any:
@@ -216,17 +135,6 @@ class BackwardRecorder:
             store_backward_stats(self.info, stats)
         if self.writer is not None:
             self.writer(stats)
-
-
-def _named_solver(key: str, name: str, extra: tuple[str, ...] = ()) -> Callable[..., Any]:
-    """``get_solver(name)``, its error naming the config key (and the names ``key`` also
-    takes besides the registered solvers)."""
-    try:
-        return get_solver(name)
-    except ValueError as error:
-        extra = tuple(n for n in extra if n not in registered_solvers())
-        also = f" (or {', '.join(repr(n) for n in extra)})" if extra else ""
-        raise ValueError(f"config key {key!r}: {error}{also}") from None
 
 
 def _detached(z: Any) -> Any:
@@ -302,9 +210,9 @@ class DEQBase(Module):
         self.f_solver: str = cfg.get("f_solver")
         self.b_solver: str = cfg.get("b_solver")
         # unknown names raise here, not at the first call (or at backward)
-        _named_solver("f_solver", self.f_solver)
+        named_solver("f_solver", self.f_solver)
         if self.b_solver not in LINEAR_SOLVERS:  # those the adjoint solve handles itself
-            _named_solver("b_solver", self.b_solver, extra=tuple(LINEAR_SOLVERS))
+            named_solver("b_solver", self.b_solver, extra=tuple(LINEAR_SOLVERS))
         no_stat = cfg.get("no_stat")
         self.no_stat: bool = (self.f_solver == "simple_fixed_point_iter"
                               if no_stat is None else no_stat)
@@ -407,8 +315,10 @@ class DEQBase(Module):
             >>> import numpy as np, npdeq
             >>> deq = npdeq.get_deq(core='indexing', f_tol=1e-8).eval()
             >>> z_out, info = deq(lambda z: 0.5 * z + 1.0, np.zeros((2, 3)), sradius_mode=True)
-            >>> z_out[0].requires_grad, info['converged'].tolist(), info['sradius'].round(6).tolist()
-            (False, [True, True], [0.5, 0.5])
+            >>> z_out[0].requires_grad, info['converged'].tolist()
+            (False, [True, True])
+            >>> info['sradius'].round(6).tolist()
+            [0.5, 0.5]
         """
         if not callable(func):
             raise TypeError(f"func must be callable, got {type(func).__name__}")
@@ -419,7 +329,7 @@ class DEQBase(Module):
         elif not isinstance(sradius_mode, bool):
             raise TypeError(f"sradius_mode must be True, False or None, got {sradius_mode!r}")
         z0 = initial_state(z_init)
-        kwargs, budget = self._split_solver_kwargs(solver_kwargs)
+        kwargs, budget = check_solver_kwargs(self.f_solver, solver_kwargs)
         if self.training:
             recording = is_grad_enabled()
             z_out, info = self._train_forward(func, z0,
@@ -445,29 +355,6 @@ class DEQBase(Module):
             "(get_deq), or override _train_forward / forward in a subclass")
 
     # -- shared pieces ------------------------------------------------------------------------
-
-    def _split_solver_kwargs(self, solver_kwargs: Any) -> tuple[dict, int | None]:
-        """Check ``solver_kwargs`` against the forward solver; split off ``f_max_iter``."""
-        if solver_kwargs is None:
-            return {}, None
-        if not isinstance(solver_kwargs, Mapping):
-            raise TypeError(f"solver_kwargs must be a dict, got {type(solver_kwargs).__name__}")
-        kwargs = dict(solver_kwargs)
-        budget = kwargs.pop("f_max_iter", None)
-        if budget is not None:
-            budget = check_value("f_max_iter", budget)
-        for key in _RESERVED:
-            if key in kwargs:
-                hint = " (use 'f_max_iter')" if key == "max_iter" else ""
-                raise ValueError(f"solver_kwargs may not set {key!r}: the DEQ core sets it"
-                                 f"{hint}")
-        accepted = solver_parameters(get_solver(self.f_solver))
-        if accepted is not None:
-            for key in kwargs:
-                if key not in accepted:
-                    raise unknown_key_error(key, accepted | {"f_max_iter"},
-                                            f"argument of solver {self.f_solver!r}")
-        return kwargs, budget
 
     def _solve(self, func: Callable[..., Any], z0: Any, max_iter: int,
                indexing: list[int] | None, kwargs: dict, quiet: bool = False) -> tuple:

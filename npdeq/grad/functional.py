@@ -1,30 +1,18 @@
-"""``npdeq.fixed_point``: a differentiable fixed point for users without DEQ modules.
-
-Imports the tape, the solvers and the gradient rules of this package.
-"""
+"""``npdeq.fixed_point``: a differentiable fixed point for users without DEQ modules."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, no_grad
+from npdeq.autodiff import Tensor
 from npdeq.grad.adjoint import check_adjoint_args, store_backward_stats
 from npdeq.grad.ift import implicit_grad
 from npdeq.grad.phantom import check_phantom_memory, phantom_grad
-from npdeq.grad.state import raw_arrays, as_state_tuple, call_state_func, restore
+from npdeq.grad.state import as_state_tuple, raw_arrays, restore, solver_map
 from npdeq.solver import get_solver
 
 __all__ = ["fixed_point"]
-
-
-def _array_map(func: Callable[..., Any], single: bool) -> Callable[..., Any]:
-    """``func`` on Tensors as a map on raw arrays for the solvers (nothing recorded)."""
-    def mapped(*zs):
-        with no_grad():
-            out = call_state_func(func, tuple(Tensor(z) for z in zs))
-        return out[0].data if single else tuple(o.data for o in out)
-    return mapped
 
 
 def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
@@ -83,7 +71,7 @@ def fixed_point(func: Callable[..., Any], z0: Any, *, solver: str = "anderson",
     if grad == "ift":
         check_adjoint_args(b_solver, b_solver_kwargs)  # fails here, not in backward()
     check_phantom_memory(phantom_memory)
-    z_star, _, info = solve(_array_map(func, single), arrays[0] if single else arrays,
+    z_star, _, info = solve(solver_map(func, z0), arrays[0] if single else arrays,
                             **(solver_kwargs or {}))
     z_star = as_state_tuple(z_star)
     info["backward"] = None

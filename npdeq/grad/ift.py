@@ -11,12 +11,12 @@ Under ``create_graph=True`` the rule's backward is itself recorded, so derivativ
 order exist: u is attached to its own fixed-point equation by this same rule, and ``f`` is
 recorded again at the IFT-corrected state (see ``_recorded_vjp``). A Hessian-vector product
 costs the first-order adjoint solve plus one more solve, with J instead of J^T, in the
-second backward pass; no forward iteration is ever stored. Imports the tape, the solvers
-(through ``adjoint``), ``state`` and ``externals``.
+second backward pass; no forward iteration is ever stored.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from npdeq import backend
@@ -26,24 +26,23 @@ from npdeq.autodiff.engine import partial_grad
 from npdeq.autodiff.program import vjp_program
 from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args
 from npdeq.grad.externals import outside_tensors, tape_clock
-from npdeq.grad.state import raw_arrays, call_state_func, pack_tensors, unpack_tensors
+from npdeq.grad.state import call_state_func, pack_tensors, raw_arrays, unpack_tensors
+from npdeq.solver.state import pack_states
 
 __all__ = ["implicit_grad"]
 
 
+@dataclass(slots=True)
 class _AdjointProblem:
     """What the rule needs besides its arguments: the solution z*, the solver settings and
     ``func`` (recorded again at the IFT-corrected state for a differentiable backward)."""
 
-    __slots__ = ("func", "z_leaves", "b_solver", "b_solver_kwargs", "writer", "order")
-
-    def __init__(self, func, z_leaves, b_solver, b_solver_kwargs, writer, order):
-        self.func = func
-        self.z_leaves = z_leaves
-        self.b_solver = b_solver
-        self.b_solver_kwargs = b_solver_kwargs
-        self.writer = writer
-        self.order = order  # which derivative this rule's adjoint solve serves
+    func: Callable[..., Any]
+    z_leaves: tuple[Tensor, ...]
+    b_solver: str
+    b_solver_kwargs: dict | None
+    writer: Callable[[dict], Any] | None
+    order: int  # which derivative this rule's adjoint solve serves
 
     def write(self, stats):
         stats["order"] = self.order
@@ -71,15 +70,11 @@ def _adjoint(g, f_packed, problem):
     # The same VJP at every iteration of the adjoint solve: walk the graph once, here.
     program = vjp_program(f_packed, problem.z_leaves, allow_unused=True)
     z_leaves = problem.z_leaves
-    batch = g.shape[0]
 
     def vjp_z(v):
         grads = program(Tensor(v))
-        grads = [xp.zeros_like(z.data) if gz is None else gz.data
-                 for gz, z in zip(grads, z_leaves)]
-        if len(grads) == 1:
-            return grads[0] if grads[0].ndim == 2 else xp.reshape(grads[0], (batch, -1))
-        return xp.concat([xp.reshape(a, (batch, -1)) for a in grads], axis=1)
+        return pack_states([xp.zeros_like(z.data) if gz is None else gz.data
+                            for gz, z in zip(grads, z_leaves)])
 
     with no_grad():
         u, _ = adjoint_solve(vjp_z, g, problem.b_solver, problem.b_solver_kwargs,
@@ -105,14 +100,14 @@ def _recorded_vjp(argnums, g, ans, f_packed, outside, problem):
     """
     u = _adjoint(g.data, f_packed, problem)
     shapes = [tuple(z.shape) for z in problem.z_leaves]
-    z_data = pack_tensors([Tensor(z.data) for z in problem.z_leaves]).data
-    z_state = _single_or_unpacked(carry_gradient(z_data, ans), shapes)
-    f_z = _single_or_packed(call_state_func(problem.func, z_state))
+    z_data = pack_states(raw_arrays(problem.z_leaves))
+    z_state = unpack_tensors(carry_gradient(z_data, ans), shapes)
+    f_z = pack_tensors(call_state_func(problem.func, z_state))
 
     def h(u_state):
         z_grads = partial_grad(f_z, z_state, u_state, create_graph=True)
         z_grads = [zeros_like(z) if gz is None else gz for gz, z in zip(z_grads, z_state)]
-        return _single_or_packed(z_grads) + g
+        return pack_tensors(z_grads) + g
 
     (u_tensor,) = implicit_grad(h, (u,), problem.b_solver, problem.b_solver_kwargs,
                                 problem.writer, _order=problem.order + 1)
@@ -120,16 +115,6 @@ def _recorded_vjp(argnums, g, ans, f_packed, outside, problem):
     grads = partial_grad(f_z, list(z_state) + wanted, u_tensor, create_graph=True)
     by_argnum = dict(zip([i for i in argnums if i > 0], grads[len(z_state):]))
     return tuple(None if i == 0 else by_argnum[i] for i in argnums)
-
-
-def _single_or_packed(states):
-    """One (B, D) state as it is, anything else packed (one op less per VJP)."""
-    return states[0] if len(states) == 1 and len(states[0].shape) == 2 else pack_tensors(states)
-
-
-def _single_or_unpacked(packed, shapes):
-    return (packed,) if len(shapes) == 1 and len(shapes[0]) == 2 else unpack_tensors(packed,
-                                                                                        shapes)
 
 
 # ``value`` (a raw array) with the derivative of ``carrier``: the cotangent passes through.
@@ -158,8 +143,9 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
     Returns:
         A tuple of Tensors with the values of ``func(*z_star)`` whose gradients with respect
         to everything ``func`` closes over are the implicit ones, to every order (the
-        backward pass can be recorded with ``create_graph=True`` and differentiated again). When nothing in ``func``
-        requires grad, or under ``no_grad()`` (nothing is recorded then), detached values.
+        backward pass can be recorded with ``create_graph=True`` and differentiated
+        again). When nothing in ``func`` requires grad, or under ``no_grad()`` (nothing is
+        recorded then), detached values.
 
     Raises:
         ValueError/TypeError: ``func`` returns a different structure than ``z_star``; an
@@ -183,11 +169,11 @@ def implicit_grad(func: Callable[..., Any], z_star: tuple[Any, ...],
         z_leaves = tuple(Tensor(z, requires_grad=True) for z in raw_arrays(z_star))
         since = tape_clock()
         f_out = call_state_func(func, z_leaves)
-        f_packed = _single_or_packed(f_out)
+        f_packed = pack_tensors(f_out)
         outside = outside_tensors((f_packed,), z_leaves, since)
         if not outside:
             return tuple(o.detach() for o in f_out)
         problem = _AdjointProblem(func, z_leaves, b_solver, b_solver_kwargs, writer, _order)
         corrected = implicit_correction(f_packed, *outside, problem=problem)
         shapes = [tuple(z.shape) for z in z_leaves]
-        return _single_or_unpacked(corrected, shapes)
+        return unpack_tensors(corrected, shapes)

@@ -8,18 +8,17 @@ gradient with one more VJP: one shared adjoint solve per backward pass, whatever
 of parameters. When autograd differentiates the backward pass itself (``autograd.hessian``,
 a gradient of a gradient), the adjoint is returned as this module's own fixed point of
 ``u = J^T u + g``, so its derivative is one more implicit solve (with J in place of J^T),
-and so on for every order. The whole state is solved as one system (no batch dimension is assumed, so
-``f`` may couple every entry). Unlike ``autograd.misc.fixed_points``, every solve has an
-iteration cap, and a solve that stops short or meets a non-finite value warns with
-:class:`~npdeq.exceptions.ConvergenceWarning`.
-
-Imports numpy, autograd (the optional ``autograd`` extra), the solvers and the adjoint solve
-of :mod:`npdeq.grad`.
+and so on for every order. The whole state is solved as one system (a ``(1, D)`` row: no
+batch dimension is assumed, so ``f`` may couple every entry). Unlike
+``autograd.misc.fixed_points``, every solve has an iteration cap, and a solve that stops
+short or meets a non-finite value warns with :class:`~npdeq.exceptions.ConvergenceWarning`
+(:mod:`npdeq.solver.failure`). Needs the optional ``autograd`` extra.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -35,7 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad.adjoint import adjoint_solve, check_adjoint_args, store_backward_stats
-from npdeq.solver import get_solver
+from npdeq.solver import get_solver, pack_states, unpack_states
+from npdeq.solver.failure import warn_failure, warn_if_failed
 
 __all__ = ["fixed_point", "FORWARD_DEFAULTS", "BACKWARD_DEFAULTS"]
 
@@ -45,7 +45,8 @@ BACKWARD_DEFAULTS = {"tol": 1e-8, "max_iter": 100, "stop_mode": "abs"}
 
 
 class _Layout:
-    """A state (one array or a tuple of arrays) as one ``(1, D)`` row and back."""
+    """A state (one array or a tuple of arrays) as one ``(1, D)`` row and back: each array is
+    one sample of :func:`~npdeq.solver.pack_states`'s layout."""
 
     def __init__(self, z0: Any) -> None:
         self.is_tuple = isinstance(z0, (tuple, list))
@@ -53,7 +54,6 @@ class _Layout:
         if not parts:
             raise ValueError("z0 is an empty tuple: a state needs at least one array")
         self.shapes = [p.shape for p in parts]
-        self.sizes = [p.size for p in parts]
         dtype = np.result_type(*parts)
         self.dtype = dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
@@ -62,21 +62,18 @@ class _Layout:
         if len(parts) != len(self.shapes):
             raise ValueError(f"{what} returned {len(parts)} state(s); z0 has "
                              f"{len(self.shapes)}")
-        flat = []
+        parts = [np.asarray(p) for p in parts]
         for i, (p, shape) in enumerate(zip(parts, self.shapes)):
-            p = np.asarray(p)
             if p.shape != shape:
                 raise ValueError(f"{what} returned shape {p.shape} for state {i}; z0 has "
                                  f"shape {shape}")
-            flat.append(p.reshape(-1))
-        return np.concatenate(flat).astype(self.dtype, copy=False)[None, :]
+        # One part packs to a view of the caller's array: copy it, as joining several does.
+        return pack_states([p.reshape(1, -1) for p in parts]).astype(
+            self.dtype, copy=len(parts) == 1)
 
     def unpack(self, row: np.ndarray) -> Any:
-        row = row.reshape(-1)
-        parts, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes):
-            parts.append(row[start:start + size].reshape(shape))
-            start += size
+        parts = unpack_states(row.reshape(1, -1), [(1, *shape) for shape in self.shapes])
+        parts = [p.reshape(shape) for p, shape in zip(parts, self.shapes)]
         return tuple(parts) if self.is_tuple else parts[0]
 
     def container(self, z: Any) -> Any:
@@ -85,37 +82,38 @@ class _Layout:
         return ag_tuple(tuple(z)) if self.is_tuple else z
 
 
+@dataclass(slots=True)
 class _Problem:
     """The non-differentiable part of a call: ``f``, the start and the solver settings."""
 
-    __slots__ = ("f", "layout", "z0", "solver", "solver_kwargs", "b_solver", "b_solver_kwargs",
-                 "info", "order")
+    f: Callable[..., Any]
+    layout: _Layout
+    z0: Any
+    solver: str
+    solver_kwargs: dict
+    b_solver: str
+    b_solver_kwargs: dict
+    info: dict | None
+    order: int = 1  # 1 for z*; n + 1 for the adjoint of an order-n backward pass
 
-    def __init__(self, f, layout, z0, solver, solver_kwargs, b_solver, b_solver_kwargs, info,
-                 order=1):
-        self.order = order  # 1 for z*; n + 1 for the adjoint of an order-n backward pass
-        self.f = f
-        self.layout = layout
-        self.z0 = z0
-        self.solver = solver
-        self.solver_kwargs = solver_kwargs
-        self.b_solver = b_solver
-        self.b_solver_kwargs = b_solver_kwargs
-        self.info = info
+
+_WHO = "npdeq.interop.autograd.fixed_point"
+_FORWARD_NONFINITE = ("the forward solve met non-finite values; the result is not a fixed "
+                      "point (is f contractive?)")
+# No numbers in the messages (they are in info): the default filter then shows each once per
+# calling line instead of once per solve.
+_FORWARD_NOT_CONVERGED = ("the forward solve stopped at max_iter for some samples; the result "
+                          "is approximate (see info['forward']['abs_lowest']; raise max_iter, "
+                          "or is f contractive?)")
 
 
 def _warn_forward(info: dict, z: np.ndarray) -> None:
-    if bool(np.any(info["nonfinite"])) or not np.all(np.isfinite(z)):
-        warnings.warn("npdeq.interop.autograd.fixed_point: the forward solve met non-finite "
-                      "values; the result is not a fixed point (is f contractive?)",
-                      ConvergenceWarning, stacklevel=4)
-    elif not bool(np.all(info["converged"])):
-        # No numbers in the message (they are in info): the default filter then shows it
-        # once per calling line instead of once per solve.
-        warnings.warn("npdeq.interop.autograd.fixed_point: the forward solve stopped at "
-                      "max_iter for some samples; the result is approximate (see "
-                      "info['forward']['abs_lowest']; raise max_iter, or is f contractive?)",
-                      ConvergenceWarning, stacklevel=4)
+    # Autograd's tracer calls this module: the warning points past its frames too.
+    if not np.all(np.isfinite(z)):
+        warn_failure(f"{_WHO}: {_FORWARD_NONFINITE}", skip=("autograd",))
+    else:
+        warn_if_failed(info, _FORWARD_NONFINITE, _FORWARD_NOT_CONVERGED, who=_WHO,
+                       skip=("autograd",))
 
 
 @primitive

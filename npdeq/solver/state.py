@@ -4,15 +4,18 @@ seen by the solvers as one packed ``(B, D)`` array.
 The solvers work on ``(B, D)`` arrays only. :func:`pack_states` flattens each state per sample
 and concatenates them; :func:`unpack_states` undoes it. :func:`packed_map` wraps the user's
 ``func`` (``func(z)`` for one array, ``func(*zs)`` returning a tuple for several, TorchDEQ's
-convention) into a map on packed arrays and checks its first output against its input.
-Imports only the backend.
+convention) into a map on packed arrays and checks every output against its input.
+:func:`pack_states`/:func:`unpack_states` also serve any caller that lays a state out as
+one ``(B, D)`` array (``B = 1`` for a state solved as one system).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
+from npdeq.backend import Array
 
 __all__ = ["pack_states", "unpack_states", "state_shapes", "packed_map", "is_state_tuple",
            "check_result"]
@@ -45,7 +48,7 @@ def state_shapes(states: Any) -> list[tuple[int, ...]]:
     return shapes
 
 
-def pack_states(states: Any) -> Any:
+def pack_states(states: Any) -> Array:
     """Flatten each ``(B, ...)`` state per sample and concatenate them into ``(B, D)``.
 
     Args:
@@ -65,15 +68,18 @@ def pack_states(states: Any) -> Any:
         >>> pack_states((np.ones((2, 3)), np.zeros((2, 2, 2)))).shape
         (2, 7)
     """
-    shapes = state_shapes(states)
     arrays = list(states) if is_state_tuple(states) else [states]
+    if len(arrays) == 1 and getattr(arrays[0], "ndim", None) == 2:
+        return arrays[0]  # already (B, D): nothing to check or join
+    shapes = state_shapes(states)
     xp = backend.check_same_namespace(arrays, "pack_states")
     flat = [a if a.ndim == 2 else xp.reshape(a, (shape[0], -1))
             for a, shape in zip(arrays, shapes)]
     return flat[0] if len(flat) == 1 else xp.concat(flat, axis=1)
 
 
-def unpack_states(packed: Any, shapes: Sequence[tuple[int, ...]], as_tuple: bool = True) -> Any:
+def unpack_states(packed: Array, shapes: Sequence[tuple[int, ...]],
+                  as_tuple: bool = True) -> Any:
     """Undo :func:`pack_states`.
 
     Args:
@@ -92,7 +98,7 @@ def unpack_states(packed: Any, shapes: Sequence[tuple[int, ...]], as_tuple: bool
     """
     xp = backend.array_namespace(packed)
     batch = packed.shape[0]
-    sizes = [_per_sample_size(s) for s in shapes]
+    sizes = [math.prod(s[1:]) for s in shapes]
     if sum(sizes) != packed.shape[1]:
         raise ValueError(f"packed state has {packed.shape[1]} values per sample but the "
                          f"shapes {list(shapes)} need {sum(sizes)}")
@@ -103,13 +109,6 @@ def unpack_states(packed: Any, shapes: Sequence[tuple[int, ...]], as_tuple: bool
         out.append(part if tuple(part.shape) == full else xp.reshape(part, full))
         start += size
     return tuple(out) if as_tuple or len(out) > 1 else out[0]
-
-
-def _per_sample_size(shape: tuple[int, ...]) -> int:
-    size = 1
-    for s in shape[1:]:
-        size *= s
-    return size
 
 
 def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any], Any,
@@ -153,19 +152,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         ValueError: func returned shape (1, 2) at call 2; expected (3, 2) (the shape of its input)
     """
     is_tuple = is_state_tuple(x0)
-    # Tensors (in x0 or from func) are read as their arrays: the solvers do not differentiate.
-    x0 = tuple(backend.unwrap_array(a) for a in x0) if is_tuple else backend.unwrap_array(x0)
-    arrays = list(x0) if is_tuple else [x0]
-    for i, a in enumerate(arrays):
-        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} must be an array, got "
-                            f"{type(a).__name__}")
-    shapes = state_shapes(x0)
-    xp = backend.check_same_namespace(arrays, "x0")
-    for i, a in enumerate(arrays):
-        if not xp.isdtype(a.dtype, "real floating"):
-            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} has dtype {a.dtype}; the "
-                            "solvers need a real floating-point state")
+    x0, arrays, shapes, xp = _start_state(x0, is_tuple)
     z0 = pack_states(x0)
     device = backend.device(z0)
     if not is_tuple and len(shapes[0]) == 2:
@@ -221,6 +208,25 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         return pack_states(out)
 
     return call, z0, restore
+
+
+def _start_state(x0: Any, is_tuple: bool) -> tuple[Any, list[Array], list[tuple[int, ...]],
+                                                    Any]:
+    """``x0`` with Tensors read as their arrays (the solvers do not differentiate), checked:
+    ``(x0, its arrays, their shapes, their namespace)``."""
+    x0 = tuple(backend.unwrap_array(a) for a in x0) if is_tuple else backend.unwrap_array(x0)
+    arrays = list(x0) if is_tuple else [x0]
+    for i, a in enumerate(arrays):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} must be an array, got "
+                            f"{type(a).__name__}")
+    shapes = state_shapes(x0)
+    xp = backend.check_same_namespace(arrays, "x0")
+    for i, a in enumerate(arrays):
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(f"x0{f'[{i}]' if is_tuple else ''} has dtype {a.dtype}; the "
+                            "solvers need a real floating-point state")
+    return x0, arrays, shapes, xp
 
 
 def check_result(out: Any, shape: tuple[int, ...], dtype: Any, xp: Any, device: Any,
