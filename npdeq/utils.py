@@ -4,28 +4,25 @@
   standard normal, the rest zero), created in any namespace and on any device;
 - :func:`mem_gc`: gradient checkpointing on the tape. The call keeps one node (its inputs
   and the tensors the function closes over), not the function's inner graph; the backward
-  recomputes the function with recording and pulls the cotangent through it.
-
+  recomputes the function with recording and pulls the cotangent through it
+  (:func:`~npdeq.grad.recompute.rerun_in_backward`);
 - :func:`add_deq_args`: :func:`npdeq.core.add_deq_args`, here too because TorchDEQ's docs
   and the deq-zoo scripts import it from ``utils``.
-
-Imports the cores (for ``add_deq_args``), the tape, the gradient layer's closure discovery
-(:mod:`npdeq.grad.externals`), parameter initialisation (:mod:`npdeq.nn`) and the backend.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.autodiff import (Tensor, concat, defvjp_argnums, enable_grad, getitem,
-                            is_grad_enabled, no_grad, primitive, reshape, zeros_like)
-from npdeq.autodiff.engine import partial_grad
-from npdeq.grad.externals import outside_tensors, tape_clock
-from npdeq.nn import Module, init
+from npdeq.autodiff import Tensor, is_grad_enabled, no_grad
+from npdeq.backend import Array
 from npdeq.backend.checks import check_int
 from npdeq.core import add_deq_args
+from npdeq.grad.externals import outside_tensors, tape_clock
+from npdeq.grad.recompute import record, rerun_in_backward
+from npdeq.grad.state import pack_tensors, unpack_tensors
+from npdeq.nn import Module, init
 
 __all__ = ["mixed_init", "mem_gc", "add_deq_args"]
 
@@ -47,7 +44,7 @@ def _check_shape(z_shape: Any) -> tuple[int, ...]:
 
 
 def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = None,
-               dtype: Any = None, like: Any = None, seed: Any = None) -> Any:
+               dtype: Any = None, like: Any = None, seed: Any = None) -> Array:
     """TorchDEQ's mixed initialisation: standard normal entries where a fair coin says so,
     zeros elsewhere (proposed for path independence, Anil et al. 2022).
 
@@ -95,21 +92,6 @@ def mixed_init(z_shape: int | Sequence[int], device: Any = None, *, xp: Any = No
 # -- gradient checkpointing -----------------------------------------------------------------
 
 
-class _Checkpoint:
-    """What one ``mem_gc`` call keeps: the function and its arguments (no inner graph)."""
-
-    __slots__ = ("func", "args", "output")
-
-    def __init__(self, func, args, output):
-        self.func = func
-        self.args = args          # the caller's arguments, Tensors as given
-        self.output = output      # the forward's packed result, handed over once
-
-    def take_output(self):
-        out, self.output = self.output, None
-        return out
-
-
 def _split_outputs(out: Any) -> tuple[list[Any], list[int]]:
     """``func``'s result as a list, and the positions of its floating-point Tensors."""
     items = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -128,46 +110,14 @@ def _split_outputs(out: Any) -> tuple[list[Any], list[int]]:
     return items, positions
 
 
-def _pack(tensors: Sequence[Tensor]) -> Tensor:
-    """One Tensor for the primitive to return: the output itself, or all flattened and
-    joined (with tape ops, so the backward's recomputation packs the same way)."""
-    if len(tensors) == 1:
-        return tensors[0]
-    return concat([reshape(t, (-1,)) for t in tensors], axis=0)
-
-
-def _recompute(run: _Checkpoint) -> Tensor:
-    items, positions = _split_outputs(run.func(*run.args))
-    return _pack([items[i] for i in positions])
-
-
-def _checkpoint_vjp(argnums, g, ans, *parents, run):
-    # The engine runs rules with grad mode = create_graph: then the recomputation and its
-    # backward are recorded too, from the caller's own tensors, for higher derivatives.
-    create_graph = is_grad_enabled()
-    wanted = [parents[i] for i in argnums]
-    with enable_grad():
-        packed = _recompute(run)
-    if not packed.requires_grad:
-        return tuple(zeros_like(w) for w in wanted)
-    # Stop at the parents: one may be computed from another (an injection from a weight),
-    # and the engine adds that path itself.
-    grads = partial_grad(packed, wanted, g, create_graph=create_graph)
-    return tuple(zeros_like(w) if gw is None else gw for gw, w in zip(grads, wanted))
-
-
-_checkpoint = primitive(lambda *parents, run: run.take_output(), name="mem_gc")
-defvjp_argnums(_checkpoint, _checkpoint_vjp)
-
-
-def _parents(in_args: tuple, found: Sequence[Tensor]) -> list[Tensor]:
-    """The in_args Tensors that require grad, then the other tensors found, each once."""
-    parents, seen = [], set()
-    for t in [a for a in in_args if isinstance(a, Tensor) and a.requires_grad] + list(found):
-        if id(t) not in seen:
-            seen.add(id(t))
-            parents.append(t)
-    return parents
+def _floating(func: Callable[..., Any]) -> Callable[..., Tensor]:
+    """``func`` returning its floating outputs packed into one Tensor (with tape ops, so
+    the backward's recomputation packs the same way): the output itself, or all flattened
+    and joined."""
+    def packed(*args: Any) -> Tensor:
+        items, positions = _split_outputs(func(*args))
+        return pack_tensors([items[i] for i in positions], batch=False)
+    return packed
 
 
 def _check_params(params: Any) -> list[Tensor]:
@@ -244,34 +194,28 @@ def mem_gc(func: Callable[..., Any], in_args: Sequence[Any] | Tensor | None = No
     if fixed is not None:
         with no_grad():
             out = func(*in_args)
-        parents = _parents(in_args, fixed)
+        outside = fixed
     else:
         clock = tape_clock()
-        # Fresh leaves for the arguments, so the walk reports only what func closes over.
-        leaves = tuple(Tensor(a.data, requires_grad=True)
-                       if isinstance(a, Tensor) and a.requires_grad else a for a in in_args)
-        out = func(*leaves)
+        # Recorded from fresh leaves, so the walk reports only what func closes over.
+        discovery = record(func, in_args)
+        out = discovery.output
         items, positions = _split_outputs(out)
-        inside = [a for a in leaves if isinstance(a, Tensor)]
-        found = outside_tensors([items[i] for i in positions], inside, clock)
-        parents = _parents(in_args, found)
+        inside = [a for a in discovery.leaves if isinstance(a, Tensor)]
+        outside = outside_tensors([items[i] for i in positions], inside, clock)
+        del discovery
     items, positions = _split_outputs(out)
     items = [o.detach() if isinstance(o, Tensor) else o for o in items]  # drop the graph
     container = type(out) if isinstance(out, (tuple, list)) else None
     del out  # and with it the recorded graph of the discovery pass
-    if parents and positions:
+    if positions:
+        floating = [items[i] for i in positions]
         with no_grad():
-            packed = _pack([items[i] for i in positions]).data
-        result = _checkpoint(*parents, run=_Checkpoint(func, in_args, packed))
-        if len(positions) == 1:
-            items[positions[0]] = result
-        else:
-            start = 0
-            for i in positions:
-                shape = tuple(items[i].shape)
-                size = math.prod(shape)
-                items[i] = reshape(getitem(result, slice(start, start + size)), shape)
-                start += size
+            value = pack_tensors(floating, batch=False).data
+        result = rerun_in_backward(_floating(func), in_args, outside, value)
+        shapes = [tuple(t.shape) for t in floating]
+        for i, part in zip(positions, unpack_tensors(result, shapes, batch=False)):
+            items[i] = part
     return _restore(items, container)
 
 
