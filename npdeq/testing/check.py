@@ -6,8 +6,7 @@ the (re-solved) solution along random directions (:func:`~npdeq.testing.numerica
 For IFT a mismatch is an error; for PhantomGrad, which is biased by design, the report gives
 the bias against the IFT gradient instead. ``order=2`` also checks the rule's second
 derivatives: its Hessian-vector product (:func:`npdeq.autodiff.hvp`, which needs the rule to
-record its own backward pass) against finite differences of its gradient. Imports the tape, the gradient rules (lazily: they
-sit above this package's other modules) and numpy.
+record its own backward pass) against finite differences of its gradient.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, concat, hvp, reshape
+from npdeq.autodiff import Tensor, hvp
 from npdeq.autodiff import grad as tape_grad
-from npdeq.testing.gradcheck import _inner, _random_like, default_eps, numerical_vjp
+from npdeq.testing.gradcheck import default_eps, inner_product, numerical_vjp, random_direction
 
 __all__ = ["check_fixed_point_grads", "FixedPointGradReport", "ParamCheck"]
 
@@ -32,7 +31,7 @@ _DEFAULT_TOLS = {"float64": (1e-5, 1e-8), "float32": (5e-2, 1e-4)}
 _DEFAULT_TOLS_2 = {"float64": (1e-4, 1e-6), "float32": (1e-1, 1e-3)}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class ParamCheck:
     """The check of one parameter.
 
@@ -58,7 +57,7 @@ class ParamCheck:
     cosine_vs_ift: float | None = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class FixedPointGradReport:
     """What :func:`check_fixed_point_grads` found; ``str(report)`` is a readable table.
 
@@ -148,7 +147,8 @@ def _named(params: Any) -> tuple[list[str], list[Any], bool]:
         raise ValueError("params is empty: nothing to check")
     arrays = [v.data if isinstance(v, Tensor) else v for v in values]
     for name, a in zip(names, arrays):
-        if not hasattr(a, "dtype") or not backend.array_namespace(a).isdtype(a.dtype, "real floating"):
+        if not hasattr(a, "dtype") or \
+                not backend.array_namespace(a).isdtype(a.dtype, "real floating"):
             raise TypeError(f"parameter {name} must be a floating-point array, got "
                             f"{getattr(a, 'dtype', type(a).__name__)}")
     return names, arrays, keywords
@@ -158,23 +158,70 @@ def _parse_rule(grad: Any, phantom_steps: int, tau: float) -> tuple[Any, str]:
     """The ``npdeq.fixed_point`` grad argument and a display name."""
     if grad == "ift":
         return "ift", "ift"
-    if grad == "phantom":
-        return phantom_steps, f"phantom(k={phantom_steps}, tau={tau:g})"
-    if isinstance(grad, int) and not isinstance(grad, bool) and grad >= 1:
-        return grad, f"phantom(k={grad}, tau={tau:g})"
+    steps = phantom_steps if grad == "phantom" else backend.as_count(grad)
+    if steps is not None and steps >= 1:
+        return steps, f"phantom(k={steps}, tau={tau:g})"
     raise ValueError(f"grad must be 'ift', 'phantom' or a positive int (PhantomGrad steps), "
                      f"got {grad!r}")
 
 
-def _pack(z: Any) -> Tensor:
+def _packed(z: Any) -> Tensor:
     """The solution as one ``(B, D)`` Tensor (tuple states concatenated per sample)."""
-    parts = z if isinstance(z, (tuple, list)) else (z,)
-    flat = [reshape(p, (p.shape[0], -1)) for p in parts]
-    return flat[0] if len(flat) == 1 else concat(flat, axis=1)
+    from npdeq.grad.state import as_state_tuple, pack_tensors  # the rules sit above the tape
+
+    return pack_tensors(as_state_tuple(z))
 
 
 def _host_max(x: Any) -> float:
     return float(np.max(backend.to_numpy(x)))
+
+
+@dataclasses.dataclass(slots=True)
+class _FixedPoint:
+    """The checked fixed point ``z* = func(z*, params)``: solved with any rule from any
+    start, and the rule's gradient of ``L = <cotangent, z*>``."""
+
+    func: Callable[..., Any]
+    names: list[str]
+    keywords: bool
+    single: bool
+    settings: dict
+    cotangent: Any = None
+
+    def solve(self, values: Sequence[Any], how: Any, z_init: Any) -> tuple[Any, dict]:
+        from npdeq.grad import fixed_point  # the gradient rules sit above the tape
+
+        def deq(*zs):
+            z = zs[0] if self.single else tuple(zs)
+            if self.keywords:
+                return self.func(z, **dict(zip(self.names, values)))
+            return self.func(z, *values)
+        return fixed_point(deq, z_init, grad=how, **self.settings)
+
+    def loss(self, values: Sequence[Any], how: Any, z_init: Any) -> tuple[Tensor, Any, dict]:
+        z, info = self.solve(values, how, z_init)
+        return (_packed(z) * Tensor(self.cotangent)).sum(), z, info
+
+    def gradient(self, how: Any, values: Sequence[Any],
+                 z_init: Any) -> tuple[list[Any], Any, dict]:
+        leaves = [Tensor(a, requires_grad=True) for a in values]
+        loss, z, info = self.loss(leaves, how, z_init)
+        grads = tape_grad(loss, leaves, allow_unused=True) if loss.requires_grad \
+            else [None] * len(leaves)
+        return [a * 0 if g is None else g.data for g, a in zip(grads, values)], z, info
+
+
+def _tolerances(table: dict, dtype_name: str, rtol: float | None,
+                atol: float | None) -> tuple[float, float]:
+    return (table[dtype_name][0] if rtol is None else rtol,
+            table[dtype_name][1] if atol is None else atol)
+
+
+def _param_check(name: str, shape: tuple, observed: float, expected: float, rtol: float,
+                 atol: float) -> ParamCheck:
+    diff = abs(observed - expected)
+    return ParamCheck(name, shape, observed, expected, diff / max(abs(expected), atol),
+                      diff <= atol + rtol * abs(expected))
 
 
 def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
@@ -239,103 +286,75 @@ def check_fixed_point_grads(func: Callable[..., Any], z0: Any, params: Any,
         >>> report.passed
         True
     """
-    from npdeq.grad import fixed_point  # the gradient rules sit above the tape
-
-    if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2):
+    if backend.as_count(order) not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     rule, rule_name = _parse_rule(grad, phantom_steps, tau)
     names, arrays, keywords = _named(params)
     dtype_name = "float32" if arrays[0].dtype == backend.array_namespace(arrays[0]).float32 \
         else "float64"
-    f_kwargs = {**_TIGHT[dtype_name], **(solver_kwargs or {})}
-    b_kwargs = {**_TIGHT[dtype_name], **(b_solver_kwargs or {})}
-    rtol2 = _DEFAULT_TOLS_2[dtype_name][0] if rtol is None else rtol
-    atol2 = _DEFAULT_TOLS_2[dtype_name][1] if atol is None else atol
-    rtol = _DEFAULT_TOLS[dtype_name][0] if rtol is None else rtol
-    atol = _DEFAULT_TOLS[dtype_name][1] if atol is None else atol
-    single = not isinstance(z0, (tuple, list))
-
-    def solve(values, how, z_init):
-        def deq(*zs):
-            z = zs[0] if single else tuple(zs)
-            return func(z, **dict(zip(names, values))) if keywords else func(z, *values)
-        return fixed_point(deq, z_init, solver=solver, grad=how, tau=tau,
-                           solver_kwargs=f_kwargs, b_solver=b_solver, b_solver_kwargs=b_kwargs)
-
-    def rule_gradient(how, values=None, z_init=z0):
-        values = arrays if values is None else values
-        leaves = [Tensor(a, requires_grad=True) for a in values]
-        z, info = solve(leaves, how, z_init)
-        packed = _pack(z)
-        loss = (packed * Tensor(cotangent)).sum()
-        grads = tape_grad(loss, leaves, allow_unused=True) if loss.requires_grad \
-            else [None] * len(leaves)
-        return [a * 0 if g is None else g.data for g, a in zip(grads, values)], z, info
-
+    settings = dict(solver=solver, tau=tau, b_solver=b_solver,
+                    solver_kwargs={**_TIGHT[dtype_name], **(solver_kwargs or {})},
+                    b_solver_kwargs={**_TIGHT[dtype_name], **(b_solver_kwargs or {})})
+    problem = _FixedPoint(func, names, keywords, not isinstance(z0, (tuple, list)), settings)
     rng = np.random.default_rng(seed)
-    starts = [z.data if isinstance(z, Tensor) else z for z in ((z0,) if single else z0)]
-    cotangent = _random_like(_pack([Tensor(z) for z in starts]).data, rng)
-    directions = [_random_like(a, rng) for a in arrays]
-    gradients, z_star, info = rule_gradient(rule)
-    warm = tuple(t.data for t in z_star) if not single else z_star.data
-    ift_gradients = rule_gradient("ift")[0] if rule != "ift" else None
-
-    def solved(*values):
-        z, _ = solve(values, None, warm)
-        return _pack(z)
-
-    checks = []
-    for i, (name, a) in enumerate(zip(names, arrays)):
-        only = [d if j == i else None for j, d in enumerate(directions)]
-        step = eps if eps is not None else default_eps(a)
-        expected = numerical_vjp(solved, arrays, cotangent, only, eps=step)
-        observed = _inner(gradients[i], directions[i])
-        diff = abs(observed - expected)
-        check = ParamCheck(name, tuple(a.shape), observed, expected,
-                           diff / max(abs(expected), atol), diff <= atol + rtol * abs(expected))
-        if ift_gradients is not None:
-            check.bias_vs_ift, check.cosine_vs_ift = _bias(gradients[i], ift_gradients[i])
-        checks.append(check)
-    report = _report(rule_name, checks, info, rule, seed, rtol, atol)
-    if order == 2:
-        def loss(*values):
-            z, _ = solve(values, rule, warm)
-            return (_pack(z) * Tensor(cotangent)).sum()
-
-        def gradient_at(values):
-            return rule_gradient(rule, values, warm)[0]
-
-        report.second_order = _second_order(loss, gradient_at, names, arrays, rng, eps,
-                                            rule_name, rtol2, atol2)
+    starts = [z.data if isinstance(z, Tensor) else z for z in ((z0,) if problem.single else z0)]
+    problem.cotangent = random_direction(_packed([Tensor(z) for z in starts]).data, rng)
+    directions = [random_direction(a, rng) for a in arrays]
+    gradients, z_star, info = problem.gradient(rule, arrays, z0)
+    warm = z_star.data if problem.single else tuple(t.data for t in z_star)
+    ift_gradients = problem.gradient("ift", arrays, z0)[0] if rule != "ift" else None
+    rtol1, atol1 = _tolerances(_DEFAULT_TOLS, dtype_name, rtol, atol)
+    checks = _first_order(problem, warm, names, arrays, gradients, ift_gradients, directions,
+                          eps, rtol1, atol1)
+    report = _report(rule_name, checks, info, rule, seed, rtol1, atol1)
+    if backend.as_count(order) == 2:
+        report.second_order = _second_order(problem, rule, warm, names, arrays, rng, eps,
+                                            rule_name,
+                                            *_tolerances(_DEFAULT_TOLS_2, dtype_name, rtol, atol))
     if rule == "ift" and not report.passed:
         raise AssertionError("IFT gradient check failed (replay with seed="
                              f"{seed}):\n{report}")
     return report
 
 
-def _second_order(loss, gradient_at, names, arrays, rng, eps, rule_name, rtol, atol):
+def _first_order(problem, warm, names, arrays, gradients, ift_gradients, directions, eps,
+                 rtol, atol):
+    """One :class:`ParamCheck` per parameter: ``<dL/dp, v>`` from the rule against the
+    central difference of L along v, the solution re-solved from ``warm`` on each side."""
+    def solved(*values):
+        return _packed(problem.solve(values, None, warm)[0])
+
+    checks = []
+    for i, (name, a) in enumerate(zip(names, arrays)):
+        only = [d if j == i else None for j, d in enumerate(directions)]
+        step = eps if eps is not None else default_eps(a)
+        expected = numerical_vjp(solved, arrays, problem.cotangent, only, eps=step)
+        check = _param_check(name, tuple(a.shape), inner_product(gradients[i], directions[i]),
+                             expected, rtol, atol)
+        if ift_gradients is not None:
+            check.bias_vs_ift, check.cosine_vs_ift = _bias(gradients[i], ift_gradients[i])
+        checks.append(check)
+    return checks
+
+
+def _second_order(problem, rule, warm, names, arrays, rng, eps, rule_name, rtol, atol):
     """One :class:`ParamCheck` per parameter: ``<(H v)_i, w_i>`` from the rule against the
     central difference of its gradient along v (all parameters moved together)."""
-    vs = [_random_like(a, rng) for a in arrays]
-    ws = [_random_like(a, rng) for a in arrays]
+    vs = [random_direction(a, rng) for a in arrays]
+    ws = [random_direction(a, rng) for a in arrays]
     try:
-        _, products = hvp(loss, tuple(arrays), tuple(vs), create_graph=False)
+        _, products = hvp(lambda *values: problem.loss(values, rule, warm)[0], tuple(arrays),
+                          tuple(vs), create_graph=False)
     except NotImplementedError as exc:
         raise NotImplementedError(
             f"check_fixed_point_grads(order=2) needs second derivatives through the "
-            f"{rule_name} rule, which cannot record its own backward pass yet: {exc}") from exc
+            f"{rule_name} rule, which cannot record its own backward pass: {exc}") from exc
     h = eps if eps is not None else min(default_eps(a) for a in arrays)
-    plus = gradient_at([a + h * v for a, v in zip(arrays, vs)])
-    minus = gradient_at([a - h * v for a, v in zip(arrays, vs)])
-    checks = []
-    for name, a, hv, gp, gm, w in zip(names, arrays, products, plus, minus, ws):
-        observed = _inner(hv.data, w)
-        expected = (_inner(gp, w) - _inner(gm, w)) / (2 * h)
-        diff = abs(observed - expected)
-        checks.append(ParamCheck(name, tuple(a.shape), observed, expected,
-                                 diff / max(abs(expected), atol),
-                                 diff <= atol + rtol * abs(expected)))
-    return checks
+    plus = problem.gradient(rule, [a + h * v for a, v in zip(arrays, vs)], warm)[0]
+    minus = problem.gradient(rule, [a - h * v for a, v in zip(arrays, vs)], warm)[0]
+    return [_param_check(name, tuple(a.shape), inner_product(hv.data, w),
+                         (inner_product(gp, w) - inner_product(gm, w)) / (2 * h), rtol, atol)
+            for name, a, hv, gp, gm, w in zip(names, arrays, products, plus, minus, ws)]
 
 
 def _bias(g: Any, g_ift: Any) -> tuple[float, float]:

@@ -3,7 +3,7 @@
 ``check_grads`` follows HIPS autograd's idea: project onto random directions, so one check
 costs a handful of function calls whatever the input size, and recurse for higher orders
 (the derivative of a directional derivative is checked the same way, through the tape's
-``create_graph``). May import numpy: it lives in ``npdeq.testing``.
+``create_graph``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.autodiff import Tensor, enable_grad, grad, jvp, no_grad
 
 __all__ = ["check_grads", "check_vjp", "numerical_vjp", "numerical_jacobian", "default_eps"]
@@ -38,20 +39,22 @@ def _call(fun, arrays):
     return _raw(out)
 
 
-def _inner(a, b) -> float:
+def inner_product(a: Array, b: Array) -> float:
+    """``<a, b>`` on the host, as a Python float."""
     return float(np.sum(backend.to_numpy(a) * backend.to_numpy(b)))
 
 
-def _random_like(x, rng):
-    """A random direction shaped like ``x``, of unit L2 norm, so that ``atol`` means the same
-    whatever the draw (a short Gaussian vector could hide an error below it)."""
+def random_direction(x: Array, rng: np.random.Generator) -> Array:
+    """A random direction shaped like ``x`` (its namespace, device and dtype), of unit L2
+    norm, so that ``atol`` means the same whatever the draw (a short Gaussian vector could
+    hide an error below it)."""
     d = backend.random_normal(tuple(x.shape), like=x, seed=rng)
     xp = backend.array_namespace(d)
     norm = xp.sqrt(xp.sum(d * d)) if d.ndim else xp.abs(d)
     return d / xp.where(norm > 0, norm, 1.0)
 
 
-def numerical_vjp(fun: Callable[..., Any], args: Sequence[Any], cotangent: Any,
+def numerical_vjp(fun: Callable[..., Any], args: Sequence[Any], cotangent: Array,
                   directions: Sequence[Any], eps: float | None = None) -> float:
     """Central finite difference of ``<cotangent, fun(*args)>`` along ``directions``.
 
@@ -81,14 +84,15 @@ def _fd_projection(call, arrays, cotangent, directions, eps):
     h = _common_step(arrays, eps)
     plus = [a if d is None else a + h * d for a, d in zip(arrays, directions)]
     minus = [a if d is None else a - h * d for a, d in zip(arrays, directions)]
-    return (_inner(cotangent, call(plus)) - _inner(cotangent, call(minus))) / (2 * h)
+    return (inner_product(cotangent, call(plus)) - inner_product(cotangent, call(minus))) / (2 * h)
 
 
 def _common_step(arrays, eps):
     return float(eps) if eps is not None else min(default_eps(a) for a in arrays)
 
 
-def numerical_jacobian(fun: Callable[..., Any], x: Any, eps: float | None = None) -> np.ndarray:
+def numerical_jacobian(fun: Callable[..., Any], x: Array,
+                       eps: float | None = None) -> np.ndarray:
     """Dense Jacobian of ``fun`` at ``x`` by central differences (for small problems).
 
     Args:
@@ -154,7 +158,7 @@ def check_grads(fun: Callable[..., Any], *args: Any, modes: Sequence[str] = ("re
 
     Raises:
         AssertionError: a mismatch, with the observed and expected values and the seed.
-        ValueError: an unknown mode or ``order < 1``.
+        ValueError: an unknown mode, or an ``order`` that is not an int >= 1.
 
     Example:
         >>> import numpy as np, npdeq
@@ -163,9 +167,10 @@ def check_grads(fun: Callable[..., Any], *args: Any, modes: Sequence[str] = ("re
     for mode in modes:
         if mode not in ("rev", "fwd"):
             raise ValueError(f"unknown mode {mode!r}; expected 'rev' or 'fwd'")
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
-    _check_order(fun, [_raw(a) for a in args], tuple(modes), order, eps, rtol, atol, seed, 1)
+    levels = backend.as_count(order)
+    if levels is None or not levels >= 1:
+        raise ValueError(f"order must be >= 1 (an int), got {order!r}")
+    _check_order(fun, [_raw(a) for a in args], tuple(modes), levels, eps, rtol, atol, seed, 1)
 
 
 def _check_order(fun, arrays, modes, order, eps, rtol, atol, seed, level):
@@ -174,8 +179,8 @@ def _check_order(fun, arrays, modes, order, eps, rtol, atol, seed, level):
     directions from ``seed + n - 1``; failures report the user's ``seed``."""
     rng = np.random.default_rng(seed + level - 1)
     out = _call(fun, arrays)
-    u = _random_like(out, rng)
-    vs = [_random_like(a, rng) for a in arrays]
+    u = random_direction(out, rng)
+    vs = [random_direction(a, rng) for a in arrays]
     expected = numerical_vjp(fun, arrays, u, vs, eps=eps)
 
     def tape_directional(*xs):
@@ -240,14 +245,14 @@ def check_vjp(fun: Callable[..., Any], args: Sequence[Any],
     """
     arrays = list(args)
     rng = np.random.default_rng(seed)
-    u = _random_like(fun(*arrays), rng)
-    vs = [_random_like(a, rng) for a in arrays]
+    u = random_direction(fun(*arrays), rng)
+    vs = [random_direction(a, rng) for a in arrays]
     expected = _fd_projection(lambda xs: fun(*xs), arrays, u, vs, eps)
     cotangents = list(vjp(u))
     if len(cotangents) != len(arrays):
         raise ValueError(f"vjp returned {len(cotangents)} cotangents for {len(arrays)} "
                          "arguments; expected one per argument")
-    observed = sum(_inner(c, v) for c, v in zip(cotangents, vs) if c is not None)
+    observed = sum(inner_product(c, v) for c, v in zip(cotangents, vs) if c is not None)
     if not _close(observed, expected, rtol, atol):
         _fail("rev", 1, observed, expected, seed, rtol, atol)
 
@@ -256,4 +261,4 @@ def _jvp_projection(fun, arrays, u, directions):
     """``<u, J v>`` with ``J v`` from :func:`npdeq.autodiff.jvp` (forward mode on the tape,
     by transposing the VJP twice), recorded only where a higher order needs it."""
     _, jv = jvp(fun, tuple(arrays), tuple(directions), create_graph=False)
-    return _inner(u, jv.data)
+    return inner_product(u, jv.data)
