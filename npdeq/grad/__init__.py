@@ -5,8 +5,6 @@ gradients, TorchDEQ's ``backward_factory``, and the functional ``fixed_point``.
 package shares its name with TorchDEQ's ``torchdeq.grad`` module, and a package attribute
 would otherwise hide the function, so the module object itself is made callable and forwards
 to :func:`npdeq.autodiff.grad`.
-
-Imports the tape (:mod:`npdeq.autodiff`) and the solvers (:mod:`npdeq.solver`).
 """
 
 import sys

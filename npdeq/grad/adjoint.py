@@ -11,8 +11,8 @@ solved again by GMRES on the same linear equation, started from their best itera
 (``fallback='gmres'``, the default; ``fallback=None`` turns it off); the statistics say
 which samples fell back. A solve that still misses its tolerance or meets a non-finite
 value is flagged in its statistics and raises one
-:class:`~npdeq.exceptions.ConvergenceWarning`; it never returns zeros in place of an answer.
-Imports the backend and the solvers.
+:class:`~npdeq.exceptions.ConvergenceWarning` (:mod:`npdeq.solver.failure`); it never
+returns zeros in place of an answer.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
+from npdeq.backend import Array
+from npdeq.backend.checks import check_real
 from npdeq.solver import SolverStat, get_solver, gmres
-from npdeq.solver.stats import check_real, warn_location
+from npdeq.solver.failure import warn_if_failed
 
-__all__ = ["adjoint_solve", "check_adjoint_args", "store_backward_stats", "ADJOINT_DEFAULTS", "ADJOINT_OPTIONS", "DIRECT_MAX_DIM",
-           "FALLBACKS", "LINEAR_SOLVERS"]
+__all__ = ["adjoint_solve", "check_adjoint_args", "store_backward_stats", "ADJOINT_DEFAULTS",
+           "ADJOINT_OPTIONS", "DIRECT_MAX_DIM", "FALLBACKS", "LINEAR_SOLVERS"]
 
 # DEQBase's defaults for the backward pass (b_tol, b_max_iter, b_stop_mode), as TorchDEQ.
 ADJOINT_DEFAULTS = {"tol": 1e-6, "max_iter": 40, "stop_mode": "abs"}
@@ -72,7 +74,7 @@ def check_adjoint_args(b_solver: Any, b_solver_kwargs: dict | None) -> None:
         >>> check_adjoint_args('anderson', {'mm': 5})
         Traceback (most recent call last):
         ...
-        ValueError: b_solver_kwargs: b_solver 'anderson' takes no argument 'mm' (it takes indexing, lam, m, max_iter, per_sample, return_final, stop_mode, tau, tol; and fallback)
+        ValueError: b_solver_kwargs: b_solver 'anderson' takes no argument 'mm' (it takes ...)
     """
     if b_solver_kwargs is not None and not isinstance(b_solver_kwargs, dict):
         raise TypeError(f"b_solver_kwargs must be a dict or None, got "
@@ -112,9 +114,9 @@ def check_adjoint_args(b_solver: Any, b_solver_kwargs: dict | None) -> None:
                          f"{', '.join(sorted(params))}; and fallback)") from None
 
 
-def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_point_iter",
-                  b_solver_kwargs: dict | None = None,
-                  writer: Callable[[dict], Any] | None = None) -> tuple[Any, dict]:
+def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
+                  b_solver: str = "fixed_point_iter", b_solver_kwargs: dict | None = None,
+                  writer: Callable[[dict], Any] | None = None) -> tuple[Array, dict]:
     """Solve ``u = vjp_z(u) + g`` per sample.
 
     Args:
@@ -137,8 +139,8 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
         ``(u, info)``: ``u`` is ``(B, D)`` in ``g``'s namespace and device; ``info`` the
         solver's statistics (per-sample ``converged``, ``nonfinite``, ``abs_lowest``, ...).
         ``info['fallback']`` ``(B,)`` bool says which samples were solved again by GMRES
-        (never any after ``'direct'`` or ``'gmres'``) (their statistics are GMRES's; ``nfe`` counts the VJPs of
-        both solves).
+        (never any after ``'direct'`` or ``'gmres'``; their statistics are GMRES's, and
+        ``nfe`` counts the VJPs of both solves).
 
     Raises:
         ValueError: an unknown solver or ``fallback``, ``'direct'`` with
@@ -178,7 +180,10 @@ def adjoint_solve(vjp_z: Callable[[Any], Any], g: Any, b_solver: str = "fixed_po
                     u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
     if "fallback" not in info:
         info["fallback"] = xp.zeros_like(info["converged"])
-    _warn_if_failed(info, xp, run_to_max_iter or all_converged)
+    # A solve run to max_iter on purpose, or one known to have converged everywhere, is
+    # checked for non-finite values only.
+    warn_if_failed(info, _NONFINITE,
+                   None if run_to_max_iter or all_converged else _NOT_CONVERGED)
     if writer is not None:
         writer(info)
     return u, info
@@ -203,18 +208,6 @@ def store_backward_stats(info: dict, stats: dict) -> None:
         info["backward"] = stats
     else:
         info.setdefault("backward_higher", {})[order] = stats
-
-
-def _warn_if_failed(info: dict, xp: Any, skip_convergence: bool) -> None:
-    # The messages carry no numbers (those are in the statistics), so Python's default
-    # filter shows each once per line of user code that ran the backward pass.
-    # ``skip_convergence``: a solve run to max_iter on purpose, or one already known to
-    # have converged everywhere.
-    nonfinite = backend.to_scalar(backend.any_true(info["nonfinite"]))
-    if nonfinite:
-        warnings.warn(_NONFINITE, ConvergenceWarning, stacklevel=warn_location())
-    elif not skip_convergence and backend.to_scalar(backend.any_true(~info["converged"])):
-        warnings.warn(_NOT_CONVERGED, ConvergenceWarning, stacklevel=warn_location())
 
 
 def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):

@@ -1,7 +1,4 @@
-"""``backward_factory``: TorchDEQ's gradient functors, built on the IFT and PhantomGrad rules.
-
-Imports ``ift`` and ``phantom`` of this package and the state helpers.
-"""
+"""``backward_factory``: TorchDEQ's gradient functors, built on the IFT and PhantomGrad rules."""
 
 from __future__ import annotations
 

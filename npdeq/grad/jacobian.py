@@ -1,11 +1,11 @@
 """Jacobian regularisation on the tape: the Hutchinson estimate of ``||df0/dz0||_F^2``.
 
-Shared by :func:`npdeq.loss.jac_reg` (TorchDEQ's ``jac_reg``) and, later, by the DEQ cores'
-``jacobian_loss`` record: it needs only a recorded call ``f0 = f(z0)`` and the tape's VJPs,
-so it lives below the cores. With ``create_graph=True`` the VJPs are themselves recorded
-(the tape's double backward), so the estimate can be trained on: its gradient with respect
-to the parameters of ``f`` is that of the same estimate with the probe vectors held fixed
-(TorchDEQ issue #10 was a missing gradient here). Imports the tape and the backend only.
+Shared by :func:`npdeq.loss.jac_reg` (TorchDEQ's ``jac_reg``) and the DEQ cores' solution
+record (``info['solution']``'s Jacobian term): it needs only a recorded call ``f0 = f(z0)``
+and the tape's VJPs, so it lives below the cores. With ``create_graph=True`` the VJPs are
+themselves recorded (the tape's double backward), so the estimate can be trained on: its
+gradient with respect to the parameters of ``f`` is that of the same estimate with the probe
+vectors held fixed (TorchDEQ issue #10 was a missing gradient here).
 """
 
 from __future__ import annotations

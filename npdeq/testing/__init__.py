@@ -8,8 +8,6 @@ check of a DEQ layer's gradients, and hypothesis strategies for DEQ tests.
 - :func:`contractive_maps`, :func:`states`, :func:`deq_configs`: hypothesis strategies
   (:mod:`npdeq.testing.strategies`). They need ``hypothesis`` (the ``test`` extra) and are
   loaded on first use, so importing this package does not need it.
-
-May import numpy (it is outside the array-namespace rule's scope).
 """
 
 from __future__ import annotations

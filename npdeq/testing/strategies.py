@@ -4,8 +4,7 @@ configurations.
 
 Needs ``hypothesis`` (part of the ``test`` extra). :mod:`npdeq.testing` loads this module
 only when one of its names is first used, so ``import npdeq.testing`` works without it.
-May import numpy (it builds values on the host, then moves them to the requested namespace
-and device).
+Values are built on the host with NumPy, then moved to the requested namespace and device.
 
 Example:
     >>> import npdeq
@@ -41,7 +40,7 @@ SOLVER_NAMES = ("fixed_point_iter", "simple_fixed_point_iter", "anderson", "broy
 _NUMPY_NS = backend.array_namespace(np.zeros(0))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ContractiveMap:
     """``f(z) = act(z @ W.T + x @ U.T + b)`` with ``act`` identity or tanh and ``||W||_2``
     equal to ``contraction``.
@@ -101,7 +100,7 @@ class ContractiveMap:
         dim = p["W"].shape[0]
         if self.kind == "linear":
             return np.linalg.solve(np.eye(dim) - p["W"], inj.T).T
-        if self.contraction >= 1:
+        if not self.contraction < 1:
             raise ValueError(f"contraction {self.contraction} >= 1: no reference fixed point")
         z = np.zeros_like(inj)
         for _ in range(max_iter):
