@@ -17,6 +17,10 @@ row ``p`` as an ``(O, C*kw)`` matrix), accumulated, on operands BLAS reads in pl
   ``kh*kw - 1``;
 - the copy is ``kw`` times the input, against ``kh*kw`` times for a full im2col.
 
+With one kernel row (1-D convolutions, ``1 x k`` kernels) nothing shifts between rows, so
+``A`` keeps the batch outside, ``(C, kw, B, Hp, Wo)``: the copies in and out then move whole
+images instead of single rows.
+
 The input VJP of a stride-1 convolution is the stride-1 convolution of the cotangent with
 the flipped, channel-transposed kernel and padding ``d*(k-1) - p`` (negative: a crop), so
 it runs on the same products; the weight VJP is ``kh`` products of the cotangent with the
@@ -37,60 +41,74 @@ from npdeq.backend.workspace import fresh, work_array
 __all__: list[str] = []  # package-internal kernels, dispatched by npdeq.backend.convolution
 
 
-def _row_windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
-    """The ``(C, kw, Hp, B, Wo)`` row windows of ``x`` ``(B, C, H, W)`` zero-padded by
-    ``padding`` ``((top, bottom), (left, right))``, where a negative amount crops."""
+def _windows(x: Any, kw: int, dw: int, padding: tuple, inside: bool, slot: str) -> Any:
+    """The row windows of ``x`` ``(B, C, H, W)`` zero-padded by ``padding``
+    ``((top, bottom), (left, right))`` (a negative amount crops): ``(C, kw, Hp, B, Wo)``
+    with the batch ``inside`` the rows, else ``(C, kw, B, Hp, Wo)``."""
     b, c, h, w = x.shape
     (pt, pb), (pl, pr) = padding
     hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
-    a = work_array(np, np, slot, (c, kw, hp, b, wo), x, zero=False)
+    a = work_array(np, np, slot, (c, kw, hp, b, wo) if inside else (c, kw, b, hp, wo), x,
+                   zero=False)
     r0 = max(0, pt)  # rows of A that hold input rows: [r0, r1)
     r1 = max(min(hp, h + pt), r0)
-    a[:, :, :r0] = 0
-    a[:, :, r1:] = 0
+    lead = (slice(None), slice(None)) if inside else (slice(None), slice(None), slice(None))
+    a[lead + (slice(0, r0),)] = 0
+    a[lead + (slice(r1, None),)] = 0
     if r1 == r0:
         return a
-    xt = x.transpose(1, 2, 0, 3)[:, r0 - pt:r1 - pt]  # (C, rows, B, W): A's column order
-    if wo == w and b > 1:
-        # The output keeps the input's width (padding 'same'): transpose once, then each
-        # offset is one flat shift along (b, j), a long contiguous copy; the few columns
-        # that a shift carries across an image's edge are zeroed after. The unshifted
-        # offset (if any) takes the transposed copy itself.
-        centre = next((q for q in range(kw) if q * dw == pl), None)
-        if centre is None:
-            rows = work_array(np, np, slot + "-rows", (c, r1 - r0, b, w), x, zero=False)
-        else:
-            rows = a[:, centre, r0:r1]
-        rows[...] = xt
-        flat = rows.reshape(c, r1 - r0, b * w)
+
+    def block(q):  # offset q's rows [r0, r1): (C, R, B, Wo) inside, else (C, B, R, Wo)
+        return a[:, q, r0:r1] if inside else a[:, q, :, r0:r1]
+
+    # The input in A's axis order, rows [r0, r1) of the padded image.
+    src = (x.transpose(1, 2, 0, 3)[:, r0 - pt:r1 - pt] if inside
+           else x.transpose(1, 0, 2, 3)[:, :, r0 - pt:r1 - pt])
+    lines = src.shape[1] * src.shape[2]  # rows of W pixels per channel
+    if wo != w or lines == 1:
         for q in range(kw):
-            shift = q * dw - pl
-            if q == centre:
-                continue
-            dest = a[:, q, r0:r1].reshape(c, r1 - r0, b * w)
-            lo, hi = max(0, -shift), min(b * w, b * w - shift)
-            dest[:, :, lo:hi] = flat[:, :, lo + shift:hi + shift]
-            dest[:, :, :lo] = 0
-            dest[:, :, hi:] = 0
-            edge = a[:, q, r0:r1]
-            if shift < 0:
-                edge[..., :min(-shift, w)] = 0
-            else:
-                edge[..., max(w - shift, 0):] = 0
+            j0 = min(max(0, pl - q * dw), wo)  # columns of A holding input columns: [j0, j1)
+            j1 = max(min(wo, w + pl - q * dw), j0)
+            dest = block(q)
+            dest[..., :j0] = 0
+            dest[..., j1:] = 0
+            dest[..., j0:j1] = src[..., j0 + q * dw - pl:j1 + q * dw - pl]
         return a
+    # The output keeps the input's width (padding 'same'): each offset is one flat shift
+    # along the rows of a contiguous copy, the few columns that a shift carries across a
+    # row's edge zeroed after. With the batch inside, the input is transposed once first
+    # (into the unshifted offset's rows when there is one).
+    if inside:
+        centre = next((q for q in range(kw) if q * dw == pl), None)
+        rows = (block(centre) if centre is not None else
+                work_array(np, np, slot + "-rows", src.shape, x, zero=False))
+        rows[...] = src
+        src = rows
+    else:
+        centre = None
+    flat = src.reshape(c, src.shape[1], src.shape[2] * w)
+    span = flat.shape[2]
     for q in range(kw):
-        j0 = min(max(0, pl - q * dw), wo)  # columns of A that hold input columns: [j0, j1)
-        j1 = max(min(wo, w + pl - q * dw), j0)
-        a[:, q, r0:r1, :, :j0] = 0
-        a[:, q, r0:r1, :, j1:] = 0
+        if q == centre:
+            continue
         shift = q * dw - pl
-        a[:, q, r0:r1, :, j0:j1] = xt[..., j0 + shift:j1 + shift]
+        dest = block(q)
+        line = dest.reshape(flat.shape)
+        lo = min(max(0, -shift), span)  # the columns a shifted copy fills: [lo, hi)
+        hi = max(min(span, span - shift), lo)
+        line[:, :, lo:hi] = flat[:, :, lo + shift:hi + shift]
+        line[:, :, :lo] = 0
+        line[:, :, hi:] = 0
+        if shift < 0:
+            dest[..., :min(-shift, w)] = 0
+        elif shift > 0:
+            dest[..., max(w - shift, 0):] = 0
     return a
 
 
 def _row_taps(w: Any, groups: int, transposed: bool) -> Any:
     """Kernel rows as ``(kh, G, M, K)`` matrices: ``M = O/G`` outputs by ``K = (C/G)*kw``
-    (``q`` fastest), matching :func:`_row_windows`' rows; ``transposed``: those of the
+    (``q`` fastest), matching :func:`_windows`' rows; ``transposed``: those of the
     flipped kernel with input and output channels swapped (the input VJP)."""
     o, cg, kh, kw = w.shape
     per_group = w.reshape(groups, o // groups, cg, kh, kw)
@@ -102,13 +120,21 @@ def _row_taps(w: Any, groups: int, transposed: bool) -> Any:
     return rows.reshape(rows.shape[:3] + (rows.shape[3] * kw,))
 
 
-def _accumulate(a: Any, taps: Any, dh: int, ho: int, dtype: Any, slot: str) -> Any:
-    """``sum_p taps[p] @ A_p`` as a ``(G, M, Ho*B*Wo)`` work array, ``A_p`` the ``Ho*B*Wo``
-    columns of kernel row ``p``."""
-    c, kw, hp, b, wo = a.shape
-    kh, groups, m, k = taps.shape
-    n, step = ho * b * wo, dh * b * wo
-    windows = a.reshape(groups, k, hp * b * wo)
+def _columns(a: Any, groups: int, dh: int, ho: int, inside: bool) -> tuple:
+    """``A`` as ``(G, K, columns)``, the number ``n`` of columns per kernel row and the
+    shift ``step`` from one kernel row to the next."""
+    c, kw = a.shape[:2]
+    b, wo = (a.shape[3], a.shape[4]) if inside else (a.shape[2], a.shape[4])
+    return (a.reshape(groups, (c // groups) * kw, a.size // (c * kw)), ho * b * wo,
+            dh * b * wo)
+
+
+def _accumulate(a: Any, taps: Any, dh: int, ho: int, inside: bool, dtype: Any,
+                slot: str) -> Any:
+    """``sum_p taps[p] @ A_p`` as a ``(G, M, n)`` work array, ``A_p`` the ``n`` columns of
+    kernel row ``p``."""
+    kh, groups, m, _ = taps.shape
+    windows, n, step = _columns(a, groups, dh, ho, inside)
     out = work_array(np, np, slot, (groups, m, n), a, zero=False, dtype=dtype)
     term = work_array(np, np, slot + "-term", (groups, m, n), a, zero=False, dtype=dtype)
     for p in range(kh):
@@ -123,23 +149,26 @@ def _accumulate(a: Any, taps: Any, dh: int, ho: int, dtype: Any, slot: str) -> A
     return out
 
 
-def _images(out: Any, ho: int, b: int, wo: int) -> Any:
-    """A ``(G, M, Ho*B*Wo)`` product as a fresh ``(B, G*M, Ho, Wo)`` array."""
-    rows = out.reshape(out.shape[0] * out.shape[1], ho, b, wo)
-    return fresh(np, rows.transpose(2, 0, 1, 3))
+def _images(out: Any, ho: int, b: int, wo: int, inside: bool) -> Any:
+    """A ``(G, M, n)`` product as a fresh ``(B, G*M, Ho, Wo)`` array."""
+    o = out.shape[0] * out.shape[1]
+    if inside:
+        return fresh(np, out.reshape(o, ho, b, wo).transpose(2, 0, 1, 3))
+    return fresh(np, out.reshape(o, b, ho, wo).transpose(1, 0, 2, 3))
 
 
 def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int) -> Any:
     """Stride-1 convolution of NumPy arrays (arguments as
     :func:`npdeq.backend.convolution.conv_forward`)."""
-    b, _, h, _ = x.shape
+    b = x.shape[0]
     kh, kw = w.shape[2:]
     dh, dw = dilation
-    a = _row_windows(x, kw, dw, padding, "rows-forward")
-    ho = a.shape[2] - dh * (kh - 1)
-    out = _accumulate(a, _row_taps(w, groups, transposed=False), dh, ho,
+    inside = kh > 1
+    a = _windows(x, kw, dw, padding, inside, "rows-forward")
+    ho = a.shape[2 if inside else 3] - dh * (kh - 1)
+    out = _accumulate(a, _row_taps(w, groups, transposed=False), dh, ho, inside,
                       np.result_type(x, w), "rows-forward-out")
-    return _images(out, ho, b, a.shape[4])
+    return _images(out, ho, b, a.shape[4], inside)
 
 
 def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation: tuple,
@@ -151,25 +180,27 @@ def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation
     dh, dw = dilation
     (pt, pb), (pl, pr) = padding
     eh, ew = dh * (kh - 1), dw * (kw - 1)  # the dilated kernel's extent
-    a = _row_windows(g, kw, dw, ((eh - pt, eh - pb), (ew - pl, ew - pr)), "rows-input")
-    out = _accumulate(a, _row_taps(w, groups, transposed=True), dh, h, np.result_type(g, w),
-                      "rows-input-out")
-    return _images(out, h, b, w_)
+    inside = kh > 1
+    a = _windows(g, kw, dw, ((eh - pt, eh - pb), (ew - pl, ew - pr)), inside, "rows-input")
+    out = _accumulate(a, _row_taps(w, groups, transposed=True), dh, h, inside,
+                      np.result_type(g, w), "rows-input-out")
+    return _images(out, h, b, w_, inside)
 
 
 def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilation: tuple,
                      groups: int) -> Any:
     """The VJP for the weight of a stride-1 convolution: per kernel row ``p``, the
-    cotangent ``(O, Ho*B*Wo)`` times the row windows ``A_p`` transposed."""
+    cotangent ``(O, n)`` times the row windows ``A_p`` transposed."""
     o, cg, kh, kw = weight_shape
     dh, dw = dilation
     b, _, ho, wo = g.shape
-    a = _row_windows(x, kw, dw, padding, "rows-weight")
-    n, step = ho * b * wo, dh * b * wo
-    rows = work_array(np, np, "rows-weight-cotangent", (o, ho, b, wo), g, zero=False)
-    rows[...] = g.transpose(1, 2, 0, 3)  # columns in A's order (i, b, j)
+    inside = kh > 1
+    a = _windows(x, kw, dw, padding, inside, "rows-weight")
+    windows, n, step = _columns(a, groups, dh, ho, inside)
+    rows = work_array(np, np, "rows-weight-cotangent", (o, ho, b, wo) if inside else
+                      (o, b, ho, wo), g, zero=False)
+    rows[...] = g.transpose(1, 2, 0, 3) if inside else g.transpose(1, 0, 2, 3)  # A's order
     rows = rows.reshape(groups, o // groups, n)
-    windows = a.reshape(groups, cg * kw, a.shape[2] * b * wo)
     out = np.empty((kh, groups, o // groups, cg * kw), dtype=np.result_type(x, g))
     for p in range(kh):
         cols = windows[:, :, p * step:p * step + n]

@@ -42,6 +42,28 @@ def _arrays(case, dtype=np.float64):
     return x, w.astype(dtype)
 
 
+def _case(size, kernel, dilation, padding, batch=2, groups=1):
+    return dict(batch=batch, c_in=2 * groups, c_out=3 * groups, groups=groups, size=size,
+                kernel=kernel, dilation=dilation, padding=padding, seed=sum(size) + batch)
+
+
+# Output width equal to the input's (the flat-shift copies), shifts wider than a row, one
+# image, one row, crops in the input VJP (padding past the kernel's extent).
+EDGE_CASES = [
+    _case((4, 3), (3, 3), (1, 2), ((1, 1), (0, 4))),
+    _case((1, 3), (1, 3), (1, 2), ((0, 0), (0, 4))),
+    _case((1, 5), (1, 3), (1, 3), ((0, 0), (6, 0))),
+    _case((3, 4), (2, 3), (2, 1), ((2, 0), (1, 1)), batch=1),
+    _case((2, 6), (1, 1), (1, 1), ((1, 2), (0, 0)), groups=2),
+    _case((5, 5), (3, 1), (1, 1), ((3, 2), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_row_kernels_match_the_grid_kernels_at_the_edges(case):
+    test_row_kernels_match_the_grid_kernels.hypothesis.inner_test(case)
+
+
 @given(case=stride_one_cases())
 def test_row_kernels_match_the_grid_kernels(case):
     x, w = _arrays(case)
