@@ -264,6 +264,7 @@ def test_take_gradient_adds_at_repeated_indices(xp, to_xp, check_array):
     (lambda a, xp: npdeq.take(a, xp.asarray([0.0]), axis=1), TypeError,
      "take: indices must be an integer array"),
     (lambda a, xp: npdeq.take(a, [0], axis=2), ValueError, "take: axis=2 is out of range"),
+    (lambda a, xp: npdeq.take(a, [0], axis=1.0), TypeError, "take: axis must be an int, got 1.0"),
     (lambda a, xp: npdeq.take_along_axis(a, xp.asarray([0]), axis=1), ValueError,
      r"take_along_axis: indices of shape \(1,\) need as many dimensions"),
     (lambda a, xp: npdeq.take_along_axis(a, xp.asarray([[-4]]), axis=1), IndexError,

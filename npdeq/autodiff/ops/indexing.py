@@ -9,7 +9,7 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.autodiff.ops.shape import reshape
-from npdeq.autodiff.ops.util import ns, raw
+from npdeq.autodiff.ops.util import axis_arg, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -109,13 +109,6 @@ def _wrap_negative(indices: Any, length: int, name: str) -> Any:
     return xp.where(indices < 0, indices + length, indices)
 
 
-def _axis(axis: Any, ndim: int, name: str) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(f"{name}: axis={axis!r} is out of range for an array of {ndim} "
-                         "dimensions")
-    return axis % ndim
-
-
 _take = primitive(lambda a, indices, axis: ns(a).take(a, indices, axis=axis), name="take")
 # Zeros with v added at indices along axis: the adjoint of take.
 _index_add = primitive(lambda v, indices, axis, length: backend.index_add(v, indices, axis,
@@ -132,7 +125,7 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     the end; the gradient adds up at repeated indices.
 
     Raises:
-        TypeError: indices that are not integers.
+        TypeError: indices that are not integers, or an axis that is not an int.
         ValueError: an axis out of range.
         IndexError: an index out of bounds.
 
@@ -145,7 +138,7 @@ def take(a: Any, indices: Any, axis: int | None = None) -> Tensor:
     a_raw = raw(a)
     if axis is None:
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
-    axis = _axis(axis, a_raw.ndim, "take")
+    axis = axis_arg("take", "axis", axis, a_raw.ndim)
     indices = _index_array(indices, a_raw, "take")
     flat = ns(indices).reshape(_wrap_negative(indices, a_raw.shape[axis], "take"), (-1,))
     out = _take(a, flat, axis)
@@ -174,7 +167,7 @@ def take_along_axis(a: Any, indices: Any, axis: int | None = -1) -> Tensor:
     of ``argsort``; ``axis=None`` works on the flattened array with 1-d ``indices``.
 
     Raises:
-        TypeError: indices that are not integers.
+        TypeError: indices that are not integers, or an axis that is not an int.
         ValueError: an axis out of range, or indices of another number of dimensions.
         IndexError: an index out of bounds.
 
@@ -187,7 +180,7 @@ def take_along_axis(a: Any, indices: Any, axis: int | None = -1) -> Tensor:
     a_raw = raw(a)
     if axis is None:
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
-    axis = _axis(axis, a_raw.ndim, "take_along_axis")
+    axis = axis_arg("take_along_axis", "axis", axis, a_raw.ndim)
     indices = _index_array(indices, a_raw, "take_along_axis")
     if indices.ndim != a_raw.ndim:
         raise ValueError(f"take_along_axis: indices of shape {tuple(indices.shape)} need as "
@@ -203,7 +196,7 @@ def argsort(a: Any, axis: int | None = -1, *, stable: bool = True) -> Tensor:
     xp = ns(a_raw)
     if axis is None:
         a_raw, axis = xp.reshape(a_raw, (-1,)), 0
-    axis = _axis(axis, a_raw.ndim, "argsort")
+    axis = axis_arg("argsort", "axis", axis, a_raw.ndim)
     return Tensor(xp.argsort(a_raw, axis=axis, stable=stable))
 
 
@@ -220,5 +213,5 @@ def sort(a: Any, axis: int | None = -1) -> Tensor:
     a_raw = raw(a)
     if axis is None:
         a, a_raw, axis = reshape(a, (-1,)), ns(a_raw).reshape(a_raw, (-1,)), 0
-    axis = _axis(axis, a_raw.ndim, "sort")
+    axis = axis_arg("sort", "axis", axis, a_raw.ndim)
     return _take_along_axis(a, argsort(a_raw, axis=axis).data, axis)

@@ -24,7 +24,7 @@ from npdeq.autodiff.ops.elementwise import sub
 from npdeq.autodiff.ops.indexing import getitem, take
 from npdeq.autodiff.ops.shape import (broadcast_to, concat, expand_dims, flip, pad, permute,
                                       reshape)
-from npdeq.autodiff.ops.util import as_operand, int_arg, ns, raw
+from npdeq.autodiff.ops.util import as_operand, axis_arg, int_arg, ns, raw
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "fliplr", "flipud",
@@ -34,14 +34,6 @@ __all__ = ["ravel", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "flipl
 
 def _shape(a: Any) -> tuple[int, ...]:
     return tuple(raw(a).shape)
-
-
-def _axis(name: str, what: str, value: Any, ndim: int) -> int:
-    value = int_arg(name, what, value)
-    if not -ndim <= value < ndim:
-        raise ValueError(f"{name}: {what}={value} is out of range for an array of {ndim} "
-                         "dimensions")
-    return value % ndim
 
 
 def ravel(a: Any) -> Tensor:
@@ -62,8 +54,8 @@ def moveaxis(a: Any, source: int | Sequence[int], destination: int | Sequence[in
     if len(src) != len(dst):
         raise ValueError(f"moveaxis: source={source!r} and destination={destination!r} must "
                          "have the same number of elements")
-    src = [_axis("moveaxis", "source", s, nd) for s in src]
-    dst = [_axis("moveaxis", "destination", d, nd) for d in dst]
+    src = [axis_arg("moveaxis", "source", s, nd) for s in src]
+    dst = [axis_arg("moveaxis", "destination", d, nd) for d in dst]
     for name, axes, given in (("source", src, source), ("destination", dst, destination)):
         if len(set(axes)) != len(axes):
             raise ValueError(f"moveaxis: repeated axis in {name}={given!r}")
@@ -144,7 +136,7 @@ def rot90(m: Any, k: int = 1, axes: Sequence[int] = (0, 1)) -> Tensor:
     axes = tuple(axes)
     if len(axes) != 2:
         raise ValueError(f"rot90: axes must be two axes, got {axes!r}")
-    a0, a1 = (_axis("rot90", "axes", a, nd) for a in axes)
+    a0, a1 = (axis_arg("rot90", "axes", a, nd) for a in axes)
     if a0 == a1:
         raise ValueError(f"rot90: axes={axes!r} must be two different axes")
     if k == 0:
@@ -208,7 +200,7 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = None, append: Any = 
     nd = len(_shape(a))
     if nd == 0:
         raise ValueError("diff: a must have at least 1 dimension, got shape ()")
-    axis = _axis("diff", "axis", axis, nd)
+    axis = axis_arg("diff", "axis", axis, nd)
     if prepend is not None or append is not None:
         parts = [a]
         if prepend is not None:
@@ -233,7 +225,7 @@ def array_split(ary: Any, indices_or_sections: int | Sequence[int], axis: int = 
     nd = len(_shape(ary))
     if nd == 0:
         raise ValueError("array_split: ary must have at least 1 dimension, got shape ()")
-    axis = _axis("array_split", "axis", axis, nd)
+    axis = axis_arg("array_split", "axis", axis, nd)
     if isinstance(indices_or_sections, (tuple, list)):
         return split(ary, [int_arg("array_split", "each index", i) for i in indices_or_sections],
                      axis=axis)
@@ -369,7 +361,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     nd = len(shape)
     if nd < 2:
         raise ValueError(f"diagonal: needs an array of at least 2 dimensions, got shape {shape}")
-    ax1, ax2 = _axis("diagonal", "axis1", axis1, nd), _axis("diagonal", "axis2", axis2, nd)
+    ax1, ax2 = axis_arg("diagonal", "axis1", axis1, nd), axis_arg("diagonal", "axis2", axis2, nd)
     if ax1 == ax2:
         raise ValueError(f"diagonal: axis1={axis1} and axis2={axis2} are the same axis")
     offset = int_arg("diagonal", "offset", offset)

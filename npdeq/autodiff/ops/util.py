@@ -44,6 +44,16 @@ def int_arg(name: str, what: str, value: Any, minimum: int | None = None) -> int
     return number
 
 
+def axis_arg(name: str, what: str, value: Any, ndim: int) -> int:
+    """One axis of an op (negatives count from the end) as an int in ``[0, ndim)``:
+    ``TypeError`` for a non-int (:func:`int_arg`), ``ValueError`` out of range."""
+    value = int_arg(name, what, value)
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{name}: {what}={value} is out of range for an array of {ndim} "
+                         "dimensions")
+    return value % ndim
+
+
 def mask_like(condition: Tensor | Array, like: Tensor | Array) -> Array:
     """A raw 0/1 array of ``like``'s dtype from a boolean array (a constant for the tape)."""
     like = raw(like)
