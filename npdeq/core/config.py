@@ -156,7 +156,8 @@ class DEQConfig:
         (12, 0.001, True)
         >>> DEQConfig({'f_maxiter': 12})
         Traceback (most recent call last):
-        ValueError: unknown config key 'f_maxiter'; did you mean 'f_max_iter', 'b_max_iter', ...
+        ValueError: unknown config key 'f_maxiter'; did you mean 'f_max_iter', 'b_max_iter',
+        'eval_f_max_iter'?
     """
 
     def __init__(self, config: Any = None, *, strict: bool | None = None) -> None:

@@ -51,13 +51,20 @@ class Once:
         self._make: Callable[[], Any] | None = make
         self._value: Any = None
 
+    @classmethod
+    def done(cls, value: Any) -> "Once":
+        """A :class:`Once` that already holds ``value`` (nothing left to call; pickles)."""
+        once = cls(None)  # type: ignore[arg-type]
+        once._value = value
+        return once
+
     def __call__(self) -> Any:
         if self._make is not None:
             self._value, self._make = self._make(), None
         return self._value
 
 
-@dataclasses.dataclass(frozen=True, eq=False, slots=True)
+@dataclasses.dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class DEQSolution:
     """What one DEQ forward found: DeepEquilibriumNetworks.jl's ``DeepEquilibriumSolution``
     with the solver's statistics and return codes.
@@ -79,8 +86,9 @@ class DEQSolution:
             of the state, as the solvers' ``abs`` residual), from one extra call of ``f``
             made when the field is first read (or at once, with the Jacobian term), so that
             training steps that never look at it do not pay for it.
-        residual_of: the callable (no arguments) that returns ``residual``; a :class:`Once`
-            from the cores, so every read after the first returns the same array.
+        residual_of: the callable (no arguments) that returns ``residual`` (a :class:`Once`
+            from the cores, so every read after the first returns the same array), or the
+            ``(B,)`` array itself.
         jacobian_loss: a 0-d Tensor, the Hutchinson estimate of ``||df/dz||_F^2 / numel(z)``
             at ``z_star`` (:func:`~npdeq.grad.jacobian.jacobian_frobenius`, one probe) when
             Jacobian regularisation ran in this call (:func:`jacobian_due`), else ``None``.
@@ -103,7 +111,7 @@ class DEQSolution:
 
     z_star: Any
     u0: Any
-    residual_of: Callable[[], Array] = dataclasses.field(repr=False)
+    residual_of: Callable[[], Array] | Array = dataclasses.field(repr=False)
     jacobian_loss: Tensor | None
     nfe: int
     stats: SolverStat
@@ -112,7 +120,7 @@ class DEQSolution:
     @property
     def residual(self) -> Array:
         """``(B,)`` array: ``||f(z_star) - z_star||`` per sample (computed on first read)."""
-        return self.residual_of()
+        return self.residual_of() if callable(self.residual_of) else self.residual_of
 
     @property
     def converged(self) -> Array:
@@ -232,8 +240,7 @@ def solution_record(func: Callable[..., Any], z0: Any, z_out: Any, info: SolverS
             jac = jacobian_frobenius(images, leaves, vecs=1, create_graph=create_graph,
                                      seed=init.generator())
         jac = jac if create_graph else jac.detach()
-        value = residual_of(images)
-        residual = lambda: value  # noqa: E731 - already computed with the Jacobian term
+        residual = Once.done(residual_of(images))  # computed with the Jacobian term
     return DEQSolution(
         z_star=restore(tuple(Tensor(a) for a in states), z_out),
         u0=restore(tuple(Tensor(a) for a in as_state_tuple(z0)), z0),

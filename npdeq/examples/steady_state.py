@@ -209,10 +209,12 @@ def run(grid: int = 64, steps: int = 40, noise: float = 0.01, seed: int = 0,
             not finite.
     """
     # A value of the wrong type is a TypeError here, one out of range a ValueError.
+    counts = []
     for name, value, low in (("grid", grid, 4), ("steps", steps, 0), ("seed", seed, 0)):
         if as_count(value) is None:
             raise TypeError(f"{name} must be an int, got {value!r}")
-        check_int(name, value, low)
+        counts.append(check_int(name, value, low))
+    grid, steps, seed = counts  # as Python ints (a 0-d integer array is read as its value)
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
         raise TypeError(f"noise must be a real number, got {noise!r}")
     check_real("noise", noise, 0)

@@ -97,7 +97,7 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name: str, array: Array) -> None:
+    def register_buffer(self, name: str, array: Array | Tensor | None) -> None:
         """Register an array (or ``None``) saved and moved with the module but not trained.
 
         Args:

@@ -246,3 +246,17 @@ def test_reading_the_residual_leaves_the_record_unchanged_and_lets_go_of_f():
     gc.collect()
     assert alive() is None  # the record keeps the residual, not f and what f holds
     assert not hasattr(sol, "__dict__")  # a slotted record: nothing can be cached on it
+
+
+def test_a_read_record_pickles_takes_weak_references_and_a_residual_value():
+    import pickle
+
+    deq = npdeq.get_deq(core="indexing", f_tol=1e-8, jac_loss_weight=1.0, jac_loss_freq=1.0)
+    _, info = deq.train()(lambda z: 0.5 * z + 1.0, np.zeros((2, 3)))
+    sol = info["solution"]
+    assert sol.jacobian_loss is not None  # the residual was computed with the Jacobian term
+    again = pickle.loads(pickle.dumps(sol))
+    np.testing.assert_array_equal(again.residual, sol.residual)
+    assert weakref.ref(sol)() is sol
+    given = sol.replace(residual_of=np.array([1.0, 2.0]))  # a value, not a callable
+    np.testing.assert_array_equal(given.residual, [1.0, 2.0])
