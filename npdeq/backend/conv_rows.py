@@ -98,20 +98,39 @@ def _row_taps(w: Any, groups: int, transposed: bool) -> Any:
     return rows.reshape(rows.shape[:3] + (rows.shape[3] * kw,))
 
 
-def _convolve(a: Any, taps: Any, dh: int, ho: int, dtype: Any, slot: str) -> Any:
-    """``sum_p taps[p] @ A_p`` per image as a fresh ``(B, G*M, Ho, Wo)`` array, ``A_p``
-    the ``Ho*Wo`` columns of kernel row ``p``."""
-    b, c, kw, hp, wo = a.shape
+# Images per block: the windows of one block (written, then read by its products) should
+# stay in a core's L2 cache; one call over the whole batch streams them through memory.
+_BLOCK_BYTES = 2**20
+
+
+def _block(x: Any, c: int, kw: int, hp: int, wo: int) -> int:
+    """How many images' windows to build and use at a time."""
+    return max(1, min(x.shape[0], _BLOCK_BYTES // max(1, c * kw * hp * wo * x.itemsize)))
+
+
+def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: int,
+              dtype: Any, slot: str) -> Any:
+    """``sum_p taps[p] @ A_p`` per image as a fresh ``(B, G*M, Ho, Wo)`` array, ``A`` the
+    row windows of ``x`` (built a block of images at a time) and ``A_p`` the ``Ho*Wo``
+    columns of kernel row ``p``."""
+    b, c, h, w = x.shape
     kh, groups, m, k = taps.shape
+    (pt, pb), (pl, pr) = padding
+    hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
     n = ho * wo
-    windows = a.reshape(b, groups, k, hp * wo)
     out = np.empty((b, groups, m, n), dtype=dtype)
-    term = work_array(np, np, slot, out.shape, a, zero=False, dtype=dtype) if kh > 1 else None
-    for p in range(kh):
-        cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
-        np.matmul(taps[p], cols, out=out if p == 0 else term)
-        if p:
-            np.add(out, term, out=out)
+    step = _block(x, c, kw, hp, wo)
+    for start in range(0, b, step):
+        a = _windows(x[start:start + step], kw, dw, padding, slot)
+        windows = a.reshape(a.shape[0], groups, k, hp * wo)
+        dest = out[start:start + step]
+        term = (work_array(np, np, slot + "-term", dest.shape, a, zero=False, dtype=dtype)
+                if kh > 1 else None)
+        for p in range(kh):
+            cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
+            np.matmul(taps[p], cols, out=dest if p == 0 else term)
+            if p:
+                np.add(dest, term, out=dest)
     return out.reshape(b, groups * m, ho, wo)
 
 
@@ -120,9 +139,9 @@ def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int) -
     :func:`npdeq.backend.convolution.conv_forward`)."""
     kh, kw = w.shape[2:]
     dh, dw = dilation
-    a = _windows(x, kw, dw, padding, "rows-forward")
-    return _convolve(a, _row_taps(w, groups, transposed=False), dh, a.shape[3] - dh * (kh - 1),
-                     np.result_type(x, w), "rows-forward-term")
+    ho = x.shape[2] + padding[0][0] + padding[0][1] - dh * (kh - 1)
+    return _convolve(x, kw, dw, padding, _row_taps(w, groups, transposed=False), dh, ho,
+                     np.result_type(x, w), "rows-forward")
 
 
 def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation: tuple,
@@ -134,9 +153,9 @@ def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation
     dh, dw = dilation
     (pt, pb), (pl, pr) = padding
     eh, ew = dh * (kh - 1), dw * (kw - 1)  # the dilated kernel's extent
-    a = _windows(g, kw, dw, ((eh - pt, eh - pb), (ew - pl, ew - pr)), "rows-input")
-    return _convolve(a, _row_taps(w, groups, transposed=True), dh, h, np.result_type(g, w),
-                     "rows-input-term")
+    return _convolve(g, kw, dw, ((eh - pt, eh - pb), (ew - pl, ew - pr)),
+                     _row_taps(w, groups, transposed=True), dh, h, np.result_type(g, w),
+                     "rows-input")
 
 
 def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilation: tuple,
@@ -145,18 +164,23 @@ def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilati
     cotangent ``(O, Ho*Wo)`` times the row windows ``A_p`` transposed, summed over images."""
     o, cg, kh, kw = weight_shape
     dh, dw = dilation
-    b, _, ho, wo = g.shape
-    a = _windows(x, kw, dw, padding, "rows-weight")
+    b, c, h, _ = x.shape
+    _, _, ho, wo = g.shape
+    hp = h + padding[0][0] + padding[0][1]
     n = ho * wo
-    windows = a.reshape(b, groups, cg * kw, a.shape[3] * wo)
     rows = g.reshape(b, groups, o // groups, n)
     dtype = np.result_type(x, g)
-    per_image = work_array(np, np, "rows-weight-images", (b, groups, o // groups, cg * kw), a,
-                           zero=False, dtype=dtype)
-    out = np.empty((kh, groups, o // groups, cg * kw), dtype=dtype)
-    for p in range(kh):
-        cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
-        np.matmul(rows, cols.transpose(0, 1, 3, 2), out=per_image)
-        np.sum(per_image, axis=0, out=out[p])
+    out = np.zeros((kh, groups, o // groups, cg * kw), dtype=dtype)
+    step = _block(x, c, kw, hp, wo)
+    for start in range(0, b, step):
+        a = _windows(x[start:start + step], kw, dw, padding, "rows-weight")
+        windows = a.reshape(a.shape[0], groups, cg * kw, hp * wo)
+        per_image = work_array(np, np, "rows-weight-images",
+                               (a.shape[0], groups, o // groups, cg * kw), a, zero=False,
+                               dtype=dtype)
+        for p in range(kh):
+            cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
+            np.matmul(rows[start:start + step], cols.transpose(0, 1, 3, 2), out=per_image)
+            out[p] += np.sum(per_image, axis=0)
     per_group = out.reshape(kh, groups, o // groups, cg, kw).transpose(1, 2, 3, 0, 4)
     return np.ascontiguousarray(per_group).reshape(weight_shape)

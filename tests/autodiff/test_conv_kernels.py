@@ -59,8 +59,13 @@ EDGE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("block_bytes", [None, 1])
 @pytest.mark.parametrize("case", EDGE_CASES)
-def test_row_kernels_match_the_grid_kernels_at_the_edges(case):
+def test_row_kernels_match_the_grid_kernels_at_the_edges(monkeypatch, case, block_bytes):
+    """Also with the windows built one image at a time (the blocks a large batch uses)."""
+    if block_bytes is not None:
+        monkeypatch.setattr(conv_rows, "_BLOCK_BYTES", block_bytes)
+        case = dict(case, batch=3)
     test_row_kernels_match_the_grid_kernels.hypothesis.inner_test(case)
 
 
