@@ -111,8 +111,8 @@ def unpack_states(packed: Array, shapes: Sequence[tuple[int, ...]],
     return tuple(out) if as_tuple or len(out) > 1 else out[0]
 
 
-def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any], Any,
-                                                           Callable[[Any], Any]]:
+def packed_map(func: Callable[..., Any],
+               x0: Any) -> tuple[Callable[[Array], Array], Array, Callable[[Array], Any]]:
     """Wrap ``func`` as a map on packed ``(B, D)`` arrays, checked at every call.
 
     Every output is checked against the state it was computed from: structure, array type,
@@ -182,7 +182,7 @@ def packed_map(func: Callable[..., Any], x0: Any) -> tuple[Callable[[Any], Any],
         return tuple(outs) if is_tuple else outs[0]
 
     if not is_tuple:
-        shape, dtype = arrays[0].shape, arrays[0].dtype
+        dtype = arrays[0].dtype
         packed_is_state = len(shapes[0]) == 2
 
         def call(z: Any) -> Any:
