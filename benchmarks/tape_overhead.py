@@ -76,7 +76,7 @@ def measure(case: dict, repeat: int, number: int, stat: str, anp, make_vjp) -> d
     leaves = [npdeq.Tensor(a, requires_grad=True) for a in inputs]
     op_np, op_tape = case["numpy"], case["npdeq"]
     out = op_tape(*leaves)
-    assert out.requires_grad and out._node is not None  # a node is recorded
+    assert out.requires_grad and not out.is_leaf  # a node is recorded
     g = np.ones_like(out.data)
 
     def tape_fwd_bwd():

@@ -261,7 +261,7 @@ def test_eval_returns_one_detached_state_and_records_nothing(xp, to_xp, check_ar
     assert len(z_out) == 1 and info["nfe"] == 25 and info["backward"] is None
     z = z_out[0]
     check_array(z, shape=tuple(m.z0.shape), dtype=xp.float64)
-    assert not z.requires_grad and z._node is None
+    assert not z.requires_grad and z.is_leaf
     assert func.recording and not any(func.recording)
     # eval_f_max_iter wins over eval_factor; a per-call f_max_iter over both
     deq = CORES[core](f_max_iter=10, eval_factor=2.5, eval_f_max_iter=7, f_tol=1e-30).eval()
@@ -437,7 +437,7 @@ def test_no_grad_records_nothing_in_any_core_and_mode(xp, to_xp, core, mode, tra
 
     with npdeq.no_grad():
         states, info = outputs()
-    assert all(not z.requires_grad and z._node is None for z in states)
+    assert all(not z.requires_grad and z.is_leaf for z in states)
     assert info["backward"] is None
     if not jacobian:     # the Jacobian estimate needs one VJP, made on a private graph
         assert not any(func.recording)
