@@ -36,7 +36,7 @@ class Dropout(Module):
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         self.p = check_real("p", p, 0.0, 1.0, owner="Dropout")
-        F._no_inplace(inplace, "Dropout")
+        F.check_no_inplace(inplace, "Dropout")
         self.inplace = False
 
     def forward(self, x: Any) -> Any:

@@ -45,7 +45,8 @@ __all__ = ["relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "softplus", 
            "conv1d", "avg_pool1d", "max_pool1d", "max_pool2d", "embedding"]
 
 
-def _no_inplace(inplace: Any, what: str) -> None:
+def check_no_inplace(inplace: Any, what: str) -> None:
+    """Refuse PyTorch's ``inplace=True`` (npdeq never modifies its inputs), naming ``what``."""
     if check_bool("inplace", inplace, owner=what):
         raise ValueError(f"{what}: inplace=True is not supported; npdeq never modifies its "
                          "inputs: drop it and use the returned Tensor")
@@ -62,13 +63,13 @@ def relu(input: Any, inplace: bool = False) -> Tensor:
         >>> relu(np.array([-1.0, 2.0])).numpy()
         array([0., 2.])
     """
-    _no_inplace(inplace, "relu")
+    check_no_inplace(inplace, "relu")
     return ops.relu(input)
 
 
 def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """``input`` where positive, ``negative_slope * input`` elsewhere."""
-    _no_inplace(inplace, "leaky_relu")
+    check_no_inplace(inplace, "leaky_relu")
     slope = check_real("negative_slope", negative_slope, owner="leaky_relu")
     return ops.leaky_relu(input, slope)
 
@@ -81,7 +82,7 @@ def gelu(input: Any, approximate: str = "none") -> Tensor:
 
 def silu(input: Any, inplace: bool = False) -> Tensor:
     """``input * sigmoid(input)`` (also called swish)."""
-    _no_inplace(inplace, "silu")
+    check_no_inplace(inplace, "silu")
     x = as_operand(input)
     return x * ops.sigmoid(x)
 
@@ -216,7 +217,7 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
     """
     p = check_real("p", p, 0.0, 1.0, owner="dropout")
     training = check_bool("training", training, owner="dropout")
-    _no_inplace(inplace, "dropout")
+    check_no_inplace(inplace, "dropout")
     x = as_operand(input)
     if not training or p == 0.0:
         return x
