@@ -64,8 +64,8 @@ def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
             dest[..., j0:j1] = src[..., j0 + q * dw - pl:j1 + q * dw - pl]
         return a
     # The output is as wide as the input (padding 'same') and the rows of x are contiguous:
-    # each offset is one flat shift along an image's rows, a long contiguous copy; the few columns that the shift carries
-    # across a row's edge are zeroed after.
+    # each offset is one flat shift along an image's rows, a long contiguous copy; the few
+    # columns that the shift carries across a row's edge are zeroed after.
     span = (r1 - r0) * w
     flat = src.reshape(b, c, span)
     for q in range(kw):
@@ -109,10 +109,10 @@ def _block(x: Any, c: int, kw: int, hp: int, wo: int) -> int:
 
 
 def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: int,
-              dtype: Any, slot: str) -> Any:
-    """``sum_p taps[p] @ A_p`` per image as a fresh ``(B, G*M, Ho, Wo)`` array, ``A`` the
-    row windows of ``x`` (built a block of images at a time) and ``A_p`` the ``Ho*Wo``
-    columns of kernel row ``p``."""
+              dtype: Any, slot: str, bias: Any = None) -> Any:
+    """``sum_p taps[p] @ A_p (+ bias)`` per image as a fresh ``(B, G*M, Ho, Wo)`` array,
+    ``A`` the row windows of ``x`` (built a block of images at a time) and ``A_p`` the
+    ``Ho*Wo`` columns of kernel row ``p``."""
     b, c, h, w = x.shape
     kh, groups, m, k = taps.shape
     (pt, pb), (pl, pr) = padding
@@ -120,6 +120,7 @@ def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: 
     n = ho * wo
     out = np.empty((b, groups, m, n), dtype=dtype)
     step = _block(x, c, kw, hp, wo)
+    per_channel = None if bias is None else bias.reshape(groups, m, 1)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, slot)
         windows = a.reshape(a.shape[0], groups, k, hp * wo)
@@ -131,17 +132,21 @@ def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: 
             np.matmul(taps[p], cols, out=dest if p == 0 else term)
             if p:
                 np.add(dest, term, out=dest)
+        if per_channel is not None:  # while the block is in cache
+            np.add(dest, per_channel, out=dest)
     return out.reshape(b, groups * m, ho, wo)
 
 
-def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int) -> Any:
+def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int,
+                 bias: Any = None) -> Any:
     """Stride-1 convolution of NumPy arrays (arguments as
     :func:`npdeq.backend.convolution.conv_forward`)."""
     kh, kw = w.shape[2:]
     dh, dw = dilation
     ho = x.shape[2] + padding[0][0] + padding[0][1] - dh * (kh - 1)
+    dtype = np.result_type(x, w) if bias is None else np.result_type(x, w, bias)
     return _convolve(x, kw, dw, padding, _row_taps(w, groups, transposed=False), dh, ho,
-                     np.result_type(x, w), "rows-forward")
+                     dtype, "rows-forward", bias)
 
 
 def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation: tuple,

@@ -28,8 +28,8 @@ __all__ = ["conv_forward", "conv_input_grad", "conv_weight_grad"]
 
 
 def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
-                 dilation: tuple[int, int], groups: int) -> Any:
-    """Cross-correlation of an image batch with a kernel bank (no bias).
+                 dilation: tuple[int, int], groups: int, bias: Any = None) -> Any:
+    """Cross-correlation of an image batch with a kernel bank, plus an optional bias.
 
     Args:
         x: ``(B, C, H, W)`` array.
@@ -37,17 +37,21 @@ def conv_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
         stride: ``(sh, sw)``; dilation: ``(dh, dw)``.
         padding: ``((top, bottom), (left, right))`` zeros around the image.
         groups: channel groups, dividing ``C`` and ``O``.
+        bias: ``(O,)`` array or None.
 
     Returns:
-        ``(B, O, Ho, Wo)`` array in ``x``'s namespace, dtype and device (C-contiguous on
-        NumPy and CuPy).
+        ``(B, O, Ho, Wo)`` array in ``x``'s namespace and device, of the dtype ``x``, ``w``
+        and ``bias`` promote to (C-contiguous on NumPy and CuPy).
     """
     geo = geometry(x.shape, w.shape[2:], stride, dilation, padding)
+    xp = array_namespace(x, w)
+    if tuple(stride) == (1, 1) and is_numpy(xp):
+        return rows_forward(x, w, padding, dilation, groups, bias)  # adds the bias per block
     if tuple(stride) != (1, 1):
-        return strided_forward(x, w, geo, stride, padding, dilation, groups)
-    if is_numpy(array_namespace(x, w)):
-        return rows_forward(x, w, padding, dilation, groups)
-    return grid_forward(x, w, stride, padding, dilation, groups)
+        y = strided_forward(x, w, geo, stride, padding, dilation, groups)
+    else:
+        y = grid_forward(x, w, stride, padding, dilation, groups)
+    return y if bias is None else y + xp.reshape(bias, (1, w.shape[0], 1, 1))
 
 
 def conv_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],

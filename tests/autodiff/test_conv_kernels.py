@@ -126,3 +126,24 @@ def test_stride_one_dispatch_takes_the_row_path_on_numpy_only(monkeypatch, name)
     got = run(*strict)
     assert calls == [name]  # array_api_strict stays on the portable grid path
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_bias_is_added_in_the_kernel_with_the_promoted_dtype(xp, to_xp, check_array,
+                                                                    stride):
+    """The bias goes into the convolution's own result (NumPy: block by block); the dtype is
+    what ``x``, ``w`` and ``bias`` promote to, as the separate ``out + bias`` gave."""
+    import npdeq
+
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+    w0 = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    b0 = rng.standard_normal(4)
+    out = npdeq.conv2d(to_xp(x0), to_xp(w0), to_xp(b0), stride=stride, padding=1)
+    want = npdeq.conv2d(x0.astype(np.float64), w0.astype(np.float64), stride=stride,
+                        padding=1).numpy() + b0[None, :, None, None]
+    check_array(out, shape=want.shape, dtype=xp.float64)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+    b32 = to_xp(b0.astype(np.float32))
+    check_array(npdeq.conv2d(to_xp(x0), to_xp(w0), b32, stride=stride, padding=1),
+                shape=want.shape, dtype=xp.float32)

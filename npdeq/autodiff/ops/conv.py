@@ -1,11 +1,12 @@
 """1-D and 2-D convolution as 2-D matrix products, with PyTorch's argument conventions.
 
-Three primitives carry the work: ``_conv2d`` (the forward), ``_conv2d_input_grad`` (its VJP
-with respect to the input, a transposed convolution) and ``_conv2d_weight_grad`` (with respect
-to the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run one 2-D matrix product
-per kernel offset on slices of contiguous buffers, so the arithmetic stays in BLAS (cuBLAS on
-CuPy). All three are bilinear and each one's VJPs are the other two, so gradients of any
-order work. ``conv2d`` is ``_conv2d`` plus a bias; ``conv1d`` runs it on a unit height axis.
+Three primitives carry the work: ``_conv2d`` (the forward, with the bias), ``_conv2d_input_grad``
+(its VJP with respect to the input, a transposed convolution) and ``_conv2d_weight_grad``
+(with respect to the weight). Their raw kernels (:mod:`npdeq.backend.convolution`) run 2-D
+matrix products on slices of contiguous buffers (on NumPy one per kernel row and image), so
+the arithmetic stays in BLAS (cuBLAS on CuPy). The three are bilinear and each one's VJPs are
+the other two (the bias's a sum), so gradients of any order work. ``conv1d`` runs ``conv2d``
+on a unit height axis.
 The sliding-window primitives ``image_windows``/``_fold`` (each the other's VJP) serve the
 pooling ops (:mod:`npdeq.autodiff.ops.pooling`).
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from npdeq import backend
 from npdeq.backend import convolution as _kernels
+from npdeq.autodiff.ops.reductions import sum as sum_
 from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
@@ -47,15 +49,14 @@ defvjp(_fold, lambda g, ans, cols, image_shape, stride, dilation:
 
 # --- convolution as 2-D matrix products -------------------------------------------------
 # Geometry keywords: stride (sh, sw), padding ((top, bottom), (left, right)), dilation
-# (dh, dw), groups; weights are (C_out, C_in // groups, kh, kw), images (B, C, H, W). The
-# raw kernels (npdeq.backend.convolution) run one 2-D product per kernel offset on slices of
-# contiguous buffers.
+# (dh, dw), groups; weights are (C_out, C_in // groups, kh, kw), images (B, C, H, W).
 
 
 @primitive
-def _conv2d(x, w, *, stride, padding, dilation, groups):
-    """``(x, w) -> y``: the convolution without bias (geometry as keywords)."""
-    return _kernels.conv_forward(x, w, stride, padding, dilation, groups)
+def _conv2d(x, w, b=None, *, stride, padding, dilation, groups):
+    """``(x, w[, b]) -> y``: the convolution plus an optional per-channel bias (geometry as
+    keywords; the kernels add the bias while the result is in cache)."""
+    return _kernels.conv_forward(x, w, stride, padding, dilation, groups, b)
 
 
 @primitive
@@ -71,10 +72,14 @@ def _conv2d_weight_grad(x, g, *, weight_shape, stride, padding, dilation, groups
 
 
 # All three are bilinear: <conv(x, w), g> = <x, input_grad(g, w)> = <w, weight_grad(x, g)>.
-# Each rule is one of the three, so every order of derivative stays on these primitives.
+# Each rule is one of the three (the bias's a sum), so every order of derivative stays on
+# these primitives.
 defvjp(_conv2d,
-       lambda g, ans, x, w, **geo: _conv2d_input_grad(g, w, image_shape=tuple(x.shape), **geo),
-       lambda g, ans, x, w, **geo: _conv2d_weight_grad(x, g, weight_shape=tuple(w.shape), **geo))
+       lambda g, ans, x, w, b=None, **geo:
+       _conv2d_input_grad(g, w, image_shape=tuple(x.shape), **geo),
+       lambda g, ans, x, w, b=None, **geo:
+       _conv2d_weight_grad(x, g, weight_shape=tuple(w.shape), **geo),
+       lambda g, ans, x, w, b, **geo: sum_(g, axis=(0, 2, 3)))
 defvjp(_conv2d_input_grad,
        lambda v, ans, g, w, image_shape, **geo: _conv2d(v, w, **geo),
        lambda v, ans, g, w, image_shape, **geo:
@@ -189,15 +194,13 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Pair = 1,
         raise ValueError(f"conv2d: weight must have shape (C_out, C_in // groups, kh, kw), "
                          f"got shape {tuple(weight.shape)}")
     groups = _check_channels(x, weight, bias, groups, "conv2d")
-    c_out, _, kh, kw = weight.shape
+    _, _, kh, kw = weight.shape
     stride_ = check_pair(stride, "conv2d: stride", 1)
     dilation_ = check_pair(dilation, "conv2d: dilation", 1)
     pads = check_padding(padding, (kh, kw), stride_, dilation_)
     _check_fits(x, (kh, kw), dilation_, pads, "conv2d")
-    out = _conv2d(x, weight, stride=stride_, padding=pads, dilation=dilation_, groups=groups)
-    if bias is not None:
-        out = out + reshape(bias, (1, c_out, 1, 1))
-    return out
+    return _conv2d(x, weight, bias, stride=stride_, padding=pads, dilation=dilation_,
+                   groups=groups)
 
 
 def check_single(value: Any, name: str, minimum: int) -> int:
@@ -271,9 +274,7 @@ def conv1d(x: Any, weight: Any, bias: Any = None, stride: int | tuple[int] = 1,
         raise ValueError(f"conv1d: kernel size {k} with dilation {d} does not fit the input of "
                          f"shape {tuple(x.shape)} padded by {padding!r} (padded length "
                          f"{n + before + after})")
-    out = _conv2d(reshape(x, (b, c, 1, n)), reshape(weight, (o, cg, 1, k)), stride=(1, s),
-                padding=((0, 0), (before, after)), dilation=(1, d), groups=groups)
-    out = reshape(out, (b, o, out.shape[3]))
-    if bias is not None:
-        out = out + reshape(bias, (1, o, 1))
-    return out
+    out = _conv2d(reshape(x, (b, c, 1, n)), reshape(weight, (o, cg, 1, k)), bias,
+                  stride=(1, s), padding=((0, 0), (before, after)), dilation=(1, d),
+                  groups=groups)
+    return reshape(out, (b, o, out.shape[3]))
