@@ -7,9 +7,6 @@ fixed-point correction loss, on npdeq's tape.
   implementation shared with the cores' ``sradius`` statistic);
 - :func:`fp_correction` and :func:`register_weight_func`: a loss over the sequence of
   states a DEQ produced on its way to the fixed point, each term weighted.
-
-Imports the cores (:mod:`npdeq.core.sradius`), the gradient layer
-(:mod:`npdeq.grad.jacobian`) and the tape.
 """
 
 from __future__ import annotations
@@ -19,9 +16,9 @@ import math
 from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import Tensor
+from npdeq.backend.checks import check_callable, check_int, check_real
 from npdeq.core.sradius import power_method
 from npdeq.grad.jacobian import jacobian_frobenius
-from npdeq.backend.checks import check_int, check_real
 
 __all__ = ["jac_reg", "power_method", "fp_correction", "register_weight_func",
            "weight_funcs"]
@@ -116,16 +113,17 @@ def register_weight_func(name: str, func: Callable[..., float]) -> None:
         TypeError: ``name`` is not a string or ``func`` is not callable.
 
     Example:
+        >>> import numpy as np, npdeq
         >>> register_weight_func("last_only", lambda n, k: float(k == n - 1))
-        >>> "last_only" in weight_funcs()
-        True
+        >>> zs = [npdeq.tensor(np.full((1, 2), v)) for v in (3.0, 1.0)]  # (B, d) each
+        >>> y = npdeq.tensor(np.zeros((1, 2)))
+        >>> fp_correction(npdeq.mse_loss, (zs, y), "last_only").item()    # the last state's
+        1.0
         >>> del _WEIGHT_FUNCS["last_only"]
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
-    if not callable(func):
-        raise TypeError(f"func must be callable, got {type(func).__name__}")
-    _WEIGHT_FUNCS[name] = func
+    _WEIGHT_FUNCS[name] = check_callable("func", func)
 
 
 def _get_weight_func(weight_func: str | Callable[..., float]) -> Callable[..., float]:

@@ -9,6 +9,7 @@ import pytest
 
 import npdeq
 from npdeq.backend import as_count, check_int, check_real
+from npdeq.backend.checks import check_callable
 from npdeq.core.sampling import sample_steps
 from npdeq.core.sradius import power_method
 from npdeq.grad import backward_factory, fixed_point, phantom_grad
@@ -32,6 +33,12 @@ def test_check_count_and_number_name_the_argument():
     for bad in (float("nan"), float("inf"), -1.0, True, "1", 1j):
         with pytest.raises(ValueError, match="tol must be a finite number"):
             check_real("tol", bad, 0.0)
+
+
+def test_check_callable_names_the_argument_and_the_type():
+    assert check_callable("func", len) is len
+    with pytest.raises(TypeError, match=r"^fp: func must be callable, got int$"):
+        check_callable("func", 3, owner="fp")
 
 
 def _map():

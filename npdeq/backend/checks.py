@@ -7,18 +7,18 @@ bools; numbers anything ``float`` accepts (NumPy scalars, 0-d arrays) but not st
 or complex values, and never NaN or infinities. Comparisons are written ``not x >= low`` so
 that NaN fails them. Each check returns the Python value, so a NumPy float64 setting cannot
 promote a float32 computation. Errors are ``ValueError`` (``TypeError`` for a flag that is
-not ``True``/``False``) naming the argument, the value and what was expected. Imports nothing
-from npdeq.
+not ``True``/``False``, a value that is not callable) naming the argument, the value and
+what was expected.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["as_count", "check_int", "check_real", "check_bool", "check_int_or_pair",
-           "describe_range"]
+           "check_callable", "describe_range"]
 
 
 def describe_range(noun: str, low: Any = None, high: Any = None, low_open: bool = False,
@@ -176,6 +176,25 @@ def check_bool(name: str, value: Any, *, owner: str | None = None) -> bool:
     if not _is_bool(value):
         raise TypeError(f"{_where(owner)}{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_callable(name: str, value: Any, *, owner: str | None = None) -> Callable[..., Any]:
+    """``value`` itself, if it is callable.
+
+    Raises:
+        TypeError: anything else, named with its type.
+
+    Example:
+        >>> check_callable('func', len) is len
+        True
+        >>> check_callable('func', 3)
+        Traceback (most recent call last):
+        ...
+        TypeError: func must be callable, got int
+    """
+    if not callable(value):
+        raise TypeError(f"{_where(owner)}{name} must be callable, got {type(value).__name__}")
+    return value
 
 
 def check_int_or_pair(name: str, value: Any, minimum: int, *,

@@ -2,13 +2,14 @@
 
 Every solver follows one contract (TorchDEQ's): ``solver(func, x0, max_iter, tol, stop_mode,
 indexing, **its_own_kwargs) -> (z, trajectory, info)`` with ``info`` a
-:class:`~npdeq.solver.stats.SolverStat`. Imports this package's solver modules.
+:class:`~npdeq.solver.stats.SolverStat`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from npdeq.backend.checks import check_callable
 from npdeq.solver.anderson import anderson_solver
 from npdeq.solver.broyden import broyden_solver
 from npdeq.solver.fixed_point import fixed_point_iter, simple_fixed_point_iter
@@ -80,6 +81,4 @@ def register_solver(name: str, solver: Callable[..., Any]) -> None:
     """
     if not isinstance(name, str):
         raise TypeError(f"a solver name must be a string, got {type(name).__name__}")
-    if not callable(solver):
-        raise TypeError(f"solver {name!r} must be callable, got {type(solver).__name__}")
-    _SOLVERS[name] = solver
+    _SOLVERS[name] = check_callable(f"solver {name!r}", solver)
