@@ -10,7 +10,7 @@ sharing the batch dimension (:func:`pack_states`/:func:`unpack_states` convert t
 the packed ``(B, D)`` form).
 No Tensors inside the loops: a Tensor given as the initial state or returned by ``func`` (one
 written with npdeq's ops) is read as its array, so the solvers do not differentiate; for
-gradients use :func:`npdeq.fixed_point` or a DEQ core. Imports only the backend and the shared exceptions.
+gradients use :func:`npdeq.fixed_point` or a DEQ core.
 """
 
 from npdeq.solver.anderson import anderson_solver

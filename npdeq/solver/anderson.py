@@ -15,8 +15,6 @@ relative strength fixed as the residuals shrink. TorchDEQ adds an absolute ``lam
 which dominates ``H`` once residuals are near 1e-2 and stalls convergence there. The next iterate
 is ``sum_i a_i (tau * f_i + (1 - tau) * x_i)``. Each iteration adds one row to ``H`` (``m``
 dot products), not a recomputation from the whole history.
-
-Imports the backend and this package's ``state`` and ``stats``.
 """
 
 from __future__ import annotations
@@ -25,10 +23,10 @@ import math
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.solver.state import packed_map
+from npdeq.backend.checks import check_int, check_real
+from npdeq.solver.entry import check_solver_args, solver_entry
+from npdeq.solver.stats import SolverStat, start_solve
 from npdeq.solver.workspace import borrowed
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_int, check_bool,
-                                check_real, check_solver_args, solver_entry)
 
 __all__ = ["anderson_solver"]
 
@@ -42,21 +40,17 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
     """Solve ``z = func(z)`` with Anderson acceleration, per sample.
 
     Args:
-        func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
-            state.
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(func)s
+        %(x0)s
         max_iter: maximum number of iterations (= function evaluations).
-        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
-        stop_mode: ``'abs'`` or ``'rel'``.
-        indexing: iterations (1-based) at which to record the best state so far.
+        %(tol)s
+        %(stop_mode)s
+        %(indexing)s
         m: history size (number of past iterates mixed).
         lam: regularisation, relative to the mean squared residual norm in the history.
         tau: mixing (damping) parameter ``beta`` in ``(0, 1]``.
-        return_final: return the last evaluated iterate instead of the best one.
-        per_sample: ``True`` (default): a sample stops moving once it has converged.
-            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
-            all have converged (or ``max_iter``); the best iterate is still returned per
-            sample.
+        %(return_final)s
+        %(per_sample)s
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`: ``z`` is the
@@ -81,11 +75,7 @@ def anderson_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: 
         m = check_int("m (the Anderson history size)", m, 1)
     if not (type(lam) is float and 0.0 <= lam < math.inf):
         lam = check_real("lam", lam, 0.0)
-    if type(return_final) is not bool or type(per_sample) is not bool:
-        check_bool("return_final", return_final)
-        check_bool("per_sample", per_sample)
-    f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
+    f, x, restore, tracker = start_solve(func, x0, tol, stop_mode, steps, return_final, per_sample)
     xp = tracker.xp
     batch, dim = x.shape
     dev = backend.device(x)

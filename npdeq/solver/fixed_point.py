@@ -1,15 +1,12 @@
-"""Fixed-point iteration: ``z <- tau * f(z) + (1 - tau) * z``, with and without statistics.
-
-Imports the backend and this package's ``state`` and ``stats``.
-"""
+"""Fixed-point iteration: ``z <- tau * f(z) + (1 - tau) * z``, with and without statistics."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_bool, check_solver_args,
-                                solver_entry)
+from npdeq.solver.stats import SolveTracker, SolverStat, start_solve
 
 __all__ = ["fixed_point_iter", "simple_fixed_point_iter"]
 
@@ -36,17 +33,14 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     Args:
         func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` when ``x0``
             is a tuple of arrays sharing the batch dimension (TorchDEQ's convention).
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(x0)s
         max_iter: maximum number of iterations (= function evaluations).
-        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
+        %(tol)s
         stop_mode: ``'abs'`` (``||f(z) - z||``) or ``'rel'`` (divided by ``||f(z)||``).
-        indexing: iterations (1-based) at which to record the best state so far.
+        %(indexing)s
         tau: damping in ``(0, 1]``.
-        return_final: return the last evaluated iterate instead of the best one.
-        per_sample: ``True`` (default): a sample stops moving once it has converged.
-            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
-            all have converged (or ``max_iter``); the best iterate is still returned per
-            sample.
+        %(return_final)s
+        %(per_sample)s
 
     Returns:
         ``(z, trajectory, info)``: ``z`` has ``x0``'s structure and is, per sample, the
@@ -69,10 +63,7 @@ def fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol:
     """
     max_iter, tol, stop_mode, steps, tau = check_solver_args(max_iter, tol, stop_mode, indexing,
                                                              tau)
-    check_bool("return_final", return_final)
-    check_bool("per_sample", per_sample)
-    f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
+    f, x, restore, tracker = start_solve(func, x0, tol, stop_mode, steps, return_final, per_sample)
     for _ in range(max_iter):
         fx = f(x)
         tracker.nfe += 1
@@ -96,7 +87,7 @@ def simple_fixed_point_iter(func: Callable[..., Any], x0: Any, max_iter: int = 5
 
     Args:
         func: any function ``func(z) -> z'`` (or ``func(*zs) -> tuple`` for a tuple state).
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(x0)s
         max_iter: number of steps.
         tau: damping in ``(0, 1]``.
         indexing: steps (1-based) after which to record the state.

@@ -13,18 +13,19 @@ product, plus one).
 
 :func:`gmres_solver` is the same method behind the fixed-point solver contract, registered
 as ``'gmres'``: it solves ``z = func(z)`` for an affine ``func``.
-
-Imports the backend and this package's ``state`` and ``stats``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.solver.state import check_result, packed_map
-from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_int, check_bool,
-                                check_real, check_solver_args, solver_entry)
+from npdeq.backend import Array
+from npdeq.backend.checks import check_int, check_real
+from npdeq.solver.entry import check_solver_args, solver_entry
+from npdeq.solver.state import check_result
+from npdeq.solver.stats import REL_EPS, SolveTracker, SolverStat, start_solve
 
 __all__ = ["gmres", "gmres_solver"]
 
@@ -35,9 +36,9 @@ MAX_ITER_CAP = 1000
 COLLINEAR = 16
 
 
-def gmres(matvec: Callable[[Any], Any], b: Any, x0: Any = None, tol: float = 1e-6,
+def gmres(matvec: Callable[[Array], Array], b: Array, x0: Array = None, tol: float = 1e-6,
           max_iter: int | None = None, restart: int = 20, atol: float = 0.0
-          ) -> tuple[Any, dict]:
+          ) -> tuple[Array, dict]:
     """Solve ``A_i x_i = b_i`` for every sample ``i`` by restarted GMRES.
 
     A sample converges when ``||b_i - A_i x_i|| <= max(tol * ||b_i||, atol)``, checked on the
@@ -119,8 +120,8 @@ def check_restart(restart: Any) -> int:
     return check_int("restart (the Krylov dimension of a cycle)", restart, 1)
 
 
-def checked_product(matvec: Callable[[Any], Any], like: Any, name: str,
-                    dtype: Any = None) -> Callable[[Any], Any]:
+def checked_product(matvec: Callable[[Array], Array], like: Array, name: str,
+                    dtype: Any = None) -> Callable[[Array], Array]:
     """``matvec`` with its every result checked against ``like`` (a ``(B, D)`` array): an
     array of the same namespace, shape, dtype and device, else an error naming ``name``.
     With ``dtype`` (float16), ``matvec`` is called on and must return that dtype, and its
@@ -154,9 +155,9 @@ def _norm(xp: Any, a: Any) -> Any:
     return xp.sqrt(xp.vecdot(a, a))
 
 
-def solve_batched(matvec: Callable[[Any], Any], b: Any, x0: Any, threshold: Any, max_iter: int,
-                  m: int, final_residual: bool = True, assume_active: bool = False
-                  ) -> tuple[Any, dict]:
+def solve_batched(matvec: Callable[[Array], Array], b: Array, x0: Array, threshold: Array,
+                  max_iter: int, m: int, final_residual: bool = True,
+                  assume_active: bool = False) -> tuple[Array, dict]:
     """Restarted GMRES with per-sample absolute thresholds ``(B,)``; see :func:`gmres`.
 
     ``final_residual=False`` (Newton steps) trusts the rotated least-squares estimate when a
@@ -221,18 +222,16 @@ def solve_batched(matvec: Callable[[Any], Any], b: Any, x0: Any, threshold: Any,
     return x, info
 
 
+@dataclass(slots=True)
 class _Cycle:
     """What one GMRES cycle returns (see :func:`_cycle`)."""
 
-    __slots__ = ("step", "estimate", "nonfinite", "columns", "products", "any_live")
-
-    def __init__(self, step, estimate, nonfinite, columns, products, any_live):
-        self.step = step            # (B, D) correction V y
-        self.estimate = estimate    # (B,) least-squares residual estimate of x + step
-        self.nonfinite = nonfinite  # (B,) bool: a product went non-finite for the sample
-        self.columns = columns      # (B,) int: basis columns the sample uses (its products)
-        self.products = products    # int: products computed
-        self.any_live = any_live    # bool: some sample was still above its threshold
+    step: Array            # (B, D) correction V y
+    estimate: Array        # (B,) least-squares residual estimate of x + step
+    nonfinite: Array       # (B,) bool: a product went non-finite for the sample
+    columns: Array         # (B,) int: basis columns the sample uses (its products)
+    products: int          # products computed
+    any_live: bool         # some sample was still above its threshold
 
 
 def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, active: Any,
@@ -333,18 +332,15 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
     Args:
         func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
             state; affine in the state.
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(x0)s
         max_iter: the most evaluations of ``func`` (products included).
         tol: convergence tolerance on the ``stop_mode`` residual ``||f(z) - z||`` (``0``: no
             early stop).
-        stop_mode: ``'abs'`` or ``'rel'``.
+        %(stop_mode)s
         indexing: iterations (1-based: ``x0``, then each cycle's end) to record.
         restart: Krylov dimension of a cycle.
-        return_final: return the last evaluated iterate instead of the best one.
-        per_sample: ``True`` (default): a sample stops moving once it has converged.
-            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
-            all have converged (or ``max_iter``); the best iterate is still returned per
-            sample.
+        %(return_final)s
+        %(per_sample)s
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -363,10 +359,7 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
     """
     max_iter, tol, stop_mode, steps, _ = check_solver_args(max_iter, tol, stop_mode, indexing)
     restart = check_restart(restart)
-    check_bool("return_final", return_final)
-    check_bool("per_sample", per_sample)
-    f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
+    f, x, restore, tracker = start_solve(func, x0, tol, stop_mode, steps, return_final, per_sample)
     xp = tracker.xp
     m = min(restart, max(x.shape[1], 1))
     if max_iter > 0:
@@ -392,7 +385,7 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
     return tracker.finish(restore, "gmres_solver")
 
 
-def flag_nonfinite(tracker: SolveTracker, flags: Any) -> None:
+def flag_nonfinite(tracker: SolveTracker, flags: Array) -> None:
     """Freeze the samples for which an evaluation inside a step returned NaN/inf (the
     tracker sees only the iterates it observes)."""
     tracker.nonfinite = tracker.nonfinite | (tracker.active & flags)

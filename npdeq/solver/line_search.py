@@ -1,19 +1,19 @@
 """Per-sample backtracking along a step: the line search Broyden (``ls=True``) and
-Newton-Krylov share. Imports the backend and this package's ``stats``.
-"""
+Newton-Krylov share."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from npdeq import backend
+from npdeq.backend import Array
 from npdeq.solver.stats import SolveTracker
 
 __all__ = ["backtrack"]
 
 
-def backtrack(f: Callable[[Any], Any], tracker: SolveTracker, x: Any, step: Any,
-              accept: Callable[[Any, Any], Any], halvings: int) -> tuple[Any, Any]:
+def backtrack(f: Callable[[Array], Array], tracker: SolveTracker, x: Array, step: Array,
+              accept: Callable[[Array, Any], Array], halvings: int) -> tuple[Array, Array]:
     """The next iterate and its image: the first of ``x + step``, ``x + step/2``, ... that
     ``accept``\\ s, per sample; after ``halvings`` halvings the last one tried is taken.
 

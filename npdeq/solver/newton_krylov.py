@@ -12,8 +12,6 @@ linear model need not be more accurate than the answer asked for. A per-sample b
 (Armijo) line search on ``||g||`` halves the step of the samples whose residual did not fall
 enough. Converged samples get a zero right-hand side, so they cost their Krylov solves nothing
 and stay frozen.
-
-Imports the backend and this package's ``state``, ``stats``, ``line_search`` and ``gmres``.
 """
 
 from __future__ import annotations
@@ -21,11 +19,11 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
+from npdeq.backend.checks import check_bool, check_int, check_real
+from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.gmres import check_restart, flag_nonfinite, solve_batched
 from npdeq.solver.line_search import backtrack
-from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (REL_EPS, SolverStat, SolveTracker, check_int, check_bool,
-                                check_real, check_solver_args, solver_entry)
+from npdeq.solver.stats import REL_EPS, SolverStat, start_solve
 
 __all__ = ["newton_krylov"]
 
@@ -49,13 +47,12 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
     per sample.
 
     Args:
-        func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
-            state.
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(func)s
+        %(x0)s
         max_iter: the most Newton iterations (iterates evaluated, ``x0`` included); each
             costs one evaluation plus its GMRES products and line-search evaluations.
-        tol: convergence tolerance on the ``stop_mode`` residual (``0``: no early stop).
-        stop_mode: ``'abs'`` or ``'rel'``.
+        %(tol)s
+        %(stop_mode)s
         indexing: iterations (1-based, ``x0`` is the first) at which to record the best state.
         restart: Krylov dimension of a GMRES cycle (capped at the state size ``D``). Larger
             is better on slowly contracting maps (restarted GMRES can stagnate), at the cost of
@@ -66,11 +63,8 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
             one cycle, ``min(restart, D)``: a new linearisation beats a restart).
         fd_eps: relative difference step (default the square root of the dtype's epsilon).
         line_search: backtrack per sample until the residual falls enough.
-        return_final: return the last evaluated iterate instead of the best one.
-        per_sample: ``True`` (default): a sample stops moving once it has converged.
-            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
-            all have converged (or ``max_iter``); the best iterate is still returned per
-            sample.
+        %(return_final)s
+        %(per_sample)s
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -98,10 +92,7 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
     inner_max_iter = check_int("inner_max_iter", inner_max_iter, 1, none_ok=True)
     fd_eps = check_real("fd_eps", fd_eps, 0.0, low_open=True, none_ok=True)
     check_bool("line_search", line_search)
-    check_bool("return_final", return_final)
-    check_bool("per_sample", per_sample)
-    f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
+    f, x, restore, tracker = start_solve(func, x0, tol, stop_mode, steps, return_final, per_sample)
     if max_iter == 0:
         return tracker.finish(restore, "newton_krylov")
     xp = tracker.xp

@@ -11,19 +11,16 @@ embedded error estimate) together with one more bound for steady states: a step'
 estimate must also be a small fraction of the step, or the step size grows to the edge of
 stability and the state wanders at the tolerance level instead of settling. A sample stops
 when its fixed-point residual reaches ``tol``.
-
-Imports this package's ``state``, ``stats`` and ``gmres`` (for its non-finite helper); the
-array functions come from the state's namespace.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq.backend.checks import check_real
+from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.gmres import flag_nonfinite
-from npdeq.solver.state import packed_map
-from npdeq.solver.stats import (SolverStat, SolveTracker, check_bool, check_real,
-                                check_solver_args, solver_entry)
+from npdeq.solver.stats import SolveTracker, SolverStat, start_solve
 
 __all__ = ["ode_solver", "TABLEAUS"]
 
@@ -85,13 +82,12 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
     initial step size when ``h0`` is not given.
 
     Args:
-        func: ``func(z) -> z'`` on ``(B, ...)`` arrays, or ``func(*zs) -> tuple`` for a tuple
-            state.
-        x0: initial state, ``(B, ...)`` or a tuple/list of ``(B, ...)`` arrays.
+        %(func)s
+        %(x0)s
         max_iter: the most iterations: ``z0`` and ``max_iter - 1`` Runge-Kutta steps.
         tol: tolerance on the ``stop_mode`` fixed-point residual ``||f(z) - z||`` (``0``: no
             early stop).
-        stop_mode: ``'abs'`` or ``'rel'``.
+        %(stop_mode)s
         indexing: iterations (1-based, ``z0`` is the first) at which to record the state.
         method: ``'dopri5'`` (Dormand-Prince) or ``'tsit5'`` (Tsitouras).
         rtol: relative tolerance of the local error control (``>= 0``).
@@ -99,10 +95,7 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
         h0: initial step size for every sample (default: estimated per sample from two
             evaluations, Hairer and Wanner's rule).
         return_final: return the last accepted state instead of the lowest-residual one.
-        per_sample: ``True`` (default): a sample stops moving once it has converged.
-            ``False``: TorchDEQ's batch-wise loop: every finite sample keeps iterating until
-            all have converged (or ``max_iter``); the best iterate is still returned per
-            sample.
+        %(per_sample)s
 
     Returns:
         ``(z, trajectory, info)`` as :func:`~npdeq.solver.fixed_point_iter`; ``info['nfe']``
@@ -129,10 +122,7 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
     rtol = check_real("rtol", rtol, 0.0)
     atol = check_real("atol", atol, 0.0, low_open=True)
     h0 = check_real("h0", h0, 0.0, low_open=True, none_ok=True)
-    check_bool("return_final", return_final)
-    check_bool("per_sample", per_sample)
-    f, x, restore = packed_map(func, x0)
-    tracker = SolveTracker(x, tol, stop_mode, steps, return_final, per_sample)
+    f, x, restore, tracker = start_solve(func, x0, tol, stop_mode, steps, return_final, per_sample)
     if max_iter == 0:
         return tracker.finish(restore, "ode_solver")
     xp = tracker.xp

@@ -7,26 +7,25 @@ that has converged or gone non-finite is *frozen*: the solvers stop moving it (t
 :attr:`SolveTracker.best` back for it) and its statistics are final. Everything is selected
 with ``where`` (never masks multiplied into values: NaN * 0 is NaN) and the only host
 synchronisation is :meth:`SolveTracker.observe`'s return value, once per iteration.
-Imports the backend and the shared exceptions.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.backend.checks import as_count, check_bool, check_int, check_real
+from npdeq.backend import Array
+from npdeq.backend.checks import check_bool, check_int, check_real
+from npdeq.solver.entry import STOP_MODES, SolverArgs, check_solver_args, solver_entry
 from npdeq.solver.failure import warn_if_failed, warn_location
-from npdeq.solver.state import pack_states
+from npdeq.solver.state import pack_states, packed_map
 
 __all__ = ["SolverStat", "SolveTracker", "SolverArgs", "residual_norms", "check_solver_args",
-           "solver_stat_from_final_step",
+           "solver_stat_from_final_step", "start_solve",
            "check_int", "check_real", "check_bool", "solver_entry", "warn_location",
            "STOP_MODES"]
 
-STOP_MODES = ("abs", "rel")
 # The relative residual's guard against ||f(z)|| = 0, as TorchDEQ.
 REL_EPS = 1e-8
 # Packed states of at least this many values take the selection shortcuts of observe().
@@ -67,7 +66,7 @@ class SolverStat(dict):
         return f"SolverStat({', '.join(sorted(self))})"
 
 
-def residual_norms(fx: Any, x: Any) -> tuple[Any, Any]:
+def residual_norms(fx: Array, x: Array) -> tuple[Array, Array]:
     """Per-sample absolute and relative residuals of ``x`` given ``fx = f(x)``.
 
     Args:
@@ -120,8 +119,8 @@ def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float |
         raise ValueError(f"{owner}: stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
     z, fz = pack_states(z), pack_states(fz)
     if z.shape != fz.shape:
-        raise ValueError(f"{owner}: z and fz must have the same (packed) shape, got {tuple(z.shape)} "
-                         f"and {tuple(fz.shape)}")
+        raise ValueError(f"{owner}: z and fz must have the same (packed) shape, got "
+                         f"{tuple(z.shape)} and {tuple(fz.shape)}")
     xp = backend.array_namespace(z, fz)
     abs_res, rel_res = residual_norms(fz, z)
     batch, dev = z.shape[0], backend.device(z)
@@ -135,131 +134,6 @@ def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float |
         nstep=xp.full((batch,), nstep, dtype=xp.int64, device=dev),
         sradius=xp.zeros((batch,), dtype=z.dtype, device=dev),
         converged=converged, nonfinite=nonfinite, nfe=nstep)
-
-
-class SolverArgs(NamedTuple):
-    """The shared solver arguments, checked and converted to Python numbers."""
-
-    max_iter: int
-    tol: float | None
-    stop_mode: str
-    indexing: list[int]
-    tau: float
-
-
-def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
-                      indexing: Any = None, tau: Any = 1.0) -> SolverArgs:
-    """Validate the arguments the solvers share and return them as Python numbers
-    (``indexing`` as a list, in the requested order, repeats kept).
-
-    Counts accept anything :func:`operator.index` accepts (``int``, NumPy integers) but not
-    bools; numbers anything ``float`` accepts (NumPy scalars, 0-d arrays) but not strings,
-    bools or complex values. ``tol = 0`` asks for no early stop: only a sample whose residual
-    is exactly zero converges, and running out of ``max_iter`` is not warned about.
-
-    Raises:
-        ValueError: ``max_iter`` not a non-negative int, ``tol`` negative, NaN or infinite,
-            an unknown ``stop_mode``, ``tau`` outside ``(0, 1]``, or ``indexing`` entries
-            that are not ints in ``1..max_iter``.
-
-    Example:
-        >>> import numpy as np
-        >>> check_solver_args(np.int64(5), np.float32(0.5), "rel", [4, 2, 4])
-        SolverArgs(max_iter=5, tol=0.5, stop_mode='rel', indexing=[4, 2, 4], tau=1.0)
-    """
-    # Plain Python numbers in range pass without the general checks (which build their
-    # messages up front): this runs at every solve, twice per IFT training step.
-    if not (type(max_iter) is int and max_iter >= 0):
-        max_iter = check_int("max_iter", max_iter, 0)
-    if tol is not None and not (type(tol) is float and 0.0 <= tol < math.inf):
-        tol = check_real("tol", tol, 0.0)
-    if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
-        raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
-    if not (type(tau) is float and 0.0 < tau <= 1.0):
-        tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
-    steps = []
-    for i in (indexing or ()):
-        step = as_count(i)
-        if step is None:
-            raise ValueError(f"indexing entries must be ints (iterations 1..{max_iter}), "
-                             f"got {i!r}")
-        if not 1 <= step <= max(max_iter, 1):
-            raise ValueError(f"indexing entry {step} is outside the iterations 1..{max_iter}")
-        steps.append(step)
-    return SolverArgs(max_iter, tol, stop_mode, steps, tau)
-
-
-def solver_entry(solver: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a fixed-point solver ``solver(func, x0, ...)``: the solve runs with NumPy's
-    floating-point warnings silenced (non-finite values are reported through
-    ``info['nonfinite']`` and one ConvergenceWarning instead, and ``func``'s own overflow
-    warnings, which that report covers, are silenced too), and a float16 state is solved in
-    float32 (float16's range overflows squared norms and ``linalg`` has no float16): ``func``
-    still sees and returns float16, ``z`` and the trajectory come back float16, the statistics
-    are float32."""
-
-    @functools.wraps(solver)
-    def run(func: Callable[..., Any], x0: Any, *args: Any, **kwargs: Any) -> Any:
-        with backend.ignore_float_errors():
-            half = _half_precision_positions(x0)
-            if not half:
-                return solver(func, x0, *args, **kwargs)
-            return _solve_in_float32(solver, func, x0, half, args, kwargs)
-
-    return run
-
-
-def _half_precision_positions(x0: Any) -> set[int]:
-    arrays = list(x0) if isinstance(x0, (tuple, list)) else [x0]
-    half = set()
-    for i, a in enumerate(arrays):
-        if hasattr(a, "shape") and _is_half(getattr(a, "dtype", None)):
-            half.add(i)
-    return half
-
-
-# (dtype type, dtype) -> whether it is float16 (a dtype's str() costs microseconds on every
-# solve). The type comes first so that dtypes of different libraries are never compared.
-_HALF: dict = {}
-
-
-def _is_half(dtype: Any) -> bool:
-    if dtype is None:
-        return False
-    key = (type(dtype), dtype)
-    try:
-        return _HALF[key]
-    except KeyError:
-        found = _HALF[key] = str(dtype) == "float16"
-    except TypeError:  # an unhashable dtype
-        found = str(dtype) == "float16"
-    return found
-
-
-def _solve_in_float32(solver, func, x0, half, args, kwargs):
-    is_tuple = isinstance(x0, (tuple, list))
-    arrays = list(x0) if is_tuple else [x0]
-    xp = backend.check_same_namespace(arrays, "x0")
-
-    def convert(state, dtype):
-        if not is_tuple:
-            return xp.astype(state, dtype)
-        return tuple(xp.astype(a, dtype) if i in half else a for i, a in enumerate(state))
-
-    def func32(*zs):
-        out = func(*convert(zs, xp.float16)) if is_tuple else func(convert(zs[0], xp.float16))
-        outs = list(out) if isinstance(out, (tuple, list)) else [out]
-        if isinstance(out, (tuple, list)) != is_tuple or len(outs) != len(arrays):
-            return out  # the solver's own check names the structure
-        for i in half:
-            if hasattr(outs[i], "dtype") and str(outs[i].dtype) != "float16":
-                where = f" for state {i}" if is_tuple else ""
-                raise TypeError(f"func returned dtype {outs[i].dtype}{where}; its input has "
-                                "dtype float16")
-        return convert(out, xp.float32)
-
-    z, trajectory, info = solver(func32, convert(x0, xp.float32), *args, **kwargs)
-    return (convert(z, xp.float16), [convert(t, xp.float16) for t in trajectory], info)
 
 
 class SolveTracker:
@@ -284,7 +158,7 @@ class SolveTracker:
             means "not non-finite" and the stop test reads the unconverged ones).
     """
 
-    def __init__(self, x0: Any, tol: float | None, stop_mode: str, indexing: Sequence[int],
+    def __init__(self, x0: Array, tol: float | None, stop_mode: str, indexing: Sequence[int],
                  return_final: bool = False, per_sample: bool = True) -> None:
         xp = backend.array_namespace(x0)
         self.xp = xp
@@ -312,7 +186,7 @@ class SolveTracker:
         self.batch = batch
         self.large = batch * x0.shape[1] >= LARGE_STATE
 
-    def observe(self, x: Any, fx: Any, sync: bool = True, residual: Any = None) -> bool:
+    def observe(self, x: Array, fx: Array, sync: bool = True, residual: Array = None) -> bool:
         """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
         still active (the one host synchronisation of an iteration; ``sync=False`` skips it
         and returns True). ``residual``: ``fx - x`` if the caller has computed it already."""
@@ -374,7 +248,7 @@ class SolveTracker:
         self.all_active = (n_pending if self.per_sample else n_active) == batch
         return n_pending > 0, n_improved == batch
 
-    def next_iterate(self, proposal: Any) -> Any:
+    def next_iterate(self, proposal: Array) -> Array:
         """``proposal`` for active samples, the frozen best iterate for the others."""
         if self.all_active:
             return proposal
@@ -433,6 +307,33 @@ class SolveTracker:
             warn_if_failed(info, _NONFINITE, _NOT_CONVERGED if self.tol else None,
                            who=solver_name)
         return restore(z), [restore(t) for t in trajectory], info
+
+
+def start_solve(func: Callable[..., Any], x0: Any, tol: float | None, stop_mode: str,
+                indexing: Sequence[int], return_final: Any = False, per_sample: Any = True
+                ) -> tuple[Callable[[Any], Any], Any, Callable[[Any], Any], SolveTracker]:
+    """Check the flags every solver takes, pack the state and start the solve's tracker.
+
+    Args:
+        func: the caller's map, on its state structure.
+        x0: the initial state, an array or a tuple/list of arrays.
+        tol, stop_mode, indexing: as checked by :func:`check_solver_args`.
+        return_final, per_sample: the solver's flags (see :class:`SolveTracker`).
+
+    Returns:
+        ``(f, x, restore, tracker)``: ``func`` on packed ``(B, D)`` states, the packed
+        ``x0``, the function that gives results back the caller's structure, and the
+        :class:`SolveTracker` of the solve.
+
+    Raises:
+        TypeError: ``return_final`` or ``per_sample`` is not a bool.
+    """
+    # Plain bools pass without the general checks: this runs at every solve.
+    if type(return_final) is not bool or type(per_sample) is not bool:
+        check_bool("return_final", return_final)
+        check_bool("per_sample", per_sample)
+    f, x, restore = packed_map(func, x0)
+    return f, x, restore, SolveTracker(x, tol, stop_mode, indexing, return_final, per_sample)
 
 
 def _columns(xp: Any, vectors: list) -> Any:

@@ -8,7 +8,7 @@ and several percent of a whole solve. Borrowed arrays are taken out of the per-t
 the length of the solve, so a nested solve (a solver called inside ``func``) gets its own.
 Only NumPy arrays are pooled (CuPy has its own memory pool; other namespaces get fresh
 arrays); the pool is bounded in entries and bytes. The contents of a borrowed array are
-undefined: the solvers write before they read. Imports only the backend.
+undefined: the solvers write before they read.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from npdeq import backend
+from npdeq.backend import Array
 
 __all__ = ["borrowed"]
 
@@ -29,7 +30,7 @@ _BYTES = 256 * 2**20
 
 @contextmanager
 def borrowed(xp: Any, shape: tuple[int, ...], dtype: Any, device: Any,
-             count: int = 1) -> Iterator[list[Any]]:
+             count: int = 1) -> Iterator[list[Array]]:
     """``count`` arrays of ``shape`` and ``dtype`` (contents undefined) for the ``with`` block.
 
     Example:
