@@ -11,8 +11,7 @@ call, with gradients reaching the norm's parameters through the tape:
   Parameters;
 - :func:`register_norm` and :func:`register_norm_module` add norms and module types.
 
-Importing this package registers the ``reset_deq`` hook. Imports :mod:`npdeq.core`
-(config, registry), :mod:`npdeq.nn`, the tape and the backend.
+Importing this package registers the ``reset_deq`` hook.
 
 Example:
     >>> import npdeq

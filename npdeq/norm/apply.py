@@ -2,13 +2,12 @@
 ``apply_norm``, ``reset_norm``, ``remove_norm``) and the registries behind them.
 
 ``apply_norm`` walks ``model.named_modules()`` and normalises every module of a registered
-type (``Linear``, ``Conv1d`` and ``Conv2d`` by default, as TorchDEQ; :func:`register_norm_module`
-adds more, e.g. ``Embedding``, whose rows TorchDEQ leaves alone) with the
-norm named by ``norm_type`` (``'weight_norm'``, ``'spectral_norm'``, :func:`register_norm`
-adds more). Importing this module registers :func:`reset_norm`'s per-module step with
-:func:`npdeq.core.registry.register_reset_hook`, so ``reset_deq(model)`` recomputes the
-normalised weights. Imports the config and registry of :mod:`npdeq.core`, ``npdeq.nn`` and
-the norms of this package.
+type (``Linear``, ``Conv1d`` and ``Conv2d`` by default, as TorchDEQ;
+:func:`register_norm_module` adds more, e.g. ``Embedding``, whose rows TorchDEQ leaves alone)
+with the norm named by ``norm_type`` (``'weight_norm'``, ``'spectral_norm'``,
+:func:`register_norm` adds more). Importing this module registers :func:`reset_norm`'s
+per-module step with :func:`npdeq.core.registry.register_reset_hook`, so
+``reset_deq(model)`` recomputes the normalised weights.
 """
 
 from __future__ import annotations
@@ -79,8 +78,8 @@ def _norm_class(norm_type: Any) -> type[NormBase]:
     return _NORMS[norm_type]
 
 
-def register_norm_module(module_class: type, norm_type: str, names: str | Sequence[str] = "weight",
-                         dims: Any = 0) -> None:
+def register_norm_module(module_class: type, norm_type: str,
+                         names: str | Sequence[str] = "weight", dims: Any = 0) -> None:
     """Make ``apply_norm`` with ``norm_type`` normalise modules of ``module_class``.
 
     Args:
@@ -135,8 +134,9 @@ def apply_norm(model: Module, norm_type: str | None = default("norm_type"),
     """Normalise the weights of every registered module in ``model`` (TorchDEQ's function).
 
     A module is normalised when its type (or a base class) is registered for the norm
-    (``Linear``, ``Conv1d`` and ``Conv2d`` by default), its weights are Parameters, its name does not
-    start with a prefix in ``prefix_filter_out`` and contains no string of ``filter_out``.
+    (``Linear``, ``Conv1d`` and ``Conv2d`` by default), its weights are Parameters, its name
+    does not start with a prefix in ``prefix_filter_out`` and contains no string of
+    ``filter_out``.
     Afterwards ``module.weight`` is recomputed by :func:`reset_norm` or ``reset_deq``,
     which a training loop calls once per step (and after moving or loading the model).
 

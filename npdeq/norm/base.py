@@ -5,7 +5,7 @@ A normalisation reparametrises some weights of one module (``weight`` of a ``Lin
 norm's own parameters and buffers and sets ``module.weight`` to a plain Tensor recorded on
 the tape; calling the norm object (``reset_norm``) recomputes that Tensor. In a DEQ the map
 is called at every solver iteration, so the normalised weight is computed once per training
-step, not once per call, as TorchDEQ does. Imports the tape, ``npdeq.nn`` and the config.
+step, not once per call, as TorchDEQ does.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@
 under ``no_grad`` once per reset and only in training mode; ``sigma`` itself is recorded
 on the tape (``u`` and ``v`` held constant), as in PyTorch. ``g`` is learned per output,
 initialised to ``target_norm`` (TorchDEQ), or the constant ``target_norm`` without a learned
-scale; with clipping the factor is ``min(clip_value, g / sigma)``. Imports the tape, the
-backend (random start vectors on the weight's device), ``npdeq.nn`` and
-:mod:`npdeq.norm.base`.
+scale; with clipping the factor is ``min(clip_value, g / sigma)``. The random start vectors
+are drawn on the weight's namespace and device.
 """
 
 from __future__ import annotations
@@ -16,16 +15,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from npdeq import backend
-from npdeq.autodiff import Tensor
-from npdeq.autodiff import ops
+from npdeq.autodiff import Tensor, ops
+from npdeq.backend import Array
+from npdeq.backend.checks import check_int, check_real
 from npdeq.core.config import DEQConfig
 from npdeq.nn import init
-from npdeq.backend.checks import check_int, check_real
-from npdeq.nn.layers import Conv2d, Linear
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
-from npdeq.norm.base import NormBase, as_tensor_operand, reduce_axes
-from npdeq.norm.weight_norm import CONFIG_KEYS, check_scale_settings
+from npdeq.norm.base import as_tensor_operand, reduce_axes
+from npdeq.norm.scale import CONFIG_KEYS, ScaledNorm, check_scale_settings
 
 __all__ = ["SpectralNorm", "spectral_normalize", "power_iteration", "weight_matrix"]
 
@@ -64,8 +62,8 @@ def _unit(xp: Any, x: Any, eps: float) -> Any:
     return x / xp.maximum(xp.sqrt(xp.sum(x * x)), eps)
 
 
-def power_iteration(matrix: Any, u: Any, v: Any, n_iterations: int = 1,
-                    eps: float = 1e-12) -> tuple[Any, Any]:
+def power_iteration(matrix: Array, u: Array, v: Array, n_iterations: int = 1,
+                    eps: float = 1e-12) -> tuple[Array, Array]:
     """``n_iterations`` steps of ``v <- M^T u / |.|``, ``u <- M v / |.|`` on raw arrays.
 
     Args:
@@ -157,7 +155,7 @@ def _positive_int(key: str, value: Any) -> int:
     return check_int(f"{key} ({CONFIG_KEYS[key]})", value, 1)
 
 
-class SpectralNorm(NormBase):
+class SpectralNorm(ScaledNorm):
     """Spectral normalisation of a module's weights, recomputed once per reset.
 
     Registers the weight's Parameter as ``weight_orig`` (the same object), the buffers
@@ -199,18 +197,15 @@ class SpectralNorm(NormBase):
         1.0
     """
 
-    _target_modules = {Linear: (("weight",), (0,)), Conv2d: (("weight",), (0,))}
     takes_seed = True
 
     def __init__(self, names: Sequence[str], dims: Sequence[Any], learn_scale: bool = True,
                  target_norm: float = 1.0, clip: bool = False, clip_value: float = 1.0,
                  n_power_iterations: int = 1, eps: float = 1e-12, seed: Any = None) -> None:
-        super().__init__(names, dims)
+        super().__init__(names, dims, learn_scale, target_norm, clip, clip_value)
         if any(d is None for d in self.dims):
             raise ValueError(f"SpectralNorm needs an output axis per weight, got dims="
                              f"{self.dims!r}")
-        (self.learn_scale, self.target_norm, self.clip,
-         self.clip_value) = check_scale_settings(learn_scale, target_norm, clip, clip_value)
         self.n_power_iterations = _positive_int("n_power_iterations", n_power_iterations)
         self.eps = check_real("eps", eps, 0.0, low_open=True, owner="SpectralNorm")
         self.generator = init.generator(seed)
@@ -229,9 +224,7 @@ class SpectralNorm(NormBase):
             >>> SpectralNorm.settings_from_config(DEQConfig())['n_power_iterations']
             1
         """
-        return {"learn_scale": not config.get("norm_no_scale"),
-                "target_norm": config.get("norm_target_norm"),
-                "clip": config.get("norm_clip"), "clip_value": config.get("norm_clip_value"),
+        return {**super().settings_from_config(config),
                 "n_power_iterations": config.get("sn_n_power_iters")}
 
     def _attach(self, module: Module, name: str, dim: Any, weight: Parameter) -> None:
@@ -278,15 +271,8 @@ class SpectralNorm(NormBase):
 
     def compute_weight(self, module: Module, name: str, dim: Any) -> Tensor:
         """``W_orig * min(clip_value, g / sigma)`` at the current ``u``, ``v`` (no ``min``
-        without clipping; ``g`` is ``target_norm`` without a learned scale).
-
-        Args:
-            module: the normalised module.
-            name: the weight's name.
-            dim: its output axis.
-
-        Returns:
-            The normalised weight (on the tape when grad mode is on).
+        without clipping; ``g`` is ``target_norm`` without a learned scale); arguments as
+        :meth:`NormBase.compute_weight <npdeq.norm.base.NormBase.compute_weight>`.
 
         Raises:
             ValueError: ``sigma`` is not a finite number > 0 (an all-zero weight), naming
@@ -300,6 +286,4 @@ class SpectralNorm(NormBase):
                                   _what=f"SpectralNorm of {type(module).__name__}.{name}_orig")
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, learn_scale={self.learn_scale}, "
-                f"target_norm={self.target_norm}, clip={self.clip}, "
-                f"clip_value={self.clip_value}, n_power_iterations={self.n_power_iterations}")
+        return f"{super().extra_repr()}, n_power_iterations={self.n_power_iterations}"

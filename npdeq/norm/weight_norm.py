@@ -5,70 +5,25 @@ row (or channel) of ``W`` has norm ``g``. TorchDEQ's variants: without a learned
 (``learn_scale=False``, config ``norm_no_scale``) ``g`` is the constant ``target_norm``;
 with clipping the factor is ``min(clip_value, g / ||v||)``, so rows can shrink but never
 grow past ``clip_value`` times ``v``. :func:`weight_normalize` is the formula on the tape;
-:class:`WeightNorm` attaches it to a module. Imports the tape, ``npdeq.nn`` and
-:mod:`npdeq.norm.base`.
+:class:`WeightNorm` attaches it to a module.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, no_grad
-from npdeq.autodiff import ops
-from npdeq.core.config import DEQConfig
-from npdeq.backend.checks import check_bool, check_real
-from npdeq.nn.layers import Conv2d, Linear
+from npdeq.autodiff import Tensor, no_grad, ops
+from npdeq.backend import Array
 from npdeq.nn.module import Module
 from npdeq.nn.parameter import Parameter
-from npdeq.norm.base import NormBase, as_tensor_operand, norm_except_dim
+from npdeq.norm.base import as_tensor_operand, norm_except_dim
+from npdeq.norm.scale import CONFIG_KEYS, ScaledNorm, check_scale_settings
 
 __all__ = ["WeightNorm", "weight_normalize", "check_scale_settings", "check_norms",
            "CONFIG_KEYS"]
 
-# The DEQ config key behind each constructor setting, named in errors (apply_norm's users
-# pass the config keys).
-CONFIG_KEYS = {"learn_scale": "config key norm_no_scale, negated",
-               "target_norm": "config key norm_target_norm", "clip": "config key norm_clip",
-               "clip_value": "config key norm_clip_value",
-               "n_power_iterations": "config key sn_n_power_iters"}
-
-
-def check_scale_settings(learn_scale: Any, target_norm: Any, clip: Any,
-                         clip_value: Any) -> tuple[bool, float, bool, float]:
-    """Check the scale settings shared by the weight and spectral norms.
-
-    Args:
-        learn_scale: learn ``g`` (bool).
-        target_norm: the fixed scale when ``g`` is not learned (a finite number > 0).
-        clip: clip the rescaling factor (bool).
-        clip_value: the largest factor when clipping (a finite number > 0).
-
-    Returns:
-        The settings as ``(bool, float, bool, float)``.
-
-    NumPy scalars are accepted; NaN and infinities are not.
-
-    Raises:
-        ValueError: a setting of the wrong type or range, named with its value.
-
-    Example:
-        >>> check_scale_settings(True, 1, False, 2)
-        (True, 1.0, False, 2.0)
-    """
-    flags = []
-    for key, value in (("learn_scale", learn_scale), ("clip", clip)):
-        try:
-            flags.append(check_bool(key, value))
-        except TypeError:
-            raise ValueError(f"{key} ({CONFIG_KEYS[key]}) must be True or False, got "
-                             f"{value!r}") from None
-    checked = [check_real(f"{key} ({CONFIG_KEYS[key]})", value, 0.0, low_open=True)
-               for key, value in (("target_norm", target_norm), ("clip_value", clip_value))]
-    return flags[0], checked[0], flags[1], checked[1]
-
-
-def check_norms(norm: Any, scale: Any, what: str) -> None:
+def check_norms(norm: Array, scale: Array | None, what: str) -> None:
     """Raise unless every norm divided by is a finite number > 0 and the scale is finite.
 
     Checked before dividing, with one host read (``backend.to_scalar``); the error path
@@ -149,7 +104,7 @@ def weight_normalize(v: Any, g: Any = None, *, dim: int | None = 0, target_norm:
     return v * factor
 
 
-class WeightNorm(NormBase):
+class WeightNorm(ScaledNorm):
     """Weight normalisation of a module's weights, recomputed once per reset.
 
     Registers the weight's Parameter as ``weight_v`` (the same object) and, with a learned
@@ -185,33 +140,6 @@ class WeightNorm(NormBase):
         (True, (2, 1))
     """
 
-    _target_modules = {Linear: (("weight",), (0,)), Conv2d: (("weight",), (0,))}
-
-    def __init__(self, names: Sequence[str], dims: Sequence[Any], learn_scale: bool = True,
-                 target_norm: float = 1.0, clip: bool = False, clip_value: float = 1.0) -> None:
-        super().__init__(names, dims)
-        (self.learn_scale, self.target_norm, self.clip,
-         self.clip_value) = check_scale_settings(learn_scale, target_norm, clip, clip_value)
-
-    @classmethod
-    def settings_from_config(cls, config: DEQConfig) -> dict[str, Any]:
-        """``learn_scale``, ``target_norm``, ``clip``, ``clip_value`` from the config keys
-        ``norm_no_scale``, ``norm_target_norm``, ``norm_clip``, ``norm_clip_value``.
-
-        Args:
-            config: a DEQ configuration.
-
-        Returns:
-            Keyword arguments for :meth:`apply`.
-
-        Example:
-            >>> WeightNorm.settings_from_config(DEQConfig({'norm_no_scale': True}))['learn_scale']
-            False
-        """
-        return {"learn_scale": not config.get("norm_no_scale"),
-                "target_norm": config.get("norm_target_norm"),
-                "clip": config.get("norm_clip"), "clip_value": config.get("norm_clip_value")}
-
     def _attach(self, module: Module, name: str, dim: Any, weight: Parameter) -> None:
         if self.learn_scale:
             with no_grad():
@@ -228,15 +156,8 @@ class WeightNorm(NormBase):
 
     def compute_weight(self, module: Module, name: str, dim: Any) -> Tensor:
         """``v * min(clip_value, g / ||v||)`` (no ``min`` without clipping; ``g`` is
-        ``target_norm`` without a learned scale).
-
-        Args:
-            module: the normalised module.
-            name: the weight's name.
-            dim: its normalisation axis.
-
-        Returns:
-            The normalised weight (on the tape when grad mode is on).
+        ``target_norm`` without a learned scale); arguments as
+        :meth:`NormBase.compute_weight <npdeq.norm.base.NormBase.compute_weight>`.
 
         Raises:
             ValueError: a zero (or non-finite) norm of ``v``, naming the module and weight.
@@ -246,8 +167,3 @@ class WeightNorm(NormBase):
                                 target_norm=self.target_norm, clip=self.clip,
                                 clip_value=self.clip_value,
                                 _what=f"WeightNorm of {type(module).__name__}.{name}_v")
-
-    def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, learn_scale={self.learn_scale}, "
-                f"target_norm={self.target_norm}, clip={self.clip}, "
-                f"clip_value={self.clip_value}")
