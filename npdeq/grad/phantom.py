@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from npdeq import backend
-from npdeq.autodiff import Tensor, enable_grad, is_grad_enabled, no_grad
+from npdeq.autodiff import Tensor, defvjp, enable_grad, is_grad_enabled, no_grad, primitive
 from npdeq.grad.externals import outside_tensors, tape_clock
 from npdeq.grad.recompute import Recorded, record, rerun_in_backward
 from npdeq.grad.state import call_state_func, pack_tensors, raw_arrays, unpack_tensors
@@ -56,6 +56,13 @@ def supervised_steps(k: int, sup_gap: int = -1, sup_loc: Sequence[int] | None = 
 PHANTOM_MEMORY = ("store", "recompute")
 
 
+# ``tau * f(z) + (1 - tau) * z`` as one op: a recorded step keeps f's graph and this op's
+# output, no intermediate array; its VJPs are the two scalings.
+damped = primitive(lambda f_z, z, tau: tau * f_z + (1.0 - tau) * z, name="damped")
+defvjp(damped, lambda g, ans, f_z, z, tau: g * tau,
+       lambda g, ans, f_z, z, tau: g * (1.0 - tau))
+
+
 @dataclass(slots=True)
 class _DampedStep:
     """One damped step on the packed ``(B, D)`` state, with tape ops."""
@@ -66,7 +73,7 @@ class _DampedStep:
 
     def __call__(self, z: Tensor) -> Tensor:
         f_z = pack_tensors(call_state_func(self.func, unpack_tensors(z, self.shapes)))
-        return self.tau * f_z + (1.0 - self.tau) * z
+        return damped(f_z, z, tau=self.tau)
 
 
 def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
