@@ -67,7 +67,7 @@ def backward_factory(grad_type: str | int = "ift", hook_ift: bool = False,
 
         return ift_functor
     steps = backend.as_count(grad_type)
-    if steps is None or steps < 1:
+    if steps is None or not steps >= 1:
         raise ValueError(
             f"grad_type must be 'ift' or a positive int (PhantomGrad steps), got {grad_type!r}")
     check_phantom_memory(phantom_memory)

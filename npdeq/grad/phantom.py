@@ -114,7 +114,7 @@ def phantom_grad(func: Callable[..., Any], z_star: tuple[Any, ...], k: int = 1,
         (2, 2)
     """
     steps_k = backend.as_count(k)
-    if steps_k is None or steps_k < 1:
+    if steps_k is None or not steps_k >= 1:
         raise ValueError(f"PhantomGrad needs k >= 1 unrolled steps, got {k!r}")
     k = steps_k
     tau = backend.check_real("tau", tau, 0.0, 1.0, low_open=True)

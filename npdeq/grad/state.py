@@ -13,6 +13,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from npdeq.autodiff import Tensor, concat, no_grad, reshape
+from npdeq.backend import Array
 
 __all__ = ["as_state_tuple", "call_state_func", "pack_tensors", "unpack_tensors", "restore",
            "raw_arrays", "solver_map"]
@@ -23,7 +24,7 @@ def as_state_tuple(z: Any) -> tuple[Any, ...]:
     return tuple(z) if isinstance(z, (tuple, list)) else (z,)
 
 
-def raw_arrays(states: Sequence[Any]) -> tuple[Any, ...]:
+def raw_arrays(states: Sequence[Any]) -> tuple[Array, ...]:
     """The arrays of ``states`` (Tensors are unwrapped, detached; arrays pass through)."""
     return tuple(s.data if isinstance(s, Tensor) else s for s in states)
 
