@@ -16,7 +16,7 @@ from npdeq import backend
 from npdeq.backend.checks import as_count, check_int, check_real
 from npdeq.solver.docs import shared_docs
 
-__all__ = ["STOP_MODES", "SolverArgs", "check_solver_args", "solver_entry"]
+__all__ = ["STOP_MODES", "SolverArgs", "check_solver_args", "check_stop_mode", "solver_entry"]
 
 STOP_MODES = ("abs", "rel")
 
@@ -57,8 +57,7 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
         max_iter = check_int("max_iter", max_iter, 0)
     if tol is not None and not (type(tol) is float and 0.0 <= tol < math.inf):
         tol = check_real("tol", tol, 0.0)
-    if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
-        raise ValueError(f"stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    check_stop_mode(stop_mode)
     if not (type(tau) is float and 0.0 < tau <= 1.0):
         tau = check_real("tau", tau, 0.0, 1.0, low_open=True)
     steps = []
@@ -71,6 +70,24 @@ def check_solver_args(max_iter: Any, tol: Any = None, stop_mode: Any = "abs",
             raise ValueError(f"indexing entry {step} is outside the iterations 1..{max_iter}")
         steps.append(step)
     return SolverArgs(max_iter, tol, stop_mode, steps, tau)
+
+
+def check_stop_mode(stop_mode: Any, *, owner: str | None = None) -> str:
+    """``stop_mode`` if it is ``'abs'`` or ``'rel'``.
+
+    Raises:
+        ValueError: anything else, named with its value (``owner`` first, when given).
+
+    Example:
+        >>> check_stop_mode('relative', owner='solve')
+        Traceback (most recent call last):
+        ...
+        ValueError: solve: stop_mode must be one of ('abs', 'rel'), got 'relative'
+    """
+    if not isinstance(stop_mode, str) or stop_mode not in STOP_MODES:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(f"{where}stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    return stop_mode
 
 
 def solver_entry(solver: Callable[..., Any]) -> Callable[..., Any]:

@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.backend import Array
 from npdeq.backend.checks import check_bool, check_int, check_real
-from npdeq.solver.entry import STOP_MODES, SolverArgs, check_solver_args, solver_entry
+from npdeq.solver.entry import (STOP_MODES, SolverArgs, check_solver_args, check_stop_mode,
+                                solver_entry)
 from npdeq.solver.failure import warn_if_failed, warn_location
 from npdeq.solver.state import pack_states, packed_map
 
@@ -115,8 +116,7 @@ def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float |
     owner = "solver_stat_from_final_step"
     nstep = check_int("nstep", nstep, 0, owner=owner)
     tol = check_real("tol", tol, 0.0, owner=owner, none_ok=True)
-    if stop_mode not in STOP_MODES:
-        raise ValueError(f"{owner}: stop_mode must be one of {STOP_MODES}, got {stop_mode!r}")
+    check_stop_mode(stop_mode, owner=owner)
     z, fz = pack_states(z), pack_states(fz)
     if z.shape != fz.shape:
         raise ValueError(f"{owner}: z and fz must have the same (packed) shape, got "
