@@ -62,8 +62,9 @@ def geometry(image_shape: tuple, kernel: tuple, stride: tuple, dilation: tuple,
     return Grid(ho, wo, hg, wg, b * hg * wg - largest, tuple(taps), tuple(phases))
 
 
-def _phase_ranges(n: int, before: int, s: int, r: int, grid: int) -> tuple[int, int, slice]:
-    """Grid indices ``[lo, hi)`` of phase ``r`` that hold image rows, and those rows."""
+def phase_ranges(n: int, before: int, s: int, r: int, grid: int) -> tuple[int, int, slice]:
+    """Grid indices ``[lo, hi)`` whose image row ``u*s + r - before`` lies in ``[0, n)``
+    (``u < grid``), and those rows as a slice."""
     lo = max(0, -((r - before) // s))
     hi = min(grid, -((r - before - n) // s))
     hi = max(hi, lo)
@@ -79,8 +80,8 @@ def _phase_grids(x: Any, geo: Grid, stride, padding, slot: str) -> list:
     lib = library(xp)
     grids = []
     for i, (r, t) in enumerate(geo.phases):
-        u0, u1, rows = _phase_ranges(h, padding[0][0], stride[0], r, geo.hg)
-        v0, v1, cols = _phase_ranges(w, padding[1][0], stride[1], t, geo.wg)
+        u0, u1, rows = phase_ranges(h, padding[0][0], stride[0], r, geo.hg)
+        v0, v1, cols = phase_ranges(w, padding[1][0], stride[1], t, geo.wg)
         grid = work_array(xp, lib, f"{slot}{i}", (c, b, geo.hg, geo.wg), x, zero=True)
         if u1 > u0 and v1 > v0:
             grid[:, :, u0:u1, v0:v1] = xt[:, :, rows, cols]
@@ -227,8 +228,8 @@ def grid_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],
         add_into(xp, lib, phases[phase], (slice(None), slice(shift, shift + geo.length)), term)
     pieces = []
     for (r, t), flat in zip(geo.phases, phases):
-        u0, u1, rows = _phase_ranges(h, padding[0][0], stride[0], r, geo.hg)
-        v0, v1, cols = _phase_ranges(w_, padding[1][0], stride[1], t, geo.wg)
+        u0, u1, rows = phase_ranges(h, padding[0][0], stride[0], r, geo.hg)
+        v0, v1, cols = phase_ranges(w_, padding[1][0], stride[1], t, geo.wg)
         if u1 > u0 and v1 > v0:
             grid = xp.reshape(flat, (c, b, geo.hg, geo.wg))
             pieces.append((rows, cols, grid[:, :, u0:u1, v0:v1]))

@@ -84,9 +84,9 @@ def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
     return a
 
 
-def _row_taps(w: Any, groups: int, transposed: bool) -> Any:
+def row_taps(w: Any, groups: int, transposed: bool) -> Any:
     """Kernel rows as ``(kh, G, M, K)`` matrices: ``M = O/G`` outputs by ``K = (C/G)*kw``
-    (``q`` fastest), matching :func:`_windows`' rows; ``transposed``: those of the flipped
+    (``q`` fastest), matching the row windows' rows; ``transposed``: those of the flipped
     kernel with input and output channels swapped (the input VJP)."""
     o, cg, kh, kw = w.shape
     per_group = w.reshape(groups, o // groups, cg, kh, kw)
@@ -100,12 +100,12 @@ def _row_taps(w: Any, groups: int, transposed: bool) -> Any:
 
 # Images per block: the windows of one block (written, then read by its products) should
 # stay in a core's L2 cache; one call over the whole batch streams them through memory.
-_BLOCK_BYTES = 2**20
+BLOCK_BYTES = 2**20
 
 
-def _block(x: Any, c: int, kw: int, hp: int, wo: int) -> int:
-    """How many images' windows to build and use at a time."""
-    return max(1, min(x.shape[0], _BLOCK_BYTES // max(1, c * kw * hp * wo * x.itemsize)))
+def block_size(x: Any, per_image: int) -> int:
+    """How many images' windows (``per_image`` elements each) to build and use at a time."""
+    return max(1, min(x.shape[0], BLOCK_BYTES // max(1, per_image * x.itemsize)))
 
 
 def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: int,
@@ -119,7 +119,7 @@ def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: 
     hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
     n = ho * wo
     out = np.empty((b, groups, m, n), dtype=dtype)
-    step = _block(x, c, kw, hp, wo)
+    step = block_size(x, c * kw * hp * wo)
     per_channel = None if bias is None else bias.reshape(groups, m, 1)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, slot)
@@ -145,7 +145,7 @@ def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int,
     dh, dw = dilation
     ho = x.shape[2] + padding[0][0] + padding[0][1] - dh * (kh - 1)
     dtype = np.result_type(x, w) if bias is None else np.result_type(x, w, bias)
-    return _convolve(x, kw, dw, padding, _row_taps(w, groups, transposed=False), dh, ho,
+    return _convolve(x, kw, dw, padding, row_taps(w, groups, transposed=False), dh, ho,
                      dtype, "rows-forward", bias)
 
 
@@ -159,7 +159,7 @@ def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation
     (pt, pb), (pl, pr) = padding
     eh, ew = dh * (kh - 1), dw * (kw - 1)  # the dilated kernel's extent
     return _convolve(g, kw, dw, ((eh - pt, eh - pb), (ew - pl, ew - pr)),
-                     _row_taps(w, groups, transposed=True), dh, h, np.result_type(g, w),
+                     row_taps(w, groups, transposed=True), dh, h, np.result_type(g, w),
                      "rows-input")
 
 
@@ -176,7 +176,7 @@ def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilati
     rows = g.reshape(b, groups, o // groups, n)
     dtype = np.result_type(x, g)
     out = np.zeros((kh, groups, o // groups, cg * kw), dtype=dtype)
-    step = _block(x, c, kw, hp, wo)
+    step = block_size(x, c * kw * hp * wo)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, "rows-weight")
         windows = a.reshape(a.shape[0], groups, cg * kw, hp * wo)

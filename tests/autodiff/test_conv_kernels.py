@@ -1,9 +1,10 @@
-"""The NumPy stride-1 convolution kernels (one product per kernel row, npdeq.backend.conv_rows)
-against the portable per-offset grid kernels they replaced on NumPy (npdeq.backend.conv_grid,
-still the path of array_api_strict and CuPy): forward, input VJP and weight VJP equal to
-rounding in float64, for every padding (also wider than the kernel, where the input VJP crops),
-dilation, group count and 1-D shape; float32 stays float32; the dispatcher takes the row
-path on NumPy and the grid path elsewhere."""
+"""The NumPy convolution kernels (one product per kernel row and image: npdeq.backend.conv_rows
+at stride 1, conv_phases with strides) against the portable kernels they replaced on NumPy
+(npdeq.backend.conv_grid, conv_im2col: still the paths of array_api_strict and CuPy):
+forward, input VJP and weight VJP equal to rounding in float64, for every padding (also wider
+than the kernel, where the stride-1 input VJP crops), stride, dilation, group count and 1-D
+shape, whole batches or one image at a time; float32 stays float32; the dispatcher takes the
+NumPy paths on NumPy only; the bias is added in the promoted dtype."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from npdeq.backend import conv_grid, conv_rows, convolution
+from npdeq.backend import conv_grid, conv_im2col, conv_phases, conv_rows, convolution
 
 pairs = st.tuples
 
@@ -64,7 +65,7 @@ EDGE_CASES = [
 def test_row_kernels_match_the_grid_kernels_at_the_edges(monkeypatch, case, block_bytes):
     """Also with the windows built one image at a time (the blocks a large batch uses)."""
     if block_bytes is not None:
-        monkeypatch.setattr(conv_rows, "_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(conv_rows, "BLOCK_BYTES", block_bytes)
         case = dict(case, batch=3)
     test_row_kernels_match_the_grid_kernels.hypothesis.inner_test(case)
 
@@ -147,3 +148,43 @@ def test_conv2d_bias_is_added_in_the_kernel_with_the_promoted_dtype(xp, to_xp, c
     b32 = to_xp(b0.astype(np.float32))
     check_array(npdeq.conv2d(to_xp(x0), to_xp(w0), b32, stride=stride, padding=1),
                 shape=want.shape, dtype=xp.float32)
+
+
+@st.composite
+def strided_cases(draw):
+    case = draw(stride_one_cases())
+    stride = (1 if case["size"][0] == 1 else draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    assume(stride != (1, 1))
+    return dict(case, stride=stride)
+
+
+@given(case=strided_cases())
+def test_phase_kernels_match_the_grid_and_im2col_kernels(case):
+    x, w = _arrays(case)
+    stride = case["stride"]
+    geo = (case["padding"], case["dilation"], case["groups"])
+    grid = conv_grid.geometry(x.shape, w.shape[2:], stride, case["dilation"], case["padding"])
+    want = conv_grid.grid_forward(x, w, stride, *geo)
+    got = conv_phases.phases_forward(x, w, stride, *geo)
+    assert got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, conv_im2col.strided_forward(x, w, grid, stride, *geo),
+                               rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(case["seed"] + 1).standard_normal(want.shape)
+    np.testing.assert_allclose(conv_phases.phases_input_grad(g, w, x.shape, stride, *geo),
+                               conv_grid.grid_input_grad(g, w, x.shape, stride, *geo),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_phases.phases_weight_grad(x, g, w.shape, stride, *geo),
+                               conv_grid.grid_weight_grad(x, g, w.shape, stride, *geo),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [
+    dict(_case((7, 6), (3, 2), (2, 1), ((1, 2), (0, 1))), stride=(2, 3)),
+    dict(_case((1, 9), (1, 4), (1, 2), ((0, 0), (3, 1)), groups=2), stride=(1, 2)),
+    dict(_case((6, 5), (2, 3), (2, 2), ((0, 0), (2, 2))), stride=(2, 2)),  # one phase read
+])
+def test_phase_kernels_one_image_at_a_time(monkeypatch, case):
+    monkeypatch.setattr(conv_rows, "BLOCK_BYTES", 1)
+    test_phase_kernels_match_the_grid_and_im2col_kernels.hypothesis.inner_test(
+        dict(case, batch=3))
