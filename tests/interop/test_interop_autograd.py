@@ -270,3 +270,19 @@ def test_tuple_state_hessian_and_third_order():
     third = autograd.grad(lambda W: anp.sum(hvp(W) * V))(W0)   # d/dW <H(W) V, V>
     fd3 = (np.sum(hvp(W0 + eps * V) * V) - np.sum(hvp(W0 - eps * V) * V)) / (2 * eps)
     np.testing.assert_allclose(np.sum(third * V), fd3, rtol=1e-5, atol=1e-7)
+
+
+def test_forward_warning_points_at_the_callers_line():
+    """Past npdeq's frames and autograd's tracer, traced or not (the default filter then
+    shows it once per line of user code)."""
+    f = lambda z, c: c * z + 1.0  # noqa: E731  (c = 0.99: 3 iterations stop short)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fixed_point(f, np.zeros(2), 0.99, solver="fixed_point_iter",
+                    solver_kwargs={"max_iter": 3})
+        autograd.grad(lambda c: anp.sum(fixed_point(
+            f, np.zeros(2), c, solver="fixed_point_iter", solver_kwargs={"max_iter": 3})))(0.99)
+    found = [w for w in caught if issubclass(w.category, ConvergenceWarning)
+             and "forward solve" in str(w.message)]
+    assert len(found) == 2 and all(w.filename == __file__ for w in found), \
+        [(w.filename, w.lineno) for w in found]
