@@ -114,8 +114,11 @@ def phases_input_grad(g: Any, w: Any, image_shape: tuple, stride: tuple, padding
         term = work_array(np, np, "phases-input-term", (rows.shape[0], groups, k, layout.n),
                           g, zero=False, dtype=dtype)
         for p, s in enumerate(layout.starts):
-            np.matmul(taps[p], rows, out=term)
             block = columns[..., s:s + layout.n]
+            if p == 0:  # the first product lands on zeros: written in place
+                np.matmul(taps[p], rows, out=block)
+                continue
+            np.matmul(taps[p], rows, out=term)
             np.add(block, term, out=block)
         image = out[start:start + step]
         for q, i, (u0, u1), r, (v0, v1), cols in layout.pieces():
