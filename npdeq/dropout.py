@@ -239,38 +239,57 @@ _LAYER_DOC = """Variational dropout of whole {unit}s of {what}: mask ``{mask}``.
     """
 
 
-def _layer(name: str, base: type, spatial_dims: int, example: tuple[int, ...],
-           expected: tuple[int, ...]) -> type:
-    """The public layer ``name``: ``base`` for inputs with ``spatial_dims`` spatial axes,
-    documented from :data:`_LAYER_DOC` (``example`` an input shape, ``expected`` its mask's)."""
-    layout, last_layout = _LAYOUTS[spatial_dims]
-    axes = layout[1:-1].split(", ")  # B, C, then the spatial axes
-    spatial, ones = axes[2:], ["1"] * spatial_dims
-    if base is _ChannelDropout:
-        unit, whole = "channel", ""
-        mask, last_mask = ["B", "C", *ones], ["B", *ones, "C"]
-    else:
-        unit, whole = _TOKEN_UNIT[spatial_dims], " (all its channels)"
-        mask, last_mask = ["B", "1", *spatial], ["B", *spatial, "1"]
-    doc = _LAYER_DOC.format(
-        unit=unit, what=_WHAT[spatial_dims], whole=whole, layout=layout, ndim=spatial_dims + 2,
-        last_layout=last_layout, mask=f"({', '.join(mask)})",
-        last_mask=f"({', '.join(last_mask)})", name=name, example=example, expected=expected)
-    return type(name, (base,), {"__doc__": doc, "__module__": __name__, "__qualname__": name,
-                                "spatial_dims": spatial_dims})
+def _documented(example: tuple[int, ...], expected: tuple[int, ...]) -> Any:
+    """Class decorator: the layer's docstring from :data:`_LAYER_DOC`, for its base class and
+    ``spatial_dims`` (``example`` an input shape, ``expected`` its mask's)."""
+    def document(cls: type) -> type:
+        spatial_dims = cls.spatial_dims
+        layout, last_layout = _LAYOUTS[spatial_dims]
+        axes = layout[1:-1].split(", ")  # B, C, then the spatial axes
+        spatial, ones = axes[2:], ["1"] * spatial_dims
+        if issubclass(cls, _ChannelDropout):
+            unit, whole = "channel", ""
+            mask, last_mask = ["B", "C", *ones], ["B", *ones, "C"]
+        else:
+            unit, whole = _TOKEN_UNIT[spatial_dims], " (all its channels)"
+            mask, last_mask = ["B", "1", *spatial], ["B", *spatial, "1"]
+        cls.__doc__ = _LAYER_DOC.format(
+            unit=unit, what=_WHAT[spatial_dims], whole=whole, layout=layout,
+            ndim=spatial_dims + 2, last_layout=last_layout, mask=f"({', '.join(mask)})",
+            last_mask=f"({', '.join(last_mask)})", name=cls.__name__, example=example,
+            expected=expected)
+        return cls
+    return document
 
 
-VariationalDropout1d = _layer("VariationalDropout1d", _ChannelDropout, 1, (2, 4, 7), (2, 4, 1))
-VariationalDropout2d = _layer("VariationalDropout2d", _ChannelDropout, 2, (2, 4, 5, 5),
-                              (2, 4, 1, 1))
-VariationalDropout3d = _layer("VariationalDropout3d", _ChannelDropout, 3, (2, 4, 3, 3, 3),
-                              (2, 4, 1, 1, 1))
-VariationalDropToken1d = _layer("VariationalDropToken1d", _TokenDropout, 1, (2, 4, 7),
-                                (2, 1, 7))
-VariationalDropToken2d = _layer("VariationalDropToken2d", _TokenDropout, 2, (2, 4, 5, 6),
-                                (2, 1, 5, 6))
-VariationalDropToken3d = _layer("VariationalDropToken3d", _TokenDropout, 3, (2, 4, 3, 3, 3),
-                                (2, 1, 3, 3, 3))
+@_documented((2, 4, 7), (2, 4, 1))
+class VariationalDropout1d(_ChannelDropout):
+    spatial_dims = 1
+
+
+@_documented((2, 4, 5, 5), (2, 4, 1, 1))
+class VariationalDropout2d(_ChannelDropout):
+    spatial_dims = 2
+
+
+@_documented((2, 4, 3, 3, 3), (2, 4, 1, 1, 1))
+class VariationalDropout3d(_ChannelDropout):
+    spatial_dims = 3
+
+
+@_documented((2, 4, 7), (2, 1, 7))
+class VariationalDropToken1d(_TokenDropout):
+    spatial_dims = 1
+
+
+@_documented((2, 4, 5, 6), (2, 1, 5, 6))
+class VariationalDropToken2d(_TokenDropout):
+    spatial_dims = 2
+
+
+@_documented((2, 4, 3, 3, 3), (2, 1, 3, 3, 3))
+class VariationalDropToken3d(_TokenDropout):
+    spatial_dims = 3
 
 
 def reset_dropout(model: Any) -> None:
