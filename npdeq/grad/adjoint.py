@@ -26,6 +26,7 @@ from npdeq.exceptions import ConvergenceWarning
 from npdeq.backend import Array
 from npdeq.backend.checks import check_real
 from npdeq.solver import SolverStat, get_solver, gmres
+from npdeq.solver.entry import check_stop_mode
 from npdeq.solver.failure import warn_if_failed
 
 __all__ = ["adjoint_solve", "check_adjoint_args", "store_backward_stats", "ADJOINT_DEFAULTS",
@@ -230,9 +231,8 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
 
 
 def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
-    tol, stop_mode = check_real("tol", kwargs["tol"], 0.0), kwargs["stop_mode"]
-    if stop_mode not in ("abs", "rel"):
-        raise ValueError(f"stop_mode must be 'abs' or 'rel', got {stop_mode!r}")
+    tol = check_real("tol", kwargs["tol"], 0.0)
+    stop_mode = check_stop_mode(kwargs["stop_mode"], owner="b_solver='gmres'")
     tolerances = {"tol": 0.0, "atol": tol} if stop_mode == "abs" else {"tol": tol}
     u, stats = gmres(lambda v: v - vjp_z(v), g, x0=x0, max_iter=kwargs["max_iter"],
                      restart=kwargs.get("restart", 20), **tolerances)
