@@ -6,7 +6,8 @@ solve's record ``DEQSolution``.
 returns the gradient-carrying states the core samples (IFT and/or PhantomGrad, from
 :mod:`npdeq.grad`); in eval mode ``[z*]``. Modules: ``keys`` (keys, defaults, checks),
 ``config`` (``DEQConfig``), ``args`` (``add_deq_args``), ``sampling`` (which solver steps carry
-gradients), ``base`` (``DEQBase``), ``cores`` (the two cores), ``solution`` (``DEQSolution``,
+gradients), ``solver_calls`` (how the cores call solvers, checked before any solve),
+``base`` (``DEQBase``), ``cores`` (the two cores), ``solution`` (``DEQSolution``,
 ``info['solution']``, with the Jacobian regularisation term), ``registry`` (by-name
 construction, ``reset_deq``), ``sradius`` (power method).
 """
