@@ -36,10 +36,11 @@ def make_generator(seed: Any = None) -> np.random.Generator:
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and as_count(seed) is None:
+    count = None if seed is None else as_count(seed)
+    if seed is not None and count is None:
         raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
                         f"got {type(seed).__name__}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(count)
 
 
 def random_normal(shape: tuple[int, ...], *, like: Array, seed: Any = None) -> Array:

@@ -271,6 +271,23 @@ def test_counts_and_axes_accept_numpy_integers_but_not_bools():
     np.testing.assert_array_equal(npdeq.diff(v, n=np.array(2)).numpy(), np.diff(v, n=2))
     with pytest.raises(TypeError, match=r"rot90: k must be an int, got True"):
         npdeq.rot90(M, k=True)
+    m = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(npdeq.repeat(m, 2, axis=np.int64(1)).numpy(),
+                                  np.repeat(m, 2, axis=1))
+    with pytest.raises(TypeError, match=r"repeat: axis must be an int, got 1.0"):
+        npdeq.repeat(m, 2, axis=1.0)
+    assert float(npdeq.trace(m, offset=np.int64(1)).numpy()) == np.trace(m, offset=1)
+    with pytest.raises(TypeError, match=r"trace: offset must be an int, got 1.0"):
+        npdeq.trace(m, offset=1.0)  # named as the caller's op, not diagonal
+
+
+def test_a_zero_dimensional_integer_seed_draws_the_int_seed_stream():
+    from npdeq.backend.random import make_generator
+
+    np.testing.assert_array_equal(make_generator(np.array(3)).random(4),
+                                  make_generator(3).random(4))
+    with pytest.raises(TypeError, match="seed must be None, an int or a numpy.random.Generator"):
+        make_generator(3.0)
 
 
 def test_sinc_series_matches_numpy_at_the_switch():

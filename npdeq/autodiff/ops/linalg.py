@@ -12,7 +12,7 @@ from npdeq.autodiff.ops.elementwise import mul
 from npdeq.autodiff.ops.reductions import sum
 from npdeq.autodiff.ops.numpy_shape import diagonal
 from npdeq.autodiff.ops.shape import broadcast_to, expand_dims, reshape, swapaxes
-from npdeq.autodiff.ops.util import ns, raw
+from npdeq.autodiff.ops.util import int_arg, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 from npdeq.autodiff.tensor import Tensor
 
@@ -206,10 +206,16 @@ def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     """The sum along a diagonal of the 2-d slices over ``axis1`` and ``axis2``, as
     ``numpy.trace`` (``offset`` > 0 above the main diagonal).
 
+    Raises:
+        TypeError: a non-int ``offset``, ``axis1`` or ``axis2`` (as NumPy).
+        ValueError: as :func:`~npdeq.diagonal`.
+
     Example:
         >>> import numpy as np, npdeq
         >>> float(npdeq.trace(np.arange(9.).reshape(3, 3)).numpy())
         12.0
     """
+    offset, axis1, axis2 = (int_arg("trace", name, value) for name, value in
+                            (("offset", offset), ("axis1", axis1), ("axis2", axis2)))
     d = diagonal(a, offset=offset, axis1=axis1, axis2=axis2)
     return sum(d, axis=-1)

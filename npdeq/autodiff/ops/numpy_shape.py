@@ -321,7 +321,8 @@ def repeat(a: Any, repeats: Any, axis: int | None = None) -> Tensor:
     if axis is None:
         a, axis = reshape(a, (-1,)), 0
     ndim = len(raw(a).shape)
-    if not isinstance(axis, int) or not -ndim <= axis < max(ndim, 1):
+    axis = int_arg("repeat", "axis", axis)
+    if not -ndim <= axis < max(ndim, 1):
         raise ValueError(f"repeat: axis={axis!r} is out of range for an array of "
                          f"{len(a_raw.shape)} dimensions")
     if ndim == 0:
@@ -355,6 +356,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
     above the main diagonal).
 
     Raises:
+        TypeError: a non-int ``offset``, ``axis1`` or ``axis2`` (as NumPy).
         ValueError: fewer than 2 dimensions, an axis out of range, or ``axis1 == axis2``.
     """
     shape = tuple(raw(a).shape)

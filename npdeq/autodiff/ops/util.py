@@ -36,7 +36,7 @@ def int_arg(name: str, what: str, value: Any, minimum: int | None = None) -> int
     settings, raises ``ValueError``), and ``ValueError`` below ``minimum``; ``name`` is the op,
     ``what`` the argument.
     """
-    number = backend.as_count(value)
+    number = value if type(value) is int else backend.as_count(value)  # fast path: an int
     if number is None:
         raise TypeError(f"{name}: {what} must be an int, got {value!r}")
     if minimum is not None and not number >= minimum:
