@@ -21,8 +21,10 @@ NumPy's ``matmul`` runs them as one BLAS call per image on operands read in plac
 The input VJP of a stride-1 convolution is the stride-1 convolution of the cotangent with
 the flipped, channel-transposed kernel and padding ``d*(k-1) - p`` (negative: a crop), so
 it runs on the same products; the weight VJP is ``kh`` products per image of the cotangent
-with the same row windows, summed over the batch. Work arrays come from :mod:`.workspace`;
-results are fresh arrays.
+with the same row windows, summed over the batch. Images go a block at a time (about 1 MiB
+of windows), so a block's windows are still in cache when its products read them, and the
+bias is added to a block of the result while it is. Work arrays come from
+:mod:`.workspace`; results are fresh arrays.
 
 NumPy only (this is where NumPy's own BLAS calls are taken); the portable kernels of
 :mod:`.conv_grid` are the reference it is tested against.
