@@ -41,17 +41,23 @@ from npdeq.backend.workspace import work_array
 __all__: list[str] = []  # package-internal kernels, dispatched by npdeq.backend.convolution
 
 
+def _input_rows(h: int, padding: tuple) -> tuple[int, int]:
+    """The rows ``[r0, r1)`` of the padded image that hold input rows (``padding[0]`` may
+    be negative: a crop)."""
+    (pt, pb) = padding[0]
+    r0 = max(0, pt)
+    return r0, max(min(h + pt + pb, h + pt), r0)
+
+
 def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
-    """The ``(B, C, kw, Hp, Wo)`` row windows of ``x`` ``(B, C, H, W)`` zero-padded by
-    ``padding`` ``((top, bottom), (left, right))``, where a negative amount crops."""
+    """The ``(B, C, kw, R, Wo)`` row windows of ``x`` ``(B, C, H, W)`` zero-padded by
+    ``padding`` ``((top, bottom), (left, right))`` (a negative amount crops), for the ``R``
+    padded rows that hold input rows (the zero rows are left out: the products skip them)."""
     b, c, h, w = x.shape
     (pt, pb), (pl, pr) = padding
-    hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
-    a = work_array(np, np, slot, (b, c, kw, hp, wo), x, zero=False)
-    r0 = max(0, pt)  # rows of A that hold input rows: [r0, r1)
-    r1 = max(min(hp, h + pt), r0)
-    a[:, :, :, :r0] = 0
-    a[:, :, :, r1:] = 0
+    wo = w + pl + pr - dw * (kw - 1)
+    r0, r1 = _input_rows(h, padding)
+    a = work_array(np, np, slot, (b, c, kw, r1 - r0, wo), x, zero=False)
     if r1 == r0:
         return a
     src = x[:, :, r0 - pt:r1 - pt]
@@ -60,7 +66,7 @@ def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
         for q in range(kw):
             j0 = min(max(0, pl - q * dw), wo)  # columns of A holding input columns: [j0, j1)
             j1 = max(min(wo, w + pl - q * dw), j0)
-            dest = a[:, :, q, r0:r1]
+            dest = a[:, :, q]
             dest[..., :j0] = 0
             dest[..., j1:] = 0
             dest[..., j0:j1] = src[..., j0 + q * dw - pl:j1 + q * dw - pl]
@@ -72,7 +78,7 @@ def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
     flat = src.reshape(b, c, span)
     for q in range(kw):
         shift = q * dw - pl
-        dest = a[:, :, q, r0:r1]
+        dest = a[:, :, q]
         line = dest.reshape(b, c, span)
         lo = min(max(0, -shift), span)  # the columns the shifted copy fills: [lo, hi)
         hi = max(min(span, span - shift), lo)
@@ -84,6 +90,19 @@ def _windows(x: Any, kw: int, dw: int, padding: tuple, slot: str) -> Any:
         elif shift > 0:
             dest[..., max(w - shift, 0):] = 0
     return a
+
+
+def _spans(kh: int, dh: int, ho: int, wo: int, rows: tuple) -> list:
+    """Per kernel row ``p`` that meets input rows: ``(p, [c0, c1), start)``, the output
+    columns ``[c0, c1)`` whose rows read an input row through ``p`` and the first window
+    column they read; a row covering every output comes first."""
+    r0, r1 = rows
+    spans = []
+    for p in range(kh):
+        i0, i1 = max(0, r0 - p * dh), min(ho, r1 - p * dh)
+        if i1 > i0:
+            spans.append((p, i0 * wo, i1 * wo, (i0 + p * dh - r0) * wo))
+    return sorted(spans, key=lambda span: span[2] - span[1] != ho * wo)
 
 
 def row_taps(w: Any, groups: int, transposed: bool) -> Any:
@@ -114,26 +133,34 @@ def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: 
               dtype: Any, slot: str, bias: Any = None) -> Any:
     """``sum_p taps[p] @ A_p (+ bias)`` per image as a fresh ``(B, G*M, Ho, Wo)`` array,
     ``A`` the row windows of ``x`` (built a block of images at a time) and ``A_p`` the
-    ``Ho*Wo`` columns of kernel row ``p``."""
+    window columns kernel row ``p`` reads (the output rows that would read a zero padding
+    row through ``p`` are left out of its product)."""
     b, c, h, w = x.shape
     kh, groups, m, k = taps.shape
-    (pt, pb), (pl, pr) = padding
-    hp, wo = h + pt + pb, w + pl + pr - dw * (kw - 1)
-    n = ho * wo
-    out = np.empty((b, groups, m, n), dtype=dtype)
-    step = block_size(x, c * kw * hp * wo)
+    pl, pr = padding[1]
+    wo = w + pl + pr - dw * (kw - 1)
+    rows = _input_rows(h, padding)
+    spans = _spans(kh, dh, ho, wo, rows)
+    covered = bool(spans) and spans[0][2] - spans[0][1] == ho * wo
+    out = np.empty((b, groups, m, ho * wo), dtype=dtype)
+    step = block_size(x, c * kw * (rows[1] - rows[0]) * wo)
     per_channel = None if bias is None else bias.reshape(groups, m, 1)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, slot)
-        windows = a.reshape(a.shape[0], groups, k, hp * wo)
+        windows = a.reshape(a.shape[0], groups, k, -1)
         dest = out[start:start + step]
         term = (work_array(np, np, slot + "-term", dest.shape, a, zero=False, dtype=dtype)
-                if kh > 1 else None)
-        for p in range(kh):
-            cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
-            np.matmul(taps[p], cols, out=dest if p == 0 else term)
-            if p:
-                np.add(dest, term, out=dest)
+                if len(spans) > 1 or not covered else None)
+        if not covered:
+            dest[...] = 0
+        for index, (p, c0, c1, s) in enumerate(spans):
+            cols = windows[..., s:s + c1 - c0]
+            if index == 0 and covered:
+                np.matmul(taps[p], cols, out=dest)
+                continue
+            part, target = term[..., :c1 - c0], dest[..., c0:c1]
+            np.matmul(taps[p], cols, out=part)
+            np.add(target, part, out=target)
         if per_channel is not None:  # while the block is in cache
             np.add(dest, per_channel, out=dest)
     return out.reshape(b, groups * m, ho, wo)
@@ -173,21 +200,22 @@ def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilati
     dh, dw = dilation
     b, c, h, _ = x.shape
     _, _, ho, wo = g.shape
-    hp = h + padding[0][0] + padding[0][1]
-    n = ho * wo
-    rows = g.reshape(b, groups, o // groups, n)
+    rows = _input_rows(h, padding)
+    spans = _spans(kh, dh, ho, wo, rows)
+    cotangents = g.reshape(b, groups, o // groups, ho * wo)
     dtype = np.result_type(x, g)
     out = np.zeros((kh, groups, o // groups, cg * kw), dtype=dtype)
-    step = block_size(x, c * kw * hp * wo)
+    step = block_size(x, c * kw * (rows[1] - rows[0]) * wo)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, "rows-weight")
-        windows = a.reshape(a.shape[0], groups, cg * kw, hp * wo)
+        windows = a.reshape(a.shape[0], groups, cg * kw, -1)
         per_image = work_array(np, np, "rows-weight-images",
                                (a.shape[0], groups, o // groups, cg * kw), a, zero=False,
                                dtype=dtype)
-        for p in range(kh):
-            cols = windows[:, :, :, p * dh * wo:p * dh * wo + n]
-            np.matmul(rows[start:start + step], cols.transpose(0, 1, 3, 2), out=per_image)
+        for p, c0, c1, s in spans:
+            cols = windows[..., s:s + c1 - c0]
+            np.matmul(cotangents[start:start + step, ..., c0:c1], cols.transpose(0, 1, 3, 2),
+                      out=per_image)
             out[p] += np.sum(per_image, axis=0)
     per_group = out.reshape(kh, groups, o // groups, cg, kw).transpose(1, 2, 3, 0, 4)
     return np.ascontiguousarray(per_group).reshape(weight_shape)
