@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import npdeq
+from npdeq import backend
 from npdeq.testing.gradcheck import check_grads
 
 from op_harness import OpCase, away_from_zero, check_op, floats, grid, nary, unary
@@ -255,3 +256,12 @@ def test_sign_is_piecewise_constant(xp, to_xp, check_array):
     (g,) = npdeq.grad(out.sum(), [t])
     check_array(g, shape=(3,), dtype=xp.float64)
     np.testing.assert_array_equal(g.numpy(), [0.0, 0.0, 0.0])
+
+
+def test_relu_keeps_nan_as_torch_does(xp, to_xp):
+    # A NaN input is a NaN output (never a silent 0); the gradient there is 0, as torch's.
+    a = npdeq.Tensor(to_xp(np.array([-1.0, np.nan, 2.0])), requires_grad=True)
+    out = npdeq.relu(a)
+    np.testing.assert_array_equal(backend.to_numpy(out.data), [0.0, np.nan, 2.0])
+    (g,) = npdeq.grad(out.sum(), [a])
+    np.testing.assert_array_equal(backend.to_numpy(g.data), [0.0, 0.0, 1.0])

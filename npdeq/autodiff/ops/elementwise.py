@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from npdeq import backend
 from npdeq.autodiff.ops.util import mask_like, ns, raw
 from npdeq.autodiff.primitive import defvjp, primitive
 
@@ -115,7 +116,10 @@ def sigmoid(a):
 
 defvjp(sigmoid, lambda g, ans, a: g * ans * (1.0 - ans))
 
-relu = primitive(lambda a: ns(a).where(a > 0, a, 0.0), name="relu")
+# maximum, not where(a > 0, a, 0): several times faster on NumPy, and NaN stays NaN (as
+# torch.relu) instead of becoming a silent 0.
+relu = primitive(lambda a: ns(a).maximum(a, ns(a).zeros((), dtype=a.dtype,
+                                                      device=backend.device(a))), name="relu")
 defvjp(relu, lambda g, ans, a: g * mask_like(raw(a) > 0, g))
 
 leaky_relu = primitive(
