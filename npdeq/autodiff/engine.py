@@ -134,6 +134,7 @@ def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = f
             cotangents[id(parent)] = c if prev is None else prev + c
             if leaves is not None and parent._node is None:
                 leaves[id(parent)] = parent
+        g = rules = c = None  # let this node's cotangents go before the next node's rules run
     grads.update(cotangents)  # what is left belongs to leaves
     return grads
 

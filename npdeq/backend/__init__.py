@@ -9,8 +9,11 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 
 - :mod:`~npdeq.backend.namespace`: namespace and device lookup, the host-sync helpers;
 - :mod:`~npdeq.backend.windows`: sliding windows (pooling) and scatter-add;
-- :mod:`~npdeq.backend.convolution`: convolution kernels as 2-D BLAS products (forward,
-  input and weight VJPs), work buffers reused across calls;
+- :mod:`~npdeq.backend.convolution`: convolution kernels (forward, input and weight VJPs): on
+  NumPy one BLAS product per kernel row and image (:mod:`~npdeq.backend.conv_rows`; strided:
+  :mod:`~npdeq.backend.conv_phases`), elsewhere per-offset products on a padded grid and
+  im2col (:mod:`~npdeq.backend.conv_grid`, :mod:`~npdeq.backend.conv_im2col`); work arrays
+  reused across calls (:mod:`~npdeq.backend.workspace`);
 - :mod:`~npdeq.backend.arrayfuncs`: einsum, index-add along an axis, sparse-dense products;
 - :mod:`~npdeq.backend.random`: random numbers on any device;
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;

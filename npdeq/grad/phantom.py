@@ -153,7 +153,10 @@ def _unrolled(step: _DampedStep, z: Tensor, steps: list[int], k: int,
         else:
             z = Tensor(value)
         if j in steps:
-            states.append(unpack_tensors(z, step.shapes))
+            # A state that a later step reads again in the backward pass goes out as a copy,
+            # so that writing into the returned array cannot change the gradients.
+            out = z.clone() if j < k and outside else z
+            states.append(unpack_tensors(out, step.shapes))
     return states
 
 

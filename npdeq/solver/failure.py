@@ -25,6 +25,7 @@ example ``("autograd",)`` where HIPS autograd's tracer calls npdeq).
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from typing import Any, Mapping, Sequence
@@ -97,15 +98,21 @@ def warn_location(skip: Sequence[str] = ()) -> int:
     """The ``stacklevel`` that makes a warning issued by this function's caller point at the
     first frame outside npdeq (and outside the packages named in ``skip``): the user's line
     that started the solve (so the default filter shows it once per such line)."""
+    names, prefixes = _walked(tuple(skip))
     frame = sys._getframe(1)
     level = 1
-    while frame is not None and _walked_over(frame, skip):
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name not in names and not name.startswith(prefixes):
+            return level
         frame = frame.f_back
         level += 1
-    return level if frame is not None else 1
+    return 1
 
 
-def _walked_over(frame: Any, skip: Sequence[str]) -> bool:
-    name = frame.f_globals.get("__name__", "")
-    return any(name == package or name.startswith(package + ".")
-               for package in ("npdeq", *skip))
+@functools.lru_cache(maxsize=None)
+def _walked(skip: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # The package names a warning walks over and their submodule prefixes, built once per
+    # ``skip`` (a failed solve in a deep tape stack walks many frames).
+    names = ("npdeq", *skip)
+    return names, tuple(name + "." for name in names)

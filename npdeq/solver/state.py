@@ -70,7 +70,8 @@ def pack_states(states: Any) -> Array:
     """
     arrays = list(states) if is_state_tuple(states) else [states]
     if len(arrays) == 1 and getattr(arrays[0], "ndim", None) == 2:
-        return arrays[0]  # already (B, D): nothing to check or join
+        backend.check_same_namespace(arrays, "pack_states")
+        return arrays[0]  # already (B, D): nothing to join
     shapes = state_shapes(states)
     xp = backend.check_same_namespace(arrays, "pack_states")
     flat = [a if a.ndim == 2 else xp.reshape(a, (shape[0], -1))

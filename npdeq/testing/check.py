@@ -158,7 +158,12 @@ def _parse_rule(grad: Any, phantom_steps: int, tau: float) -> tuple[Any, str]:
     """The ``npdeq.fixed_point`` grad argument and a display name."""
     if grad == "ift":
         return "ift", "ift"
-    steps = phantom_steps if grad == "phantom" else backend.as_count(grad)
+    if grad == "phantom":
+        steps = backend.as_count(phantom_steps)
+        if steps is None or steps < 1:
+            raise ValueError(f"phantom_steps must be a positive int, got {phantom_steps!r}")
+    else:
+        steps = backend.as_count(grad)
     if steps is not None and steps >= 1:
         return steps, f"phantom(k={steps}, tau={tau:g})"
     raise ValueError(f"grad must be 'ift', 'phantom' or a positive int (PhantomGrad steps), "

@@ -166,3 +166,10 @@ def test_func_output_on_another_device_raises_value_error(name, xp, xp_device, t
 
 def test_every_solver_is_listed():
     assert set(ALL_SOLVERS) <= set(registered_solvers())
+
+
+def test_pack_states_checks_the_namespace_of_a_single_packed_array():
+    import npdeq
+
+    with pytest.raises(TypeError, match="pack_states"):
+        pack_states(npdeq.Tensor(np.ones((2, 3))))
