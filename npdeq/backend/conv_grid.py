@@ -12,7 +12,7 @@ strided convolutions to im2col instead (:mod:`.conv_im2col`). On NumPy and CuPy 
 sums are written in place into work arrays (:mod:`.workspace`).
 
 These kernels are also the reference the NumPy kernel-row path (:mod:`.conv_rows`) is tested
-against. Imports the namespace helpers of :mod:`npdeq.backend` (no NumPy).
+against.
 """
 
 from __future__ import annotations

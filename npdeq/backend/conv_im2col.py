@@ -5,8 +5,6 @@ With a stride the output is several times smaller than the input, so the window 
 stride phase; col2im (the input VJP) is ``kh*kw`` strided block adds. Written in the
 standard's functions; on NumPy the window matrix and padded image are work arrays
 (:mod:`.workspace`).
-
-Imports the namespace helpers of :mod:`npdeq.backend` (no NumPy).
 """
 
 from __future__ import annotations

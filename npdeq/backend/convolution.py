@@ -14,7 +14,7 @@ Three paths, chosen per call:
   tested against.
 
 NumPy work arrays are reused across calls (:mod:`.workspace`); results are always fresh
-C-contiguous arrays (NumPy, CuPy). Imports the namespace helpers of :mod:`npdeq.backend`.
+C-contiguous arrays (NumPy, CuPy).
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ products themselves. So on NumPy the kernels take their internal work arrays fro
 per-thread cache keyed by (slot, shape, dtype); results always leave as fresh arrays. Other
 namespaces get plain new arrays (CuPy has its own memory pool).
 
-Imports NumPy and the namespace helpers of :mod:`npdeq.backend`; used only inside
-:mod:`npdeq.backend`.
+Used only inside :mod:`npdeq.backend`.
 """
 
 from __future__ import annotations
