@@ -202,10 +202,11 @@ class SpectralNorm(ScaledNorm):
     def __init__(self, names: Sequence[str], dims: Sequence[Any], learn_scale: bool = True,
                  target_norm: float = 1.0, clip: bool = False, clip_value: float = 1.0,
                  n_power_iterations: int = 1, eps: float = 1e-12, seed: Any = None) -> None:
-        super().__init__(names, dims, learn_scale, target_norm, clip, clip_value)
-        if any(d is None for d in self.dims):
+        if isinstance(dims, (tuple, list)) and any(d is None for d in dims):
+            # before the shared settings' checks, so this error wins as it always has
             raise ValueError(f"SpectralNorm needs an output axis per weight, got dims="
-                             f"{self.dims!r}")
+                             f"{tuple(dims)!r}")
+        super().__init__(names, dims, learn_scale, target_norm, clip, clip_value)
         self.n_power_iterations = _positive_int("n_power_iterations", n_power_iterations)
         self.eps = check_real("eps", eps, 0.0, low_open=True, owner="SpectralNorm")
         self.generator = init.generator(seed)
