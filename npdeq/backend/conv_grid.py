@@ -148,19 +148,8 @@ class _Products:
 
 def grid_forward(x: Any, w: Any, stride: tuple[int, int], padding: tuple,
                  dilation: tuple[int, int], groups: int) -> Any:
-    """Cross-correlation of an image batch with a kernel bank (no bias).
-
-    Args:
-        x: ``(B, C, H, W)`` array.
-        w: ``(O, C // groups, kh, kw)`` array.
-        stride: ``(sh, sw)``; dilation: ``(dh, dw)``.
-        padding: ``((top, bottom), (left, right))`` zeros around the image.
-        groups: channel groups, dividing ``C`` and ``O``.
-
-    Returns:
-        ``(B, O, Ho, Wo)`` array in ``x``'s namespace, dtype and device (C-contiguous on
-        NumPy and CuPy).
-    """
+    """Cross-correlation of an image batch with a kernel bank, on any namespace: arguments and
+    result as :func:`~npdeq.backend.convolution.conv_forward` without its bias."""
     xp = array_namespace(x, w)
     lib = library(xp)
     b, o = x.shape[0], w.shape[0]
@@ -201,17 +190,9 @@ def _output_grid(g: Any, geo: Grid, slot: str) -> Any:
 def grid_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],
                     stride: tuple[int, int], padding: tuple, dilation: tuple[int, int],
                     groups: int) -> Any:
-    """The VJP of :func:`grid_forward` with respect to ``x`` (a transposed convolution).
-
-    Args:
-        g: ``(B, O, Ho, Wo)`` cotangent.
-        w: ``(O, C // groups, kh, kw)``.
-        image_shape: ``(B, C, H, W)``.
-        stride, padding, dilation, groups: as for :func:`grid_forward`.
-
-    Returns:
-        ``(B, C, H, W)`` array in ``g``'s namespace, dtype and device.
-    """
+    """The VJP of :func:`grid_forward` with respect to ``x`` (a transposed convolution), on
+    any namespace: arguments and result as
+    :func:`~npdeq.backend.convolution.conv_input_grad`."""
     xp = array_namespace(g, w)
     lib = library(xp)
     b, c, h, w_ = image_shape
@@ -246,17 +227,8 @@ def grid_input_grad(g: Any, w: Any, image_shape: tuple[int, int, int, int],
 def grid_weight_grad(x: Any, g: Any, weight_shape: tuple[int, int, int, int],
                      stride: tuple[int, int], padding: tuple, dilation: tuple[int, int],
                      groups: int) -> Any:
-    """The VJP of :func:`grid_forward` with respect to ``w``.
-
-    Args:
-        x: ``(B, C, H, W)`` input.
-        g: ``(B, O, Ho, Wo)`` cotangent.
-        weight_shape: ``(O, C // groups, kh, kw)``.
-        stride, padding, dilation, groups: as for :func:`grid_forward`.
-
-    Returns:
-        ``(O, C // groups, kh, kw)`` array in ``x``'s namespace, dtype and device.
-    """
+    """The VJP of :func:`grid_forward` with respect to ``w``, on any namespace: arguments and
+    result as :func:`~npdeq.backend.convolution.conv_weight_grad`."""
     xp = array_namespace(x, g)
     lib = library(xp)
     o, cg, kh, kw = weight_shape
