@@ -60,6 +60,13 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--b-max-iter", type=int, default=30)
     parser.add_argument("--b-tol", type=float, default=1e-4)
     parser.add_argument("--stop-mode", default="rel", choices=("abs", "rel"))
+    parser.add_argument("--b-fallback", default="gmres", choices=("gmres", "none"),
+                        help="npdeq's IFT: re-solve samples the fixed-point adjoint leaves "
+                             "above b_tol by GMRES (npdeq's default), or keep them as "
+                             "TorchDEQ does (with a ConvergenceWarning)")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="npdeq.reuse_freed_memory() first (the whole process, both "
+                             "libraries: glibc keeps freed memory instead of unmapping it)")
     parser.add_argument("--gradients", default="ift,phantom",
                         help="comma-separated, from: " + ", ".join(GRADIENTS))
     parser.add_argument("--libraries", default="npdeq,torchdeq")
@@ -82,7 +89,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def deq_settings(args, gradient: str) -> dict:
-    """get_deq keywords, the same for both libraries."""
+    """get_deq keywords, the same for both libraries (npdeq adds ``b_fallback``)."""
     settings = dict(f_solver="anderson", f_max_iter=args.f_max_iter, f_tol=args.f_tol,
                     f_stop_mode=args.stop_mode)
     if gradient == "ift":
@@ -164,7 +171,8 @@ def npdeq_model(args, gradient: str):
             npdeq.apply_norm(self.block, "weight_norm")
             self.head = nn.Linear(c * (args.size // 4) ** 2, 10, seed=args.seed + 2,
                                   dtype=np.float32)
-            self.deq = npdeq.get_deq(**deq_settings(args, gradient))
+            fallback = {"b_fallback": None} if args.b_fallback == "none" else {}
+            self.deq = npdeq.get_deq(**deq_settings(args, gradient), **fallback)
 
         def forward(self, x):
             u = self.inject(x)
@@ -303,6 +311,8 @@ def main(argv=None) -> dict:
 
     import npdeq
 
+    if args.reuse_freed_memory:
+        npdeq.reuse_freed_memory()
     (x_train, y_train), (x_test, y_test) = make_data(args)
     runners = {}
     for gradient in args.gradients:
@@ -314,7 +324,9 @@ def main(argv=None) -> dict:
             runners[gradient, "torchdeq"] = TorchRunner(args, gradient, state)
     print(f"conv DEQ classifier: C={args.channels}, {args.size}x{args.size}, "
           f"groups={args.groups}, batch {args.batch}, {args.train} training images, "
-          f"{args.epochs} epoch(s), threads {args.threads}, npdeq {npdeq.__version__}, "
+          f"{args.epochs} epoch(s), threads {args.threads}, IFT fallback {args.b_fallback}, "
+          f"freed memory {'reused' if args.reuse_freed_memory else 'given back'}, "
+          f"npdeq {npdeq.__version__}, "
           f"NumPy {np.__version__}" + (f", torch {sys.modules['torch'].__version__}"
                                        if "torch" in sys.modules else ""))
     results = {key: {"seconds": [], "cpu": [], "first_loss": None, "iters": []}

@@ -18,6 +18,7 @@ import importlib
 from npdeq.autodiff import *  # noqa: F401,F403
 from npdeq.autodiff import __all__ as _autodiff_all
 from npdeq.backend.dtypes import default_dtype, get_default_dtype, set_default_dtype
+from npdeq.backend.memory import reuse_freed_memory
 from npdeq.exceptions import ConfigWarning, ConvergenceWarning
 from npdeq import solver  # noqa: F401
 from npdeq.solver import get_solver, register_solver
@@ -47,7 +48,7 @@ __all__ = list(dict.fromkeys([
     "ConfigWarning", "ConvergenceWarning", "__version__", "fixed_point", "backward_factory",
     "nn", "optim", "models", "linalg", "sparse", "DEQBase", "DEQIndexing", "DEQSliced",
     "DEQConfig",
-    "set_default_dtype", "get_default_dtype", "default_dtype",
+    "set_default_dtype", "get_default_dtype", "default_dtype", "reuse_freed_memory",
     # TorchDEQ 0.1.0's top-level exports (tests/test_import.py holds the list)
     "VariationalDropToken1d", "VariationalDropToken2d", "VariationalDropToken3d",
     "VariationalDropout", "VariationalDropout1d", "VariationalDropout2d", "VariationalDropout3d",

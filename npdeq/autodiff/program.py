@@ -4,11 +4,17 @@ Loops that apply the VJP of the same graph many times (the IFT adjoint solve, at
 iteration) pay for the engine's walk (the topological order, the nodes on a path to the
 inputs, the parents that need a cotangent) once, in :func:`vjp_program`; each call then runs
 only the rules, through the engine's :func:`~npdeq.autodiff.engine.propagate`.
+
+A rule whose work splits into a part that depends on the cotangent and a part that does not
+(a normalisation's statistics of its input) asks :func:`replay_memo` for the latter: while a
+program replays, the program keeps it, so it is computed at the first replay only; anywhere
+else it is computed each time.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import threading
+from typing import Any, Callable, Sequence
 
 from npdeq.autodiff.engine import (OUTPUTS, as_tuple, check_tensors, propagate, seed,
                                    unused_error)
@@ -16,7 +22,10 @@ from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import set_grad_enabled
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["VJPProgram", "vjp_program"]
+__all__ = ["VJPProgram", "vjp_program", "replay_memo"]
+
+# The programs replaying on this thread, innermost last (a rule may replay another program).
+_replaying = threading.local()
 
 
 class VJPProgram:
@@ -28,7 +37,7 @@ class VJPProgram:
     ``no_grad``).
     """
 
-    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted")
+    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo")
 
     def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
         check_tensors(outputs, OUTPUTS)
@@ -42,15 +51,66 @@ class VJPProgram:
                 raise unused_error(i, t)
         self._outputs, self._inputs = outputs, inputs
         self._wanted = {id(t) for t in inputs}
+        # What replay_memo keeps, by the id of a node's output; the program holds the graph,
+        # so those outputs live (and their ids stay theirs) as long as the memo does.
+        self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
 
     def __call__(self, grad_outputs: Any = None) -> tuple:
         """The cotangents of the inputs (a tuple, ``None`` for an unused input) for
         ``grad_outputs`` (arrays or Tensors, one per output; may be omitted for one-element
         outputs)."""
         cotangents = seed(self._outputs, grad_outputs)
-        with set_grad_enabled(False):
-            grads = propagate(self._steps, cotangents, self._wanted)
+        stack = _programs()
+        stack.append(self)
+        try:
+            with set_grad_enabled(False):
+                grads = propagate(self._steps, cotangents, self._wanted)
+        finally:
+            stack.pop()
         return tuple(grads.get(id(t)) for t in self._inputs)
+
+
+def _programs() -> list:
+    stack = getattr(_replaying, "stack", None)
+    if stack is None:
+        stack = _replaying.stack = []
+    return stack
+
+
+def replay_memo(ans: Tensor, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for later replays when a :class:`VJPProgram` runs the rule of the
+    node whose output is ``ans``.
+
+    For a VJP rule's work that does not depend on the cotangent (it must depend only on the
+    node's own arguments, which a recorded graph never changes). What is kept lives as long
+    as the program and must not be modified in place by the rule.
+
+    Args:
+        ans: the node's output Tensor (the rule's ``ans``).
+        key: names the value among those the rule keeps.
+        compute: makes the value.
+
+    Returns:
+        The value: computed now, or kept from an earlier replay of the same program.
+
+    Example:
+        >>> import npdeq
+        >>> calls = []
+        >>> def work():
+        ...     calls.append(1)
+        ...     return 2.0
+        >>> x = npdeq.tensor([1.0, 2.0], requires_grad=True)
+        >>> y = x * 3.0
+        >>> replay_memo(y, 'k', work), replay_memo(y, 'k', work), len(calls)  # no program
+        (2.0, 2.0, 2)
+    """
+    stack = getattr(_replaying, "stack", None)
+    memo = stack[-1]._memo.get(id(ans)) if stack else None
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 def vjp_program(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                 allow_unused: bool = False) -> VJPProgram:
     """Prepare the VJP of a recorded graph, for loops that apply it to many cotangents.

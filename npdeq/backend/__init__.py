@@ -18,17 +18,21 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.random`: random numbers on any device;
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
 - :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values;
-- :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays.
+- :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays;
+- :mod:`~npdeq.backend.memory`: whether the C allocator keeps freed array memory for reuse.
 """
 
-from npdeq.backend import arrayfuncs, checks, dtypes, namespace, random, transfer, windows
+from npdeq.backend import (arrayfuncs, checks, dtypes, memory, namespace, random, transfer,
+                           windows)
 from npdeq.backend.arrayfuncs import *  # noqa: F401,F403
 from npdeq.backend.checks import *  # noqa: F401,F403
 from npdeq.backend.dtypes import *  # noqa: F401,F403
+from npdeq.backend.memory import *  # noqa: F401,F403
 from npdeq.backend.namespace import *  # noqa: F401,F403
 from npdeq.backend.random import *  # noqa: F401,F403
 from npdeq.backend.transfer import *  # noqa: F401,F403
 from npdeq.backend.windows import *  # noqa: F401,F403
 
-__all__ = [*arrayfuncs.__all__, *checks.__all__, *dtypes.__all__, *namespace.__all__,
+__all__ = [*arrayfuncs.__all__, *checks.__all__, *dtypes.__all__, *memory.__all__,
+           *namespace.__all__,
            *windows.__all__, *random.__all__, *transfer.__all__]

@@ -423,3 +423,36 @@ def test_vjp_program_errors(xp, to_xp, x):
     x.data = to_xp(np.zeros(3))
     with pytest.raises(RuntimeError, match=r"had its \.data replaced"):
         program(to_xp(np.ones(3)))
+
+
+def test_replay_memo_is_computed_once_per_program_and_kept_apart(xp, to_xp, monkeypatch):
+    """group_norm's rule keeps its input statistics across one program's replays (they are
+    computed at the first replay only), never across programs, never outside a program,
+    and the replayed cotangents equal the walked ones at every replay."""
+    from npdeq.autodiff.ops import normalization
+
+    calls = []
+    statistics = normalization._group_statistics
+    monkeypatch.setattr(normalization, "_group_statistics",
+                        lambda *a: calls.append(1) or statistics(*a))
+    rng = np.random.default_rng(5)
+    x = npdeq.Tensor(to_xp(rng.standard_normal((2, 4, 3)) + 2.0), requires_grad=True)
+    w = npdeq.Tensor(to_xp(rng.standard_normal(4)), requires_grad=True)
+    y = npdeq.group_norm(npdeq.tanh(x) * 3.0, 2, w) + npdeq.group_norm(x, 4)
+    program = npdeq.autodiff.program.vjp_program(y, [x, w])
+    other = npdeq.autodiff.program.vjp_program(y, x)
+    calls.clear()
+    for _ in range(4):
+        g = to_xp(rng.standard_normal((2, 4, 3)))
+        replayed = program(g)
+        assert len(calls) == 2  # two group_norm nodes, at the first replay only
+        walked = npdeq.grad(y, [x, w], g, retain_graph=True)
+        for r, v in zip(replayed, walked):
+            np.testing.assert_allclose(r.numpy(), v.numpy(), rtol=1e-12, atol=1e-12)
+        assert len(calls) == 4  # the walk computes them every time
+        calls[:] = calls[:2]
+    calls.clear()
+    other(g)
+    assert len(calls) == 2  # another program keeps its own
+    npdeq.autodiff.program.replay_memo(y, "statistics", lambda: calls.append(1))
+    assert len(calls) == 3  # outside any program: computed
