@@ -39,6 +39,9 @@ DIRECT_MAX_DIM = 4096
 # Backward solvers that treat the adjoint equation as the linear system it is, rather than
 # as a fixed point; their arguments are checked here, not by a registered solver.
 # Each with the arguments it takes.
+# The fallback's GMRES aims this far below the first solver's relative tolerance, times
+# the start's ||u||, so that ||u|| changing during the solve leaves it within tolerance.
+REL_FALLBACK_MARGIN = 0.9
 LINEAR_SOLVERS = {"direct": (), "gmres": ("tol", "max_iter", "stop_mode", "restart")}
 # What an iterative backward solver does with the samples it leaves unconverged.
 FALLBACKS = ("gmres", None)
@@ -133,7 +136,8 @@ def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
             ``||g||`` (``'rel'``). For a registered (iterative) solver, ``fallback``
             (``'gmres'``, the default, or ``None``): what to do with the samples it leaves
             unconverged (GMRES with the same ``tol``, ``stop_mode`` and ``max_iter``, from
-            their best iterate).
+            their best iterate; a relative ``tol`` keeps the first solver's measure,
+            relative to ``||J^T u + g||``, not ``||g||``).
         writer: called with the statistics of the solve.
 
     Returns:
@@ -215,12 +219,25 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
     """Solve the unconverged samples again by GMRES from their best (finite) iterate.
 
     Every VJP is over the whole batch anyway, so GMRES runs on all samples; the converged
-    ones start below their tolerance and stop at once, and keep their first answer.
+    ones start below their tolerance and stop at once, and keep their first answer. The
+    tolerance is the first solver's: with ``stop_mode='rel'`` that is relative to
+    ``||J^T u + g||`` (about ``||u||``, often several times ``||g||``), so GMRES gets the
+    absolute threshold ``tol * ||u||`` per sample from the start iterate (``||g||`` where that
+    is zero), with a margin for ``||u||`` moving, rather than ``tol * ||g||``; the samples
+    it leaves above ``tol`` in the first solver's measure are not converged.
     """
     failed = xp.logical_not(info["converged"])
     start = xp.where(xp.isfinite(u), u, xp.zeros_like(u))
     gmres_kwargs = {k: kwargs[k] for k in ("tol", "max_iter", "stop_mode")}
+    rel = check_stop_mode(kwargs["stop_mode"], owner="b_solver_kwargs") == "rel"
+    if rel:
+        tol = check_real("tol", kwargs["tol"], 0.0)
+        scale = xp.linalg.vector_norm(start, axis=-1)
+        scale = xp.where(scale > 0, scale, xp.linalg.vector_norm(g, axis=-1))
+        gmres_kwargs["atol"] = REL_FALLBACK_MARGIN * tol * scale
     u_gmres, stats = _gmres_solve(vjp_z, g, xp, gmres_kwargs, x0=start)
+    if rel:
+        stats["converged"] = xp.logical_and(stats["converged"], stats["rel_lowest"] <= tol)
     merged = SolverStat(info)
     for key in ("abs_lowest", "rel_lowest", "converged", "nonfinite"):
         merged[key] = xp.where(failed, stats[key], info[key])
@@ -231,9 +248,16 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
 
 
 def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
+    """GMRES on ``(I - J^T) u = g`` with the adjoint's ``tol``/``stop_mode``; an ``atol``
+    in ``kwargs`` (per sample) replaces the relative tolerance."""
     tol = check_real("tol", kwargs["tol"], 0.0)
     stop_mode = check_stop_mode(kwargs["stop_mode"], owner="b_solver='gmres'")
-    tolerances = {"tol": 0.0, "atol": tol} if stop_mode == "abs" else {"tol": tol}
+    if "atol" in kwargs:
+        tolerances = {"tol": 0.0, "atol": kwargs["atol"]}
+    elif stop_mode == "abs":
+        tolerances = {"tol": 0.0, "atol": tol}
+    else:
+        tolerances = {"tol": tol}
     u, stats = gmres(lambda v: v - vjp_z(v), g, x0=x0, max_iter=kwargs["max_iter"],
                      restart=kwargs.get("restart", 20), **tolerances)
     # g - (I - J^T) u = (J^T u + g) - u is the fixed-point residual the other backward

@@ -37,7 +37,7 @@ COLLINEAR = 16
 
 
 def gmres(matvec: Callable[[Array], Array], b: Array, x0: Array = None, tol: float = 1e-6,
-          max_iter: int | None = None, restart: int = 20, atol: float = 0.0
+          max_iter: int | None = None, restart: int = 20, atol: float | Array = 0.0
           ) -> tuple[Array, dict]:
     """Solve ``A_i x_i = b_i`` for every sample ``i`` by restarted GMRES.
 
@@ -55,7 +55,8 @@ def gmres(matvec: Callable[[Array], Array], b: Array, x0: Array = None, tol: flo
         tol: tolerance relative to ``||b_i||`` (``>= 0``).
         max_iter: the most products ``A v`` in all (default ``min(10 * D, 1000)``).
         restart: Krylov dimension of a cycle (capped at ``D``).
-        atol: absolute tolerance (``>= 0``; with ``tol = atol = 0`` the solve spends its
+        atol: absolute tolerance (``>= 0``), one for all samples or a ``(B,)`` array of
+            per-sample ones in ``b``'s namespace (with ``tol = atol = 0`` the solve spends its
             whole budget, and only an exact solution counts as converged).
 
     Returns:
@@ -95,7 +96,7 @@ def gmres(matvec: Callable[[Array], Array], b: Array, x0: Array = None, tol: flo
                              f"shape {tuple(x0.shape)}, dtype {x0.dtype}")
         backend.check_same_namespace([b, x0], "gmres")
     tol = check_real("tol", tol, 0.0)
-    atol = check_real("atol", atol, 0.0)
+    atol = _check_atol(atol, b)
     dim = b.shape[1]
     max_iter = check_int("max_iter", max_iter, 0, none_ok=True)
     if max_iter is None:
@@ -110,9 +111,26 @@ def gmres(matvec: Callable[[Array], Array], b: Array, x0: Array = None, tol: flo
     else:
         product = checked_product(matvec, b, "matvec")
     with backend.ignore_float_errors():
-        threshold = xp.maximum(tol * _norm(xp, b), xp.full_like(b[:, 0], atol))
+        floor = (xp.full_like(b[:, 0], atol) if isinstance(atol, float)
+                 else xp.astype(atol, b.dtype))
+        threshold = xp.maximum(tol * _norm(xp, b), floor)
         x, info = solve_batched(product, b, x0, threshold, max_iter, min(restart, max(dim, 1)))
     return (xp.astype(x, xp.float16) if half else x), info
+
+
+def _check_atol(atol: Any, b: Array) -> Any:
+    """``atol`` as a float, or as a checked ``(B,)`` array of per-sample tolerances."""
+    if not hasattr(atol, "shape") or tuple(atol.shape) == ():
+        return check_real("atol", atol, 0.0)
+    backend.check_same_namespace([b, atol], "gmres")
+    xp = backend.array_namespace(b)
+    if tuple(atol.shape) != tuple(b.shape[:1]):
+        raise ValueError(f"atol must be a number or a ({b.shape[0]},) array of per-sample "
+                         f"tolerances, got shape {tuple(atol.shape)}")
+    if not backend.to_scalar(xp.all(xp.isfinite(atol) & (atol >= 0))):
+        raise ValueError("atol must be finite and >= 0 for every sample, got negative, "
+                         "infinite or NaN entries")
+    return atol
 
 
 def check_restart(restart: Any) -> int:

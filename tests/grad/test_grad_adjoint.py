@@ -18,6 +18,7 @@ import npdeq
 from npdeq.backend import to_numpy
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.grad import adjoint_solve, fixed_point
+from npdeq.solver import gmres
 
 SCALE = 1e4
 ITERATIVE = ("fixed_point_iter", "anderson", "broyden")
@@ -96,6 +97,34 @@ def test_diverging_adjoint_falls_back_to_gmres(xp, to_xp, b_solver):
     assert np.all(to_numpy(info["converged"]))
     if b_solver == "fixed_point_iter":  # the contractive sample converged on its own
         assert fallback.tolist() == [False, True, True]
+
+
+def test_relative_fallback_keeps_the_first_solvers_measure(xp, to_xp):
+    """With stop_mode='rel' the fixed-point solvers measure ||J^T u + g - u|| against
+    ||J^T u + g|| (about ||u||, here about 20 ||g||: J^T = 0.95 I). The GMRES fallback
+    stops at that tolerance, not at tol * ||g||, so it spends fewer VJPs and still meets it."""
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    jt = q @ np.diag(np.linspace(0.9, 0.96, 16)) @ q.T
+    g = rng.standard_normal((3, 16))
+    jt_xp = to_xp(jt)
+    tol = 1e-6
+    u, info = adjoint_solve(lambda v: v @ jt_xp, to_xp(g), "fixed_point_iter",
+                            {"tol": tol, "max_iter": 12, "stop_mode": "rel"})
+    assert np.all(to_numpy(info["fallback"])) and np.all(to_numpy(info["converged"]))
+    fx = to_numpy(u) @ jt + g
+    rel = np.linalg.norm(fx - to_numpy(u), axis=1) / np.linalg.norm(fx, axis=1)
+    assert np.all(rel <= tol), rel
+    np.testing.assert_allclose(to_numpy(info["rel_lowest"]), rel, rtol=1e-3)
+    assert np.all(rel > 0.05 * tol), "stopped near the asked tolerance, not far below it"
+    # GMRES relative to ||g|| (what the fallback did before), from the same start, needs
+    # more products.
+    with pytest.warns(ConvergenceWarning, match="backward"):
+        start, _ = adjoint_solve(lambda v: v @ jt_xp, to_xp(g), "fixed_point_iter",
+                                 {"tol": tol, "max_iter": 12, "stop_mode": "rel",
+                                  "fallback": None})
+    _, strict = gmres(lambda v: v - v @ jt_xp, to_xp(g), x0=start, tol=tol, max_iter=200)
+    assert info["nfe"] - 12 < strict["nmatvec"]
 
 
 def test_no_fallback_flags_instead_of_returning_zero(xp, to_xp):

@@ -87,6 +87,33 @@ def test_absolute_tolerance(xp, to_xp):
     assert np.all(host(info["converged"])) and np.all(host(info["residual"]) <= 1e-8)
 
 
+def test_per_sample_absolute_tolerances(xp, to_xp):
+    """A (B,) atol holds each sample to its own threshold: the loose one stops earlier."""
+    a, b = _systems(2, 3, 12, 0.9)
+    a[:] = a[0]
+    b[:] = b[0]  # three copies of one system, three tolerances
+    atol = np.array([1e-1, 1e-4, 1e-10])
+    x, info = gmres(_product(to_xp(a)), to_xp(b), tol=0.0, atol=to_xp(atol))
+    residual = np.linalg.norm(b - (a @ host(x)[:, :, None])[:, :, 0], axis=1)
+    assert np.all(host(info["converged"])) and np.all(residual <= atol * (1 + 1e-6))
+    steps = host(info["nstep"])
+    assert steps[0] < steps[1] < steps[2], steps
+    assert residual[0] > 1e-4  # stopped at its own tolerance, not the tightest one
+
+
+@pytest.mark.parametrize("atol, message", [
+    (np.ones(2), r"atol must be a number or a \(3,\) array"),
+    (np.array([1.0, -1.0, 1.0]), "atol must be finite and >= 0"),
+    (np.array([1.0, np.nan, 1.0]), "atol must be finite and >= 0"),
+    (np.array([1.0, np.inf, 1.0]), "atol must be finite and >= 0"),
+])
+def test_bad_per_sample_atol(atol, message, xp, to_xp):
+    product = counted(lambda v: v)
+    with pytest.raises(ValueError, match=message):
+        gmres(product, to_xp(np.ones((3, 2))), atol=to_xp(atol))
+    assert product.calls == 0
+
+
 @pytest.mark.parametrize("with_x0", [False, True])
 def test_zero_rhs_gives_zero(with_x0, xp, to_xp):
     a, b = _systems(2, 3, 5, 0.7)
