@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.backend.checks import check_int, check_real
+from npdeq.backend.linsolve import solve_small_vectors
 from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.stats import SolverStat, start_solve
 from npdeq.solver.workspace import borrowed
@@ -97,13 +98,19 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
     squares = xp.zeros((batch, m), dtype=dtype, device=dev)  # diag(gram), kept apart
     eye = xp.eye(m, dtype=dtype, device=dev)
     ones = xp.ones((batch, m), dtype=dtype, device=dev)
-    zeros = xp.zeros_like(ones)
+    # The mixing weights of all m slots: those of empty slots stay zero while the history
+    # fills up (written into, not concatenated, each iteration).
+    weights = xp.zeros((batch, 1, m), dtype=dtype, device=dev)
     floor, eps = _dtype_constants(xp, dtype)
     # Below rounding level relative to diag(H), lam_s would leave an exactly singular H
     # (lam = 0 with linearly dependent residuals) singular.
     lam_relative = lam + eps
     # NumPy and CuPy write f(x) - x straight into its history slot (no copy).
     in_place = backend.is_numpy(xp) or backend.is_cupy(xp)
+    # Large states leave the new slot out of the Gram row's products (its entry is the
+    # squared residual norm the tracker computes anyway, the same dot product): one fewer
+    # pass over a (B, D) slot for one or two calls where small states make one.
+    split_row = tracker.large and in_place
     subtract = xp.subtract
     observe = tracker.observe
     if max_iter > 1:
@@ -130,22 +137,36 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
         # A sample that went non-finite has NaN/inf in its own rows only (every op here is
         # per sample); the tracker has frozen it, so its weights are never used. Only the n
         # filled residual slots enter the Gram matrix.
-        row = xp.vecdot(residuals if n == m else residuals[:, :n, :], g[:, None, :])
-        gram[:, slot, :n] = row
-        gram[:, :n, slot] = row
-        squares[:, slot] = row[:, slot]
+        if split_row:
+            square = tracker.residual_sq
+            gram[:, slot, slot] = square
+            squares[:, slot] = square
+            g_row = g[:, None, :]
+            if slot > 0:
+                row = xp.vecdot(residuals[:, :slot, :], g_row)
+                gram[:, slot, :slot] = row
+                gram[:, :slot, slot] = row
+            if slot < n - 1:
+                row = xp.vecdot(residuals[:, slot + 1:n, :], g_row)
+                gram[:, slot, slot + 1:n] = row
+                gram[:, slot + 1:n, slot] = row
+        else:
+            row = xp.vecdot(residuals if n == m else residuals[:, :n, :], g[:, None, :])
+            gram[:, slot, :n] = row
+            gram[:, :n, slot] = row
+            squares[:, slot] = row[:, slot]
         if n < m:
             # The history is still filling up: weights for its first n slots, zero for the
-            # empty ones (all zeros, so they add nothing). Slicing the (B, m, D) history
-            # instead would change the rounding of the product.
-            weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
-                                      ones[:, :n], lam_relative, floor, slot)
-            weights = xp.concat([weights, zeros[:, n:]], axis=1)
+            # empty ones (all zeros, so they add nothing).
+            weights[:, 0, :n] = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n],
+                                                eye[:n, :n], ones[:, :n], lam_relative, floor,
+                                                slot)
         else:
-            weights = _mixing_weights(xp, gram, squares, eye, ones, lam_relative, floor, slot)
-        proposal = (weights[:, None, :] @ images)[:, 0, :]
+            weights[:, 0, :] = _mixing_weights(xp, gram, squares, eye, ones, lam_relative,
+                                               floor, slot)
+        proposal = (weights @ images)[:, 0, :]
         if tau != 1.0:
-            proposal = proposal - (1.0 - tau) * (weights[:, None, :] @ residuals)[:, 0, :]
+            proposal = proposal - (1.0 - tau) * (weights @ residuals)[:, 0, :]
         x = tracker.next_iterate(proposal)
 
 
@@ -171,7 +192,7 @@ def _mixing_weights(xp: Any, gram: Any, squares: Any, eye: Any, ones: Any, lam: 
         return ones
     regularisation = (lam / n) * xp.vecdot(squares, ones) + floor
     try:
-        y = backend.solve_vectors(gram + regularisation[:, None, None] * eye, ones)
+        y = solve_small_vectors(gram + regularisation[:, None, None] * eye, ones)
     except Exception:  # noqa: BLE001 - LinAlgError types differ per library
         # Unreachable for finite input (the system is positive definite); a plain
         # fixed-point step is the safe fallback.

@@ -172,7 +172,8 @@ class SolveTracker:
         self.best = x0
         self.last = x0
         self.lowest = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
-        self.nstep = xp.zeros((batch,), dtype=xp.int64, device=dev)
+        self._nstep = xp.zeros((batch,), dtype=xp.int64, device=dev)
+        self._nstep_all: int | None = None  # when set, every sample's nstep (see nstep)
         self.nonfinite = xp.zeros((batch,), dtype=xp.bool, device=dev)
         self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
         self.abs_trace: list[Any] = []
@@ -181,24 +182,106 @@ class SolveTracker:
         self.iterations = 0
         self.nfe = 0
         self.residual = None  # f(x) - x of the last observation, for the solvers to reuse
+        self.residual_sq = None  # its squared norms (B,), ditto
         # Known (from the last host read) to have every sample active; see observe().
         self.all_active = False
+        # Known to have every sample pending (active, finite and not converged), as long as
+        # ``active`` and ``nonfinite`` are still these very arrays (a solver that freezes
+        # samples itself replaces them); see _observe_pending().
+        self._pending_arrays = (self.active, self.nonfinite)
         self.batch = batch
         self.large = batch * x0.shape[1] >= LARGE_STATE
+
+    @property
+    def nstep(self) -> Array:
+        """``(B,)`` int64: the iteration (1-based) at which each sample's best iterate was
+        evaluated (0 before any)."""
+        if self._nstep_all is not None:
+            xp = self.xp
+            self._nstep = xp.full((self.batch,), self._nstep_all, dtype=xp.int64,
+                                  device=backend.device(self._nstep))
+            self._nstep_all = None
+        return self._nstep
+
+    @nstep.setter
+    def nstep(self, value: Array) -> None:
+        self._nstep = value
+        self._nstep_all = None
 
     def observe(self, x: Array, fx: Array, sync: bool = True, residual: Array = None) -> bool:
         """Record iterate ``x`` (``(B, D)``) with ``fx = f(x)``; return whether any sample is
         still active (the one host synchronisation of an iteration; ``sync=False`` skips it
-        and returns True). ``residual``: ``fx - x`` if the caller has computed it already."""
+        and returns True). ``residual``: ``fx - x`` if the caller has computed it already.
+        Sets :attr:`residual` and :attr:`residual_sq` (its squared norms) for the solver."""
         xp = self.xp
         self.iterations += 1
         g = fx - x if residual is None else residual
         self.residual = g
-        abs_res = xp.sqrt(xp.vecdot(g, g))
+        self.residual_sq = residual_sq = xp.vecdot(g, g)
+        abs_res = xp.sqrt(residual_sq)
         image_sq = xp.vecdot(fx, fx)
         self.abs_trace.append(abs_res)
         self.image_sq_trace.append(image_sq)
         res = abs_res if self.use_abs else abs_res / (xp.sqrt(image_sq) + REL_EPS)
+        if sync and self._pending_arrays[0] is self.active and \
+                self._pending_arrays[1] is self.nonfinite:
+            any_active = self._observe_pending(x, abs_res, res)
+        else:
+            any_active = self._observe_general(x, abs_res, res, sync)
+        if self.return_final:
+            # The evaluated iterate, except where it produced non-finite values.
+            self.last = x if self.all_active else xp.where(self.nonfinite[:, None], self.best,
+                                                            x)
+        if self.iterations in self.indexing:
+            self.trajectory[self.iterations] = self.last if self.return_final else self.best
+        return any_active
+
+    def _observe_pending(self, x: Array, abs_res: Array, res: Array) -> bool:
+        """:meth:`observe` when every sample was pending (active, finite, not converged)
+        before this iteration, as in most iterations of most solves.
+
+        Then a sample is still pending iff its residual is finite and above ``tol`` (a
+        residual at or below ``tol`` is an improvement, since ``lowest > tol``), and the
+        usual iteration, every sample improved and none converged, needs no selection at
+        all: ``lowest`` is ``res``, ``best`` is ``x``, every ``nstep`` is this iteration
+        (recorded lazily). One host read tells that case apart; the others take the general
+        updates, which give the same values.
+        """
+        xp = self.xp
+        batch = self.batch
+        improved = res < self.lowest  # False for NaN
+        finite = xp.isfinite(abs_res)
+        if self.tol is None:
+            happy, pending = improved, finite
+        else:
+            above = res > self.tol
+            happy, pending = improved & above, finite & above
+        all_happy, any_pending, all_pending, all_improved = _read_pending_flags(
+            xp, batch, happy, pending, improved if self.large else None)
+        if all_happy:  # every sample improved, none converged: all stay pending
+            self.lowest = res
+            self._nstep_all = self.iterations
+            self.best = x
+            self.all_active = True
+            return True
+        # The general updates of _observe_general, specialised to "every sample active".
+        self.lowest = xp.where(improved, res, self.lowest)
+        self.nstep = xp.where(improved, self.iterations, self.nstep)
+        nonfinite = ~finite
+        self.nonfinite = nonfinite
+        self.active = pending if self.per_sample else finite
+        # On large states every sample's improvement was read too (a (B, D) selection costs
+        # more than that); small states select.
+        self.best = x if all_improved else xp.where(improved[:, None], x, self.best)
+        # Still every sample pending: the next iteration may take this path again.
+        self.all_active = all_pending
+        if all_pending:
+            self._pending_arrays = (self.active, self.nonfinite)
+        return any_pending
+
+    def _observe_general(self, x: Array, abs_res: Array, res: Array, sync: bool) -> bool:
+        """:meth:`observe`'s updates for any state of the samples."""
+        xp = self.xp
         active = self.active
         improved = active & (res < self.lowest)  # False for NaN
         self.lowest = xp.where(improved, res, self.lowest)
@@ -215,14 +298,10 @@ class SolveTracker:
             any_active, every_improved = self._read_flags(pending, improved)
             self.best = x if every_improved else xp.where(improved[:, None], x, self.best)
         else:
+            self.all_active = False
             self.best = xp.where(improved[:, None], x, self.best)
             if sync:
                 any_active = backend.to_scalar(backend.any_true(pending))
-        if self.return_final:
-            # The evaluated iterate, except where it produced non-finite values.
-            self.last = xp.where(nonfinite[:, None], self.best, x)
-        if self.iterations in self.indexing:
-            self.trajectory[self.iterations] = self.last if self.return_final else self.best
         return any_active
 
     def _read_flags(self, pending: Any, improved: Any) -> tuple[bool, bool]:
@@ -334,6 +413,26 @@ def start_solve(func: Callable[..., Any], x0: Any, tol: float | None, stop_mode:
         check_bool("per_sample", per_sample)
     f, x, restore = packed_map(func, x0)
     return f, x, restore, SolveTracker(x, tol, stop_mode, indexing, return_final, per_sample)
+
+
+def _read_pending_flags(xp: Any, batch: int, happy: Any, pending: Any,
+                        improved: Any) -> tuple[bool, bool, bool, bool]:
+    """``(all happy, any pending, all pending, all improved)`` of ``(B,)`` masks in one host
+    read: their counts packed in base ``B + 1`` (three small reductions and one transfer;
+    reading several booleans costs more). ``improved`` may be ``None`` (then False)."""
+    masks = (happy, pending) if improved is None else (happy, pending, improved)
+    if batch >= _PACKED_COUNTS_MAX_BATCH:  # the packed counts could overflow int64
+        flags = backend.host_flags(xp.all(happy), xp.any(pending), xp.all(pending),
+                                   *(() if improved is None else (xp.all(improved),)))
+        return flags[0], flags[1], flags[2], improved is not None and flags[3]
+    base = batch + 1
+    code = xp.count_nonzero(masks[0]) + xp.count_nonzero(masks[1]) * base
+    if improved is not None:
+        code = code + xp.count_nonzero(improved) * (base * base)
+    code = int(backend.to_scalar(code))
+    n_happy, code = code % base, code // base
+    n_pending, n_improved = code % base, code // base
+    return n_happy == batch, n_pending > 0, n_pending == batch, n_improved == batch
 
 
 def _columns(xp: Any, vectors: list) -> Any:
