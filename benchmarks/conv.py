@@ -103,12 +103,17 @@ def main() -> None:
     parser.add_argument("--cases", default="", help="comma-separated case numbers (default all)")
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS),
                         help="wall time or the process's CPU time (default wall)")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="npdeq.reuse_freed_memory() first (the whole process, both "
+                             "libraries: glibc keeps freed memory instead of unmapping it)")
     args = parser.parse_args()
+    if args.reuse_freed_memory:
+        npdeq.reuse_freed_memory()
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"float32, {args.threads} torch threads, min of {args.repeat}, {args.clock} clock; "
-          "times in ms")
+    print(f"float32, {args.threads} torch threads, min of {args.repeat}, {args.clock} clock, "
+          f"freed memory {'reused' if args.reuse_freed_memory else 'given back'}; times in ms")
     print("| case                   | npdeq f | torch f | ratio | npdeq f+vjp | torch f+vjp "
           "| ratio |")
     print("|---|---|---|---|---|---|---|")

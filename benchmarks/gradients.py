@@ -293,6 +293,9 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", default=None,
                         help="comma-separated subset of: " + ", ".join(ALL_METHODS)
                         + " (default all)")
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="npdeq.reuse_freed_memory() in every measuring process (glibc "
+                             "keeps freed memory instead of unmapping it)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     chosen = ALL_METHODS if args.methods is None else tuple(args.methods.split(","))
@@ -300,6 +303,10 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"--methods: unknown {unknown}; expected names from {ALL_METHODS}")
     if args.child:
+        if args.reuse_freed_memory:
+            import npdeq
+
+            npdeq.reuse_freed_memory()
         library, workload, method = args.child.split(":")
         try:
             print(json.dumps(measure(library, workload, method, args.repeat)))
@@ -319,7 +326,9 @@ def main(argv=None) -> None:
                     continue
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", f"{library}:{workload}:{method}",
-                     "--repeat", str(args.repeat)], capture_output=True, text=True)
+                     "--repeat", str(args.repeat)]
+                    + (["--reuse-freed-memory"] if args.reuse_freed_memory else []),
+                    capture_output=True, text=True)
                 if out.returncode != 0:
                     print(out.stderr[-2000:], file=sys.stderr)
                     continue

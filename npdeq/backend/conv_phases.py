@@ -136,17 +136,18 @@ def phases_weight_grad(x: Any, g: Any, weight_shape: tuple, stride: tuple, paddi
     layout = _Layout(x.shape, (kh, kw), stride, dilation, padding)
     rows = g.reshape(b, groups, o // groups, layout.n)
     dtype = np.result_type(x, g)
-    out = np.zeros((kh, groups, o // groups, cg * kw), dtype=dtype)
+    # (K, pixels) @ (pixels, O/G) products, as conv_rows.rows_weight_grad
+    out = np.zeros((kh, groups, cg * kw, o // groups), dtype=dtype)
     step = block_size(x, int(np.prod(layout.shape)))
     for start in range(0, b, step):
         a = _windows(x[start:start + step], layout, "phases-weight")
         windows = a.reshape(a.shape[0], groups, cg * kw, -1)
         per_image = work_array(np, np, "phases-weight-images",
-                               (a.shape[0], groups, o // groups, cg * kw), a, zero=False,
+                               (a.shape[0], groups, cg * kw, o // groups), a, zero=False,
                                dtype=dtype)
         for p, s in enumerate(layout.starts):
             cols = windows[..., s:s + layout.n]
-            np.matmul(rows[start:start + step], cols.transpose(0, 1, 3, 2), out=per_image)
+            np.matmul(cols, rows[start:start + step].swapaxes(-1, -2), out=per_image)
             out[p] += np.sum(per_image, axis=0)
-    per_group = out.reshape(kh, groups, o // groups, cg, kw).transpose(1, 2, 3, 0, 4)
+    per_group = out.reshape(kh, groups, cg, kw, o // groups).transpose(1, 4, 2, 0, 3)
     return np.ascontiguousarray(per_group).reshape(weight_shape)

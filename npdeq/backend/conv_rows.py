@@ -8,9 +8,11 @@ image's columns ``(r, j)`` is one contiguous block of ``Ho*Wo`` columns starting
 with ``K = C*kw`` (``W_p`` the kernel row ``p`` as an ``(O, C*kw)`` matrix), accumulated;
 NumPy's ``matmul`` runs them as one BLAS call per image on operands read in place:
 
-- nothing is transposed: the windows are copied from ``x`` in its own ``(B, C, ...)`` order
-  (for an output as wide as the input, padding ``'same'``, each offset is one long
-  flat-shifted copy), and the products write the ``(B, O, Ho, Wo)`` result directly;
+- the windows are copied from ``x`` in its own ``(B, C, ...)`` order (for an output as wide
+  as the input, padding ``'same'``, each offset is one long flat-shifted copy); with one
+  kernel row the products write the ``(B, O, Ho, Wo)`` result directly, with several they
+  run pixel-major (``A_p^T @ W_p^T``, the orientation OpenBLAS runs fastest here) into a
+  small block that accumulates in cache and is transposed into the result once;
 - no output is computed and dropped, where the per-offset products on a padded grid
   (:mod:`.conv_grid`) compute ``Hg*Wg`` outputs per image for ``Ho*Wo`` (27% more at
   16x16 with a 3x3 kernel, 56% at 8x8);
@@ -20,9 +22,10 @@ NumPy's ``matmul`` runs them as one BLAS call per image on operands read in plac
 
 The input VJP of a stride-1 convolution is the stride-1 convolution of the cotangent with
 the flipped, channel-transposed kernel and padding ``d*(k-1) - p`` (negative: a crop), so
-it runs on the same products; the weight VJP is ``kh`` products per image of the cotangent
-with the same row windows, summed over the batch. Images go a block at a time (about 1 MiB
-of windows), so a block's windows are still in cache when its products read them, and the
+it runs on the same products; the weight VJP is ``kh`` products per image of the same row
+windows with the cotangent (``(K, pixels) @ (pixels, O)``), summed over the batch. Images go
+a block at a time (about 1 MiB of windows), so a block's windows are still in cache when its
+products read them, and the
 bias is added to a block of the result while it is. Work arrays come from
 :mod:`.workspace`; results are fresh arrays.
 
@@ -141,29 +144,60 @@ def _convolve(x: Any, kw: int, dw: int, padding: tuple, taps: Any, dh: int, ho: 
     wo = w + pl + pr - dw * (kw - 1)
     rows = _input_rows(h, padding)
     spans = _spans(kh, dh, ho, wo, rows)
-    covered = bool(spans) and spans[0][2] - spans[0][1] == ho * wo
     out = np.empty((b, groups, m, ho * wo), dtype=dtype)
     step = block_size(x, c * kw * (rows[1] - rows[0]) * wo)
     per_channel = None if bias is None else bias.reshape(groups, m, 1)
+    products = _pixel_major if len(spans) > 1 else _channel_major
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, slot)
-        windows = a.reshape(a.shape[0], groups, k, -1)
         dest = out[start:start + step]
-        term = (work_array(np, np, slot + "-term", dest.shape, a, zero=False, dtype=dtype)
-                if len(spans) > 1 or not covered else None)
-        if not covered:
-            dest[...] = 0
-        for index, (p, c0, c1, s) in enumerate(spans):
-            cols = windows[..., s:s + c1 - c0]
-            if index == 0 and covered:
-                np.matmul(taps[p], cols, out=dest)
-                continue
-            part, target = term[..., :c1 - c0], dest[..., c0:c1]
-            np.matmul(taps[p], cols, out=part)
-            np.add(target, part, out=target)
+        products(a.reshape(a.shape[0], groups, k, -1), taps, spans, dest, slot)
         if per_channel is not None:  # while the block is in cache
             np.add(dest, per_channel, out=dest)
     return out.reshape(b, groups * m, ho, wo)
+
+
+def _channel_major(windows: Any, taps: Any, spans: list, dest: Any, slot: str) -> None:
+    """``dest = sum_p taps[p] @ A_p`` as ``(M, pixels)`` products written straight into
+    ``dest`` ``(nb, G, M, pixels)``; for one kernel row, where nothing accumulates."""
+    n = dest.shape[-1]
+    covered = bool(spans) and spans[0][2] - spans[0][1] == n
+    term = (work_array(np, np, slot + "-term", dest.shape, windows, zero=False,
+                       dtype=dest.dtype) if len(spans) > 1 or not covered else None)
+    if not covered:
+        dest[...] = 0
+    for index, (p, c0, c1, s) in enumerate(spans):
+        cols = windows[..., s:s + c1 - c0]
+        if index == 0 and covered:
+            np.matmul(taps[p], cols, out=dest)
+            continue
+        part, target = term[..., :c1 - c0], dest[..., c0:c1]
+        np.matmul(taps[p], cols, out=part)
+        np.add(target, part, out=target)
+
+
+def _pixel_major(windows: Any, taps: Any, spans: list, dest: Any, slot: str) -> None:
+    """``dest = sum_p taps[p] @ A_p`` as ``A_p^T @ taps[p]^T`` products: ``(pixels, M)``,
+    accumulated in a small block and transposed into ``dest`` once. Both operands are
+    transposed views BLAS reads in place; with several kernel rows this is about a fifth
+    faster than :func:`_channel_major` (measured with OpenBLAS, B=32, C=32, 16x16, 3x3:
+    the accumulation stays in cache, and OpenBLAS prefers the many-rows orientation)."""
+    nb, groups, m, n = dest.shape
+    shape = (nb, groups, n, m)
+    covered = bool(spans) and spans[0][2] - spans[0][1] == n
+    acc = work_array(np, np, slot + "-acc", shape, windows, zero=not covered,
+                     dtype=dest.dtype)
+    term = work_array(np, np, slot + "-term", shape, windows, zero=False, dtype=dest.dtype)
+    taps_t = taps.swapaxes(-1, -2)  # (kh, G, K, M)
+    for index, (p, c0, c1, s) in enumerate(spans):
+        cols_t = windows[..., s:s + c1 - c0].swapaxes(-1, -2)  # (nb, G, c1 - c0, K)
+        if index == 0 and covered:
+            np.matmul(cols_t, taps_t[p], out=acc)
+            continue
+        part, target = term[..., :c1 - c0, :], acc[..., c0:c1, :]
+        np.matmul(cols_t, taps_t[p], out=part)
+        np.add(target, part, out=target)
+    dest[...] = acc.swapaxes(-1, -2)
 
 
 def rows_forward(x: Any, w: Any, padding: tuple, dilation: tuple, groups: int,
@@ -204,18 +238,20 @@ def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilati
     spans = _spans(kh, dh, ho, wo, rows)
     cotangents = g.reshape(b, groups, o // groups, ho * wo)
     dtype = np.result_type(x, g)
-    out = np.zeros((kh, groups, o // groups, cg * kw), dtype=dtype)
+    # Products as (K, pixels) @ (pixels, O/G): OpenBLAS runs this orientation about a
+    # third faster than (O/G, pixels) @ (pixels, K) (see _convolve).
+    out = np.zeros((kh, groups, cg * kw, o // groups), dtype=dtype)
     step = block_size(x, c * kw * (rows[1] - rows[0]) * wo)
     for start in range(0, b, step):
         a = _windows(x[start:start + step], kw, dw, padding, "rows-weight")
         windows = a.reshape(a.shape[0], groups, cg * kw, -1)
         per_image = work_array(np, np, "rows-weight-images",
-                               (a.shape[0], groups, o // groups, cg * kw), a, zero=False,
+                               (a.shape[0], groups, cg * kw, o // groups), a, zero=False,
                                dtype=dtype)
         for p, c0, c1, s in spans:
             cols = windows[..., s:s + c1 - c0]
-            np.matmul(cotangents[start:start + step, ..., c0:c1], cols.transpose(0, 1, 3, 2),
+            np.matmul(cols, cotangents[start:start + step, ..., c0:c1].swapaxes(-1, -2),
                       out=per_image)
             out[p] += np.sum(per_image, axis=0)
-    per_group = out.reshape(kh, groups, o // groups, cg, kw).transpose(1, 2, 3, 0, 4)
+    per_group = out.reshape(kh, groups, cg, kw, o // groups).transpose(1, 4, 2, 0, 3)
     return np.ascontiguousarray(per_group).reshape(weight_shape)
