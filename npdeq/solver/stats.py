@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from npdeq import backend
 from npdeq.backend import Array
 from npdeq.backend.checks import check_bool, check_int, check_real
+from npdeq.backend.counting import count_true
 from npdeq.solver.entry import (STOP_MODES, SolverArgs, check_solver_args, check_stop_mode,
                                 solver_entry)
 from npdeq.solver.failure import warn_if_failed, warn_location
@@ -172,8 +173,9 @@ class SolveTracker:
         self.best = x0
         self.last = x0
         self.lowest = xp.full((batch,), float("inf"), dtype=x0.dtype, device=dev)
-        self._nstep = xp.zeros((batch,), dtype=xp.int64, device=dev)
-        self._nstep_all: int | None = None  # when set, every sample's nstep (see nstep)
+        self._nstep: Any = None
+        self._nstep_all: int | None = 0  # when set, every sample's nstep (see nstep)
+        self._device = dev
         self.nonfinite = xp.zeros((batch,), dtype=xp.bool, device=dev)
         self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
         self.abs_trace: list[Any] = []
@@ -199,7 +201,7 @@ class SolveTracker:
         if self._nstep_all is not None:
             xp = self.xp
             self._nstep = xp.full((self.batch,), self._nstep_all, dtype=xp.int64,
-                                  device=backend.device(self._nstep))
+                                  device=self._device)
             self._nstep_all = None
         return self._nstep
 
@@ -257,22 +259,21 @@ class SolveTracker:
             above = res > self.tol
             happy, pending = improved & above, finite & above
         all_happy, any_pending, all_pending, all_improved = _read_pending_flags(
-            xp, batch, happy, pending, improved if self.large else None)
-        if all_happy:  # every sample improved, none converged: all stay pending
+            xp, batch, happy, pending, improved)
+        if all_improved:  # the usual case, and always so where a sample converges
             self.lowest = res
             self._nstep_all = self.iterations
             self.best = x
+        else:
+            self.lowest = xp.where(improved, res, self.lowest)
+            self.nstep = xp.where(improved, self.iterations, self.nstep)
+            self.best = xp.where(improved[:, None], x, self.best)
+        if all_happy:  # none converged either: every sample stays pending and active
             self.all_active = True
             return True
         # The general updates of _observe_general, specialised to "every sample active".
-        self.lowest = xp.where(improved, res, self.lowest)
-        self.nstep = xp.where(improved, self.iterations, self.nstep)
-        nonfinite = ~finite
-        self.nonfinite = nonfinite
+        self.nonfinite = ~finite
         self.active = pending if self.per_sample else finite
-        # On large states every sample's improvement was read too (a (B, D) selection costs
-        # more than that); small states select.
-        self.best = x if all_improved else xp.where(improved[:, None], x, self.best)
         # Still every sample pending: the next iteration may take this path again.
         self.all_active = all_pending
         if all_pending:
@@ -354,12 +355,17 @@ class SolveTracker:
             # the other one is read from its column of the traces.
             other = rel_trace if self.use_abs else abs_trace
             if len(self.abs_trace) == 1:  # one column: no selection to make
-                picked = other[:, 0]
+                picked = xp.where(lowest < math.inf, other[:, 0], math.inf)
+            elif self._nstep_all:
+                # Every sample's best iterate is that of one iteration, which improved
+                # every sample (so ``lowest`` is finite): its column, as the selection below
+                # would give it.
+                picked = other[:, self._nstep_all - 1]
             else:
                 column = (xp.arange(1, abs_trace.shape[1] + 1, device=backend.device(z))[None, :]
                           == self.nstep[:, None])
                 picked = xp.sum(xp.where(column, other, 0.0), axis=1)
-            picked = xp.where(lowest < math.inf, picked, math.inf)
+                picked = xp.where(lowest < math.inf, picked, math.inf)
             abs_lowest, rel_lowest = (lowest, picked) if self.use_abs else (picked, lowest)
         else:
             abs_trace = rel_trace = xp.zeros((z.shape[0], 0), dtype=z.dtype,
@@ -418,20 +424,11 @@ def start_solve(func: Callable[..., Any], x0: Any, tol: float | None, stop_mode:
 def _read_pending_flags(xp: Any, batch: int, happy: Any, pending: Any,
                         improved: Any) -> tuple[bool, bool, bool, bool]:
     """``(all happy, any pending, all pending, all improved)`` of ``(B,)`` masks in one host
-    read: their counts packed in base ``B + 1`` (three small reductions and one transfer;
-    reading several booleans costs more). ``improved`` may be ``None`` (then False)."""
-    masks = (happy, pending) if improved is None else (happy, pending, improved)
+    read (their counts, packed into one integer)."""
     if batch >= _PACKED_COUNTS_MAX_BATCH:  # the packed counts could overflow int64
-        flags = backend.host_flags(xp.all(happy), xp.any(pending), xp.all(pending),
-                                   *(() if improved is None else (xp.all(improved),)))
-        return flags[0], flags[1], flags[2], improved is not None and flags[3]
-    base = batch + 1
-    code = xp.count_nonzero(masks[0]) + xp.count_nonzero(masks[1]) * base
-    if improved is not None:
-        code = code + xp.count_nonzero(improved) * (base * base)
-    code = int(backend.to_scalar(code))
-    n_happy, code = code % base, code // base
-    n_pending, n_improved = code % base, code // base
+        return backend.host_flags(xp.all(happy), xp.any(pending), xp.all(pending),
+                                  xp.all(improved))
+    n_happy, n_pending, n_improved = count_true(happy, pending, improved)
     return n_happy == batch, n_pending > 0, n_pending == batch, n_improved == batch
 
 
