@@ -98,9 +98,6 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
     squares = xp.zeros((batch, m), dtype=dtype, device=dev)  # diag(gram), kept apart
     eye = xp.eye(m, dtype=dtype, device=dev)
     ones = xp.ones((batch, m), dtype=dtype, device=dev)
-    # The mixing weights of all m slots: those of empty slots stay zero while the history
-    # fills up (written into, not concatenated, each iteration).
-    weights = xp.zeros((batch, 1, m), dtype=dtype, device=dev)
     floor, eps = _dtype_constants(xp, dtype)
     # Below rounding level relative to diag(H), lam_s would leave an exactly singular H
     # (lam = 0 with linearly dependent residuals) singular.
@@ -113,13 +110,6 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
     split_row = tracker.large and in_place
     subtract = xp.subtract
     observe = tracker.observe
-    if max_iter > 1:
-        # While the history fills up, the mixing reads all m image slots with zero weights
-        # for the empty ones (slicing the operand to the filled slots would change how the
-        # matrix product rounds): those must hold finite values, not whatever was there.
-        images[:, 1:, :] = 0.0
-        if tau != 1.0:  # the residuals are mixed too
-            residuals[:, 1:, :] = 0.0
     for k in range(max_iter):
         fx = f(x)
         tracker.nfe += 1
@@ -156,17 +146,17 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
             gram[:, :n, slot] = row
             squares[:, slot] = row[:, slot]
         if n < m:
-            # The history is still filling up: weights for its first n slots, zero for the
-            # empty ones (all zeros, so they add nothing).
-            weights[:, 0, :n] = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n],
-                                                eye[:n, :n], ones[:, :n], lam_relative, floor,
-                                                slot)
+            # The history is still filling up: only its first n slots are mixed.
+            history, history_res = images[:, :n, :], residuals[:, :n, :]
+            weights = _mixing_weights(xp, gram[:, :n, :n], squares[:, :n], eye[:n, :n],
+                                      ones[:, :n], lam_relative, floor, slot)
         else:
-            weights[:, 0, :] = _mixing_weights(xp, gram, squares, eye, ones, lam_relative,
-                                               floor, slot)
-        proposal = (weights @ images)[:, 0, :]
+            history, history_res = images, residuals
+            weights = _mixing_weights(xp, gram, squares, eye, ones, lam_relative, floor, slot)
+        weights = weights[:, None, :]
+        proposal = (weights @ history)[:, 0, :]
         if tau != 1.0:
-            proposal = proposal - (1.0 - tau) * (weights @ residuals)[:, 0, :]
+            proposal = proposal - (1.0 - tau) * (weights @ history_res)[:, 0, :]
         x = tracker.next_iterate(proposal)
 
 
