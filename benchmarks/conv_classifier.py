@@ -60,6 +60,9 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--b-max-iter", type=int, default=30)
     parser.add_argument("--b-tol", type=float, default=1e-4)
     parser.add_argument("--stop-mode", default="rel", choices=("abs", "rel"))
+    parser.add_argument("--b-solver", default="fixed_point_iter",
+                        choices=("fixed_point_iter", "anderson", "broyden", "gmres"),
+                        help="the IFT backward solver ('gmres': npdeq only)")
     parser.add_argument("--b-fallback", default="gmres", choices=("gmres", "none"),
                         help="npdeq's IFT: re-solve samples the fixed-point adjoint leaves "
                              "above b_tol by GMRES (npdeq's default), or keep them as "
@@ -85,6 +88,8 @@ def parse(argv=None) -> argparse.Namespace:
         parser.error(f"--gradients: expected names from {GRADIENTS}, got {bad}")
     if args.size % 4:
         parser.error(f"--size must be a multiple of 4, got {args.size}")
+    if args.b_solver == "gmres" and "torchdeq" in args.libraries:
+        parser.error("--b-solver gmres is npdeq's alone: add --libraries npdeq")
     return args
 
 
@@ -93,7 +98,7 @@ def deq_settings(args, gradient: str) -> dict:
     settings = dict(f_solver="anderson", f_max_iter=args.f_max_iter, f_tol=args.f_tol,
                     f_stop_mode=args.stop_mode)
     if gradient == "ift":
-        settings.update(ift=True, b_solver="fixed_point_iter", b_max_iter=args.b_max_iter,
+        settings.update(ift=True, b_solver=args.b_solver, b_max_iter=args.b_max_iter,
                         b_tol=args.b_tol, b_stop_mode=args.stop_mode)
     else:
         settings.update(ift=False, **PHANTOM)
@@ -324,7 +329,8 @@ def main(argv=None) -> dict:
             runners[gradient, "torchdeq"] = TorchRunner(args, gradient, state)
     print(f"conv DEQ classifier: C={args.channels}, {args.size}x{args.size}, "
           f"groups={args.groups}, batch {args.batch}, {args.train} training images, "
-          f"{args.epochs} epoch(s), threads {args.threads}, IFT fallback {args.b_fallback}, "
+          f"{args.epochs} epoch(s), threads {args.threads}, IFT backward {args.b_solver} "
+          f"(fallback {args.b_fallback}), "
           f"freed memory {'reused' if args.reuse_freed_memory else 'given back'}, "
           f"npdeq {npdeq.__version__}, "
           f"NumPy {np.__version__}" + (f", torch {sys.modules['torch'].__version__}"
