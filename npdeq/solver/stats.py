@@ -143,7 +143,9 @@ class SolveTracker:
     The per-iteration work is kept to a handful of array ops: the residual of the best
     iterate, its step and the traces are recorded, and everything derivable (the relative
     trace under ``stop_mode='abs'``, the residuals of the best iterate, ``converged``) is
-    computed once in :meth:`finish`.
+    computed once in :meth:`finish`. While every sample is pending (active, finite, not yet
+    converged), the usual case, an iteration in which every sample improved selects nothing:
+    the one host read of :meth:`observe` carries the counts that tell it apart.
 
     Args:
         x0: the packed ``(B, D)`` initial state.
