@@ -232,3 +232,22 @@ def test_random_distributions(xp, to_xp):
                                                       high=3.0))
     assert uniform.min() >= -2.0 and uniform.max() < 3.0
     assert abs(uniform.mean() - 0.5) < 0.05
+
+
+@pytest.mark.parametrize("pattern", ["all", "none", "some"])
+@pytest.mark.parametrize("other", ["number", "array"])
+def test_select_rows_equals_where(xp, to_xp, pattern, other):
+    """select_rows is where(mask[:, None], a, b) exactly, NaN and infinities included, in
+    a fresh array (never a or b itself), in a's dtype."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 3)).astype(np.float32)
+    a[1, 2], a[3, 0] = np.nan, -np.inf
+    b = np.full((5, 3), np.inf, np.float32) if other == "array" else 0.5
+    mask = {"all": np.ones(5, bool), "none": np.zeros(5, bool),
+            "some": np.array([True, False, True, False, False])}[pattern]
+    a_xp, b_xp = to_xp(a), (to_xp(b) if other == "array" else b)
+    out = backend.select_rows(to_xp(mask), a_xp, b_xp)
+    assert out is not a_xp and out is not b_xp
+    assert out.dtype == a_xp.dtype
+    np.testing.assert_array_equal(backend.to_numpy(out), np.where(mask[:, None], a, b))
+    np.testing.assert_array_equal(backend.to_numpy(a_xp), a)  # inputs are not modified

@@ -1,5 +1,6 @@
 """Array functions the array API standard lacks: ``einsum``, adding values in at integer
-indices along one axis (the adjoint of ``take`` and ``take_along_axis``), and products of a
+indices along one axis (the adjoint of ``take`` and ``take_along_axis``), a fast exact
+per-row ``where`` (``select_rows``), and products of a
 SciPy / CuPy sparse matrix with a dense array. NumPy and CuPy use their own functions; other
 namespaces a portable fallback in the standard's functions (correct, not fast). SciPy and
 ``cupyx`` are imported lazily, only when a sparse matrix is passed: neither is a dependency.
@@ -14,11 +15,42 @@ import numpy as np
 
 from npdeq.backend.namespace import Array, array_namespace, device, is_cupy, is_numpy
 
-__all__ = ["einsum", "index_add", "add_along_axis", "is_sparse_matrix", "sparse_matmul"]
+__all__ = ["einsum", "index_add", "add_along_axis", "select_rows", "is_sparse_matrix",
+           "sparse_matmul"]
 
 
 def _library(xp: Any) -> Any:
     return np if is_numpy(xp) else importlib.import_module("cupy")
+
+
+# --- select_rows -------------------------------------------------------------------------
+
+
+def select_rows(mask: Array, a: Array, b: Array | float) -> Array:
+    """``where(mask[:, None], a, b)`` for a ``(B,)`` bool ``mask`` and a ``(B, D)`` ``a``:
+    row ``i`` of ``a`` where ``mask[i]``, else row ``i`` of ``b`` (a ``(B, D)`` array of
+    ``a``'s dtype) or the number ``b``; a fresh array, exact for every value (NaN and
+    infinities included).
+
+    Solvers freeze samples row by row, and almost always every row is kept: NumPy's
+    ``where`` takes one branch per element (about six times a copy's time on a 1 MiB
+    float32 state), so on NumPy ``a`` is copied and only the other rows are overwritten.
+
+    Example:
+        >>> import numpy as np
+        >>> select_rows(np.array([True, False]), np.ones((2, 2)), 0.0).tolist()
+        [[1.0, 1.0], [0.0, 0.0]]
+    """
+    xp = array_namespace(mask, a)
+    other_array = hasattr(b, "shape")
+    if (is_numpy(xp) and a.ndim == 2 and (not other_array or (
+            type(b) is np.ndarray and b.shape == a.shape and b.dtype == a.dtype))):
+        out = a.copy()
+        if not mask.all():
+            rows = np.logical_not(mask)
+            out[rows] = b[rows] if other_array else b
+        return out
+    return xp.where(mask[:, None], a, b)
 
 
 # --- einsum ------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 :func:`gmres` solves linear systems given only as a batched product ``matvec: (B, D) ->
 (B, D)``: the IFT adjoint ``(I - J^T) u = g`` and the Newton steps of
 :func:`~npdeq.solver.newton_krylov.newton_krylov` are its users. Every sample runs its own
-Arnoldi process (modified Gram-Schmidt) and its own Givens-rotated least-squares problem,
-all samples at once: the basis is a list of ``(B, D)`` arrays, the rotated Hessenberg matrix
+Arnoldi process (classical Gram-Schmidt twice, as batched BLAS products) and its own
+Givens-rotated least-squares problem, all samples at once: the basis is ``(B, D)`` slots of
+one array, the rotated Hessenberg matrix
 a list of columns of ``(B,)`` arrays, so nothing loops over the batch and nothing depends on
 data for its shape. A sample whose residual reaches its threshold stops using new basis
 vectors (its next vectors are zeros) and, after the cycle, stops moving; the loop ends when no
@@ -215,7 +216,7 @@ def solve_batched(matvec: Callable[[Array], Array], b: Array, x0: Array, thresho
         nonfinite = nonfinite | cycle.nonfinite
         use = active & ~nonfinite
         nstep = nstep + xp.astype(cycle.columns, xp.int64)
-        x_new = xp.where(use[:, None], x + cycle.step, x)
+        x_new = backend.select_rows(use, x + cycle.step, x)
         restart = cycle.any_live and max_iter - nmatvec >= 2
         if not (final_residual or restart):
             # The cycle's estimate stands for the true residual (a Newton step needs no more).
@@ -229,8 +230,8 @@ def solve_batched(matvec: Callable[[Array], Array], b: Array, x0: Array, thresho
         finite = xp.isfinite(res_new)
         nonfinite = nonfinite | (use & ~finite)
         accept = use & finite
-        x = xp.where(accept[:, None], x_new, x)
-        r = xp.where(accept[:, None], r_new, r)
+        x = backend.select_rows(accept, x_new, x)
+        r = backend.select_rows(accept, r_new, r)
         res = xp.where(accept, res_new, res)
         nstep = nstep + xp.astype(accept, xp.int64)
         converged = converged | (accept & (res_new <= threshold))
@@ -258,7 +259,12 @@ def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, acti
     only the ``active`` samples move. One host read per product."""
     xp = backend.array_namespace(r)
     eps = float(xp.finfo(r.dtype).eps)
-    basis = [xp.where(active[:, None], r / xp.where(beta > 0, beta, 1.0)[:, None], 0.0)]
+    # The basis vectors, each a contiguous (B, D) slot; per_sample views them as each
+    # sample's (steps + 1, D) matrix, so that the Gram-Schmidt projections and the final
+    # combination are batched BLAS products over the whole basis.
+    basis = xp.empty((steps + 1,) + tuple(r.shape), dtype=r.dtype, device=backend.device(r))
+    per_sample = xp.permute_dims(basis, (1, 0, 2))
+    basis[0, ...] = backend.select_rows(active, r / xp.where(beta > 0, beta, 1.0)[:, None], 0.0)
     rhs = [xp.where(active, beta, 0.0)]  # the rotated beta * e_1
     cosines, sines, columns_r = [], [], []
     live = active & (beta > 0)
@@ -267,21 +273,25 @@ def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, acti
     estimate = beta
     any_live = True
     for j in range(steps):
-        w = matvec(basis[j])
+        w = matvec(basis[j, ...])
         w_norm = _norm(xp, w)
-        h = []
-        for v in basis:  # modified Gram-Schmidt, every sample at once
-            coefficient = xp.vecdot(w, v)
-            w = w - coefficient[:, None] * v
-            h.append(coefficient)
+        # Classical Gram-Schmidt twice ("twice is enough": as orthogonal as modified
+        # Gram-Schmidt), every sample at once: two products with the basis built so far per
+        # pass, where modified Gram-Schmidt makes three passes over the state per vector.
+        built = per_sample[:, :j + 1, :]
+        h = None
+        for _ in range(2):
+            coefficients = xp.matmul(built, w[:, :, None])[..., 0]  # (B, j + 1)
+            w = w - xp.matmul(coefficients[:, None, :], built)[:, 0, :]
+            h = coefficients if h is None else h + coefficients
         h_next = _norm(xp, w)
         # A v_j in the span already built (to rounding): the Krylov space is invariant, the
         # sample's least-squares solution is exact there; its next vector is zero, not w / 0.
         breakdown = ~(h_next > eps * w_norm)
         h_next = xp.where(breakdown, 0.0, h_next)
-        basis.append(xp.where((live & ~breakdown)[:, None],
-                              w / xp.where(breakdown, 1.0, h_next)[:, None], 0.0))
-        column = h + [h_next]
+        basis[j + 1, ...] = backend.select_rows(
+            live & ~breakdown, w / xp.where(breakdown, 1.0, h_next)[:, None], 0.0)
+        column = [h[:, i] for i in range(j + 1)] + [h_next]
         for i in range(j):  # earlier rotations, then a new one zeroing h_next
             upper, lower = column[i], column[i + 1]
             column[i] = cosines[i] * upper + sines[i] * lower
@@ -311,13 +321,14 @@ def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, acti
         any_live = backend.to_scalar(xp.any(live))
         if not any_live:
             break
-    return _Cycle(_correction(xp, basis, columns_r, rhs, columns), estimate, nonfinite,
+    return _Cycle(_correction(xp, per_sample, columns_r, rhs, columns), estimate, nonfinite,
                   columns, len(columns_r), any_live)
 
 
-def _correction(xp: Any, basis: list, columns_r: list, rhs: list, columns: Any) -> Any:
+def _correction(xp: Any, per_sample: Any, columns_r: list, rhs: list, columns: Any) -> Any:
     """``V y`` with ``R y = g`` solved by back substitution, per sample over its own first
-    ``columns`` columns (the others get ``y = 0``)."""
+    ``columns`` columns (the others get ``y = 0``); ``per_sample`` is ``(B, k, D)``, each
+    sample's basis vectors as rows."""
     n = len(columns_r)
     y = [None] * n
     for k in reversed(range(n)):
@@ -327,10 +338,8 @@ def _correction(xp: Any, basis: list, columns_r: list, rhs: list, columns: Any) 
         diagonal = columns_r[k][k]
         used = (columns > k) & (diagonal != 0)
         y[k] = xp.where(used, acc / xp.where(used, diagonal, 1.0), 0.0)
-    step = xp.zeros_like(basis[0])
-    for k in range(n):
-        step = step + y[k][:, None] * basis[k]
-    return step
+    weights = xp.stack(y, axis=1)[:, None, :]  # (B, 1, n)
+    return xp.matmul(weights, per_sample[:, :n, :])[:, 0, :]
 
 
 @solver_entry
