@@ -94,7 +94,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def deq_settings(args, gradient: str) -> dict:
-    """get_deq keywords, the same for both libraries (npdeq adds ``b_fallback``)."""
+    """get_deq keywords, the same for both libraries (npdeq_model adds ``b_fallback``)."""
     settings = dict(f_solver="anderson", f_max_iter=args.f_max_iter, f_tol=args.f_tol,
                     f_stop_mode=args.stop_mode)
     if gradient == "ift":
@@ -176,7 +176,8 @@ def npdeq_model(args, gradient: str):
             npdeq.apply_norm(self.block, "weight_norm")
             self.head = nn.Linear(c * (args.size // 4) ** 2, 10, seed=args.seed + 2,
                                   dtype=np.float32)
-            fallback = {"b_fallback": None} if args.b_fallback == "none" else {}
+            fallback = ({"b_fallback": None} if args.b_fallback == "none" and gradient == "ift"
+                        and args.b_solver != "gmres" else {})
             self.deq = npdeq.get_deq(**deq_settings(args, gradient), **fallback)
 
         def forward(self, x):

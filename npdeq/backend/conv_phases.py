@@ -129,8 +129,8 @@ def phases_input_grad(g: Any, w: Any, image_shape: tuple, stride: tuple, padding
 
 def phases_weight_grad(x: Any, g: Any, weight_shape: tuple, stride: tuple, padding: tuple,
                        dilation: tuple, groups: int) -> Any:
-    """The VJP for the weight of a strided convolution: per kernel row and image, the
-    cotangent times the phase windows transposed, summed over images."""
+    """The VJP for the weight of a strided convolution: per kernel row and image, the phase
+    windows times the cotangent transposed, summed over images."""
     o, cg, kh, kw = weight_shape
     b = x.shape[0]
     layout = _Layout(x.shape, (kh, kw), stride, dilation, padding)

@@ -229,7 +229,8 @@ def rows_input_grad(g: Any, w: Any, image_shape: tuple, padding: tuple, dilation
 def rows_weight_grad(x: Any, g: Any, weight_shape: tuple, padding: tuple, dilation: tuple,
                      groups: int) -> Any:
     """The VJP for the weight of a stride-1 convolution: per kernel row ``p`` and image, the
-    cotangent ``(O, Ho*Wo)`` times the row windows ``A_p`` transposed, summed over images."""
+    row windows ``A_p`` ``(K, Ho*Wo)`` times the cotangent ``(O, Ho*Wo)`` transposed, summed
+    over images."""
     o, cg, kh, kw = weight_shape
     dh, dw = dilation
     b, c, h, _ = x.shape

@@ -137,8 +137,10 @@ class SampledDEQ(DEQBase):
                                      ("b_stop_mode", "stop_mode"), ("b_fallback", "fallback"))
                     if is_set(cfg, k) and arg not in LINEAR_SOLVERS[self.b_solver]]
             if keys:
+                why = ("an exact dense solve" if self.b_solver == "direct"
+                       else "a linear solver, nothing to fall back from")
                 out.append((keys, f"with b_solver={self.b_solver!r} (it takes no such "
-                                  "argument: an exact dense solve)"))
+                                  f"argument: {why})"))
         weight, freq = cfg.get("jac_loss_weight"), cfg.get("jac_loss_freq")
         if (weight > 0) != (freq > 0):
             out.append((set_keys(("jac_loss_weight", "jac_loss_freq")),

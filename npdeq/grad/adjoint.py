@@ -39,8 +39,8 @@ DIRECT_MAX_DIM = 4096
 # Backward solvers that treat the adjoint equation as the linear system it is, rather than
 # as a fixed point; their arguments are checked here, not by a registered solver.
 # Each with the arguments it takes.
-# The fallback's GMRES aims this far below the first solver's relative tolerance, times
-# the start's ||u||, so that ||u|| changing during the solve leaves it within tolerance.
+# The fallback's GMRES aims this far below the first solver's relative tolerance times a
+# round's starting ||u||, so that ||u|| changing a little in the round leaves it within.
 REL_FALLBACK_MARGIN = 0.9
 LINEAR_SOLVERS = {"direct": (), "gmres": ("tol", "max_iter", "stop_mode", "restart")}
 # What an iterative backward solver does with the samples it leaves unconverged.
@@ -220,24 +220,16 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
 
     Every VJP is over the whole batch anyway, so GMRES runs on all samples; the converged
     ones start below their tolerance and stop at once, and keep their first answer. The
-    tolerance is the first solver's: with ``stop_mode='rel'`` that is relative to
-    ``||J^T u + g||`` (about ``||u||``, often several times ``||g||``), so GMRES gets the
-    absolute threshold ``tol * ||u||`` per sample from the start iterate (``||g||`` where that
-    is zero), with a margin for ``||u||`` moving, rather than ``tol * ||g||``; the samples
-    it leaves above ``tol`` in the first solver's measure are not converged.
+    tolerance is the first solver's, in its measure (:func:`_gmres_relative` for
+    ``stop_mode='rel'``).
     """
     failed = xp.logical_not(info["converged"])
     start = xp.where(xp.isfinite(u), u, xp.zeros_like(u))
     gmres_kwargs = {k: kwargs[k] for k in ("tol", "max_iter", "stop_mode")}
-    rel = check_stop_mode(kwargs["stop_mode"], owner="b_solver_kwargs") == "rel"
-    if rel:
-        tol = check_real("tol", kwargs["tol"], 0.0)
-        scale = xp.linalg.vector_norm(start, axis=-1)
-        scale = xp.where(scale > 0, scale, xp.linalg.vector_norm(g, axis=-1))
-        gmres_kwargs["atol"] = REL_FALLBACK_MARGIN * tol * scale
-    u_gmres, stats = _gmres_solve(vjp_z, g, xp, gmres_kwargs, x0=start)
-    if rel:
-        stats["converged"] = xp.logical_and(stats["converged"], stats["rel_lowest"] <= tol)
+    if check_stop_mode(kwargs["stop_mode"], owner="b_solver_kwargs") == "rel":
+        u_gmres, stats = _gmres_relative(vjp_z, g, xp, gmres_kwargs, start)
+    else:
+        u_gmres, stats = _gmres_solve(vjp_z, g, xp, gmres_kwargs, x0=start)
     merged = SolverStat(info)
     for key in ("abs_lowest", "rel_lowest", "converged", "nonfinite"):
         merged[key] = xp.where(failed, stats[key], info[key])
@@ -245,6 +237,57 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
     merged["nfe"] = info["nfe"] + stats["nfe"]
     merged["fallback"] = failed
     return xp.where(failed[:, None], u_gmres, u), merged
+
+
+def _gmres_relative(vjp_z, g, xp, kwargs, start):
+    """GMRES from ``start`` until ``||g - (I - J^T) u|| <= tol * ||u||`` per sample.
+
+    That is the fixed-point solvers' relative measure (``||J^T u + g||`` is ``||u||`` up to
+    the residual), often several times looser than ``tol * ||g||``, GMRES's own relative
+    tolerance. GMRES takes absolute thresholds, so each round gets ``tol * ||u||`` at its
+    start, a little lower; a start far from the solution (a diverged fixed-point iterate,
+    ``||u||`` many times ``||u*||``) ends its round above ``tol`` in that measure and starts
+    another from where it ended, until every sample meets it or the ``max_iter`` VJPs are
+    spent. Samples above ``tol`` at the end are not converged.
+    """
+    tol = check_real("tol", kwargs["tol"], 0.0)
+    g_norm = _safe_norms(xp, g)
+    budget, rounds, total = kwargs["max_iter"], [], None
+    x = start
+    while True:
+        x_norm = _safe_norms(xp, x)
+        scale = xp.where(xp.isfinite(x_norm) & (x_norm > 0), x_norm,
+                         xp.where(xp.isfinite(g_norm), g_norm, 0.0))
+        atol = xp.astype(REL_FALLBACK_MARGIN * tol * scale, _working_dtype(xp, g))
+        x, stats = _gmres_solve(vjp_z, g, xp, dict(kwargs, max_iter=budget, atol=atol), x0=x)
+        budget -= stats["nfe"]
+        rounds.append(stats)
+        done = xp.logical_and(stats["converged"], stats["rel_lowest"] <= tol)
+        stuck = xp.logical_or(done, stats["nonfinite"])
+        if budget < 2 or stats["nfe"] == 0 or backend.to_scalar(xp.all(stuck)):
+            break
+    total = SolverStat(rounds[-1])
+    total["converged"] = done
+    total["nonfinite"] = rounds[-1]["nonfinite"]
+    total["nstep"] = sum((r["nstep"] for r in rounds[1:]), rounds[0]["nstep"])
+    total["nfe"] = sum(r["nfe"] for r in rounds)
+    return x, total
+
+
+def _working_dtype(xp, a):
+    """The dtype GMRES computes in for ``a`` (float16 is solved in float32)."""
+    return xp.float32 if str(a.dtype) == "float16" else a.dtype
+
+
+def _safe_norms(xp, a):
+    """``(B,)`` Euclidean norms of the rows of ``a`` in GMRES's working dtype, scaled by
+    each row's largest entry so that a finite norm does not overflow (float16's squares
+    overflow above 256); a row with an infinity or NaN gives inf or NaN."""
+    a = xp.astype(a, _working_dtype(xp, a))
+    big = xp.max(xp.abs(a), axis=-1)
+    usable = xp.logical_and(xp.isfinite(big), big > 0)
+    unit = a / xp.where(usable, big, xp.ones_like(big))[:, None]
+    return xp.where(usable, big * xp.linalg.vector_norm(unit, axis=-1), big)
 
 
 def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
@@ -264,7 +307,7 @@ def _gmres_solve(vjp_z, g, xp, kwargs, x0=None):
     # solvers report. Their relative one divides by ||J^T u + g||, which is ||u|| up to that
     # residual: ||u|| here, which needs no further VJP.
     residual = stats["residual"]
-    rel = residual / (xp.linalg.vector_norm(u, axis=-1) + 1e-8)
+    rel = residual / (_safe_norms(xp, u) + 1e-8)
     return u, SolverStat(
         abs_lowest=residual, rel_lowest=rel,
         abs_trace=residual[:, None], rel_trace=rel[:, None],

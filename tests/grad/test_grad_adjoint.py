@@ -127,6 +127,63 @@ def test_relative_fallback_keeps_the_first_solvers_measure(xp, to_xp):
     assert info["nfe"] - 12 < strict["nmatvec"]
 
 
+def test_relative_fallback_from_a_diverged_start(xp, to_xp):
+    """Plain iteration diverges (J^T spectrum in [1.2, 1.8]): its best iterate is about
+    ten times ||u*||, so a threshold tol * ||start|| alone would stop GMRES ten times too
+    early; the fallback starts another round from where the first ended, and meets tol in
+    the fixed-point measure."""
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    jt = q @ np.diag(np.linspace(1.2, 1.8, 16)) @ q.T
+    g = rng.standard_normal((2, 16))
+    jt_xp = to_xp(jt)
+    tol = 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        u, info = adjoint_solve(lambda v: v @ jt_xp, to_xp(g), "fixed_point_iter",
+                                {"tol": tol, "max_iter": 40, "stop_mode": "rel"})
+    fx = to_numpy(u) @ jt + g
+    rel = np.linalg.norm(fx - to_numpy(u), axis=1) / np.linalg.norm(fx, axis=1)
+    assert np.all(to_numpy(info["converged"])) and np.all(rel <= tol), rel
+    exact = np.linalg.solve((np.eye(16) - jt).T, g.T).T
+    np.testing.assert_allclose(to_numpy(u), exact, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stop_mode", ["abs", "rel"])
+def test_fallback_flags_a_nonfinite_cotangent(xp, to_xp, stop_mode):
+    """A NaN in one sample's cotangent: that sample is flagged non-finite with a warning,
+    the others are solved; nothing raises."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((3, 8))
+    g[1, 2] = np.nan
+    with pytest.warns(ConvergenceWarning, match="non-finite"):
+        u, info = adjoint_solve(lambda v: 0.5 * v, to_xp(g), "anderson",
+                                {"tol": 1e-6, "max_iter": 40, "stop_mode": stop_mode})
+    assert to_numpy(info["nonfinite"]).tolist() == [False, True, False]
+    assert to_numpy(info["converged"]).tolist() == [True, False, True]
+    np.testing.assert_allclose(to_numpy(u)[[0, 2]], 2.0 * g[[0, 2]], rtol=1e-5)
+
+
+def test_relative_fallback_in_float16_with_large_norms(xp, to_xp):
+    """||u*|| about 700: float16's squared norms overflow, the fallback's do not."""
+    if not hasattr(xp, "float16"):
+        pytest.skip(f"{xp.__name__} has no float16")
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    jt = q @ np.diag(np.linspace(0.5, 0.95, 16)) @ q.T
+    g = rng.standard_normal((2, 16)) * 20.0
+    jt16 = to_xp(jt.astype(np.float16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        u, info = adjoint_solve(lambda v: v @ jt16, to_xp(g.astype(np.float16)),
+                                "fixed_point_iter", {"tol": 1e-3, "max_iter": 20,
+                                                     "stop_mode": "rel"})
+    assert u.dtype == xp.float16 and np.all(to_numpy(info["fallback"]))
+    exact = np.linalg.solve((np.eye(16) - jt).T, g.T).T
+    error = np.linalg.norm(to_numpy(u).astype(float) - exact, axis=1)
+    assert np.all(error <= 2e-2 * np.linalg.norm(exact, axis=1)), error
+
+
 def test_no_fallback_flags_instead_of_returning_zero(xp, to_xp):
     g, factors, vjp, g_xp = _expanding(to_xp)
     with pytest.warns(ConvergenceWarning):
