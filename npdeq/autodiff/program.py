@@ -82,8 +82,11 @@ def replay_memo(ans: Tensor, key: str, compute: Callable[[], Any]) -> Any:
     node whose output is ``ans``.
 
     For a VJP rule's work that does not depend on the cotangent (it must depend only on the
-    node's own arguments, which a recorded graph never changes). What is kept lives as long
-    as the program and must not be modified in place by the rule.
+    node's own arguments). What is kept lives as long as the program and must not be
+    modified in place by the rule. Like every retained graph, a program assumes that the
+    arrays it recorded are not written to between replays: a replaced ``.data`` raises, but
+    a write into an array is not seen, and a kept value would then mix the old input with
+    the new.
 
     Args:
         ans: the node's output Tensor (the rule's ``ans``).
