@@ -179,7 +179,7 @@ class SolveTracker:
         self._nstep_all: int | None = 0  # when set, every sample's nstep (see nstep)
         self._device = dev
         self.nonfinite = xp.zeros((batch,), dtype=xp.bool, device=dev)
-        self.active = xp.ones((batch,), dtype=xp.bool, device=dev)
+        self.active = ~self.nonfinite
         self.abs_trace: list[Any] = []
         self.image_sq_trace: list[Any] = []  # ||f(x)||^2 per iteration, for the rel residual
         self.trajectory: dict[int, Any] = {}  # iteration -> state recorded there
@@ -193,6 +193,8 @@ class SolveTracker:
         # ``active`` and ``nonfinite`` are still these very arrays (a solver that freezes
         # samples itself replaces them); see _observe_pending().
         self._pending_arrays = (self.active, self.nonfinite)
+        # Known (from the last host read) to have every sample converged (and finite).
+        self._all_converged = False
         self.batch = batch
         self.large = batch * x0.shape[1] >= LARGE_STATE
 
@@ -273,6 +275,8 @@ class SolveTracker:
         if all_happy:  # none converged either: every sample stays pending and active
             self.all_active = True
             return True
+        # Every sample improved to a finite residual and none is pending: all converged.
+        self._all_converged = all_improved and not any_pending
         # The general updates of _observe_general, specialised to "every sample active".
         self.nonfinite = ~finite
         self.active = pending if self.per_sample else finite
@@ -285,6 +289,7 @@ class SolveTracker:
     def _observe_general(self, x: Array, abs_res: Array, res: Array, sync: bool) -> bool:
         """:meth:`observe`'s updates for any state of the samples."""
         xp = self.xp
+        self._all_converged = False
         active = self.active
         improved = active & (res < self.lowest)  # False for NaN
         self.lowest = xp.where(improved, res, self.lowest)
@@ -376,6 +381,8 @@ class SolveTracker:
         nonfinite = self.nonfinite
         if self.tol is None:
             converged = xp.zeros_like(nonfinite)
+        elif self._all_converged:  # nonfinite is all False, lowest all <= tol
+            converged = ~nonfinite
         else:
             converged = ~nonfinite & (lowest <= self.tol)
         info = SolverStat(
@@ -389,7 +396,7 @@ class SolveTracker:
             nonfinite=nonfinite,
             nfe=self.nfe,
         )
-        if warn and self.iterations > 0:
+        if warn and self.iterations > 0 and not self._all_converged:
             # tol = 0 asks for max_iter iterations: running them all is not a failure.
             warn_if_failed(info, _NONFINITE, _NOT_CONVERGED if self.tol else None,
                            who=solver_name)
