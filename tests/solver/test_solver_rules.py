@@ -777,11 +777,14 @@ def test_tol_zero_runs_to_max_iter_without_warning(name, xp, to_xp):
     module turns ConvergenceWarning into an error)."""
     func, z0, _ = _row_problem_with_fixed_row(to_xp)
     calls = recording(func)
-    _, _, info = get_solver(name)(calls, z0, max_iter=6, tol=0.0)
+    # Newton's method reaches a residual of exactly 0 in float64 by its sixth iteration
+    # (quadratic convergence: 3e-5, 4e-11, 3e-17, then 0), which would count as converged.
+    iterations = 4 if name == "newton_krylov" else 6
+    _, _, info = get_solver(name)(calls, z0, max_iter=iterations, tol=0.0)
     if name == "gmres":  # max_iter bounds its evaluations; an iteration is a whole cycle
         assert info["nfe"] == len(calls.inputs) == 6
     else:
-        assert info["abs_trace"].shape[1] == 6
+        assert info["abs_trace"].shape[1] == iterations
     assert host(info["converged"]).tolist() == [False, True, False]
     assert host(info["nstep"])[1] == 1
 
