@@ -19,7 +19,9 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.transfer`: moving arrays between libraries and devices, ``.npz`` files;
 - :mod:`~npdeq.backend.checks`: scalar arguments (counts, numbers, flags) as Python values;
 - :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays;
-- :mod:`~npdeq.backend.memory`: whether the C allocator keeps freed array memory for reuse.
+- :mod:`~npdeq.backend.memory`: whether the C allocator keeps freed array memory for reuse;
+- :mod:`~npdeq.backend.counting` and :mod:`~npdeq.backend.linsolve`: the solvers' per-iteration
+  counts of true flags (one host read) and batched small linear solves.
 """
 
 from npdeq.backend import (arrayfuncs, checks, dtypes, memory, namespace, random, transfer,

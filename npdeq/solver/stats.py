@@ -82,7 +82,14 @@ def residual_norms(fx: Array, x: Array) -> tuple[Array, Array]:
     xp = backend.array_namespace(fx, x)
     g = fx - x
     abs_res = xp.sqrt(xp.vecdot(g, g))
-    return abs_res, abs_res / (xp.sqrt(xp.vecdot(fx, fx)) + REL_EPS)
+    return abs_res, relative_residual(xp, abs_res, xp.vecdot(fx, fx))
+
+
+def relative_residual(xp: Any, abs_res: Array, image_sq: Array) -> Array:
+    """``abs_res / (sqrt(image_sq) + 1e-8)``, NaN where ``image_sq`` (``||f(x)||^2``)
+    overflowed: the quotient would be 0 there, a false convergence."""
+    rel = abs_res / (xp.sqrt(image_sq) + REL_EPS)
+    return xp.where(image_sq < math.inf, rel, math.nan)
 
 
 def solver_stat_from_final_step(z: Any, fz: Any, nstep: int = 0, *, tol: float | None = None,
@@ -228,7 +235,7 @@ class SolveTracker:
         image_sq = xp.vecdot(fx, fx)
         self.abs_trace.append(abs_res)
         self.image_sq_trace.append(image_sq)
-        res = abs_res if self.use_abs else abs_res / (xp.sqrt(image_sq) + REL_EPS)
+        res = abs_res if self.use_abs else relative_residual(xp, abs_res, image_sq)
         if sync and self._pending_arrays[0] is self.active and \
                 self._pending_arrays[1] is self.nonfinite:
             any_active = self._observe_pending(x, abs_res, res)
@@ -357,7 +364,7 @@ class SolveTracker:
         lowest = self.lowest
         if self.abs_trace:
             abs_trace = _columns(xp, self.abs_trace)
-            rel_trace = abs_trace / (xp.sqrt(_columns(xp, self.image_sq_trace)) + REL_EPS)
+            rel_trace = relative_residual(xp, abs_trace, _columns(xp, self.image_sq_trace))
             # ``lowest`` is the best iterate's stop_mode residual (inf where there is none);
             # the other one is read from its column of the traces.
             other = rel_trace if self.use_abs else abs_trace

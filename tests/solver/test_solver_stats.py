@@ -545,3 +545,28 @@ def test_batchwise_flag_is_checked():
 
     with pytest.raises(TypeError, match="per_sample"):
         anderson_solver(lambda z: z, np.zeros((1, 2)), per_sample=1)
+
+
+def test_an_overflowed_image_norm_is_not_a_relative_residual_of_zero():
+    """||f(x)||^2 overflowing float32 would make ||f(x) - x|| / ||f(x)|| exactly 0: a
+    diverging sample would count as converged. It counts as non-finite instead."""
+    from npdeq.solver.stats import residual_norms
+
+    fx = np.array([[1e20, 1e20], [1.0, 2.0]], dtype=np.float32)
+    x = np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    with np.errstate(over="ignore"):
+        abs_res, rel = residual_norms(fx, x)
+    assert np.isnan(rel[0]) and rel[1] == pytest.approx(1 / np.sqrt(5.0))
+    # Plain iteration on u = 10 u + g diverges; the old relative residual read 0 once
+    # ||f(u)||^2 overflowed and called the sample converged.
+    rng = np.random.default_rng(1)
+    rng.standard_normal((3, 4))
+    g = (rng.standard_normal((3, 4)) * 100.0).astype(np.float32)
+    factor = np.array([[0.5], [10.0], [10.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, _, info = npdeq.solver.fixed_point_iter(
+                lambda u: factor * u + g, np.zeros_like(g), max_iter=40, tol=1e-4,
+                stop_mode="rel")
+    assert np.asarray(info["converged"]).tolist() == [True, False, False]
