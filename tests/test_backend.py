@@ -236,13 +236,14 @@ def test_random_distributions(xp, to_xp):
 
 @pytest.mark.parametrize("pattern", ["all", "none", "some"])
 @pytest.mark.parametrize("other", ["number", "array"])
-def test_select_rows_equals_where(xp, to_xp, pattern, other):
+@pytest.mark.parametrize("width", [3, 1000])  # NumPy's where below 4096 elements, copies above
+def test_select_rows_equals_where(xp, to_xp, pattern, other, width):
     """select_rows is where(mask[:, None], a, b) exactly, NaN and infinities included, in
     a fresh array (never a or b itself), in a's dtype."""
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((5, 3)).astype(np.float32)
+    a = rng.standard_normal((5, width)).astype(np.float32)
     a[1, 2], a[3, 0] = np.nan, -np.inf
-    b = np.full((5, 3), np.inf, np.float32) if other == "array" else 0.5
+    b = np.full((5, width), np.inf, np.float32) if other == "array" else 0.5
     mask = {"all": np.ones(5, bool), "none": np.zeros(5, bool),
             "some": np.array([True, False, True, False, False])}[pattern]
     a_xp, b_xp = to_xp(a), (to_xp(b) if other == "array" else b)

@@ -41,16 +41,22 @@ def select_rows(mask: Array, a: Array, b: Array | float) -> Array:
         >>> select_rows(np.array([True, False]), np.ones((2, 2)), 0.0).tolist()
         [[1.0, 1.0], [0.0, 0.0]]
     """
-    xp = array_namespace(mask, a)
     other_array = hasattr(b, "shape")
-    if (is_numpy(xp) and a.ndim == 2 and (not other_array or (
-            type(b) is np.ndarray and b.shape == a.shape and b.dtype == a.dtype))):
+    if type(a) is np.ndarray and type(mask) is np.ndarray and a.ndim == 2 and (
+            not other_array or (type(b) is np.ndarray and b.shape == a.shape
+                                and b.dtype == a.dtype)):
+        if a.size < _SMALL_SELECT:  # where's branches cost less than the two calls below
+            return np.where(mask[:, None], a, b)
         out = a.copy()
         if not mask.all():
             rows = np.logical_not(mask)
             out[rows] = b[rows] if other_array else b
         return out
-    return xp.where(mask[:, None], a, b)
+    return array_namespace(mask, a).where(mask[:, None], a, b)
+
+
+# Below this many elements select_rows takes NumPy's where as it is.
+_SMALL_SELECT = 4096
 
 
 # --- einsum ------------------------------------------------------------------------------

@@ -281,8 +281,8 @@ def _cycle(matvec: Callable[[Any], Any], r: Any, beta: Any, threshold: Any, acti
         built = per_sample[:, :j + 1, :]
         h = None
         for _ in range(2):
-            coefficients = xp.matmul(built, w[:, :, None])[..., 0]  # (B, j + 1)
-            w = w - xp.matmul(coefficients[:, None, :], built)[:, 0, :]
+            coefficients = (built @ w[:, :, None])[..., 0]  # (B, j + 1)
+            w = w - (coefficients[:, None, :] @ built)[:, 0, :]
             h = coefficients if h is None else h + coefficients
         h_next = _norm(xp, w)
         # A v_j in the span already built (to rounding): the Krylov space is invariant, the
@@ -339,7 +339,7 @@ def _correction(xp: Any, per_sample: Any, columns_r: list, rhs: list, columns: A
         used = (columns > k) & (diagonal != 0)
         y[k] = xp.where(used, acc / xp.where(used, diagonal, 1.0), 0.0)
     weights = xp.stack(y, axis=1)[:, None, :]  # (B, 1, n)
-    return xp.matmul(weights, per_sample[:, :n, :])[:, 0, :]
+    return (weights @ per_sample[:, :n, :])[:, 0, :]
 
 
 @solver_entry
