@@ -5,8 +5,8 @@
 promotion, an error-state context) around one LAPACK call per matrix; for the ``(B, m, m)``
 systems of Anderson mixing (``m`` about 6), solved once per iteration, that is more than the
 solve of a single small system. On NumPy the same generalized ufunc is called here directly
-(the same LAPACK routine in the same precision, so the same results to the last bit), with only the error state
-that turns a singular matrix into an exception.
+(the same LAPACK routine in the same precision, so the same results to the last bit), with
+only the error state that turns a singular matrix into an exception.
 """
 
 from __future__ import annotations

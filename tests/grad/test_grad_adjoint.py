@@ -99,14 +99,18 @@ def test_diverging_adjoint_falls_back_to_gmres(xp, to_xp, b_solver):
         assert fallback.tolist() == [False, True, True]
 
 
+def _spectrum_system(seed, low, high, batch, dim=16):
+    """A symmetric J^T with its spectrum spread over [low, high], and a (batch, dim) g."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    return q @ np.diag(np.linspace(low, high, dim)) @ q.T, rng.standard_normal((batch, dim))
+
+
 def test_relative_fallback_keeps_the_first_solvers_measure(xp, to_xp):
     """With stop_mode='rel' the fixed-point solvers measure ||J^T u + g - u|| against
     ||J^T u + g|| (about ||u||, here about 20 ||g||: J^T = 0.95 I). The GMRES fallback
     stops at that tolerance, not at tol * ||g||, so it spends fewer VJPs and still meets it."""
-    rng = np.random.default_rng(7)
-    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
-    jt = q @ np.diag(np.linspace(0.9, 0.96, 16)) @ q.T
-    g = rng.standard_normal((3, 16))
+    jt, g = _spectrum_system(7, 0.9, 0.96, batch=3)
     jt_xp = to_xp(jt)
     tol = 1e-6
     u, info = adjoint_solve(lambda v: v @ jt_xp, to_xp(g), "fixed_point_iter",
@@ -132,10 +136,7 @@ def test_relative_fallback_from_a_diverged_start(xp, to_xp):
     ten times ||u*||, so a threshold tol * ||start|| alone would stop GMRES ten times too
     early; the fallback starts another round from where the first ended, and meets tol in
     the fixed-point measure."""
-    rng = np.random.default_rng(3)
-    q, _ = np.linalg.qr(rng.standard_normal((16, 16)))
-    jt = q @ np.diag(np.linspace(1.2, 1.8, 16)) @ q.T
-    g = rng.standard_normal((2, 16))
+    jt, g = _spectrum_system(3, 1.2, 1.8, batch=2)
     jt_xp = to_xp(jt)
     tol = 1e-6
     with warnings.catch_warnings():

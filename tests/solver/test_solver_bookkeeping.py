@@ -15,8 +15,8 @@ from npdeq.solver import anderson_solver
 from npdeq.solver.stats import LARGE_STATE, SolveTracker
 
 from solver_problems import host
+from test_solver_rules import hand_anderson_step
 
-EPS64 = float(np.finfo(np.float64).eps)
 
 
 # --- backend helpers ------------------------------------------------------------------------
@@ -165,18 +165,6 @@ def test_anderson_mixes_as_documented_on_a_large_state(m, tau, xp, to_xp):
                     tau=tau)
     fs = [host_func(x) for x in inputs]
     for k in range(len(inputs) - 1):
-        xs, images = inputs[max(0, k + 1 - m):k + 1], fs[max(0, k + 1 - m):k + 1]
-        n = len(xs)
-        for i in range(batch):
-            X = np.stack([x[i] for x in xs])
-            F = np.stack([f[i] for f in images])
-            if n == 1:
-                a = np.ones(1)
-            else:
-                G = F - X
-                H = G @ G.T
-                lam_s = (1e-4 + EPS64) * np.trace(H) / n + np.finfo(np.float64).tiny ** 0.5
-                y = np.linalg.solve(H + lam_s * np.eye(n), np.ones(n))
-                a = y / y.sum()
-            np.testing.assert_allclose(inputs[k + 1][i], a @ (tau * F + (1 - tau) * X),
-                                       rtol=1e-8, atol=1e-10, err_msg=f"iterate {k + 1}")
+        expected = hand_anderson_step(inputs[:k + 1], fs[:k + 1], m, 1e-4, tau)
+        np.testing.assert_allclose(inputs[k + 1], expected, rtol=1e-8, atol=1e-10,
+                                   err_msg=f"iterate {k + 1}")
