@@ -18,7 +18,6 @@ from solver_problems import host
 from test_solver_rules import hand_anderson_step
 
 
-
 # --- backend helpers ------------------------------------------------------------------------
 
 
