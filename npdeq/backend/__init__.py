@@ -21,20 +21,22 @@ library-specific fast path lives here, dispatched per namespace, with a portable
 - :mod:`~npdeq.backend.dtypes`: the default floating-point dtype of new arrays;
 - :mod:`~npdeq.backend.memory`: whether the C allocator keeps freed array memory for reuse;
 - :mod:`~npdeq.backend.counting` and :mod:`~npdeq.backend.linsolve`: the solvers' per-iteration
-  counts of true flags (one host read) and batched small linear solves.
+  counts of true flags (one host read) and batched linear solves with vector right-hand
+  sides (``solve_vectors``).
 """
 
-from npdeq.backend import (arrayfuncs, checks, dtypes, memory, namespace, random, transfer,
-                           windows)
+from npdeq.backend import (arrayfuncs, checks, dtypes, linsolve, memory, namespace, random,
+                           transfer, windows)
 from npdeq.backend.arrayfuncs import *  # noqa: F401,F403
 from npdeq.backend.checks import *  # noqa: F401,F403
 from npdeq.backend.dtypes import *  # noqa: F401,F403
+from npdeq.backend.linsolve import *  # noqa: F401,F403
 from npdeq.backend.memory import *  # noqa: F401,F403
 from npdeq.backend.namespace import *  # noqa: F401,F403
 from npdeq.backend.random import *  # noqa: F401,F403
 from npdeq.backend.transfer import *  # noqa: F401,F403
 from npdeq.backend.windows import *  # noqa: F401,F403
 
-__all__ = [*arrayfuncs.__all__, *checks.__all__, *dtypes.__all__, *memory.__all__,
-           *namespace.__all__,
-           *windows.__all__, *random.__all__, *transfer.__all__]
+__all__ = [*arrayfuncs.__all__, *checks.__all__, *dtypes.__all__, *linsolve.__all__,
+           *memory.__all__, *namespace.__all__, *windows.__all__, *random.__all__,
+           *transfer.__all__]

@@ -1,5 +1,8 @@
-"""Batched solves of many small linear systems at a lower cost per call than
-``numpy.linalg.solve``.
+"""Batched solves of linear systems with vector right-hand sides, in any namespace, at a
+lower cost per call than ``numpy.linalg.solve`` on NumPy.
+
+The standard's ``linalg.solve`` treats a 2-D ``b`` as a matrix, so vectors go through a
+trailing axis.
 
 ``numpy.linalg.solve`` spends several microseconds in Python (argument conversion, type
 promotion, an error-state context) around one LAPACK call per matrix; for the ``(B, m, m)``
@@ -17,7 +20,7 @@ import numpy as np
 
 from npdeq.backend.namespace import Array, array_namespace
 
-__all__ = ["solve_small_vectors"]
+__all__ = ["solve_vectors"]
 
 try:  # NumPy's generalized ufunc behind linalg.solve for vector right-hand sides
     from numpy.linalg import _umath_linalg
@@ -29,19 +32,19 @@ except (ImportError, AttributeError):  # pragma: no cover - a NumPy without it
 _FLOAT_TYPES = (np.float32, np.float64)
 
 
-def solve_small_vectors(a: Array, b: Array) -> Array:
-    """Solve ``a[i] @ x[i] = b[i]`` for a batch of small systems: ``a`` ``(B, n, n)``,
-    ``b`` ``(B, n)``, both of one real floating dtype.
+def solve_vectors(a: Array, b: Array) -> Array:
+    """Solve ``a[i] @ x[i] = b[i]`` for a batch of vectors: ``a`` ``(B, n, n)``, ``b``
+    ``(B, n)``.
 
-    The result is that of :func:`~npdeq.backend.solve_vectors` (on NumPy the same LAPACK
-    call, bit for bit), at a fraction of its fixed cost.
+    On NumPy, for one real floating dtype, the result is ``numpy.linalg.solve``'s bit for bit
+    (the same LAPACK call) at a fraction of its fixed cost.
 
     Raises:
         The library's ``LinAlgError`` (or equivalent) when a matrix is exactly singular.
 
     Example:
         >>> import numpy as np
-        >>> solve_small_vectors(np.array([[[2.0, 0.0], [0.0, 4.0]]]), np.ones((1, 2))).tolist()
+        >>> solve_vectors(np.array([[[2.0, 0.0], [0.0, 4.0]]]), np.ones((1, 2))).tolist()
         [[0.5, 0.25]]
     """
     if (_SOLVE is not None and type(a) is np.ndarray and type(b) is np.ndarray

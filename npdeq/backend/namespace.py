@@ -24,7 +24,6 @@ __all__ = [
     "to_scalar",
     "any_true",
     "host_flags",
-    "solve_vectors",
     "cupy_available",
     "is_numpy",
     "is_numpy_array",
@@ -290,21 +289,6 @@ def any_true(mask: Array) -> Array:
     if type(mask) is np.ndarray:
         return mask.any()
     return array_namespace(mask).any(mask)
-
-
-def solve_vectors(a: Array, b: Array) -> Array:
-    """Solve ``a[i] @ x[i] = b[i]`` for a batch of vectors: ``a`` ``(B, n, n)``, ``b`` ``(B, n)``.
-
-    The standard's ``linalg.solve`` treats a 2-D ``b`` as a matrix, so vectors go through a
-    trailing axis; NumPy is called directly because the namespace wrapper costs more than the
-    solve itself for the small systems of Anderson mixing.
-
-    Raises:
-        The library's ``LinAlgError`` (or equivalent) for a singular matrix.
-    """
-    if type(a) is np.ndarray and type(b) is np.ndarray:
-        return np.linalg.solve(a, b[..., None])[..., 0]
-    return array_namespace(a, b).linalg.solve(a, b[..., None])[..., 0]
 
 
 def ignore_float_errors() -> Any:

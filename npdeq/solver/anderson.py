@@ -24,7 +24,6 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.backend.checks import check_int, check_real
-from npdeq.backend.linsolve import solve_small_vectors
 from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.stats import SolverStat, start_solve
 from npdeq.solver.workspace import borrowed
@@ -182,7 +181,7 @@ def _mixing_weights(xp: Any, gram: Any, squares: Any, eye: Any, ones: Any, lam: 
         return ones
     regularisation = (lam / n) * xp.vecdot(squares, ones) + floor
     try:
-        y = solve_small_vectors(gram + regularisation[:, None, None] * eye, ones)
+        y = backend.solve_vectors(gram + regularisation[:, None, None] * eye, ones)
     except Exception:  # noqa: BLE001 - LinAlgError types differ per library
         # Unreachable for finite input (the system is positive definite); a plain
         # fixed-point step is the safe fallback.
