@@ -252,8 +252,7 @@ def _gmres_relative(vjp_z, g, xp, kwargs, start):
     """
     tol = check_real("tol", kwargs["tol"], 0.0)
     g_norm = _safe_norms(xp, g)
-    budget, rounds, total = kwargs["max_iter"], [], None
-    x = start
+    budget, rounds, x = kwargs["max_iter"], [], start
     while True:
         x_norm = _safe_norms(xp, x)
         scale = xp.where(xp.isfinite(x_norm) & (x_norm > 0), x_norm,
@@ -263,12 +262,11 @@ def _gmres_relative(vjp_z, g, xp, kwargs, start):
         budget -= stats["nfe"]
         rounds.append(stats)
         done = xp.logical_and(stats["converged"], stats["rel_lowest"] <= tol)
-        stuck = xp.logical_or(done, stats["nonfinite"])
-        if budget < 2 or stats["nfe"] == 0 or backend.to_scalar(xp.all(stuck)):
+        settled = xp.logical_or(done, stats["nonfinite"])
+        if budget < 2 or stats["nfe"] == 0 or backend.to_scalar(xp.all(settled)):
             break
-    total = SolverStat(rounds[-1])
+    total = SolverStat(stats)
     total["converged"] = done
-    total["nonfinite"] = rounds[-1]["nonfinite"]
     total["nstep"] = sum((r["nstep"] for r in rounds[1:]), rounds[0]["nstep"])
     total["nfe"] = sum(r["nfe"] for r in rounds)
     return x, total

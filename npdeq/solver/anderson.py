@@ -130,15 +130,11 @@ def _iterate(f, x, tracker, images, residuals, max_iter, m, lam, tau):
             square = tracker.residual_sq
             gram[:, slot, slot] = square
             squares[:, slot] = square
-            g_row = g[:, None, :]
-            if slot > 0:
-                row = xp.vecdot(residuals[:, :slot, :], g_row)
-                gram[:, slot, :slot] = row
-                gram[:, :slot, slot] = row
-            if slot < n - 1:
-                row = xp.vecdot(residuals[:, slot + 1:n, :], g_row)
-                gram[:, slot, slot + 1:n] = row
-                gram[:, slot + 1:n, slot] = row
+            for lo, hi in ((0, slot), (slot + 1, n)):  # the filled slots either side
+                if hi > lo:
+                    row = xp.vecdot(residuals[:, lo:hi, :], g[:, None, :])
+                    gram[:, slot, lo:hi] = row
+                    gram[:, lo:hi, slot] = row
         else:
             row = xp.vecdot(residuals if n == m else residuals[:, :n, :], g[:, None, :])
             gram[:, slot, :n] = row

@@ -5,9 +5,8 @@
 :func:`~npdeq.solver.newton_krylov.newton_krylov` are its users. Every sample runs its own
 Arnoldi process (classical Gram-Schmidt twice, as batched BLAS products) and its own
 Givens-rotated least-squares problem, all samples at once: the basis is ``(B, D)`` slots of
-one array, the rotated Hessenberg matrix
-a list of columns of ``(B,)`` arrays, so nothing loops over the batch and nothing depends on
-data for its shape. A sample whose residual reaches its threshold stops using new basis
+one array, the rotated Hessenberg matrix a list of columns of ``(B,)`` arrays, so nothing
+loops over the batch and nothing depends on data for its shape. A sample whose residual reaches its threshold stops using new basis
 vectors (its next vectors are zeros) and, after the cycle, stops moving; the loop ends when no
 sample is active or the budget of products is spent (at most one host synchronisation per
 product, plus one).
