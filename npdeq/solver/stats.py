@@ -322,9 +322,9 @@ class SolveTracker:
     def _read_flags(self, pending: Any, improved: Any) -> tuple[bool, bool]:
         """``(any pending, every improved)`` in one host read; sets :attr:`all_active`.
 
-        The counts of pending, improved (and, batch-wise, active) samples are packed into one
-        integer in base ``B + 1``: three small reductions and one transfer, where reading
-        three booleans costs several times more on small ``(B,)`` masks.
+        The counts of pending, improved (and, batch-wise, active) samples come from
+        :func:`~npdeq.backend.counting.count_true`: small reductions and one transfer, where
+        reading three booleans costs several times more on small ``(B,)`` masks.
         """
         xp = self.xp
         batch = self.batch
@@ -332,14 +332,12 @@ class SolveTracker:
             any_pending, every_improved, self.all_active = backend.host_flags(
                 xp.any(pending), xp.all(improved), xp.all(self.active))
             return any_pending, every_improved
-        base = batch + 1
-        code = xp.count_nonzero(pending) + xp.count_nonzero(improved) * base
-        if not self.per_sample:  # active (finite) differs from pending (unconverged)
-            code = code + xp.count_nonzero(self.active) * (base * base)
-        code = int(backend.to_scalar(code))
-        n_pending, code = code % base, code // base
-        n_improved, n_active = code % base, code // base
-        self.all_active = (n_pending if self.per_sample else n_active) == batch
+        if self.per_sample:
+            n_pending, n_improved = count_true(pending, improved)
+            n_active = n_pending
+        else:  # active (finite) differs from pending (unconverged)
+            n_pending, n_improved, n_active = count_true(pending, improved, self.active)
+        self.all_active = n_active == batch
         return n_pending > 0, n_improved == batch
 
     def next_iterate(self, proposal: Array) -> Array:
