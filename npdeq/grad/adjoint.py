@@ -236,7 +236,7 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
     merged["nstep"] = xp.where(failed, info["nstep"] + stats["nstep"], info["nstep"])
     merged["nfe"] = info["nfe"] + stats["nfe"]
     merged["fallback"] = failed
-    return xp.where(failed[:, None], u_gmres, u), merged
+    return backend.select_rows(failed, u_gmres, u), merged
 
 
 def _gmres_relative(vjp_z, g, xp, kwargs, start):

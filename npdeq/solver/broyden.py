@@ -94,8 +94,8 @@ def broyden_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: f
         v = inverse.apply_transposed(dx)  # dx^T B, as a row
         denom = xp.vecdot(v, dg)
         ok = xp.isfinite(denom) & (xp.abs(denom) > tiny * xp.vecdot(dx, dx))
-        inverse.add(xp.where(ok[:, None], (dx - b_dg) / xp.where(ok, denom, 1.0)[:, None], 0.0),
-                    xp.where(ok[:, None], v, 0.0))
+        inverse.add(backend.select_rows(ok, (dx - b_dg) / xp.where(ok, denom, 1.0)[:, None], 0.0),
+                    backend.select_rows(ok, v, 0.0))
         x, g = x_new, g_new
     return tracker.finish(restore, "broyden_solver")
 

@@ -6,10 +6,10 @@
 Arnoldi process (classical Gram-Schmidt twice, as batched BLAS products) and its own
 Givens-rotated least-squares problem, all samples at once: the basis is ``(B, D)`` slots of
 one array, the rotated Hessenberg matrix a list of columns of ``(B,)`` arrays, so nothing
-loops over the batch and nothing depends on data for its shape. A sample whose residual reaches its threshold stops using new basis
-vectors (its next vectors are zeros) and, after the cycle, stops moving; the loop ends when no
-sample is active or the budget of products is spent (at most one host synchronisation per
-product, plus one).
+loops over the batch and nothing depends on data for its shape. A sample whose residual
+reaches its threshold stops using new basis vectors (its next vectors are zeros) and, after
+the cycle, stops moving; the loop ends when no sample is active or the budget of products is
+spent (at most one host synchronisation per product, plus one).
 
 :func:`gmres_solver` is the same method behind the fixed-point solver contract, registered
 as ``'gmres'``: it solves ``z = func(z)`` for an affine ``func``.
@@ -191,10 +191,10 @@ def solve_batched(matvec: Callable[[Array], Array], b: Array, x0: Array, thresho
     if x0 is None:
         x, r, res = xp.zeros_like(b), b, b_norm
     elif max_iter == 0:
-        x = xp.where(zero_b[:, None], 0.0, x0)
+        x = backend.select_rows(~zero_b, x0, 0.0)
         r, res = b, xp.where(zero_b, 0.0, xp.full_like(b_norm, float("inf")))
     else:
-        x = xp.where(zero_b[:, None], 0.0, x0)
+        x = backend.select_rows(~zero_b, x0, 0.0)
         r = b - matvec(x)
         nmatvec = 1
         res = _norm(xp, r)
@@ -405,7 +405,7 @@ def gmres_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: flo
                            min(m, max_iter - tracker.nfe - 1))
             tracker.nfe += cycle.products
             flag_nonfinite(tracker, cycle.nonfinite)
-            x = tracker.next_iterate(x + xp.where(cycle.nonfinite[:, None], 0.0, cycle.step))
+            x = tracker.next_iterate(x + backend.select_rows(~cycle.nonfinite, cycle.step, 0.0))
             fx = f(x)
             tracker.nfe += 1
     return tracker.finish(restore, "gmres_solver")

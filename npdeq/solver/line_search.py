@@ -45,6 +45,6 @@ def backtrack(f: Callable[[Array], Array], tracker: SolveTracker, x: Array, step
         candidate = tracker.next_iterate(x + scale[:, None] * step)
         fx_candidate = f(candidate)
         tracker.nfe += 1
-        x_new = xp.where(retry[:, None], candidate, x_new)
-        fx_new = xp.where(retry[:, None], fx_candidate, fx_new)
+        x_new = backend.select_rows(retry, candidate, x_new)
+        fx_new = backend.select_rows(retry, fx_candidate, fx_new)
     return x_new, fx_new

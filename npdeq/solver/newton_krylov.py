@@ -112,7 +112,7 @@ def newton_krylov(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: fl
         # Every active sample is above its outer tolerance, hence above this threshold.
         threshold = xp.maximum(eta * g_norm, 0.5 * outer * xp.ones_like(g_norm))
         jvp = _difference_product(f, x, fx, relative_step * (1.0 + _norm(xp, x)))
-        rhs = xp.where(tracker.active[:, None], -g, 0.0)
+        rhs = backend.select_rows(tracker.active, -g, 0.0)
         step, inner = solve_batched(jvp, rhs, None, threshold, budget, m,
                                     final_residual=False, assume_active=True)
         tracker.nfe += inner["nmatvec"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from npdeq import backend
 from npdeq.backend.checks import check_real
 from npdeq.solver.entry import check_solver_args, solver_entry
 from npdeq.solver.gmres import flag_nonfinite
@@ -143,8 +144,8 @@ def ode_solver(func: Callable[..., Any], x0: Any, max_iter: int = 50, tol: float
         accept = active & (err <= 1.0)
         h = xp.where(active & ~bad, h * _step_factor(xp, err, accept), h)
         flag_nonfinite(tracker, bad)
-        x = xp.where(accept[:, None], x_new, x)
-        fx = xp.where(accept[:, None], fx_new, fx)
+        x = backend.select_rows(accept, x_new, x)
+        fx = backend.select_rows(accept, fx_new, fx)
         if not tracker.observe(x, fx):
             break
     return tracker.finish(restore, "ode_solver")
@@ -165,7 +166,7 @@ def _step(f: Callable[[Any], Any], tracker: SolveTracker, x: Any, h: Any, tablea
                 increment = weight * k if increment is None else increment + weight * k
         # Where() rather than h = 0 for frozen samples: a non-finite stage of theirs must
         # not reach the state.
-        y = xp.where(tracker.active[:, None], x + h_active * increment, x)
+        y = backend.select_rows(tracker.active, x + h_active * increment, x)
         fy = f(y)
         tracker.nfe += 1
         stages.append(fy - y)
@@ -221,7 +222,7 @@ def _initial_step(f: Callable[[Any], Any], tracker: SolveTracker, x: Any, rtol: 
     d0, d1 = rms(x), rms(k1)
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h_euler = xp.where(small, 1e-6, 0.01 * d0 / xp.where(small, 1.0, d1))
-    y = xp.where(tracker.active[:, None], x + h_euler[:, None] * k1, x)
+    y = backend.select_rows(tracker.active, x + h_euler[:, None] * k1, x)
     fy = f(y)
     tracker.nfe += 1
     d2 = rms(fy - y - k1) / h_euler

@@ -243,7 +243,7 @@ class SolveTracker:
             any_active = self._observe_general(x, abs_res, res, sync)
         if self.return_final:
             # The evaluated iterate, except where it produced non-finite values.
-            self.last = x if self.all_active else xp.where(self.nonfinite[:, None], self.best,
+            self.last = x if self.all_active else backend.select_rows(self.nonfinite, self.best,
                                                             x)
         if self.iterations in self.indexing:
             self.trajectory[self.iterations] = self.last if self.return_final else self.best
@@ -278,7 +278,7 @@ class SolveTracker:
         else:
             self.lowest = xp.where(improved, res, self.lowest)
             self.nstep = xp.where(improved, self.iterations, self.nstep)
-            self.best = xp.where(improved[:, None], x, self.best)
+            self.best = backend.select_rows(improved, x, self.best)
         if all_happy:  # none converged either: every sample stays pending and active
             self.all_active = True
             return True
@@ -311,10 +311,10 @@ class SolveTracker:
             # On large states a (B, D) selection costs more than reading more flags in the
             # same host transfer; usually every sample improved and is still active.
             any_active, every_improved = self._read_flags(pending, improved)
-            self.best = x if every_improved else xp.where(improved[:, None], x, self.best)
+            self.best = x if every_improved else backend.select_rows(improved, x, self.best)
         else:
             self.all_active = False
-            self.best = xp.where(improved[:, None], x, self.best)
+            self.best = backend.select_rows(improved, x, self.best)
             if sync:
                 any_active = backend.to_scalar(backend.any_true(pending))
         return any_active
@@ -344,7 +344,7 @@ class SolveTracker:
         """``proposal`` for active samples, the frozen best iterate for the others."""
         if self.all_active:
             return proposal
-        return self.xp.where(self.active[:, None], proposal, self.best)
+        return backend.select_rows(self.active, proposal, self.best)
 
     def finish(self, restore: Any, solver_name: str, warn: bool = True) -> tuple[Any, list,
                                                                                    SolverStat]:
