@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from npdeq import backend
 from npdeq.autodiff.graph import plan
-from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.mode import call_tracing, set_grad_enabled
 from npdeq.autodiff.ops.reductions import sum as sum_
 from npdeq.autodiff.ops.shape import reshape
 from npdeq.autodiff.primitive import defvjp, primitive
@@ -110,6 +110,7 @@ def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = f
     leaves reached (added to ``leaves``, when given); with ``stop_at_inputs`` nothing passes
     through a tensor in ``wanted``."""
     grads: dict[int, Tensor] = {}
+    trace = call_tracing.trace
     for t, node, parents in steps:
         g = cotangents.pop(id(t), None)
         if g is None:
@@ -125,6 +126,8 @@ def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = f
             rules = prim.vjp_argnums([a for a, _ in parents], g, t, *node.args, **node.kwargs)
         else:
             rules = [prim.vjps[a](g, t, *node.args, **node.kwargs) for a, _ in parents]
+        if trace is not None:
+            trace.check_rule(prim, g, rules)
         for (_, parent), c in zip(parents, rules):
             if c is None:  # the rule hands this parent nothing (a zero)
                 continue

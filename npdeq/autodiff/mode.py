@@ -18,6 +18,16 @@ class GradMode(threading.local):
 grad_mode = GradMode()
 
 
+class CallTracing(threading.local):
+    """The per-thread call trace (:mod:`npdeq.autodiff.replay`), told of every primitive call
+    while one is installed."""
+
+    trace = None
+
+
+call_tracing = CallTracing()
+
+
 def is_grad_enabled() -> bool:
     """Whether new operations are recorded on the tape in this thread."""
     return grad_mode.enabled

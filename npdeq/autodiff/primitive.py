@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from npdeq import backend
 from npdeq.autodiff.graph import Node
-from npdeq.autodiff.mode import grad_mode
+from npdeq.autodiff.mode import call_tracing, grad_mode
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["Primitive", "primitive", "defvjp", "defvjp_argnums"]
@@ -80,9 +80,14 @@ class Primitive:
                         f"{self.name}: no VJP rule for argument {argnum}; it cannot be "
                         "differentiated with respect to that argument")
             raw.append(out)  # what the op saw, checked against the Tensors at backward
-            return Tensor._from_node(out, Node(self, args, kwargs, tuple(parents),
-                                               tuple(raw)))
-        return Tensor(out)
+            result = Tensor._from_node(out, Node(self, args, kwargs, tuple(parents),
+                                                 tuple(raw)))
+        else:
+            result = Tensor(out)
+        trace = call_tracing.trace
+        if trace is not None:
+            trace.record(self, args, kwargs, result)
+        return result
 
 
 def primitive(fun: Callable[..., Any] | None = None, *, name: str | None = None):

@@ -2,8 +2,12 @@
 
 Loops that apply the VJP of the same graph many times (the IFT adjoint solve, at every
 iteration) pay for the engine's walk (the topological order, the nodes on a path to the
-inputs, the parents that need a cotangent) once, in :func:`vjp_program`; each call then runs
-only the rules, through the engine's :func:`~npdeq.autodiff.engine.propagate`.
+inputs, the parents that need a cotangent) once, in :func:`vjp_program`. The first call runs
+the rules through the engine's :func:`~npdeq.autodiff.engine.propagate` and traces their
+primitive calls (:mod:`npdeq.autodiff.replay`); the next call with another cotangent walks
+again and checks the trace's replay against the walk; from then on a call runs only the
+traced raw array calls. A walk that cannot be traced (a rule working outside npdeq's ops)
+or a replay that disagrees leaves the program walking at every call.
 
 A rule whose work splits into a part that depends on the cotangent and a part that does not
 (a normalisation's statistics of its input) asks :func:`replay_memo` for the latter: while a
@@ -16,10 +20,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Sequence
 
+from npdeq import backend
 from npdeq.autodiff.engine import (OUTPUTS, as_tuple, check_tensors, propagate, seed,
                                    unused_error)
 from npdeq.autodiff.graph import plan
-from npdeq.autodiff.mode import set_grad_enabled
+from npdeq.autodiff.mode import call_tracing, set_grad_enabled
+from npdeq.autodiff.replay import CallTrace, agree, tracing
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["VJPProgram", "vjp_program", "replay_memo"]
@@ -37,7 +43,7 @@ class VJPProgram:
     ``no_grad``).
     """
 
-    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo")
+    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo", "_replay", "_traced_seeds")
 
     def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
         check_tensors(outputs, OUTPUTS)
@@ -54,12 +60,47 @@ class VJPProgram:
         # What replay_memo keeps, by the id of a node's output; the program holds the graph,
         # so those outputs live (and their ids stay theirs) as long as the memo does.
         self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
+        # The traced raw calls (None before the first call, False once they cannot be
+        # trusted) and, until a walk has confirmed them, the cotangents they were traced at.
+        self._replay: Any = None
+        self._traced_seeds: list | None = None
 
     def __call__(self, grad_outputs: Any = None) -> tuple:
         """The cotangents of the inputs (a tuple, ``None`` for an unused input) for
         ``grad_outputs`` (arrays or Tensors, one per output; may be omitted for one-element
         outputs)."""
         cotangents = seed(self._outputs, grad_outputs)
+        seeds = [g.data for g in cotangents.values()]
+        outer = call_tracing.trace
+        if outer is not None:  # a rule traced elsewhere runs this program: not traceable
+            outer.failure = "a traced rule runs a VJP program"
+        replay = self._replay
+        if replay and self._traced_seeds is None:
+            for t, node, _ in self._steps:  # the walk's checks, without the walk
+                node.check_live()
+                node.check_saved(t)
+            return tuple(None if r is None else Tensor(r) for r in replay(seeds))
+        if replay is None and outer is None:
+            trace = CallTrace(list(cotangents.values()))
+            with tracing(trace):
+                grads = self._walk(cotangents)
+            self._replay = trace.replay(list(grads)) or False
+            self._traced_seeds = ([backend.array_namespace(a).asarray(a, copy=True)
+                                   for a in seeds] if self._replay else None)
+            return grads
+        grads = self._walk(cotangents)
+        if replay and not _same(seeds, self._traced_seeds):
+            with set_grad_enabled(False):
+                replayed = replay(seeds)
+            verdicts = [agree(None if w is None else w.data, r)
+                        for w, r in zip(grads, replayed)]
+            if False in verdicts:
+                self._replay, self._traced_seeds = False, None
+            elif None not in verdicts:
+                self._traced_seeds = None  # confirmed: replay from now on
+        return grads
+
+    def _walk(self, cotangents: dict) -> tuple:
         stack = _programs()
         stack.append(self)
         try:
@@ -68,6 +109,16 @@ class VJPProgram:
         finally:
             stack.pop()
         return tuple(grads.get(id(t)) for t in self._inputs)
+
+
+def _same(seeds: list, traced: list) -> bool:
+    """Whether two lists of cotangent arrays are equal (a replay checked against a walk at
+    the cotangents it was traced at would prove nothing)."""
+    for a, b in zip(seeds, traced):
+        xp = backend.array_namespace(a)
+        if a.shape != b.shape or not bool(xp.all(a == b)):
+            return False
+    return True
 
 
 def _programs() -> list:
