@@ -127,7 +127,7 @@ def propagate(steps: list[tuple], cotangents: dict[int, Tensor], wanted: set = f
         else:
             rules = [prim.vjps[a](g, t, *node.args, **node.kwargs) for a, _ in parents]
         if trace is not None:
-            trace.check_rule(prim, g, rules)
+            trace.check_rule(prim, rules)
         for (_, parent), c in zip(parents, rules):
             if c is None:  # the rule hands this parent nothing (a zero)
                 continue

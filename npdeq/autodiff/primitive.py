@@ -10,7 +10,9 @@ error messages is its function's without the underscore.
 A rule ``rule(g, ans, *args, **kwargs)`` gets the output's cotangent ``g``, the output Tensor
 ``ans`` and the op's own arguments. Rules use npdeq ops (so ``create_graph`` can record
 them) and close over no outputs (no reference cycles); summing a cotangent down to a
-broadcast input's shape is the engine's job.
+broadcast input's shape is the engine's job. A VJP program replays a trace of npdeq's own
+rules' primitive calls (:mod:`npdeq.autodiff.replay`), so those never branch in Python on
+their cotangent's values; a graph with a rule of another module is walked at every call.
 """
 
 from __future__ import annotations

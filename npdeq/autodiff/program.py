@@ -25,7 +25,7 @@ from npdeq.autodiff.engine import (OUTPUTS, as_tuple, check_tensors, propagate, 
                                    unused_error)
 from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import call_tracing, set_grad_enabled
-from npdeq.autodiff.replay import CallTrace, agree, tracing
+from npdeq.autodiff.replay import CallTrace, agree, suspended, tracing
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["VJPProgram", "vjp_program", "replay_memo"]
@@ -43,7 +43,8 @@ class VJPProgram:
     ``no_grad``).
     """
 
-    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo", "_replay", "_traced_seeds")
+    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo", "_replay", "_traced_seeds",
+                 "_seed_kinds")
 
     def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
         check_tensors(outputs, OUTPUTS)
@@ -60,10 +61,12 @@ class VJPProgram:
         # What replay_memo keeps, by the id of a node's output; the program holds the graph,
         # so those outputs live (and their ids stay theirs) as long as the memo does.
         self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
-        # The traced raw calls (None before the first call, False once they cannot be
-        # trusted) and, until a walk has confirmed them, the cotangents they were traced at.
+        # The traced calls (None before the first call, False where they cannot be used),
+        # the cotangents they were traced at until a walk confirms them (then None), and the
+        # array type and dtype of each traced cotangent (another takes other casts).
         self._replay: Any = None
         self._traced_seeds: list | None = None
+        self._seed_kinds: list | None = None
 
     def __call__(self, grad_outputs: Any = None) -> tuple:
         """The cotangents of the inputs (a tuple, ``None`` for an unused input) for
@@ -75,29 +78,43 @@ class VJPProgram:
         if outer is not None:  # a rule traced elsewhere runs this program: not traceable
             outer.failure = "a traced rule runs a VJP program"
         replay = self._replay
-        if replay and self._traced_seeds is None:
+        if replay and _kinds(seeds) != self._seed_kinds:
+            replay = None  # traced for other dtypes: walk, as the engine decides its casts
+        elif replay and self._traced_seeds is None:
             for t, node, _ in self._steps:  # the walk's checks, without the walk
                 node.check_live()
                 node.check_saved(t)
             return tuple(None if r is None else Tensor(r) for r in replay(seeds))
-        if replay is None and outer is None:
-            trace = CallTrace(list(cotangents.values()))
-            with tracing(trace):
-                grads = self._walk(cotangents)
-            self._replay = trace.replay(list(grads)) or False
-            self._traced_seeds = ([backend.array_namespace(a).asarray(a, copy=True)
-                                   for a in seeds] if self._replay else None)
-            return grads
+        if self._replay is None and outer is None:
+            return self._trace(cotangents, seeds)
         grads = self._walk(cotangents)
-        if replay and not _same(seeds, self._traced_seeds):
-            with set_grad_enabled(False):
-                replayed = replay(seeds)
-            verdicts = [agree(None if w is None else w.data, r)
-                        for w, r in zip(grads, replayed)]
-            if False in verdicts:
-                self._replay, self._traced_seeds = False, None
-            elif None not in verdicts:
-                self._traced_seeds = None  # confirmed: replay from now on
+        traced = self._traced_seeds
+        if replay and traced is not None and not _same(seeds, traced):
+            replayed = replay(seeds)
+            # Confirmed, or never used: a replay that disagrees with the walk, or one that
+            # cannot be checked (non-finite values), is not trusted. (_replay goes first:
+            # another thread replays once _traced_seeds is None.)
+            if not all(agree(None if w is None else w.data, r)
+                       for w, r in zip(grads, replayed)):
+                self._replay = False
+            self._traced_seeds = None
+        return grads
+
+    def _trace(self, cotangents: dict, seeds: list) -> tuple:
+        """The first call: a walk, traced. The seeds are fresh Tensors, so that none is
+        also a value of the graph or given for two outputs."""
+        cotangents = {key: Tensor(g.data) for key, g in cotangents.items()}
+        trace = CallTrace(list(cotangents.values()))
+        with tracing(trace):
+            grads = self._walk(cotangents)
+        replay = trace.replay(list(grads))
+        if replay is not None:
+            # Set in this order: a program is replayed once _replay is set and
+            # _traced_seeds is None.
+            self._seed_kinds = _kinds(seeds)
+            self._traced_seeds = [backend.array_namespace(a).asarray(a, copy=True)
+                                  for a in seeds]
+        self._replay = replay or False
         return grads
 
     def _walk(self, cotangents: dict) -> tuple:
@@ -109,6 +126,10 @@ class VJPProgram:
         finally:
             stack.pop()
         return tuple(grads.get(id(t)) for t in self._inputs)
+
+
+def _kinds(seeds: list) -> list:
+    return [(type(a), a.dtype) for a in seeds]
 
 
 def _same(seeds: list, traced: list) -> bool:
@@ -163,7 +184,8 @@ def replay_memo(ans: Tensor, key: str, compute: Callable[[], Any]) -> Any:
     if memo is None:
         return compute()
     if key not in memo:
-        memo[key] = compute()
+        with suspended():  # a constant of the program, kept, never replayed
+            memo[key] = compute()
     return memo[key]
 def vjp_program(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
                 allow_unused: bool = False) -> VJPProgram:

@@ -1,19 +1,20 @@
 """A VJP program's rules traced once into a list of raw array calls, replayed without them.
 
-A :class:`~npdeq.autodiff.program.VJPProgram` replays the same rules on every cotangent. The
+A :class:`~npdeq.autodiff.program.VJPProgram` runs the same rules on every cotangent. The
 rules are Python around npdeq ops; on small states that Python (argument checks, Tensor
 wrappers, unbroadcasting) costs far more than the arithmetic. A :class:`CallTrace` watches
-one walk of the rules and keeps, for every primitive call that depends on the cotangent, the
-primitive's raw function, its arguments (constants: the saved forward values and whatever
-the rules computed from them alone) and where the cotangent-dependent arguments come from.
-:class:`Replay` then runs only those raw calls.
+one walk of the rules and keeps every primitive call that leads to the walk's results: the
+primitive's raw function, its constant arguments (the saved forward values) and where its
+other arguments come from (the seed cotangents or earlier calls). :class:`Replay` runs those
+raw calls, the same array work as the walk, in the same order, without the rules' Python;
+it keeps no array the walk would not keep.
 
-This is sound for rules that compute their cotangents with npdeq ops and do not branch on
-the cotangent's values (every rule of the library). A rule that works on raw arrays taken
-from its cotangent hands on a result the trace did not see, and the trace fails; one that
-rewraps such an array and mixes it back in would freeze it as a constant, so the program
-checks a replay against a walk on the first cotangent that differs from the traced one before
-it trusts the replay (see :func:`agree`).
+A walk is traced only where every rule it runs is one of npdeq's own: they compute their
+cotangents with npdeq ops and never branch in Python on the cotangent's values, which a
+replay could not follow. A rule of any other module, a rule that hands on a cotangent made
+outside npdeq's ops, or a rule that runs another program fails the trace, and the program
+walks at every call. A program also checks one replay against a walk, at a cotangent other
+than the traced one, before it trusts the trace.
 """
 
 from __future__ import annotations
@@ -27,22 +28,23 @@ from npdeq import backend
 from npdeq.autodiff.mode import call_tracing
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["CallTrace", "Replay", "tracing", "agree"]
+__all__ = ["CallTrace", "Replay", "tracing", "suspended", "agree"]
+
+_LIBRARY = "npdeq."
 
 
 class CallTrace:
-    """The primitive calls of one walk that depend on the seed cotangents.
+    """The primitive calls of one walk, from its seed cotangents.
 
-    Made with the seeds (the Tensors the walk starts from); installed with :func:`tracing`,
-    it is told of every primitive call on this thread (:meth:`record`) and of every rule's
-    cotangents (:meth:`check_rule`). ``failure`` says why the walk cannot be replayed, if it
-    cannot.
+    Made with the seeds (fresh Tensors, the walk's starting cotangents); installed with
+    :func:`tracing`, it is told of every primitive call on this thread (:meth:`record`) and
+    of every rule the walk runs (:meth:`check_rule`). ``failure`` says why the walk cannot
+    be replayed, if it cannot.
     """
 
     def __init__(self, seeds: list[Tensor]) -> None:
-        # The slot of each traced Tensor by id, while it lives: the walk drops cotangents
-        # as it goes (memory stays as without the trace), and a freed Tensor's id may be
-        # reused by an untraced one.
+        # The slot of each Tensor a recorded call made, by id, while it lives: the walk
+        # drops cotangents as it goes, and a freed Tensor's id may be reused by another.
         self.slots: dict[int, int] = {}
         self.size = 0
         self._refs: list = []
@@ -50,35 +52,38 @@ class CallTrace:
         self.failure: str | None = None
         for s in seeds:
             self._slot(s)
+        self.seeds = len(seeds)
 
     def _slot(self, t: Tensor) -> int:
         key = id(t)
         self.slots[key] = slot = self.size
         self.size += 1
-        # On t's death the callback runs slots.pop(key, ref): the id is no longer traced.
+        # On t's death the callback runs slots.pop(key, ref): the id is free again.
         self._refs.append(weakref.ref(t, functools.partial(self.slots.pop, key)))
         return slot
 
     def record(self, prim: Any, args: tuple, kwargs: dict, result: Tensor) -> None:
-        """One primitive call: kept if an argument is traced, a constant otherwise."""
+        """One primitive call and the Tensor it made."""
         if self.failure is not None:
             return
         slots = self.slots
         sources = [(i, slots[id(a)]) for i, a in enumerate(args)
                    if isinstance(a, Tensor) and id(a) in slots]
-        if not sources:
-            return
         if any(isinstance(v, Tensor) and id(v) in slots for v in kwargs.values()):
             self.failure = f"'{prim.name}' takes a traced Tensor as a keyword argument"
             return
         template = [a.data if isinstance(a, Tensor) else a for a in args]
         for i, _ in sources:
-            template[i] = None  # filled at each replay; the traced value is not kept
+            template[i] = None  # filled at each replay; the value is not kept
         self.calls.append((prim.fun, template, sources, kwargs, self._slot(result)))
 
-    def check_rule(self, prim: Any, g: Tensor, cotangents: Any) -> None:
-        """A rule given a traced cotangent must hand on traced cotangents (or none)."""
-        if id(g) not in self.slots:
+    def check_rule(self, prim: Any, cotangents: Any) -> None:
+        """A rule the walk ran: one of npdeq's own, handing on recorded cotangents (or
+        none)."""
+        if self.failure is not None:
+            return
+        if not _library_rule(prim):
+            self.failure = f"the rule of '{prim.name}' is not one of npdeq's"
             return
         for c in cotangents:
             if c is not None and not (isinstance(c, Tensor) and id(c) in self.slots):
@@ -99,27 +104,48 @@ class CallTrace:
         return Replay(self.size, self.calls, outputs)
 
 
+# Primitive -> whether all its rules are npdeq's own.
+_LIBRARY_RULES: dict = {}
+
+
+def _library_rule(prim: Any) -> bool:
+    found = _LIBRARY_RULES.get(prim)
+    if found is None:
+        rules = list(prim.vjps.values()) + [prim.vjp_argnums]
+        found = all(getattr(r, "__module__", "").startswith(_LIBRARY) for r in rules if r)
+        if len(_LIBRARY_RULES) < 4096:
+            _LIBRARY_RULES[prim] = found
+    return found
+
+
 class Replay:
     """Raw array calls that map seed cotangents to a walk's outputs (see :class:`CallTrace`).
 
-    Each value is dropped after its last use, as the walk drops a node's cotangent once its
-    rule has run.
+    Only the calls that lead to an output are kept, and each value is dropped after its
+    last use, as the walk drops a node's cotangent once its rule has run.
     """
 
     __slots__ = ("_size", "_calls", "_outputs")
 
     def __init__(self, size: int, calls: list[tuple], outputs: list[int | None]) -> None:
-        last_use = {s: len(calls) for s in outputs if s is not None}  # outputs stay
-        for k, (_, _, sources, _, _) in enumerate(calls):
+        needed = {s for s in outputs if s is not None}
+        kept = []
+        for call in reversed(calls):
+            if call[4] in needed:
+                kept.append(call)
+                needed.update(s for _, s in call[2])
+        kept.reverse()
+        last_use = {s: len(kept) for s in outputs if s is not None}  # outputs stay
+        for k, (_, _, sources, _, _) in enumerate(kept):
             for _, s in sources:
                 last_use[s] = max(last_use.get(s, k), k)
-        frees: list[list[int]] = [[] for _ in calls]
+        frees: list[list[int]] = [[] for _ in kept]
         for s, k in last_use.items():
-            if k < len(calls):
+            if k < len(kept):
                 frees[k].append(s)
         self._size = size
         self._calls = [(fun, template, sources, kwargs, out, tuple(free))
-                       for (fun, template, sources, kwargs, out), free in zip(calls, frees)]
+                       for (fun, template, sources, kwargs, out), free in zip(kept, frees)]
         self._outputs = outputs
 
     def __call__(self, seeds: list[Any]) -> list[Any]:
@@ -138,22 +164,30 @@ class Replay:
 
 @contextmanager
 def tracing(trace: CallTrace) -> Iterator[CallTrace]:
-    """Tell ``trace`` of this thread's primitive calls and rules while the block runs (an
-    inner trace hides the outer one, whose walk then fails: it cannot see the calls)."""
+    """Tell ``trace`` of this thread's primitive calls and rules while the block runs."""
     outer = call_tracing.trace
     call_tracing.trace = trace
     try:
         yield trace
     finally:
         call_tracing.trace = outer
-        if outer is not None:
-            outer.failure = "a traced rule runs a program of its own"
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Hide this thread's trace while the block runs: what it computes is a constant of the
+    trace (a value a rule keeps across replays, say)."""
+    trace = call_tracing.trace
+    call_tracing.trace = None
+    try:
+        yield
+    finally:
+        call_tracing.trace = trace
 
 
 def agree(walked: Any, replayed: Any) -> bool | None:
-    """Whether a replay's raw output equals the walk's, to rounding (a frozen constant makes
-    them differ by the cotangent's own size); ``None`` when it cannot tell (non-finite
-    values)."""
+    """Whether a replay's raw output equals the walk's: exactly, since both make the same
+    calls on the same arrays. ``None`` when it cannot tell (non-finite values)."""
     if walked is None or replayed is None:
         return walked is replayed
     if walked.shape != replayed.shape or walked.dtype != replayed.dtype:
@@ -161,8 +195,4 @@ def agree(walked: Any, replayed: Any) -> bool | None:
     xp = backend.array_namespace(walked)
     if not bool(xp.all(xp.isfinite(walked))):
         return None
-    if not xp.isdtype(walked.dtype, ("real floating", "complex floating")):
-        return bool(xp.all(walked == replayed))
-    scale = float(xp.max(xp.abs(walked))) if walked.size else 0.0
-    error = float(xp.max(xp.abs(walked - replayed))) if walked.size else 0.0
-    return error <= float(xp.finfo(walked.dtype).eps) ** 0.5 * scale
+    return bool(xp.all(walked == replayed))
