@@ -43,8 +43,7 @@ class VJPProgram:
     ``no_grad``).
     """
 
-    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo", "_replay", "_traced_seeds",
-                 "_seed_kinds")
+    __slots__ = ("_outputs", "_inputs", "_steps", "_wanted", "_memo", "_state", "_lock")
 
     def __init__(self, outputs: tuple, inputs: tuple, allow_unused: bool) -> None:
         check_tensors(outputs, OUTPUTS)
@@ -61,12 +60,12 @@ class VJPProgram:
         # What replay_memo keeps, by the id of a node's output; the program holds the graph,
         # so those outputs live (and their ids stay theirs) as long as the memo does.
         self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
-        # The traced calls (None before the first call, False where they cannot be used),
-        # the cotangents they were traced at until a walk confirms them (then None), and the
-        # array type and dtype of each traced cotangent (another takes other casts).
-        self._replay: Any = None
-        self._traced_seeds: list | None = None
-        self._seed_kinds: list | None = None
+        # None before the first call; False where no trace can be used; else
+        # (replay, the cotangents it was traced at or None once a walk confirmed it, the
+        # array type and dtype of each traced cotangent). Read once per call and replaced
+        # whole, under the lock, so that a call sees one consistent state.
+        self._state: Any = None
+        self._lock = threading.Lock()
 
     def __call__(self, grad_outputs: Any = None) -> tuple:
         """The cotangents of the inputs (a tuple, ``None`` for an unused input) for
@@ -77,27 +76,26 @@ class VJPProgram:
         outer = call_tracing.trace
         if outer is not None:  # a rule traced elsewhere runs this program: not traceable
             outer.failure = "a traced rule runs a VJP program"
-        replay = self._replay
-        if replay and _kinds(seeds) != self._seed_kinds:
-            replay = None  # traced for other dtypes: walk, as the engine decides its casts
-        elif replay and self._traced_seeds is None:
+        state = self._state
+        if state is None and outer is None:
+            return self._trace(cotangents, seeds)
+        # Cotangents of other dtypes than the traced ones take other casts: walk.
+        usable = bool(state) and _kinds(seeds) == state[2]
+        if usable and state[1] is None:
             for t, node, _ in self._steps:  # the walk's checks, without the walk
                 node.check_live()
                 node.check_saved(t)
-            return tuple(None if r is None else Tensor(r) for r in replay(seeds))
-        if self._replay is None and outer is None:
-            return self._trace(cotangents, seeds)
+            return tuple(None if r is None else Tensor(r) for r in state[0](seeds))
         grads = self._walk(cotangents)
-        traced = self._traced_seeds
-        if replay and traced is not None and not _same(seeds, traced):
-            replayed = replay(seeds)
+        if usable and not _same(seeds, state[1]):
+            replayed = state[0](seeds)
             # Confirmed, or never used: a replay that disagrees with the walk, or one that
-            # cannot be checked (non-finite values), is not trusted. (_replay goes first:
-            # another thread replays once _traced_seeds is None.)
-            if not all(agree(None if w is None else w.data, r)
-                       for w, r in zip(grads, replayed)):
-                self._replay = False
-            self._traced_seeds = None
+            # cannot be checked (non-finite values), is not trusted.
+            confirmed = all(agree(None if w is None else w.data, r)
+                            for w, r in zip(grads, replayed))
+            with self._lock:
+                if self._state is state:
+                    self._state = (state[0], None, state[2]) if confirmed else False
         return grads
 
     def _trace(self, cotangents: dict, seeds: list) -> tuple:
@@ -108,13 +106,12 @@ class VJPProgram:
         with tracing(trace):
             grads = self._walk(cotangents)
         replay = trace.replay(list(grads))
-        if replay is not None:
-            # Set in this order: a program is replayed once _replay is set and
-            # _traced_seeds is None.
-            self._seed_kinds = _kinds(seeds)
-            self._traced_seeds = [backend.array_namespace(a).asarray(a, copy=True)
-                                  for a in seeds]
-        self._replay = replay or False
+        state = False if replay is None else (
+            replay, [backend.array_namespace(a).asarray(a, copy=True) for a in seeds],
+            _kinds(seeds))
+        with self._lock:
+            if self._state is None:
+                self._state = state
         return grads
 
     def _walk(self, cotangents: dict) -> tuple:

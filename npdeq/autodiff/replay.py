@@ -3,11 +3,12 @@
 A :class:`~npdeq.autodiff.program.VJPProgram` runs the same rules on every cotangent. The
 rules are Python around npdeq ops; on small states that Python (argument checks, Tensor
 wrappers, unbroadcasting) costs far more than the arithmetic. A :class:`CallTrace` watches
-one walk of the rules and keeps every primitive call that leads to the walk's results: the
-primitive's raw function, its constant arguments (the saved forward values) and where its
-other arguments come from (the seed cotangents or earlier calls). :class:`Replay` runs those
-raw calls, the same array work as the walk, in the same order, without the rules' Python;
-it keeps no array the walk would not keep.
+one walk of the rules and keeps every primitive call that depends on the seed cotangents:
+the primitive's raw function, its constant arguments and where its other arguments come from
+(the seeds or earlier calls). What the rules compute from the saved forward values alone
+(relu's mask, tanh's ``1 - y**2``) is such a constant: computed once, by the walk, and kept
+for the program's life. :class:`Replay` runs the kept raw calls in the walk's order, without
+the rules' Python.
 
 A walk is traced only where every rule it runs is one of npdeq's own: they compute their
 cotangents with npdeq ops and never branch in Python on the cotangent's values, which a
@@ -63,12 +64,16 @@ class CallTrace:
         return slot
 
     def record(self, prim: Any, args: tuple, kwargs: dict, result: Tensor) -> None:
-        """One primitive call and the Tensor it made."""
+        """One primitive call: kept if it depends on the seeds, a constant otherwise (it is
+        not run again: a primitive may give its value once, as ``mem_gc``'s recomputation
+        does)."""
         if self.failure is not None:
             return
         slots = self.slots
         sources = [(i, slots[id(a)]) for i, a in enumerate(args)
                    if isinstance(a, Tensor) and id(a) in slots]
+        if not sources:
+            return
         if any(isinstance(v, Tensor) and id(v) in slots for v in kwargs.values()):
             self.failure = f"'{prim.name}' takes a traced Tensor as a keyword argument"
             return
@@ -82,7 +87,9 @@ class CallTrace:
         none)."""
         if self.failure is not None:
             return
-        if not _library_rule(prim):
+        rules = list(prim.vjps.values()) + [prim.vjp_argnums]
+        # Read now, not cached: a rule may be replaced (defvjp again) between two traces.
+        if not all(getattr(r, "__module__", "").startswith(_LIBRARY) for r in rules if r):
             self.failure = f"the rule of '{prim.name}' is not one of npdeq's"
             return
         for c in cotangents:
@@ -102,20 +109,6 @@ class CallTrace:
                 return None
             outputs.append(None if r is None else self.slots[id(r)])
         return Replay(self.size, self.calls, outputs)
-
-
-# Primitive -> whether all its rules are npdeq's own.
-_LIBRARY_RULES: dict = {}
-
-
-def _library_rule(prim: Any) -> bool:
-    found = _LIBRARY_RULES.get(prim)
-    if found is None:
-        rules = list(prim.vjps.values()) + [prim.vjp_argnums]
-        found = all(getattr(r, "__module__", "").startswith(_LIBRARY) for r in rules if r)
-        if len(_LIBRARY_RULES) < 4096:
-            _LIBRARY_RULES[prim] = found
-    return found
 
 
 class Replay:

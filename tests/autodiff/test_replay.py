@@ -98,7 +98,7 @@ def test_rules_of_other_modules_are_walked_at_every_call(to_xp, op, walks):
 def test_a_rule_outside_the_ops_fails_the_trace_or_its_check(to_xp, op, walks, monkeypatch):
     """Were these rules npdeq's, the trace would still not be used: the raw one hands on a
     cotangent the trace did not see, the mixed one fails the comparison with a walk."""
-    monkeypatch.setattr(npdeq.autodiff.replay, "_library_rule", lambda prim: True)
+    monkeypatch.setattr(npdeq.autodiff.replay, "_LIBRARY", "")
     z, W, b, y = _mlp(to_xp)
     _walked_every_time(to_xp, npdeq.tanh(op(y)), [z, W], walks)
 
@@ -174,7 +174,7 @@ def test_a_replaying_program_keeps_the_walks_graph_checks(to_xp):
     program = vjp_program(y, z)
     for s in (1.0, 2.0, 3.0):
         program(to_xp(np.full((3, 5), s)))
-    assert program._replay and program._traced_seeds is None  # replaying
+    assert program._state and program._state[1] is None  # replaying
     with pytest.raises(ValueError, match=r"grad_outputs\[0\] has shape \(5,\)"):
         program(to_xp(np.ones(5)))
     z.data = z.data * 1.0
@@ -204,7 +204,7 @@ def test_a_program_run_by_a_traced_rule_fails_the_outer_trace(to_xp):
         (got,) = program(g)
         (walked,) = npdeq.grad(z, [A], g, retain_graph=True)
         np.testing.assert_allclose(got.numpy(), walked.numpy(), rtol=1e-10, atol=1e-12)
-    assert program._replay is False
+    assert program._state is False
 
 
 def test_traces_are_per_thread(to_xp):
@@ -242,3 +242,34 @@ def test_agree_asks_for_the_same_values(to_xp):
     assert agree(to_xp(np.array([np.inf, 1.0])), to_xp(np.array([np.inf, 1.0]))) is None
     assert not agree(a, to_xp(np.array([1.0, -2.0, 3.0])))  # another dtype
     assert agree(None, None) and not agree(a, None)
+
+
+def test_a_rule_replaced_after_a_trace_is_not_taken_for_npdeqs(to_xp, monkeypatch):
+    """Whether a rule is npdeq's is read at each trace: sin's rule replaced by one that
+    branches on its cotangent (after sin's own rule was traced) is walked."""
+    x = to_xp(np.array([0.1, 0.2, 1.0, 2.0]))
+
+    def fn(x):
+        return npdeq.concat([npdeq.sin(x[:2]), npdeq.sin(x[2:])])
+
+    npdeq.jacobian(fn, x, mode="reverse")
+    sin = npdeq.autodiff.ops.trigonometric.sin
+    monkeypatch.setitem(sin.vjps, 0, lambda g, ans, a: g * npdeq.cos(a) if bool(
+        npdeq.backend.any_true(g.data != 0)) else g * 0.0)
+    J = npdeq.jacobian(fn, x, mode="reverse")
+    np.testing.assert_allclose(np.diag(J.numpy()), np.cos([0.1, 0.2, 1.0, 2.0]), rtol=1e-12)
+
+
+def test_nested_recomputation_is_not_run_again(to_xp):
+    """mem_gc's recomputation hands out its value once: inside a traced rule it is a
+    constant of the trace, never a call to replay."""
+    from npdeq.utils import mem_gc
+
+    rng = np.random.default_rng(0)
+    W = npdeq.Tensor(to_xp(0.3 * rng.standard_normal((3, 3))))
+    inner = lambda y: npdeq.tanh(y @ W)  # noqa: E731
+    f = lambda z: npdeq.tanh(mem_gc(inner, (z,)) @ W)  # noqa: E731
+    x = to_xp(rng.standard_normal(3))
+    plain = npdeq.jacobian(f, x, mode="reverse")
+    nested = npdeq.jacobian(lambda z: mem_gc(f, (z,)), x, mode="reverse")
+    np.testing.assert_allclose(nested.numpy(), plain.numpy(), rtol=1e-13, atol=1e-15)
