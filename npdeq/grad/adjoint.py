@@ -27,7 +27,7 @@ from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.backend import Array
 from npdeq.backend.checks import check_real
-from npdeq.grad.adjoint_iteration import adjoint_fixed_point
+from npdeq.grad.adjoint_iteration import adjoint_fixed_point, resume_iteration
 from npdeq.solver import SolverStat, fixed_point_iter, get_solver, gmres
 from npdeq.solver.entry import check_stop_mode
 from npdeq.solver.failure import warn_if_failed
@@ -193,7 +193,12 @@ def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
             if fallback == "gmres" and not run_to_max_iter:
                 all_converged = not backend.to_scalar(backend.any_true(~info["converged"]))
                 if not all_converged:
+                    next_iterate = info.pop("next_iterate", None)
+                    stopped = info
                     u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
+                    if next_iterate is not None:
+                        u, info = resume_iteration(lambda v: vjp_z(v) + g, next_iterate,
+                                                   stopped, u, info, kwargs)
     if "fallback" not in info:
         info["fallback"] = xp.zeros_like(info["converged"])
     # A solve run to max_iter on purpose, or one known to have converged everywhere, is

@@ -117,6 +117,61 @@ def test_fixed_point_adjoint_stops_once_it_cannot_finish(xp, to_xp):
     assert info["nfe"] < full["nfe"] - 30, (info["nfe"], full["nfe"])
 
 
+def _non_normal(to_xp, dim, diagonal, tol, max_iter):
+    """J = diagonal * I plus ones above the diagonal, g = e_0: the iterates' residuals grow
+    for a while and then contract ever faster (a rate measured early is too pessimistic)."""
+    jt = (diagonal * np.eye(dim) + np.eye(dim, k=1)).T
+    g = np.zeros((1, dim))
+    g[0, 0] = 1.0
+    jt_xp = to_xp(jt)
+    return (lambda v: v @ jt_xp), to_xp(g), {"tol": tol, "max_iter": max_iter}
+
+
+@pytest.mark.parametrize("dim, diagonal, tol, max_iter", [(30, 0.3, 1e-6, 120),
+                                                          (2, 0.85, 2e-4, 66)])
+def test_an_iteration_whose_rate_improves_is_not_stopped(xp, to_xp, dim, diagonal, tol,
+                                                         max_iter):
+    """Transient growth (restarted GMRES stagnates on the first), then a rate that keeps
+    improving (the second finishes at step 64 of 66): both are fixed_point_iter's solves."""
+    vjp, g, kwargs = _non_normal(to_xp, dim, diagonal, tol, max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        u, info = adjoint_solve(vjp, g, "fixed_point_iter", kwargs)
+        u_iter, _, plain = npdeq.solver.fixed_point_iter(lambda v: vjp(v) + g,
+                                                         xp.zeros_like(g), **kwargs)
+    np.testing.assert_array_equal(to_numpy(u), to_numpy(u_iter))
+    assert not bool(np.any(to_numpy(info["fallback"])))
+    assert info["nfe"] == plain["nfe"] and bool(np.all(to_numpy(plain["converged"])))
+
+
+def test_a_stopped_iteration_is_taken_up_where_the_fallback_fails(xp, to_xp):
+    """Where GMRES leaves a stopped iteration's samples unconverged, the iteration goes on
+    from where it stopped, with the steps it had left: the solve plain iteration makes."""
+    from npdeq.grad.adjoint_iteration import adjoint_fixed_point, resume_iteration
+
+    jt, g, vjp, g_xp = _system(to_xp, radius=0.9)
+    func = lambda v: vjp(v) + g_xp  # noqa: E731
+    kwargs = {"tol": 1e-3, "max_iter": 300, "stop_mode": "abs"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        u_plain, _, plain = npdeq.solver.fixed_point_iter(func, xp.zeros_like(g_xp), **kwargs)
+        u_stop, _, stop = adjoint_fixed_point(func, xp.zeros_like(g_xp),
+                                              **dict(kwargs, tol=1e-14))
+    assert int(stop["nfe"]) == 100 and "next_iterate" in stop  # stopped at a third
+    failed = npdeq.solver.SolverStat(stop)  # a fallback that achieved nothing
+    failed["converged"] = xp.zeros_like(stop["converged"])
+    failed["nfe"] = 105
+    u, info = resume_iteration(func, stop.pop("next_iterate"), stop, xp.zeros_like(g_xp),
+                               failed, kwargs)
+    # Plain iteration finishes all samples between the stop and max_iter.
+    assert bool(np.all(to_numpy(plain["converged"])))
+    assert 100 < int(np.min(to_numpy(plain["nstep"])))
+    np.testing.assert_array_equal(to_numpy(u), to_numpy(u_plain))
+    np.testing.assert_array_equal(to_numpy(info["converged"]), to_numpy(plain["converged"]))
+    np.testing.assert_array_equal(to_numpy(info["nstep"]), to_numpy(plain["nstep"]))
+    assert info["nfe"] == 105 + plain["nfe"] - 100
+
+
 @pytest.mark.parametrize("factor, stops", [(0.5, False), (0.7, False), (0.9, True)])
 def test_fixed_point_adjoint_that_finishes_in_time_is_fixed_point_iter(xp, to_xp, factor,
                                                                         stops):
