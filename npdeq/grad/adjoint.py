@@ -9,10 +9,8 @@ states). An iterative solver's samples that miss their tolerance (plain iteratio
 ``f`` is solvable but not contractive at z*, and stalls where it contracts slowly) are
 solved again by GMRES on the same linear equation, started from their best iterate
 (``fallback='gmres'``, the default; ``fallback=None`` turns it off); the statistics say
-which samples fell back. With the fallback, plain fixed-point iteration stops as soon as its
-measured contraction shows that it cannot finish in time
-(:mod:`npdeq.grad.adjoint_iteration`). A solve that still misses its tolerance or meets a
-non-finite value is flagged in its statistics and raises one
+which samples fell back. A solve that still misses its tolerance or meets a non-finite
+value is flagged in its statistics and raises one
 :class:`~npdeq.exceptions.ConvergenceWarning` (:mod:`npdeq.solver.failure`); it never
 returns zeros in place of an answer.
 """
@@ -27,8 +25,7 @@ from npdeq import backend
 from npdeq.exceptions import ConvergenceWarning
 from npdeq.backend import Array
 from npdeq.backend.checks import check_real
-from npdeq.grad.adjoint_iteration import adjoint_fixed_point, resume_iteration
-from npdeq.solver import SolverStat, fixed_point_iter, get_solver, gmres
+from npdeq.solver import SolverStat, get_solver, gmres
 from npdeq.solver.entry import check_stop_mode
 from npdeq.solver.failure import warn_if_failed
 
@@ -138,12 +135,9 @@ def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
             on ``||g - (I - J^T) u||``, absolute (``stop_mode='abs'``) or relative to
             ``||g||`` (``'rel'``). For a registered (iterative) solver, ``fallback``
             (``'gmres'``, the default, or ``None``): what to do with the samples it leaves
-            unconverged (GMRES with the same ``tol``, ``stop_mode`` and ``max_iter``, plus
-            the VJPs the first solve left of its own ``max_iter``, from their best iterate;
-            a relative ``tol`` keeps the first solver's measure, relative to
-            ``||J^T u + g||``, not ``||g||``). With it, ``'fixed_point_iter'`` (given no
-            other argument) stops early where its measured contraction cannot reach ``tol``
-            in ``max_iter`` steps.
+            unconverged (GMRES with the same ``tol``, ``stop_mode`` and ``max_iter``, from
+            their best iterate; a relative ``tol`` keeps the first solver's measure,
+            relative to ``||J^T u + g||``, not ``||g||``).
         writer: called with the statistics of the solve.
 
     Returns:
@@ -180,11 +174,6 @@ def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
             u, info = _gmres_solve(vjp_z, g, xp, kwargs)
         else:
             solver = get_solver(b_solver)
-            if (solver is fixed_point_iter and fallback == "gmres" and not run_to_max_iter
-                    and set(kwargs) <= set(ADJOINT_DEFAULTS)):
-                # Its steps after it is clear that it cannot finish would be wasted before
-                # the fallback's GMRES.
-                solver = adjoint_fixed_point
             with warnings.catch_warnings():
                 # The solver's own warning would say "forward"-ish things; one clear
                 # warning about the backward solve is raised below instead.
@@ -193,12 +182,7 @@ def adjoint_solve(vjp_z: Callable[[Array], Array], g: Array,
             if fallback == "gmres" and not run_to_max_iter:
                 all_converged = not backend.to_scalar(backend.any_true(~info["converged"]))
                 if not all_converged:
-                    next_iterate = info.pop("next_iterate", None)
-                    stopped = info
                     u, info = _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info)
-                    if next_iterate is not None:
-                        u, info = resume_iteration(lambda v: vjp_z(v) + g, next_iterate,
-                                                   stopped, u, info, kwargs)
     if "fallback" not in info:
         info["fallback"] = xp.zeros_like(info["converged"])
     # A solve run to max_iter on purpose, or one known to have converged everywhere, is
@@ -232,8 +216,7 @@ def store_backward_stats(info: dict, stats: dict) -> None:
 
 
 def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
-    """Solve the unconverged samples again by GMRES from their best (finite) iterate, with
-    ``max_iter`` VJPs and those the first solve left of its own ``max_iter``.
+    """Solve the unconverged samples again by GMRES from their best (finite) iterate.
 
     Every VJP is over the whole batch anyway, so GMRES runs on all samples; the converged
     ones start below their tolerance and stop at once, and keep their first answer. The
@@ -243,9 +226,6 @@ def _fall_back_to_gmres(vjp_z, g, xp, kwargs, u, info):
     failed = xp.logical_not(info["converged"])
     start = xp.where(xp.isfinite(u), u, xp.zeros_like(u))
     gmres_kwargs = {k: kwargs[k] for k in ("tol", "max_iter", "stop_mode")}
-    # max_iter VJPs, plus those of the first solve's max_iter that it did not spend (an
-    # iteration stopped early, once it could not finish, leaves them to GMRES).
-    gmres_kwargs["max_iter"] += max(0, kwargs["max_iter"] - int(info["nfe"]))
     if check_stop_mode(kwargs["stop_mode"], owner="b_solver_kwargs") == "rel":
         u_gmres, stats = _gmres_relative(vjp_z, g, xp, gmres_kwargs, start)
     else:
