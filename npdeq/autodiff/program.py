@@ -4,10 +4,11 @@ Loops that apply the VJP of the same graph many times (the IFT adjoint solve, at
 iteration) pay for the engine's walk (the topological order, the nodes on a path to the
 inputs, the parents that need a cotangent) once, in :func:`vjp_program`. The first call runs
 the rules through the engine's :func:`~npdeq.autodiff.engine.propagate` and traces their
-primitive calls (:mod:`npdeq.autodiff.replay`); the next call with another cotangent walks
-again and checks the trace's replay against the walk; from then on a call runs only the
-traced raw array calls. A walk that cannot be traced (a rule working outside npdeq's ops)
-or a replay that disagrees leaves the program walking at every call.
+primitive calls (:mod:`npdeq.autodiff.replay`), then walks again at a probe cotangent,
+nonzero everywhere, and checks the trace's replay against that walk; from then on a call
+runs only the traced raw array calls. A walk that cannot be traced (a rule that is not
+npdeq's, or works outside npdeq's ops), a replay that disagrees, one that would keep much
+more memory than the walk, or cotangents of another kind leave the program walking.
 
 A rule whose work splits into a part that depends on the cotangent and a part that does not
 (a normalisation's statistics of its input) asks :func:`replay_memo` for the latter: while a
@@ -17,6 +18,7 @@ else it is computed each time.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any, Callable, Sequence
 
@@ -28,7 +30,13 @@ from npdeq.autodiff.mode import call_tracing, set_grad_enabled
 from npdeq.autodiff.replay import CallTrace, agree, suspended, tracing
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["VJPProgram", "vjp_program", "replay_memo"]
+__all__ = ["VJPProgram", "vjp_program", "replay_memo", "KEPT_LIMIT", "KEPT_FLOOR"]
+
+# A replay may keep, beside the graph's own arrays, constants of at most this many times the
+# cotangents' size (the walk computes them anew at each call and lets them go), or of
+# KEPT_FLOOR elements, whichever is more.
+KEPT_LIMIT = 4
+KEPT_FLOOR = 2 ** 16
 
 # The programs replaying on this thread, innermost last (a rule may replay another program).
 _replaying = threading.local()
@@ -61,9 +69,7 @@ class VJPProgram:
         # so those outputs live (and their ids stay theirs) as long as the memo does.
         self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
         # None before the first call; False where no trace can be used; else
-        # (replay, the cotangents it was traced at or None once a walk confirmed it, the
-        # array type and dtype of each traced cotangent). Read once per call and replaced
-        # whole, under the lock, so that a call sees one consistent state.
+        # (replay, the array type, dtype and device of each traced cotangent).
         self._state: Any = None
         self._lock = threading.Lock()
 
@@ -79,40 +85,48 @@ class VJPProgram:
         state = self._state
         if state is None and outer is None:
             return self._trace(cotangents, seeds)
-        # Cotangents of other dtypes than the traced ones take other casts: walk.
-        usable = bool(state) and _kinds(seeds) == state[2]
-        if usable and state[1] is None:
+        # Cotangents of other kinds than the traced ones take other casts: walk.
+        if state and _kinds(seeds) == state[1]:
             for t, node, _ in self._steps:  # the walk's checks, without the walk
                 node.check_live()
                 node.check_saved(t)
             return tuple(None if r is None else Tensor(r) for r in state[0](seeds))
-        grads = self._walk(cotangents)
-        if usable and not _same(seeds, state[1]):
-            replayed = state[0](seeds)
-            # Confirmed, or never used: a replay that disagrees with the walk, or one that
-            # cannot be checked (non-finite values), is not trusted.
-            confirmed = all(agree(None if w is None else w.data, r)
-                            for w, r in zip(grads, replayed))
-            with self._lock:
-                if self._state is state:
-                    self._state = (state[0], None, state[2]) if confirmed else False
-        return grads
+        return self._walk(cotangents)
 
     def _trace(self, cotangents: dict, seeds: list) -> tuple:
-        """The first call: a walk, traced. The seeds are fresh Tensors, so that none is
-        also a value of the graph or given for two outputs."""
+        """The first call: a traced walk, and the replay checked against a walk at cotangents
+        that are nonzero everywhere (a path that got a zero cotangent in the traced walk
+        gets one there). The trace's seeds are fresh Tensors, so that none is also a value
+        of the graph or given for two outputs."""
         cotangents = {key: Tensor(g.data) for key, g in cotangents.items()}
         trace = CallTrace(list(cotangents.values()))
         with tracing(trace):
-            grads = self._walk(cotangents)
+            grads = self._walk(dict(cotangents))
         replay = trace.replay(list(grads))
-        state = False if replay is None else (
-            replay, [backend.array_namespace(a).asarray(a, copy=True) for a in seeds],
-            _kinds(seeds))
+        kinds = _kinds(seeds)
+        usable = (replay is not None and all(k[3] for k in kinds)
+                  and replay.kept_size(self._graph_arrays()) <= max(
+                      KEPT_LIMIT * sum(math.prod(a.shape) for a in seeds), KEPT_FLOOR))
+        if usable:
+            probes = [_probe(a) for a in seeds]
+            walked = self._walk({key: Tensor(p) for key, p in zip(cotangents, probes)})
+            # Exactly the walk's values, or never used (non-finite values cannot tell).
+            usable = all(agree(None if w is None else w.data, r)
+                         for w, r in zip(walked, replay(probes)))
         with self._lock:
             if self._state is None:
-                self._state = state
+                self._state = (replay, kinds) if usable else False
         return grads
+
+    def _graph_arrays(self) -> set:
+        """The ids of the arrays the recorded graph holds anyway (a replay that keeps them
+        costs no memory)."""
+        held = set()
+        for t, node, _ in self._steps:
+            held.add(id(t.data))
+            held.update(id(d) for d in node.saved)
+            held.update(id(a.data) for a in node.args if isinstance(a, Tensor))
+        return held
 
     def _walk(self, cotangents: dict) -> tuple:
         stack = _programs()
@@ -126,17 +140,23 @@ class VJPProgram:
 
 
 def _kinds(seeds: list) -> list:
-    return [(type(a), a.dtype) for a in seeds]
-
-
-def _same(seeds: list, traced: list) -> bool:
-    """Whether two lists of cotangent arrays are equal (a replay checked against a walk at
-    the cotangents it was traced at would prove nothing)."""
-    for a, b in zip(seeds, traced):
+    """Per cotangent: array type, dtype, device, and whether it is floating (others walk)."""
+    kinds = []
+    for a in seeds:
         xp = backend.array_namespace(a)
-        if a.shape != b.shape or not bool(xp.all(a == b)):
-            return False
-    return True
+        kinds.append((type(a), a.dtype, backend.device(a),
+                      xp.isdtype(a.dtype, ("real floating", "complex floating"))))
+    return kinds
+
+
+def _probe(like: Any) -> Any:
+    """Deterministic cotangent values of ``like``'s shape, dtype and device, none zero and
+    no two neighbours alike (the golden ratio's fractional multiples, in [0.5, 1.5))."""
+    xp = backend.array_namespace(like)
+    n = math.prod(like.shape)
+    steps = xp.arange(n, dtype=xp.float64, device=backend.device(like))
+    values = (steps * 0.6180339887498949) % 1.0 + 0.5
+    return xp.reshape(xp.astype(values, like.dtype), like.shape)
 
 
 def _programs() -> list:

@@ -14,13 +14,15 @@ A walk is traced only where every rule it runs is one of npdeq's own: they compu
 cotangents with npdeq ops and never branch in Python on the cotangent's values, which a
 replay could not follow. A rule of any other module, a rule that hands on a cotangent made
 outside npdeq's ops, or a rule that runs another program fails the trace, and the program
-walks at every call. A program also checks one replay against a walk, at a cotangent other
-than the traced one, before it trusts the trace.
+walks at every call. A program also checks one replay against a walk, at cotangents that
+are nonzero everywhere, before it trusts the trace, and does not use a replay that would keep
+constants larger than a few times the cotangents.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -70,12 +72,14 @@ class CallTrace:
         if self.failure is not None:
             return
         slots = self.slots
+        if any(_holds_traced(v, slots) for v in kwargs.values()) or any(
+                isinstance(a, (list, tuple)) and _holds_traced(a, slots) for a in args):
+            self.failure = (f"'{prim.name}' takes a traced Tensor in a keyword argument or "
+                            "a sequence")
+            return
         sources = [(i, slots[id(a)]) for i, a in enumerate(args)
                    if isinstance(a, Tensor) and id(a) in slots]
         if not sources:
-            return
-        if any(isinstance(v, Tensor) and id(v) in slots for v in kwargs.values()):
-            self.failure = f"'{prim.name}' takes a traced Tensor as a keyword argument"
             return
         template = [a.data if isinstance(a, Tensor) else a for a in args]
         for i, _ in sources:
@@ -89,7 +93,8 @@ class CallTrace:
             return
         rules = list(prim.vjps.values()) + [prim.vjp_argnums]
         # Read now, not cached: a rule may be replaced (defvjp again) between two traces.
-        if not all(getattr(r, "__module__", "").startswith(_LIBRARY) for r in rules if r):
+        if not all(isinstance(getattr(r, "__module__", None), str)
+                   and r.__module__.startswith(_LIBRARY) for r in rules if r):
             self.failure = f"the rule of '{prim.name}' is not one of npdeq's"
             return
         for c in cotangents:
@@ -109,6 +114,15 @@ class CallTrace:
                 return None
             outputs.append(None if r is None else self.slots[id(r)])
         return Replay(self.size, self.calls, outputs)
+
+
+def _holds_traced(value: Any, slots: dict) -> bool:
+    if isinstance(value, Tensor):
+        return id(value) in slots
+    if isinstance(value, (list, tuple, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return any(_holds_traced(v, slots) for v in items)
+    return False
 
 
 class Replay:
@@ -140,6 +154,19 @@ class Replay:
         self._calls = [(fun, template, sources, kwargs, out, tuple(free))
                        for (fun, template, sources, kwargs, out), free in zip(kept, frees)]
         self._outputs = outputs
+
+    def kept_size(self, held: set) -> int:
+        """How many elements the constants of the kept calls hold, beyond the arrays whose
+        ids are in ``held`` (each counted once) and views (NumPy's and CuPy's ``base``) of
+        other arrays, which hold no memory of their own."""
+        seen, size = set(held), 0
+        for _, template, _, _, _, _ in self._calls:
+            for a in template:
+                if hasattr(a, "shape") and id(a) not in seen:
+                    seen.add(id(a))
+                    if getattr(a, "base", None) is None:
+                        size += math.prod(a.shape)
+        return size
 
     def __call__(self, seeds: list[Any]) -> list[Any]:
         """The outputs' raw arrays (``None`` where the walk gave none) for raw ``seeds``."""
