@@ -27,7 +27,7 @@ from npdeq.autodiff.engine import (OUTPUTS, as_tuple, check_tensors, propagate, 
                                    unused_error)
 from npdeq.autodiff.graph import plan
 from npdeq.autodiff.mode import call_tracing, set_grad_enabled
-from npdeq.autodiff.replay import CallTrace, agree, suspended, tracing
+from npdeq.autodiff.replay import CallTrace, agree, tracing
 from npdeq.autodiff.tensor import Tensor
 
 __all__ = ["VJPProgram", "vjp_program", "replay_memo", "KEPT_LIMIT", "KEPT_FLOOR"]
@@ -69,7 +69,7 @@ class VJPProgram:
         # so those outputs live (and their ids stay theirs) as long as the memo does.
         self._memo: dict[int, Any] = {id(t): {} for t, _, _ in self._steps}
         # None before the first call; False where no trace can be used; else
-        # (replay, the array type, dtype and device of each traced cotangent).
+        # (replay, the _kinds of the traced cotangents; only floating ones are traced).
         self._state: Any = None
         self._lock = threading.Lock()
 
@@ -104,7 +104,9 @@ class VJPProgram:
             grads = self._walk(dict(cotangents))
         replay = trace.replay(list(grads))
         kinds = _kinds(seeds)
-        usable = (replay is not None and all(k[3] for k in kinds)
+        usable = (replay is not None and all(
+            backend.array_namespace(a).isdtype(a.dtype, ("real floating", "complex floating"))
+            for a in seeds)
                   and replay.kept_size(self._graph_arrays()) <= max(
                       KEPT_LIMIT * sum(math.prod(a.shape) for a in seeds), KEPT_FLOOR))
         if usable:
@@ -140,13 +142,8 @@ class VJPProgram:
 
 
 def _kinds(seeds: list) -> list:
-    """Per cotangent: array type, dtype, device, and whether it is floating (others walk)."""
-    kinds = []
-    for a in seeds:
-        xp = backend.array_namespace(a)
-        kinds.append((type(a), a.dtype, backend.device(a),
-                      xp.isdtype(a.dtype, ("real floating", "complex floating"))))
-    return kinds
+    """Per cotangent: array type, dtype and device (the engine's casts depend on them)."""
+    return [(type(a), a.dtype, backend.device(a)) for a in seeds]
 
 
 def _probe(like: Any) -> Any:
@@ -201,7 +198,7 @@ def replay_memo(ans: Tensor, key: str, compute: Callable[[], Any]) -> Any:
     if memo is None:
         return compute()
     if key not in memo:
-        with suspended():  # a constant of the program, kept, never replayed
+        with tracing(None):  # a constant of the program, kept, never replayed
             memo[key] = compute()
     return memo[key]
 def vjp_program(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],

@@ -31,7 +31,7 @@ from npdeq import backend
 from npdeq.autodiff.mode import call_tracing
 from npdeq.autodiff.tensor import Tensor
 
-__all__ = ["CallTrace", "Replay", "tracing", "suspended", "agree"]
+__all__ = ["CallTrace", "Replay", "tracing", "agree"]
 
 _LIBRARY = "npdeq."
 
@@ -55,7 +55,6 @@ class CallTrace:
         self.failure: str | None = None
         for s in seeds:
             self._slot(s)
-        self.seeds = len(seeds)
 
     def _slot(self, t: Tensor) -> int:
         key = id(t)
@@ -183,26 +182,16 @@ class Replay:
 
 
 @contextmanager
-def tracing(trace: CallTrace) -> Iterator[CallTrace]:
-    """Tell ``trace`` of this thread's primitive calls and rules while the block runs."""
+def tracing(trace: CallTrace | None) -> Iterator[CallTrace | None]:
+    """Tell ``trace`` of this thread's primitive calls and rules while the block runs;
+    ``None`` hides the thread's trace instead (what the block computes is then a constant
+    of that trace: a value a rule keeps across replays, say)."""
     outer = call_tracing.trace
     call_tracing.trace = trace
     try:
         yield trace
     finally:
         call_tracing.trace = outer
-
-
-@contextmanager
-def suspended() -> Iterator[None]:
-    """Hide this thread's trace while the block runs: what it computes is a constant of the
-    trace (a value a rule keeps across replays, say)."""
-    trace = call_tracing.trace
-    call_tracing.trace = None
-    try:
-        yield
-    finally:
-        call_tracing.trace = trace
 
 
 def agree(walked: Any, replayed: Any) -> bool | None:
